@@ -1,0 +1,56 @@
+"""`posesdf data ...`: build benchmark datasets and preview them."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .dataset import PROTOCOLS, SPLITS, TEST_SAMPLES_PER_CELL, TRAIN_BODIES
+
+
+def add_parser(subparsers) -> None:
+    data = subparsers.add_parser("data", help="build and preview the synthetic gait benchmark")
+    sub = data.add_subparsers(dest="data_command", required=True)
+
+    build = sub.add_parser(
+        "build", help="write a train or test dataset (npz samples + manifest.json)",
+        description="Write a dataset folder of the benchmark spec. Deterministic (same seed, same bytes) "
+                    "and safe to rerun: samples already written are kept.")
+    build.add_argument("--split", choices=SPLITS, required=True,
+                       help=f"train: {TRAIN_BODIES} training bodies, SDF samples; "
+                            "test: scene clouds of test bodies, per (condition, view) cell")
+    build.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all",
+                       help="test cells to build: CC, CV, CCCV or all (default; ignored for train)")
+    build.add_argument("--limit", type=int, default=None,
+                       help=f"train: number of bodies (default {TRAIN_BODIES}); "
+                            f"test: samples per (condition, view) cell (default {TEST_SAMPLES_PER_CELL})")
+    build.add_argument("--seed", type=int, default=None, help="data seed (default 0 for train, 1 for test)")
+    build.add_argument("--out", type=Path, required=True, help="dataset folder")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=_build)
+
+    preview = sub.add_parser("preview", help="write preview PNGs: depth, RGB, cloud and skeleton for each view")
+    preview.add_argument("--out", type=Path, required=True, help="folder for the PNGs")
+    preview.add_argument("--seed", type=int, default=1, help="data seed (default 1, as the test split)")
+    preview.add_argument("--condition", default="normal", help="gait condition shown (default normal)")
+    preview.set_defaults(func=_preview)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .dataset import build_dataset
+
+    manifest = build_dataset(args.out, args.split, args.protocol, args.limit, args.seed, progress=not args.quiet)
+    stats = manifest["build_stats"]
+    rate = f"{stats['samples_per_s']:.2f} samples/s" if stats["samples_per_s"] else "nothing new to write"
+    print(json.dumps({"out": str(args.out), "split": manifest["split"], "seed": manifest["seed"],
+                      "samples": manifest["count"], "written_now": stats["written"],
+                      "seconds": round(stats["seconds"], 1), "rate": rate}, indent=1))
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from .preview import write_previews
+
+    for path in write_previews(args.out, args.seed, args.condition):
+        print(path)
+    return 0

@@ -1,0 +1,237 @@
+"""Benchmark datasets: splits, protocols, deterministic sample files.
+
+A dataset is a folder with `manifest.json` and one `.npz` per sample under
+`samples/` (benchmark spec, "Files"). Every sample comes from its own
+random stream, keyed by (seed, split, condition, view, index), so a build
+limited to a protocol or a few samples writes exactly the files a full
+build would, and reruns skip what is already written.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .. import __version__
+from .body import BodyModel, sample_phenotype, subject_id
+from .camera import LABEL_LOWER_LIMB, Intrinsics
+from .gait import ABNORMAL_CONDITIONS, CONDITIONS, GaitModel, sample_gait_params
+from .scene import VIEWS, WalkingSubject, render_scene, sample_camera, sample_clutter, yaw_matrix
+from .sdf import lower_limb_surface, sdf_samples, unit_sphere_normalisation, SURFACE_SAMPLES
+
+SPLITS = ("train", "test")
+TRAIN_BODIES = 300
+TEST_BODIES = 100
+TEST_SAMPLES_PER_CELL = 100
+TRAIN_YAW_JITTER_DEG = 5.0
+TRAIN_SURFACE_NOISE_M = 0.0015
+TEST_NOISE = "realistic"
+
+_NON_CANONICAL = ("V2", "V3", "V4", "V5", "V6")
+#: Protocol -> (condition, view) cells, after the PoseSDF paper.
+PROTOCOLS: dict[str, tuple[tuple[str, str], ...]] = {
+    "CC": tuple((c, "V1") for c in ABNORMAL_CONDITIONS),
+    "CV": tuple(("normal", v) for v in _NON_CANONICAL),
+    "CCCV": tuple((c, v) for c in ABNORMAL_CONDITIONS for v in _NON_CANONICAL),
+}
+PROTOCOLS["all"] = PROTOCOLS["CC"] + PROTOCOLS["CV"] + PROTOCOLS["CCCV"]
+
+
+def protocols_of(condition: str, view: str) -> list[str]:
+    return [p for p, cells in PROTOCOLS.items() if p != "all" and (condition, view) in cells]
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an npz with fixed zip timestamps (same arrays, same bytes), atomically."""
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arrays[key]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue(), compresslevel=1)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class SampleKey:
+    split: str
+    index: int
+    condition: str = "normal"
+    view: str = "V1"
+
+    @property
+    def filename(self) -> str:
+        if self.split == "train":
+            return f"train_{self.index:04d}.npz"
+        return f"test_{self.condition}_{self.view}_{self.index:03d}.npz"
+
+    def rng(self, seed: int) -> np.random.Generator:
+        return np.random.default_rng([seed, SPLITS.index(self.split), CONDITIONS.index(self.condition),
+                                      list(VIEWS).index(self.view), self.index])
+
+
+def test_keys(protocol: str = "all", limit: int | None = None) -> list[SampleKey]:
+    """Test samples of a protocol; `limit` caps the samples per (condition, view) cell."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {tuple(PROTOCOLS)}")
+    n = TEST_SAMPLES_PER_CELL if limit is None else min(limit, TEST_SAMPLES_PER_CELL)
+    return [SampleKey("test", i, c, v) for c, v in PROTOCOLS[protocol] for i in range(n)]
+
+
+def train_keys(limit: int | None = None) -> list[SampleKey]:
+    n = TRAIN_BODIES if limit is None else min(limit, TRAIN_BODIES)
+    return [SampleKey("train", i) for i in range(n)]
+
+
+def make_test_sample(body_model: BodyModel, key: SampleKey, seed: int,
+                     noise: str = TEST_NOISE, clutter: bool = True) -> tuple[dict, dict]:
+    """One test sample: a scene cloud of a test body in a random gait phase.
+
+    Returns the arrays of the spec and the manifest entry.
+    """
+    rng = key.rng(seed)
+    subject_index = int(rng.integers(0, TEST_BODIES))
+    build = sample_phenotype("test", subject_index)
+    params = sample_gait_params(rng, key.condition)
+    camera = sample_camera(rng, VIEWS[key.view])
+    walker = WalkingSubject(body_model, build, GaitModel(params), camera, mode="treadmill",
+                            phase0=float(rng.random()))
+    body, subject_to_gravity = walker.poses(np.zeros(1))
+    boxes = sample_clutter(rng, camera) if clutter else []
+    lower_face = body_model.lower_limb_face
+    frame, verts, joints = render_scene(body, 0, subject_to_gravity[0], camera, boxes, rng, noise, lower_face)
+    crop = float(joints[0, 2] + 0.10)
+    points, labels = frame.points_gravity()
+    leg_mask = (labels == LABEL_LOWER_LIMB) & (points[:, 2] < crop)
+    surface = lower_limb_surface(verts, body.faces, lower_face, crop, SURFACE_SAMPLES, rng)
+    centre, scale = unit_sphere_normalisation(surface)
+    arrays = {
+        "points": points, "leg_mask": leg_mask, "joints": joints.astype(np.float32),
+        "camera_to_gravity": frame.camera_to_gravity, "gt_surface": surface.astype(np.float32),
+        "norm_centre": centre, "norm_scale": np.float64(scale),
+        "subject_to_gravity": subject_to_gravity[0], "K": frame.intrinsics.K,
+        "rgb": frame.rgb, "depth": frame.depth,
+        "condition": np.str_(key.condition), "view": np.str_(key.view),
+        "azimuth_deg": np.float64(camera.azimuth_deg), "subject": np.str_(subject_id("test", subject_index)),
+    }
+    entry = {
+        "file": f"samples/{key.filename}", "split": "test", "condition": key.condition, "view": key.view,
+        "azimuth_deg": camera.azimuth_deg, "subject": subject_id("test", subject_index),
+        "protocols": protocols_of(key.condition, key.view), "points": int(len(points)),
+        "leg_points": int(leg_mask.sum()), "noise": noise, "clutter_objects": len(boxes),
+        "camera": camera.to_dict(), "gait": params.to_dict(), "phase": walker.phase0,
+    }
+    return arrays, entry
+
+
+def make_train_sample(body_model: BodyModel, key: SampleKey, seed: int) -> tuple[dict, dict]:
+    """One training shape: a training body in normal gait, SDF samples in the canonical frame.
+
+    The canonical frame is the subject frame (x forward, y left, z up),
+    turned by a random yaw of up to +-5 deg, and normalised into the unit
+    sphere; the surface carries small noise along its normals.
+    """
+    rng = key.rng(seed)
+    build = sample_phenotype("train", key.index)
+    params = sample_gait_params(rng, "normal")
+    phase = float(rng.random())
+    body = body_model.pose(build, GaitModel(params).angles(np.array([phase])))
+    yaw = np.deg2rad(rng.uniform(-TRAIN_YAW_JITTER_DEG, TRAIN_YAW_JITTER_DEG))
+    R = yaw_matrix(yaw)
+    verts, joints = body.vertices[0] @ R.T, body.joints[0] @ R.T
+    verts = verts + _vertex_normals(verts, body.faces) * rng.normal(0, TRAIN_SURFACE_NOISE_M, (len(verts), 1))
+    crop = float(joints[0, 2] + 0.10)
+    arrays = sdf_samples(verts, body.faces, body_model.lower_limb_face, joints, crop, rng)
+    arrays |= {"joints_m": joints.astype(np.float32), "yaw_deg": np.float64(np.rad2deg(yaw)),
+               "subject": np.str_(subject_id("train", key.index))}
+    entry = {"file": f"samples/{key.filename}", "split": "train", "condition": "normal", "view": "V1",
+             "azimuth_deg": VIEWS["V1"], "subject": subject_id("train", key.index),
+             "yaw_jitter_deg": float(np.rad2deg(yaw)), "phase": phase, "gait": params.to_dict(),
+             "phenotype": build}
+    return arrays, entry
+
+
+def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    tri = vertices[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    vn = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+
+
+def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | None = None, seed: int | None = None,
+                  progress: bool = True, body_model: BodyModel | None = None) -> dict:
+    """Write (or complete) a dataset folder and return its manifest."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    seed = (0 if split == "train" else 1) if seed is None else seed
+    out = Path(out)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    params = {"split": split, "seed": seed, "protocol": protocol if split == "test" else None,
+              "noise": TEST_NOISE if split == "test" else "train surface noise",
+              "intrinsics": Intrinsics().to_dict()}
+    entries: dict[str, dict] = {}
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old.get("split") != split or old.get("seed") != seed:
+            raise SystemExit(f"{out} holds a {old.get('split')} build with seed {old.get('seed')}; "
+                             f"use another --out for split={split} seed={seed}")
+        entries = {e["file"]: e for e in old["samples"]}
+    keys = train_keys(limit) if split == "train" else test_keys(protocol, limit)
+    body_model = body_model or BodyModel()
+    make = make_train_sample if split == "train" else make_test_sample
+    from tqdm import tqdm
+
+    start, made = time.perf_counter(), 0
+    for key in tqdm(keys, desc=f"{split} samples", unit="sample", disable=not progress):
+        rel = f"samples/{key.filename}"
+        if (out / rel).exists() and rel in entries:
+            continue
+        arrays, entry = make(body_model, key, seed)
+        save_npz(out / rel, arrays)
+        entries[rel] = entry
+        made += 1
+        if made % 20 == 0:
+            _write_manifest(manifest_path, params, entries)
+    elapsed = time.perf_counter() - start
+    manifest = _write_manifest(manifest_path, params, entries)
+    manifest["build_stats"] = {"written": made, "seconds": elapsed,
+                               "samples_per_s": made / elapsed if made else None}
+    return manifest
+
+
+def _write_manifest(path: Path, params: dict, entries: dict[str, dict]) -> dict:
+    manifest = {"generator": "posesdf_ros.data", "generator_version": __version__, **params,
+                "count": len(entries), "samples": [entries[k] for k in sorted(entries)]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, path)
+    return manifest
+
+
+def load_manifest(folder: Path) -> dict:
+    path = Path(folder) / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no manifest.json in {folder}: build it with `posesdf data build`")
+    return json.loads(path.read_text())
+
+
+def iter_samples(folder: Path, protocol: str | None = None) -> Iterable[tuple[dict, dict[str, np.ndarray]]]:
+    """(manifest entry, arrays) of each sample, optionally of one protocol."""
+    manifest = load_manifest(folder)
+    for entry in manifest["samples"]:
+        if protocol and protocol != "all" and protocol not in entry.get("protocols", []):
+            continue
+        with np.load(Path(folder) / entry["file"]) as z:
+            yield entry, {k: z[k] for k in z.files}

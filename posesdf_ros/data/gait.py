@@ -1,0 +1,188 @@
+"""Kinematic gait model: joint-angle curves for the five gait conditions.
+
+Angles follow clinical gait analysis conventions and are returned in
+radians, per side, as functions of the gait phase (0 = that side's heel
+strike, 1 = its next heel strike). The normal curves are periodic cubic
+splines through the knots of the benchmark spec; per-subject variation
+scales amplitudes (+-15 %), warps timing (phase jitter) and makes the two
+sides differ (asymmetry up to 10 %). Abnormal conditions add the foot
+offsets of the spec.
+
+Sign conventions (subject frame: x forward, y left, z up):
+- hip_flexion, knee_flexion, ankle_dorsiflexion: positive = flexion /
+  dorsiflexion (thigh forward, shank backward, toes up);
+- hip_adduction: positive = leg towards the midline;
+- hip_rotation, foot_adduction: positive = internal (toes turned in);
+- foot_inversion: positive = sole turned towards the midline (supination);
+- pelvis_obliquity: positive = left side up; pelvis_rotation: positive =
+  counter-clockwise seen from above (right side forward).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+from ..skeleton import SIDES
+
+CONDITIONS: tuple[str, ...] = ("normal", "supination", "pronation", "in_toeing", "out_toeing")
+ABNORMAL_CONDITIONS: tuple[str, ...] = CONDITIONS[1:]
+
+#: Offset ranges (deg) of the abnormal conditions, from the benchmark spec.
+CONDITION_OFFSET_DEG: dict[str, tuple[float, float]] = {
+    "normal": (0.0, 0.0),
+    "supination": (10.0, 20.0),
+    "pronation": (10.0, 20.0),
+    "in_toeing": (15.0, 25.0),
+    "out_toeing": (15.0, 30.0),
+}
+#: Share of an in/out-toeing offset taken by hip rotation ("mostly from hip
+#: internal rotation"); the rest turns the foot at the ankle.
+HIP_SHARE_OF_TOEING = 0.8
+#: Toe-off of normal gait as a fraction of the cycle (end of stance).
+TOE_OFF_PHASE = 0.62
+
+# Knots (phase in %, angle in deg) of the normal curves. The first knot is
+# repeated at 100 % so the splines are periodic.
+_KNOTS_DEG: dict[str, list[tuple[float, float]]] = {
+    "hip_flexion": [(0, 30), (12, 27), (30, 10), (50, -10), (62, 0), (75, 22), (87, 35), (100, 30)],
+    "knee_flexion": [(0, 5), (15, 18), (40, 5), (60, 38), (73, 62), (87, 25), (100, 5)],
+    "ankle_dorsiflexion": [(0, 0), (7, -6), (30, 5), (45, 10), (62, -17), (75, -4), (87, 0), (100, 0)],
+    "hip_adduction": [(0, 2), (15, 6), (45, 2), (62, -3), (72, -5), (90, -1), (100, 2)],
+    "hip_rotation": [(0, 2), (20, 4), (50, -2), (70, -4), (90, 1), (100, 2)],
+}
+_PELVIS_AMPLITUDE_DEG = 5.0
+
+LEG_ANGLES: tuple[str, ...] = (
+    "hip_flexion", "hip_adduction", "hip_rotation", "knee_flexion",
+    "ankle_dorsiflexion", "foot_inversion", "foot_adduction",
+)
+PELVIS_ANGLES: tuple[str, ...] = ("pelvis_obliquity", "pelvis_rotation")
+
+
+def _periodic_spline(knots: list[tuple[float, float]]) -> CubicSpline:
+    x = np.array([k[0] for k in knots], float) / 100.0
+    y = np.deg2rad([k[1] for k in knots])
+    return CubicSpline(x, y, bc_type="periodic")
+
+
+_NORMAL_CURVES: dict[str, CubicSpline] = {k: _periodic_spline(v) for k, v in _KNOTS_DEG.items()}
+
+
+def normal_curve(angle: str, phase: np.ndarray) -> np.ndarray:
+    """The population-mean normal curve of one sagittal/frontal angle (rad)."""
+    return _NORMAL_CURVES[angle](np.mod(phase, 1.0))
+
+
+@dataclass(frozen=True)
+class GaitParams:
+    """One subject's gait: condition, timing and individual variation.
+
+    All angles in degrees (they are what a clinician would read); the
+    curves returned by `GaitModel` are in radians.
+    """
+
+    condition: str = "normal"
+    cadence_spm: float = 110.0             # steps per minute (two steps a stride)
+    amplitude: dict[str, float] = field(default_factory=dict)  # angle -> scale (0.85..1.15)
+    phase_warp: tuple[float, float] = (0.0, 0.0)  # (amplitude, offset) of a sinusoidal time warp
+    asymmetry: float = 0.0                 # right side amplitudes scaled by (1 - asymmetry)
+    condition_offset_deg: float = 0.0      # magnitude of the abnormal foot offset
+    foot_progression_deg: float = 6.0      # static toe-out of this subject's normal gait
+    arm_swing_deg: float = 20.0            # shoulder flexion amplitude
+
+    def __post_init__(self) -> None:
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"unknown gait condition {self.condition!r}; expected one of {CONDITIONS}")
+
+    @property
+    def cycle_s(self) -> float:
+        """Duration of one gait cycle (stride) in seconds."""
+        return 120.0 / self.cadence_spm
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample_gait_params(rng: np.random.Generator, condition: str = "normal") -> GaitParams:
+    """Draw one subject's gait with the spec's per-subject variation."""
+    lo, hi = CONDITION_OFFSET_DEG[condition]
+    return GaitParams(
+        condition=condition,
+        cadence_spm=float(rng.uniform(95.0, 125.0)),
+        amplitude={k: float(rng.uniform(0.85, 1.15)) for k in (*_KNOTS_DEG, "pelvis")},
+        phase_warp=(float(rng.uniform(0.0, 0.02)), float(rng.uniform(0.0, 1.0))),
+        asymmetry=float(rng.uniform(0.0, 0.10)),
+        condition_offset_deg=float(rng.uniform(lo, hi)),
+        foot_progression_deg=float(rng.normal(6.0, 3.0)),
+        arm_swing_deg=float(rng.uniform(12.0, 28.0)),
+    )
+
+
+class GaitModel:
+    """Joint angles of one subject as functions of time or phase."""
+
+    def __init__(self, params: GaitParams):
+        self.params = params
+
+    def _warp(self, phase: np.ndarray) -> np.ndarray:
+        a, off = self.params.phase_warp
+        # Monotone for a < 1/(2 pi): a smooth timing jitter that keeps events in order.
+        return phase + a * np.sin(2.0 * np.pi * (phase + off))
+
+    def leg_angles(self, phase: np.ndarray, side: str) -> dict[str, np.ndarray]:
+        """Angles (rad) of one leg at its own gait phase(s). phase: (T,) -> {name: (T,)}."""
+        p = self.params
+        phase = self._warp(np.mod(np.asarray(phase, float), 1.0))
+        side_scale = 1.0 if side == "left" else 1.0 - p.asymmetry
+        angles = {
+            name: side_scale * p.amplitude.get(name, 1.0) * normal_curve(name, phase)
+            for name in _KNOTS_DEG
+        }
+        angles["foot_inversion"] = np.zeros_like(phase)
+        angles["foot_adduction"] = np.zeros_like(phase)
+        # Normal toe-out, mostly from the hip like the pathological offsets.
+        angles["hip_rotation"] = angles["hip_rotation"] - np.deg2rad(p.foot_progression_deg) * HIP_SHARE_OF_TOEING
+        angles["foot_adduction"] -= np.deg2rad(p.foot_progression_deg) * (1.0 - HIP_SHARE_OF_TOEING)
+
+        offset = np.deg2rad(p.condition_offset_deg) * side_scale
+        if p.condition == "supination":
+            angles["foot_inversion"] = angles["foot_inversion"] + offset
+        elif p.condition == "pronation":
+            angles["foot_inversion"] = angles["foot_inversion"] - offset
+        elif p.condition in ("in_toeing", "out_toeing"):
+            sign = 1.0 if p.condition == "in_toeing" else -1.0
+            angles["hip_rotation"] = angles["hip_rotation"] + sign * HIP_SHARE_OF_TOEING * offset
+            angles["foot_adduction"] = angles["foot_adduction"] + sign * (1.0 - HIP_SHARE_OF_TOEING) * offset
+        return angles
+
+    def pelvis_angles(self, left_phase: np.ndarray) -> dict[str, np.ndarray]:
+        """Pelvis obliquity and rotation (rad) at the left leg's phase(s)."""
+        amp = np.deg2rad(_PELVIS_AMPLITUDE_DEG) * self.params.amplitude.get("pelvis", 1.0)
+        w = 2.0 * np.pi * np.asarray(left_phase, float)
+        return {
+            # Left stance loads the left hip, the swinging right side drops.
+            "pelvis_obliquity": amp * np.sin(w),
+            # At left heel strike the left hip is forward: clockwise from above.
+            "pelvis_rotation": -amp * np.cos(w),
+        }
+
+    def angles(self, left_phase: np.ndarray) -> dict[str, np.ndarray]:
+        """All angles at the left leg's phase(s); the right leg is half a cycle behind.
+
+        Keys: `pelvis_*` and `{left,right}_{LEG_ANGLES}`, plus `arm_swing`
+        (left shoulder flexion; the right arm mirrors it).
+        """
+        left_phase = np.atleast_1d(np.asarray(left_phase, float))
+        out = dict(self.pelvis_angles(left_phase))
+        for side, phase in zip(SIDES, (left_phase, left_phase - 0.5)):
+            for name, value in self.leg_angles(phase, side).items():
+                out[f"{side}_{name}"] = value
+        # Arms swing opposite to the legs: the left arm forward when the right leg is.
+        out["arm_swing"] = -np.deg2rad(self.params.arm_swing_deg) * np.cos(2.0 * np.pi * left_phase)
+        return out
+
+    def phase_at(self, t: np.ndarray, phase0: float = 0.0) -> np.ndarray:
+        """Left-leg phase (unwrapped) at times t (s)."""
+        return phase0 + np.asarray(t, float) / self.params.cycle_s

@@ -1,0 +1,32 @@
+"""ament_python package setup: `colcon build` installs it as ROS 2 expects."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "posesdf_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["weights/*.pt", "weights/*.json"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/weights", glob(f"{PACKAGE}/weights/*.pt") + glob(f"{PACKAGE}/weights/*.json")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="posesdf_ros maintainers",
+    maintainer_email="maintainers@posesdf-ros.invalid",
+    description="Live 3D gait monitoring from depth point clouds (PoseSDF) for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            "posesdf = posesdf_ros.cli:main",
+        ],
+    },
+)

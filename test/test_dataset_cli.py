@@ -1,0 +1,90 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posesdf_ros.data.dataset import PROTOCOLS, build_dataset, test_keys
+
+SPEC_TEST_KEYS = {
+    "points": ((None, 3), np.float32), "leg_mask": ((None,), np.bool_), "joints": ((9, 3), np.float32),
+    "camera_to_gravity": ((4, 4), np.float64), "gt_surface": ((30000, 3), np.float32),
+    "norm_centre": ((3,), np.float64), "norm_scale": ((), np.float64),
+}
+
+
+def _posesdf(*args, cwd=None):
+    exe = Path(sys.executable).with_name("posesdf")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_protocols_match_the_spec_sizes():
+    assert len(PROTOCOLS["CC"]) * 100 == 400
+    assert len(PROTOCOLS["CV"]) * 100 == 500
+    assert len(PROTOCOLS["CCCV"]) * 100 == 2000
+    assert len(test_keys("all")) == 2900
+    assert ("normal", "V1") not in PROTOCOLS["all"]
+
+
+def test_cli_builds_a_test_set_that_matches_the_spec(tmp_path):
+    out = tmp_path / "test"
+    run = _posesdf("data", "build", "--split", "test", "--protocol", "CC", "--limit", "1", "--out", str(out), "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["samples"] == 4
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["split"] == "test" and manifest["seed"] == 1 and manifest["count"] == 4
+    for entry in manifest["samples"]:
+        assert {"file", "condition", "view", "azimuth_deg", "subject"} <= set(entry)
+        assert entry["view"] == "V1" and entry["protocols"] == ["CC"]
+        with np.load(out / entry["file"]) as z:
+            for key, (shape, dtype) in SPEC_TEST_KEYS.items():
+                arr = z[key]
+                assert arr.dtype == dtype, key
+                assert all(a == b for a, b in zip(arr.shape, shape) if b is not None) and arr.ndim == len(shape), key
+            assert len(z["points"]) == len(z["leg_mask"]) and np.isfinite(z["points"]).all()
+            assert 1000 < z["leg_mask"].sum() < len(z["points"])
+            assert str(z["condition"]) == entry["condition"] and str(z["subject"]).startswith("test-")
+            # Ground-truth joints lie among the leg points.
+            legs = z["points"][z["leg_mask"]]
+            near = np.linalg.norm(legs[:, None] - z["joints"][None, 1:], axis=-1).min(0)
+            assert near.max() < 0.15
+
+    # A rerun keeps what is there; a build with another seed into it is refused.
+    before = {p: p.stat().st_mtime_ns for p in (out / "samples").iterdir()}
+    assert _posesdf("data", "build", "--split", "test", "--protocol", "CC", "--limit", "1", "--out", str(out),
+                    "--quiet").returncode == 0
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "samples").iterdir()}
+    refused = _posesdf("data", "build", "--split", "test", "--seed", "5", "--limit", "1", "--out", str(out), "--quiet")
+    assert refused.returncode != 0 and "seed" in refused.stderr
+
+
+def test_builds_are_deterministic_and_subsets_of_bigger_builds(tmp_path, body_model):
+    a = build_dataset(tmp_path / "a", "train", limit=1, progress=False, body_model=body_model)
+    b = build_dataset(tmp_path / "b", "train", limit=2, progress=False, body_model=body_model)
+    assert a["count"] == 1 and b["count"] == 2
+    name = a["samples"][0]["file"]
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    build_dataset(tmp_path / "c", "test", protocol="CV", limit=1, progress=False, body_model=body_model)
+    build_dataset(tmp_path / "d", "test", protocol="CV", limit=1, progress=False, body_model=body_model)
+    for f in sorted((tmp_path / "c" / "samples").iterdir()):
+        assert f.read_bytes() == (tmp_path / "d" / "samples" / f.name).read_bytes()
+
+
+def test_preview_writes_pngs(tmp_path):
+    run = _posesdf("data", "preview", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["gait_curves.png"] + [f"preview_V{i}.png" for i in range(1, 7)]
+    for p in tmp_path.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
+
+
+def test_help_texts():
+    for args in (["--help"], ["data", "--help"], ["data", "build", "--help"], ["data", "preview", "--help"]):
+        run = _posesdf(*args)
+        assert run.returncode == 0 and "usage: posesdf" in run.stdout
+    bad = _posesdf("data", "build", "--split", "val", "--out", "x")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

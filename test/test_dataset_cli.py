@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posesdf_ros.data.dataset import PROTOCOLS, build_dataset, test_keys
+from posesdf_ros.data.dataset import PROTOCOLS, build_dataset, sample_keys
 
 SPEC_TEST_KEYS = {
     "points": ((None, 3), np.float32), "leg_mask": ((None,), np.bool_), "joints": ((9, 3), np.float32),
@@ -25,7 +25,8 @@ def test_protocols_match_the_spec_sizes():
     assert len(PROTOCOLS["CC"]) * 100 == 400
     assert len(PROTOCOLS["CV"]) * 100 == 500
     assert len(PROTOCOLS["CCCV"]) * 100 == 2000
-    assert len(test_keys("all")) == 2900
+    assert len(sample_keys("test", "all")) == 2900
+    assert len(sample_keys("train")) == 300
     assert ("normal", "V1") not in PROTOCOLS["all"]
 
 

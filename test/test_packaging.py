@@ -21,9 +21,13 @@ def test_package_xml_is_format_3_ament_python():
 def test_colcon_build_installs_a_ros_package(tmp_path):
     colcon = Path(sys.executable).with_name("colcon")
     ws = tmp_path / "ws"
-    shutil.copytree(REPO, ws / "src" / "posesdf_ros",
-                    ignore=shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "*.egg-info",
-                                                  "__pycache__", "preview", "data"))
+    skip_at_root = {".venv", ".git", "build", "install", "log", "preview", "data"}
+
+    def ignore(folder, names):
+        root = Path(folder) == REPO
+        return [n for n in names if n == "__pycache__" or n.endswith(".egg-info") or (root and n in skip_at_root)]
+
+    shutil.copytree(REPO, ws / "src" / "posesdf_ros", ignore=ignore)
     run = subprocess.run([str(colcon), "build", "--event-handlers", "console_direct-"], cwd=ws,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -234,6 +234,9 @@ class RestCorrection:
 @functools.lru_cache(maxsize=2)
 def _load_anny(device: str):
     """Load anny once per process (its first load builds a cache, ~1 min)."""
+    import warp  # anny's skinning backend; its banner would go to stdout
+
+    warp.config.log_level = warp.LOG_WARNING
     import anny  # heavy import, kept out of module import time
 
     model = anny.Anny()

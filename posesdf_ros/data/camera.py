@@ -137,10 +137,20 @@ def apply_depth_noise(depth: np.ndarray, labels: np.ndarray, rng: np.random.Gene
     return depth.astype(np.float32), labels
 
 
+def _shifted(a: np.ndarray, shift: int, axis: int) -> np.ndarray:
+    """`a` moved by one pixel along `axis`, padded with NaN (no wrap-around)."""
+    out = np.full_like(a, np.nan)
+    src = [slice(None)] * 2
+    dst = [slice(None)] * 2
+    src[axis], dst[axis] = (slice(None, -1), slice(1, None)) if shift > 0 else (slice(1, None), slice(None, -1))
+    out[tuple(dst)] = a[tuple(src)]
+    return out
+
+
 def _flying_pixels(depth, labels, far, rng):
     for axis in (0, 1):
         for shift in (1, -1):
-            neighbour = np.roll(far, shift, axis=axis)
+            neighbour = _shifted(far, shift, axis)
             edge = (far - neighbour > _EDGE_JUMP_M) & np.isfinite(neighbour)
             edge &= rng.random(depth.shape) < _FLYING_PIXEL_RATE / 4
             alpha = rng.uniform(0.2, 0.8, size=depth.shape)

@@ -79,17 +79,15 @@ class SampleKey:
                                       list(VIEWS).index(self.view), self.index])
 
 
-def test_keys(protocol: str = "all", limit: int | None = None) -> list[SampleKey]:
-    """Test samples of a protocol; `limit` caps the samples per (condition, view) cell."""
+def sample_keys(split: str, protocol: str = "all", limit: int | None = None) -> list[SampleKey]:
+    """The samples of a split. Train: `limit` bodies; test: the cells of
+    `protocol`, `limit` capping the samples per (condition, view) cell."""
+    if split == "train":
+        return [SampleKey("train", i) for i in range(TRAIN_BODIES if limit is None else min(limit, TRAIN_BODIES))]
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {tuple(PROTOCOLS)}")
     n = TEST_SAMPLES_PER_CELL if limit is None else min(limit, TEST_SAMPLES_PER_CELL)
     return [SampleKey("test", i, c, v) for c, v in PROTOCOLS[protocol] for i in range(n)]
-
-
-def train_keys(limit: int | None = None) -> list[SampleKey]:
-    n = TRAIN_BODIES if limit is None else min(limit, TRAIN_BODIES)
-    return [SampleKey("train", i) for i in range(n)]
 
 
 def make_test_sample(body_model: BodyModel, key: SampleKey, seed: int,
@@ -188,7 +186,7 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
             raise SystemExit(f"{out} holds a {old.get('split')} build with seed {old.get('seed')}; "
                              f"use another --out for split={split} seed={seed}")
         entries = {e["file"]: e for e in old["samples"]}
-    keys = train_keys(limit) if split == "train" else test_keys(protocol, limit)
+    keys = sample_keys(split, protocol, limit)
     body_model = body_model or BodyModel()
     make = make_train_sample if split == "train" else make_test_sample
     from tqdm import tqdm

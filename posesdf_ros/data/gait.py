@@ -4,7 +4,7 @@ Angles follow clinical gait analysis conventions and are returned in
 radians, per side, as functions of the gait phase (0 = that side's heel
 strike, 1 = its next heel strike). The normal curves are periodic cubic
 splines through the knots of the benchmark spec; per-subject variation
-scales amplitudes (+-15 %), warps timing (phase jitter) and makes the two
+scales amplitudes (+-15 %, the knee +-10 %), warps timing (phase jitter) and makes the two
 sides differ (asymmetry up to 10 %). Abnormal conditions add the foot
 offsets of the spec.
 
@@ -53,6 +53,9 @@ _KNOTS_DEG: dict[str, list[tuple[float, float]]] = {
     "hip_rotation": [(0, 2), (20, 4), (50, -2), (70, -4), (90, 1), (100, 2)],
 }
 _PELVIS_AMPLITUDE_DEG = 5.0
+#: Per-subject amplitude scales: +-15 % (spec), but +-10 % for the knee so
+#: that its swing peak (62 deg mean) stays within the clinical 55 to 70 deg.
+_AMPLITUDE_RANGE: dict[str, tuple[float, float]] = {"knee_flexion": (0.9, 1.1)}
 
 LEG_ANGLES: tuple[str, ...] = (
     "hip_flexion", "hip_adduction", "hip_rotation", "knee_flexion",
@@ -111,7 +114,7 @@ def sample_gait_params(rng: np.random.Generator, condition: str = "normal") -> G
     return GaitParams(
         condition=condition,
         cadence_spm=float(rng.uniform(95.0, 125.0)),
-        amplitude={k: float(rng.uniform(0.85, 1.15)) for k in (*_KNOTS_DEG, "pelvis")},
+        amplitude={k: float(rng.uniform(*_AMPLITUDE_RANGE.get(k, (0.85, 1.15)))) for k in (*_KNOTS_DEG, "pelvis")},
         phase_warp=(float(rng.uniform(0.0, 0.02)), float(rng.uniform(0.0, 1.0))),
         asymmetry=float(rng.uniform(0.0, 0.10)),
         condition_offset_deg=float(rng.uniform(lo, hi)),

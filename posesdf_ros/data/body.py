@@ -149,9 +149,10 @@ class BodyModel:
         self.faces = self.model.get_triangular_faces().cpu().numpy().astype(np.int64)
         w = self.model.vertex_bone_weights.cpu().numpy()
         idx = self.model.vertex_bone_indices.cpu().numpy()
-        dominant = idx[np.arange(len(idx)), w.argmax(1)]
+        #: (V,) index of the bone that moves each vertex most.
+        self.dominant_bone = idx[np.arange(len(idx)), w.argmax(1)]
         lower = np.array([labels[b].startswith(_LOWER_LIMB_BONE_PREFIXES) for b in range(len(labels))])
-        self.lower_limb_vertex = lower[dominant]
+        self.lower_limb_vertex = lower[self.dominant_bone]
         self.lower_limb_face = self.lower_limb_vertex[self.faces].all(axis=1)
         self._resolved: dict[tuple, RestCorrection] = {}
 

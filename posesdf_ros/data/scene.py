@@ -8,6 +8,7 @@ it and faces the direction that puts the camera at the requested azimuth
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -185,9 +186,10 @@ class WalkingSubject:
         self.body_model, self.build, self.gait, self.camera = body_model, build, gait, camera
         self.mode, self.duration_s, self.phase0 = mode, duration_s, phase0
         self.yaw = camera.subject_yaw()
-        self.speed_mps = self._walking_speed() if mode == "overground" else 0.0
+        self.speed_mps = self.walking_speed_mps if mode == "overground" else 0.0
 
-    def _walking_speed(self) -> float:
+    @functools.cached_property
+    def walking_speed_mps(self) -> float:
         """Speed at which the stance foot stays put: ankle travel during stance / stance time."""
         phase = np.array([0.0, TOE_OFF_PHASE])
         ankle_x = self.body_model.pose(self.build, self.gait.angles(phase)).joints[:, JOINT_NAMES.index("left_ankle"), 0]
@@ -195,7 +197,7 @@ class WalkingSubject:
 
     @property
     def stride_length_m(self) -> float:
-        return self._walking_speed() * self.gait.params.cycle_s
+        return self.walking_speed_mps * self.gait.params.cycle_s
 
     def poses(self, times_s: np.ndarray) -> tuple[PosedBodies, np.ndarray]:
         """Posed bodies at `times_s` and their subject_to_gravity transforms (T, 4, 4)."""

@@ -2,4 +2,12 @@
 from .skeleton import BONES, JOINT_NAMES
 
 __version__ = "0.1.0"
-__all__ = ["BONES", "JOINT_NAMES", "__version__"]
+__all__ = ["BONES", "JOINT_NAMES", "GaitPoseEstimator", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that `import posesdf_ros` (the data tools, the ROS message glue) does not load torch.
+    if name == "GaitPoseEstimator":
+        from .inference.estimator import GaitPoseEstimator
+        return GaitPoseEstimator
+    raise AttributeError(f"module 'posesdf_ros' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Metrics, benchmark runs, reports and plots (benchmark spec, "Metrics")."""

@@ -1,0 +1,187 @@
+"""Accuracy runs over a test build (`posesdf eval`) and speed runs (`posesdf bench speed`)."""
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict
+import resource
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..data.dataset import PROTOCOLS, load_manifest
+from ..skeleton import JOINT_NAMES
+from .metrics import angle_error_deg, chamfer_1e3, heading_of, joint_errors_mm
+
+YAW_SOURCES = ("gt", "none")
+CD_POINTS = 30_000
+
+
+BACKENDS = ("posesdf", "pn2")
+
+
+def load_estimator(backend: str, profile: str = "accurate", device: str = "cpu", weights: Path | None = None):
+    """An estimator for the benchmark: PoseSDF (either profile) or the PN++ baseline."""
+    if backend == "pn2":
+        from ..inference.baselines import JointRegressorEstimator
+        return JointRegressorEstimator.from_pretrained(device, weights)
+    from ..inference.estimator import GaitPoseEstimator
+    return GaitPoseEstimator.from_pretrained(backend, profile, device, weights)
+
+
+def select_samples(folder: Path, protocol: str, limit: int | None = None) -> list[dict]:
+    """Manifest entries of `protocol`, at most `limit` per (condition, view) cell."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {tuple(PROTOCOLS)}")
+    manifest = load_manifest(folder)
+    if manifest.get("split") != "test":
+        raise ValueError(f"{folder} is a {manifest.get('split')} build; evaluation needs --split test")
+    cells = set(PROTOCOLS[protocol])
+    taken: dict[tuple, int] = defaultdict(int)
+    out = []
+    for e in manifest["samples"]:
+        cell = (e["condition"], e["view"])
+        if cell in cells and (limit is None or taken[cell] < limit):
+            taken[cell] += 1
+            out.append(e)
+    if not out:
+        raise ValueError(f"{folder} holds no samples of protocol {protocol}; build them with "
+                         f"`posesdf data build --split test --protocol {protocol}`")
+    return out
+
+
+def leg_input(arrays: dict) -> np.ndarray:
+    """The estimator's input for a test sample: the ground-truth leg points
+    (segmentation comes with its own issue)."""
+    return arrays["points"][arrays["leg_mask"]]
+
+
+def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, yaw_source: str = "gt",
+             mesh: bool = True, progress: bool = True) -> tuple[dict, list[dict]]:
+    """Run the estimator over the samples; returns (summary of the spec's JSON, per-sample records)."""
+    from tqdm import tqdm
+
+    if yaw_source not in YAW_SOURCES:
+        raise ValueError(f"unknown yaw source {yaw_source!r}; expected one of {YAW_SOURCES}")
+    entries = select_samples(folder, protocol, limit)
+    records = []
+    rng = np.random.default_rng(0)
+    for e in tqdm(entries, desc=f"eval {protocol}", unit="sample", disable=not progress):
+        with np.load(Path(folder) / e["file"]) as z:
+            a = {k: z[k] for k in z.files}
+        gt_yaw = heading_of(a["subject_to_gravity"])
+        res = estimator.estimate(leg_input(a), yaw=gt_yaw if yaw_source == "gt" else None,
+                                 camera_origin=a["camera_to_gravity"][:3, 3], mesh=mesh)
+        rec = {"file": e["file"], "condition": e["condition"], "view": e["view"], "valid": res.valid,
+               "reason": res.reason, "leg_points": int(a["leg_mask"].sum())}
+        if res.valid:
+            errs = joint_errors_mm(res.joints, a["joints"])
+            rec |= {"mpjpe_mm": float(errs.mean()), "per_joint_mm": errs.tolist(),
+                    "yaw_error_deg": float(angle_error_deg(res.yaw, gt_yaw)),
+                    "iterations": res.iterations, "timings": res.timings, "joints": res.joints.tolist()}
+            if res.mesh is not None:
+                surf = res.mesh.sample(CD_POINTS, seed=int(rng.integers(1 << 31))) if _has_seed_arg() \
+                    else res.mesh.sample(CD_POINTS)
+                rec["cd_1e3"] = chamfer_1e3(surf, a["gt_surface"], float(a["norm_scale"]))
+        records.append(rec)
+    return summarise(records, protocol, estimator, yaw_source), records
+
+
+def _has_seed_arg() -> bool:
+    import inspect
+
+    import trimesh
+    return "seed" in inspect.signature(trimesh.Trimesh.sample).parameters
+
+
+def summarise(records: list[dict], protocol: str, estimator, yaw_source: str) -> dict:
+    """The spec's JSON object, plus a breakdown by protocol, view and condition."""
+    def block(recs: list[dict]) -> dict:
+        ok = [r for r in recs if r["valid"]]
+        per_joint = np.array([r["per_joint_mm"] for r in ok]) if ok else np.zeros((0, 9))
+        cds = [r["cd_1e3"] for r in ok if "cd_1e3" in r]
+        yaw = np.array([r["yaw_error_deg"] for r in ok])
+        # A failed frame counts in `count` and `failed`, and not in the means.
+        return {"count": len(recs), "failed": len(recs) - len(ok),
+                "mpjpe_mm": float(per_joint.mean()) if ok else None,
+                "per_joint_mm": dict(zip(JOINT_NAMES, per_joint.mean(0).tolist())) if ok else None,
+                "cd_1e3": float(np.mean(cds)) if cds else None,
+                "yaw_error_deg": None if yaw_source == "gt" or not ok else {
+                    "median": float(np.median(yaw)), "p95": float(np.percentile(yaw, 95)),
+                    "over_30_pct": float(100 * np.mean(yaw > 30))}}
+
+    ok = [r for r in records if r["valid"]]
+    totals = [r["timings"]["total"] for r in ok]
+    out = {"protocol": protocol, "backend": estimator.backend, **block(records),
+           "fps": float(1.0 / np.mean(totals)) if totals else None,
+           "device": device_description(estimator.device), "git_commit": _git_commit(),
+           "yaw_source": "ground truth" if yaw_source == "gt" else "none (assumes view V1)",
+           "input": "ground-truth leg points (leg_mask); segmentation not yet in the pipeline",
+           "profile": asdict(estimator.profile),
+           "weights": {k: estimator.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "git_commit")}}
+    if protocol == "all":
+        out["by_protocol"] = {p: block([r for r in records if (r["condition"], r["view"]) in PROTOCOLS[p]])
+                              for p in ("CC", "CV", "CCCV")}
+    out["by_view"] = {v: block([r for r in records if r["view"] == v])["mpjpe_mm"]
+                      for v in sorted({r["view"] for r in records})}
+    out["by_condition"] = {c: block([r for r in records if r["condition"] == c])["mpjpe_mm"]
+                           for c in sorted({r["condition"] for r in records})}
+    return out
+
+
+def device_description(device) -> str:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+
+
+def _git_commit() -> str:
+    from ..training.posesdf_trainer import git_commit
+    return git_commit()
+
+
+def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, repeats: int = 1,
+                progress: bool = True) -> dict:
+    """Per-stage latency (mean, p95), FPS and peak memory for each profile over the same frames."""
+    import torch
+    from tqdm import tqdm
+
+    samples = list(samples)
+    out = {}
+    for name, est in estimators.items():
+        if str(est.device).startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        est.reset()
+        stages = defaultdict(list)
+        points, iters = [], []
+        est.estimate(leg_input(samples[0]), yaw=heading_of(samples[0]["subject_to_gravity"]))   # warm-up
+        for _ in range(repeats):
+            for a in tqdm(samples, desc=f"bench {name}", unit="frame", disable=not progress):
+                res = est.estimate(leg_input(a), yaw=heading_of(a["subject_to_gravity"]),
+                                   camera_origin=a["camera_to_gravity"][:3, 3], track=track)
+                for k, v in res.timings.items():
+                    stages[k].append(v)
+                points.append(min(len(leg_input(a)), est.profile.points))
+                iters.append(res.iterations)
+        entry = {"stages_ms": {k: {"mean": 1000 * float(np.mean(v)), "p95": 1000 * float(np.percentile(v, 95))}
+                               for k, v in stages.items()},
+                 "fps": float(1.0 / np.mean(stages["total"])), "frames": len(stages["total"]),
+                 "points": float(np.mean(points)), "iterations_mean": float(np.mean(iters)),
+                 "track": track, "device": device_description(est.device),
+                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        if str(est.device).startswith("cuda"):
+            entry["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        out[name] = entry
+    return out

@@ -1,0 +1,116 @@
+"""`posesdf eval`, `posesdf bench speed` and `posesdf report`."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from ..data.dataset import PROTOCOLS
+from .benchmark import BACKENDS
+
+DEFAULT_TEST = Path("data/test")
+
+
+def add_parsers(subparsers) -> None:
+    ev = subparsers.add_parser(
+        "eval", help="accuracy of an estimator on a test build (MPJPE, CD, yaw error)",
+        description="Run the estimator over a test build and write the spec's JSON, a markdown report and "
+                    "plots. Until segmentation lands the input is the ground-truth leg cloud (leg_mask).")
+    ev.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all", help="CC, CV, CCCV or all (default)")
+    ev.add_argument("--backend", choices=BACKENDS, default="posesdf",
+                    help="posesdf (default) or pn2, the PN++ joint-regression baseline")
+    ev.add_argument("--profile", default="accurate", help="accurate (default) or fast")
+    ev.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build folder (default {DEFAULT_TEST})")
+    ev.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
+    ev.add_argument("--yaw", choices=("gt", "none"), default="gt",
+                    help="gt: canonicalise with the ground-truth heading (default); none: assume view V1 "
+                         "(the paper's w/o RotNet)")
+    ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
+    ev.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ones)")
+    ev.add_argument("--device", default="cpu", help="cpu or cuda")
+    ev.add_argument("--json", type=Path, default=None, help="write the run's JSON here")
+    ev.add_argument("--out", type=Path, default=None, help="folder for report.md, plots and per-sample records")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_eval)
+
+    bench = subparsers.add_parser("bench", help="benchmarks: speed")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+    sp = bsub.add_parser("speed", help="per-stage latency, FPS and peak memory of each profile",
+                         description="Time both profiles on the same frames of a test build (segmented leg "
+                                     "clouds, ground-truth yaw), tracking a sequence of frames by default.")
+    sp.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build (default {DEFAULT_TEST})")
+    sp.add_argument("--frames", type=int, default=30, help="frames timed per profile (default 30)")
+    sp.add_argument("--profiles", default="fast,accurate", help="comma-separated (default fast,accurate)")
+    sp.add_argument("--no-track", action="store_true", help="cold start every frame instead of warm starts")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--weights", type=Path, default=None)
+    sp.add_argument("--json", type=Path, default=None, help="write the figures here")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=_bench_speed)
+
+    rep = subparsers.add_parser("report", help="write docs/results.md from eval (and bench) JSON files")
+    rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")
+    rep.add_argument("--bench", type=Path, default=None, help="JSON of `posesdf bench speed --json`")
+    rep.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    rep.set_defaults(func=_report)
+
+
+def _command() -> str:
+    return "posesdf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ..data.dataset import load_manifest
+    from .benchmark import evaluate, load_estimator
+    from .report import write_run_report
+
+    est = load_estimator(args.backend, args.profile, args.device, args.weights)
+    summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
+                                progress=not args.quiet)
+    summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
+                "samples_per_cell": args.limit or "all"}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=1))
+    if args.out:
+        write_run_report(summary, records, args.out)
+        (args.out / "records.json").write_text(json.dumps(records))
+    brief = {k: summary[k] for k in ("protocol", "count", "failed", "mpjpe_mm", "cd_1e3", "fps", "device")}
+    brief["by_protocol"] = {p: {"mpjpe_mm": b["mpjpe_mm"], "cd_1e3": b["cd_1e3"], "count": b["count"]}
+                            for p, b in summary.get("by_protocol", {}).items()}
+    print(json.dumps(brief, indent=1))
+    return 0
+
+
+def _bench_speed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..inference.estimator import GaitPoseEstimator
+    from .benchmark import bench_speed, select_samples
+
+    entries = select_samples(args.data, "all")
+    step = max(len(entries) // args.frames, 1)
+    frames = []
+    for e in entries[::step][:args.frames]:
+        with np.load(args.data / e["file"]) as z:
+            frames.append({k: z[k] for k in ("points", "leg_mask", "subject_to_gravity", "camera_to_gravity")})
+    ests = {name: GaitPoseEstimator.from_pretrained("posesdf", name, args.device, args.weights)
+            for name in args.profiles.split(",")}
+    result = bench_speed(ests, frames, track=not args.no_track, progress=not args.quiet)
+    from .benchmark import _git_commit
+    out = {"command": _command(), "data": str(args.data), "frames": len(frames), "track": not args.no_track,
+           "git_commit": _git_commit(), "profiles": result}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_results_page
+
+    print(write_results_page(args.runs, args.out, args.bench))
+    return 0

@@ -1,0 +1,61 @@
+"""The canonical frame: the subject facing +x, mapped into the unit sphere.
+
+Training shapes live in the subject frame normalised by their own
+unit-sphere map (centre, scale). A partial view cannot give that map
+exactly, so the first guess is regressed from what any view shows: the
+top of the lower-limb crop (the floor is z = 0) gives the scale and the
+centre's height, the observed horizontal extent the centre. Latent
+optimisation refines it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.scene import VIEWS, yaw_matrix
+
+#: How far (m) the shape's centre lies beyond the observed side's centre, away from the camera.
+VISIBLE_SIDE_OFFSET_M = 0.03
+
+
+@dataclass
+class Canonical:
+    yaw: float             # the subject's heading in the input frame (rad)
+    centre: np.ndarray     # (3,) in the yaw-corrected frame, metres
+    scale: float           # metres -> normalised units
+    top: float             # crop plane height, metres
+
+    def to_normalised(self, p: np.ndarray) -> np.ndarray:
+        """(N, 3) input frame -> normalised canonical frame."""
+        return ((p @ yaw_matrix(self.yaw)) - self.centre) * self.scale
+
+    def to_input(self, p_n: np.ndarray) -> np.ndarray:
+        """(N, 3) normalised canonical frame -> input frame."""
+        return (p_n / self.scale + self.centre) @ yaw_matrix(self.yaw).T
+
+
+def first_guess(points: np.ndarray, yaw: float, prior: dict, camera_origin: np.ndarray | None = None) -> Canonical:
+    """The normalisation guessed from a leg cloud (N, 3) and the subject's heading `yaw`.
+
+    `prior` is the `normalisation_prior` saved with the weights
+    (`SDFShapeSet.normalisation_prior`).
+    """
+    R = yaw_matrix(yaw)
+    pc = points @ R
+    top = float(np.quantile(pc[:, 2], 0.995))
+    scale = 1.0 / float(np.polyval(prior["inv_scale_vs_top"], top))
+    lo, hi = np.quantile(pc[:, :2], [0.02, 0.98], axis=0)
+    centre_xy = 0.5 * (lo + hi)
+    if camera_origin is not None:
+        away = pc[:, :2].mean(0) - (np.asarray(camera_origin, float) @ R)[:2]
+        centre_xy = centre_xy + VISIBLE_SIDE_OFFSET_M * away / max(np.linalg.norm(away), 1e-6)
+    centre = np.array([*centre_xy, np.polyval(prior["centre_z_vs_top"], top)])
+    return Canonical(float(yaw), centre, scale, top)
+
+
+def heading_assuming_canonical_view(points: np.ndarray, camera_xy: np.ndarray | None = None) -> float:
+    """The subject's heading if the camera saw it from V1 (azimuth 135 deg): the w/o-RotNet guess."""
+    cam = np.zeros(2) if camera_xy is None else np.asarray(camera_xy, float)[:2]
+    to_camera = cam - np.median(points[:, :2], axis=0)
+    return float(np.arctan2(to_camera[1], to_camera[0]) - np.deg2rad(VIEWS["V1"]))

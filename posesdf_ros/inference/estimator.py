@@ -1,0 +1,185 @@
+"""GaitPoseEstimator: a leg cloud in, nine joints and a lower-limb mesh out.
+
+Steps for one frame (all in the input frame's metres until step 2):
+1. clean the cloud (finite points only) and check there is enough of it;
+2. canonicalise: turn it about the vertical axis by -yaw so the subject
+   faces +x (the training frame), then map it into the unit sphere with a
+   first-guess normalisation regressed from the cloud's top height (the
+   lower-limb crop plane; the floor is z = 0) and its horizontal centre;
+3. optimise the latent code and refine the normalisation (`optimise_latent`);
+4. read the nine sphere centres off the pose field (`sphere_centres`);
+5. optionally run marching cubes on the shape field;
+6. map joints and mesh back to the input frame.
+
+Segmentation of whole scenes and RotNet arrive with their own issue; until
+then `estimate` expects an already segmented leg cloud, and `yaw` (the
+subject's heading in the input frame, radians) should be given. Without it
+the estimator assumes the canonical view V1: the camera at the origin, 135
+degrees round from the subject's heading (that is the "w/o RotNet" case).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .canonical import Canonical, first_guess, heading_assuming_canonical_view
+from .joints import sphere_centres
+from .latent import LatentFit, optimise_latent
+from .meshing import extract_mesh
+from .pretrained import load_posesdf
+
+MIN_POINTS = 50
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Inference settings. `accurate` aims at the lowest error, `fast` at camera rate on a CPU."""
+    name: str = "accurate"
+    points: int = 2048              # observed points used by the optimisation (random subset)
+    iterations: int = 150
+    track_iterations: int = 60      # when warm-started from the previous frame
+    lr: float = 5e-3
+    patience: int = 20
+    free_space: bool = True         # free-space samples along the camera rays (needs camera_origin)
+    free_range_m: tuple[float, float] = (0.01, 0.08)
+    refine_similarity: bool = True
+    joint_method: str = "votes"
+    coarse_queries: int = 2048
+    fine_queries: int = 64
+    mesh_resolution: int = 96
+    seed: int = 0
+
+
+PROFILES = {
+    "accurate": Profile(),
+    "fast": Profile(name="fast", points=384, iterations=40, track_iterations=15, patience=6, coarse_queries=512,
+                    fine_queries=32, mesh_resolution=48),
+}
+
+
+@dataclass
+class EstimateResult:
+    valid: bool
+    reason: str = ""
+    joints: np.ndarray | None = None          # (9, 3) input frame, JOINT_NAMES order
+    mesh: object | None = None                # trimesh.Trimesh in the input frame, or None
+    yaw: float | None = None                  # canonicalisation angle (rad)
+    timings: dict = field(default_factory=dict)
+    iterations: int = 0
+    latent: np.ndarray | None = None
+    canonical_points: np.ndarray | None = None   # (N, 3) the optimised points, normalised frame
+
+
+class GaitPoseEstimator:
+    """PoseSDF inference. Build with `from_pretrained`."""
+
+    def __init__(self, model, meta: dict, profile: Profile, device: str = "cpu", backend: str = "posesdf"):
+        self.model, self.meta, self.profile = model, meta, profile
+        self.device, self.backend = torch.device(device), backend
+        self.weights_dir = Path(meta["weights_dir"]) if "weights_dir" in meta else None
+        self.radius = model.config.sphere_radius
+        self.prior = meta["normalisation_prior"]
+        self.latent_mean = torch.tensor(meta.get("latent_mean") or [0.0] * model.config.latent_size,
+                                        dtype=torch.float32, device=self.device)
+        self._previous: LatentFit | None = None
+
+    @classmethod
+    def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
+                        weights: str | Path | None = None) -> "GaitPoseEstimator":
+        if backend != "posesdf":
+            raise ValueError(f"backend {backend!r} is not available yet; this version has 'posesdf'")
+        if isinstance(profile, str):
+            if profile not in PROFILES:
+                raise ValueError(f"unknown profile {profile!r}; expected one of {tuple(PROFILES)}")
+            profile = PROFILES[profile]
+        model, meta = load_posesdf(Path(weights) if weights else None, device)
+        return cls(model, meta, profile, device, backend)
+
+    def reset(self) -> None:
+        """Forget the tracked latent code (a new person or a cut in the sequence)."""
+        self._previous = None
+
+    def with_profile(self, **changes) -> "GaitPoseEstimator":
+        """A copy sharing the model with some profile settings changed (ablations, sweeps)."""
+        return GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device), self.backend)
+
+    def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
+                 track: bool = False, mesh: bool = False) -> EstimateResult:
+        """Estimate the nine joints (and optionally the lower-limb mesh) of a leg cloud.
+
+        points: (N, 3) gravity-aligned, z-up, metres, floor at z = 0.
+        yaw: the subject's heading in that frame (rad); None assumes view V1.
+        camera_origin: (3,) the camera position in that frame, for free-space samples.
+        track: warm-start from the previous call's code.
+        """
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[-1] != 3:
+            return EstimateResult(False, f"points must be (N, 3), got shape {pts.shape}")
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        if len(pts) < MIN_POINTS:
+            return EstimateResult(False, f"too few finite points ({len(pts)} < {MIN_POINTS})")
+        p = self.profile
+        rng = np.random.default_rng(p.seed)
+        if yaw is None:
+            yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
+        canon = first_guess(pts, float(yaw), self.prior, camera_origin)
+        obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
+        obs_n = torch.as_tensor(canon.to_normalised(obs), dtype=torch.float32, device=self.device)
+        free_n = None
+        if p.free_space and camera_origin is not None:
+            ray = np.asarray(camera_origin, float)[None] - obs
+            ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+            free = obs + ray * rng.uniform(*p.free_range_m, (len(obs), 1))
+            free_n = torch.as_tensor(canon.to_normalised(free), dtype=torch.float32, device=self.device)
+        timings["canonicalise"] = time.perf_counter() - t0
+
+        t = time.perf_counter()
+        warm = track and self._previous is not None
+        fit = optimise_latent(self.model, obs_n, free_points=free_n,
+                              z0=self._previous.z if warm else self.latent_mean,
+                              iterations=p.track_iterations if warm else p.iterations, lr=p.lr,
+                              refine_similarity=p.refine_similarity, patience=p.patience)
+        if track:
+            self._previous = fit
+        timings["latent_optimisation"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        z = fit.z[None]
+        field = lambda q: self.model(z, q[None])[1][0]  # noqa: E731  (N, 3) -> (N, 9)
+        centres = sphere_centres(field, self.radius, p.joint_method, p.coarse_queries, p.fine_queries,
+                                 generator=torch.Generator().manual_seed(p.seed), device=self.device)
+        joints = canon.to_input(self._unrefine(fit, centres))
+        timings["joint_extraction"] = time.perf_counter() - t
+
+        mesh_out = None
+        if mesh:
+            t = time.perf_counter()
+            mesh_out = self._mesh(fit, canon)
+            timings["meshing"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        return EstimateResult(True, "", joints, mesh_out, float(yaw), timings, fit.iterations,
+                              fit.z.cpu().numpy(), fit.apply(obs_n).cpu().numpy())
+
+    @staticmethod
+    def _unrefine(fit: LatentFit, p_n: torch.Tensor) -> np.ndarray:
+        """Refined normalised coordinates -> the first-guess normalised frame, (N, 3) numpy."""
+        return (p_n * torch.exp(-fit.log_scale) + fit.shift).cpu().numpy().astype(np.float64)
+
+    def _mesh(self, fit: LatentFit, canon: Canonical):
+        import trimesh
+
+        z = fit.z[None]
+        top_n0 = (canon.top - canon.centre[2]) * canon.scale
+        top = float((top_n0 - fit.shift[2]) * torch.exp(fit.log_scale))
+        verts, faces = extract_mesh(lambda q: self.model(z, q[None])[0][0], self.profile.mesh_resolution, top,
+                                    device=self.device)
+        if len(faces) == 0:
+            return None
+        verts = canon.to_input(self._unrefine(fit, torch.as_tensor(verts, dtype=torch.float32, device=self.device)))
+        return trimesh.Trimesh(verts, faces, process=False)

@@ -1,0 +1,1 @@
+"""Neural networks (torch only): PoseSDF, PointNet++, RotNet, NVF, Pose-NDF."""

@@ -1,0 +1,135 @@
+"""PointNet++ (Qi et al. 2017) set abstraction in plain torch, CPU and CUDA alike.
+
+Shared by RotNet and the PN++ joint-regression baseline. Sampling and
+grouping follow the reference CUDA ops: farthest point sampling from a
+given first point, ball query taking the first `nsample` points (in index
+order) within the radius and padding with the first one found.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+def farthest_point_sample(xyz: torch.Tensor, npoint: int, start: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices (B, npoint) of `npoint` mutually far points of xyz (B, N, 3), starting at `start` (B,) or 0."""
+    b, n, _ = xyz.shape
+    idx = torch.zeros(b, npoint, dtype=torch.long, device=xyz.device)
+    dist = torch.full((b, n), float("inf"), device=xyz.device, dtype=xyz.dtype)
+    current = torch.zeros(b, dtype=torch.long, device=xyz.device) if start is None else start.to(xyz.device)
+    rows = torch.arange(b, device=xyz.device)
+    for i in range(npoint):
+        idx[:, i] = current
+        d = (xyz - xyz[rows, current][:, None]).pow(2).sum(-1)
+        dist = torch.minimum(dist, d)
+        current = dist.argmax(-1)
+    return idx
+
+
+def ball_query(radius: float, nsample: int, xyz: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """For each centre (B, S, 3), the first `nsample` indices of xyz (B, N, 3) within
+    `radius`, padded with the first found: (B, S, nsample). A centre with no
+    neighbour gets its nearest point."""
+    n = xyz.shape[1]
+    d2 = torch.cdist(centres, xyz).pow(2)                                     # (B, S, N)
+    order = torch.arange(n, device=xyz.device).expand_as(d2)
+    key = torch.where(d2 <= radius * radius, order, torch.full_like(order, n))
+    first = key.topk(min(nsample, n), dim=-1, largest=False).values.sort(-1).values   # (B, S, k)
+    if first.shape[-1] < nsample:
+        first = torch.cat([first, first[..., :1].expand(*first.shape[:-1], nsample - first.shape[-1])], -1)
+    nearest = d2.argmin(-1, keepdim=True)
+    head = torch.where(first[..., :1] == n, nearest, first[..., :1])
+    return torch.where(first == n, head, first)
+
+
+def gather(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """points (B, N, C), idx (B, ...) -> (B, ..., C)."""
+    b = points.shape[0]
+    flat = idx.reshape(b, -1)
+    out = torch.gather(points, 1, flat[..., None].expand(-1, -1, points.shape[-1]))
+    return out.reshape(*idx.shape, points.shape[-1])
+
+
+class SetAbstraction(nn.Module):
+    """Sample `npoint` centres, group `nsample` neighbours within `radius`, shared MLP, max-pool.
+
+    forward(xyz (B, N, 3), features (B, N, C) or None) -> (centres (B, S, 3), features (B, S, mlp[-1]))
+    `npoint=None` groups all points around the origin (the global layer).
+    """
+
+    def __init__(self, npoint: int | None, radius: float, nsample: int, in_channels: int, mlp: list[int]):
+        super().__init__()
+        self.npoint, self.radius, self.nsample = npoint, radius, nsample
+        layers, c = [], in_channels + 3
+        for width in mlp:
+            layers += [nn.Linear(c, width), nn.LayerNorm(width), nn.ReLU()]
+            c = width
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, xyz: torch.Tensor, features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.npoint is None:
+            centres = xyz.new_zeros(xyz.shape[0], 1, 3)
+            local = xyz[:, None]                                          # (B, 1, N, 3)
+            grouped = features[:, None] if features is not None else None
+        else:
+            centres = gather(xyz, farthest_point_sample(xyz, self.npoint))
+            idx = ball_query(self.radius, self.nsample, xyz, centres)
+            local = (gather(xyz, idx) - centres[:, :, None]) / self.radius
+            grouped = gather(features, idx) if features is not None else None
+        x = local if grouped is None else torch.cat([local, grouped], -1)
+        return centres, self.mlp(x).max(dim=2).values
+
+
+@dataclass
+class PointNet2Config:
+    points: int = 1024                    # input points (resampled)
+    sa1: tuple = (256, 0.1, 32, (32, 32, 64))
+    sa2: tuple = (64, 0.25, 32, (64, 64, 128))
+    sa3: tuple = (None, 0.0, 0, (128, 256, 512))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PointNet2Config":
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
+                      if k in cls.__dataclass_fields__})
+
+
+class PointNet2Encoder(nn.Module):
+    """Three set-abstraction levels to a global feature: (B, N, 3) -> (B, out_dim)."""
+
+    def __init__(self, config: PointNet2Config | None = None):
+        super().__init__()
+        self.config = c = config or PointNet2Config()
+        chans = 0
+        levels = []
+        for npoint, radius, nsample, mlp in (c.sa1, c.sa2, c.sa3):
+            levels.append(SetAbstraction(npoint, radius, nsample, chans, list(mlp)))
+            chans = mlp[-1]
+        self.levels = nn.ModuleList(levels)
+        self.out_dim = chans
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        feats = None
+        for level in self.levels:
+            xyz, feats = level(xyz, feats)
+        return feats[:, 0]
+
+
+class PointNet2Regressor(nn.Module):
+    """The PN++ baseline: a canonical leg cloud to nine joints. (B, N, 3) -> (B, 9, 3)."""
+
+    def __init__(self, config: PointNet2Config | None = None):
+        super().__init__()
+        self.encoder = PointNet2Encoder(config)
+        self.head = nn.Sequential(nn.Linear(self.encoder.out_dim, 256), nn.ReLU(), nn.Linear(256, 27))
+
+    @property
+    def config(self) -> PointNet2Config:
+        return self.encoder.config
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(xyz)).reshape(-1, 9, 3)

@@ -1,0 +1,1 @@
+"""Trainers, losses, schedules and checkpoints, one trainer per model."""

@@ -1,0 +1,30 @@
+"""Checkpoints (resumable training state) and exported weights (model + config JSON)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically, so that a run killed mid-save leaves the previous checkpoint."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
+    return torch.load(Path(path), map_location=device, weights_only=False)
+
+
+def export_weights(folder: Path, name: str, model: torch.nn.Module, meta: dict) -> Path:
+    """`name.pt` (state dict, float32) and `name.json` (config, provenance) side by side."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save(state, folder / f"{name}.pt")
+    (folder / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return folder / f"{name}.pt"

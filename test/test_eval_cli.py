@@ -1,0 +1,60 @@
+"""`posesdf eval`, `posesdf bench speed` and `posesdf report` on a real test build with shipped weights."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from posesdf_ros.skeleton import JOINT_NAMES
+
+POSESDF = str(Path(sys.executable).parent / "posesdf")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    run = subprocess.run([POSESDF, *args], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
+    out, js = tmp_path / "eval", tmp_path / "eval.json"
+    _run("eval", "--protocol", "all", "--profile", "fast", "--data", str(test_build), "--json", str(js),
+         "--out", str(out), "--quiet")
+    s = json.loads(js.read_text())
+    assert {"protocol", "backend", "count", "mpjpe_mm", "per_joint_mm", "cd_1e3", "yaw_error_deg", "fps",
+            "device", "git_commit"} <= set(s)
+    assert s["protocol"] == "all" and s["backend"] == "posesdf" and s["count"] == 9 and s["failed"] == 0
+    assert list(s["per_joint_mm"]) == list(JOINT_NAMES)
+    assert 0 < s["mpjpe_mm"] < 1000 and s["cd_1e3"] > 0 and s["fps"] > 0
+    assert s["yaw_error_deg"] is None and s["yaw_source"] == "ground truth"
+    assert set(s["by_protocol"]) == {"CC", "CV", "CCCV"} and s["by_protocol"]["CC"]["count"] == 4
+    assert s["by_protocol"]["CCCV"]["count"] == 0 and s["by_protocol"]["CCCV"]["mpjpe_mm"] is None
+    for name in ("report.md", "per_joint.png", "by_view_condition.png", "records.json"):
+        assert (out / name).stat().st_size > 0
+
+    # Without RotNet (assume V1), the yaw error is reported and large off V1.
+    none = tmp_path / "none.json"
+    _run("eval", "--protocol", "CV", "--profile", "fast", "--no-mesh", "--yaw", "none", "--data", str(test_build),
+         "--json", str(none), "--quiet")
+    n = json.loads(none.read_text())
+    assert n["count"] == 5 and n["cd_1e3"] is None and n["yaw_error_deg"]["median"] > 20
+
+    page = tmp_path / "results.md"
+    _run("report", str(js), str(none), "--out", str(page))
+    text = page.read_text()
+    assert "PoseSDF" in text and "paper, ICL-Gait" in text and f"{s['by_protocol']['CC']['mpjpe_mm']:.2f}" in text
+
+
+def test_bench_speed_reports_stages_for_both_profiles(test_build, tmp_path):
+    js = tmp_path / "bench.json"
+    _run("bench", "speed", "--data", str(test_build), "--frames", "3", "--json", str(js), "--quiet")
+    b = json.loads(js.read_text())
+    assert set(b["profiles"]) == {"fast", "accurate"} and b["frames"] == 3
+    for entry in b["profiles"].values():
+        assert entry["fps"] > 0 and entry["peak_rss_mb"] > 0 and entry["points"] > 0
+        assert {"canonicalise", "latent_optimisation", "joint_extraction", "total"} <= set(entry["stages_ms"])
+
+
+def test_eval_refuses_a_train_build_with_a_clear_message(train_build):
+    run = subprocess.run([POSESDF, "eval", "--data", str(train_build), "--quiet"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode != 0 and "--split test" in run.stderr

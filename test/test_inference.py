@@ -1,0 +1,86 @@
+"""Inference: joint extraction, latent optimisation, the estimator on shipped weights and real samples."""
+import numpy as np
+import pytest
+import torch
+
+from posesdf_ros import GaitPoseEstimator
+from posesdf_ros.data.dataset import SampleKey, make_test_sample, make_train_sample
+from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
+from posesdf_ros.inference.joints import METHODS, sphere_centres
+from posesdf_ros.inference.latent import optimise_latent
+from posesdf_ros.inference.meshing import extract_mesh
+
+#: Bound on the shipped weights' MPJPE over two generated test samples (ground-truth yaw, leg points).
+MPJPE_BOUND_MM = 120.0
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    return GaitPoseEstimator.from_pretrained(profile="accurate")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_joint_extraction_is_exact_on_analytic_spheres(method):
+    centres = torch.rand(9, 3, generator=torch.Generator().manual_seed(3)) * 1.2 - 0.6
+    field = lambda q: torch.cdist(q, centres) - 0.05  # noqa: E731
+    found = sphere_centres(field, 0.05, method)
+    assert (found - centres).norm(dim=-1).max() < 1e-4
+
+
+def test_marching_cubes_on_an_analytic_sphere_is_cut_at_the_top():
+    verts, faces = extract_mesh(lambda q: q.norm(dim=-1) - 0.5, resolution=40, top=0.2)
+    r = np.linalg.norm(verts, axis=1)
+    assert len(faces) > 100 and np.abs(r - 0.5).max() < 0.02
+    assert verts[:, 2].max() < 0.2 + 2 * 2 / 39
+
+
+def test_bad_inputs_give_a_reason_not_an_exception(estimator):
+    for points, words in [(np.zeros((0, 3)), "too few"), (np.full((500, 3), np.nan), "too few"),
+                          (np.zeros((10, 2)), "(N, 3)"), (np.zeros(5), "(N, 3)")]:
+        res = estimator.estimate(points)
+        assert not res.valid and words in res.reason and res.joints is None
+
+
+def test_unknown_backend_profile_and_missing_weights_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="backend"):
+        GaitPoseEstimator.from_pretrained(backend="nope")
+    with pytest.raises(ValueError, match="profile"):
+        GaitPoseEstimator.from_pretrained(profile="nope")
+    with pytest.raises(FileNotFoundError, match="posesdf train"):
+        GaitPoseEstimator.from_pretrained(weights=tmp_path)
+
+
+def test_latent_optimisation_recovers_a_training_shape(estimator, body_model):
+    """Training body 0 (seed 0, as shipped weights were trained): fitting its surface
+    with the ground-truth normalisation lands near its own trained code."""
+    arrays, _ = make_train_sample(body_model, SampleKey("train", 0), seed=0)
+    codes = torch.from_numpy(np.load(estimator.weights_dir / "posesdf_codes.npy"))
+    surface = (arrays["gt_surface"][::30] - arrays["norm_centre"]) * arrays["norm_scale"]
+    fit = optimise_latent(estimator.model, torch.as_tensor(surface, dtype=torch.float32),
+                          z0=estimator.latent_mean, iterations=300, refine_similarity=False, patience=50)
+    dist = (codes - fit.z).norm(dim=-1)
+    assert dist[0] < (codes - estimator.latent_mean).norm(dim=-1)[0]
+    assert int((dist < dist[0]).sum()) < 0.1 * len(codes)
+
+
+def test_shipped_weights_estimate_generated_test_samples(estimator, body_model):
+    errors = []
+    for key in (SampleKey("test", 0, "normal", "V2"), SampleKey("test", 0, "supination", "V1")):
+        a, _ = make_test_sample(body_model, key, seed=1)
+        res = estimator.estimate(a["points"][a["leg_mask"]], yaw=heading_of(a["subject_to_gravity"]),
+                                 camera_origin=a["camera_to_gravity"][:3, 3], mesh=True)
+        assert res.valid and res.joints.shape == (9, 3) and res.mesh is not None
+        assert res.mesh.vertices[:, 2].min() > -0.1 and res.mesh.vertices[:, 2].max() < a["joints"][0, 2] + 0.3
+        errors.append(mpjpe_mm(res.joints, a["joints"]))
+    assert np.mean(errors) < MPJPE_BOUND_MM, errors
+
+
+def test_tracking_warm_starts_and_reset_forgets(estimator, body_model):
+    a, _ = make_test_sample(body_model, SampleKey("test", 1, "normal", "V2"), seed=1)
+    pts, yaw = a["points"][a["leg_mask"]], heading_of(a["subject_to_gravity"])
+    first = estimator.estimate(pts, yaw=yaw, track=True)
+    second = estimator.estimate(pts, yaw=yaw, track=True)
+    assert second.iterations <= estimator.profile.track_iterations
+    assert mpjpe_mm(second.joints, a["joints"]) < mpjpe_mm(first.joints, a["joints"]) + 10
+    estimator.reset()
+    assert estimator.estimate(pts, yaw=yaw, track=True).latent is not None

@@ -10,8 +10,9 @@ from posesdf_ros.inference.joints import METHODS, sphere_centres
 from posesdf_ros.inference.latent import optimise_latent
 from posesdf_ros.inference.meshing import extract_mesh
 
-#: Bound on the shipped weights' MPJPE over two generated test samples (ground-truth yaw, leg points).
-MPJPE_BOUND_MM = 120.0
+#: Bound on the shipped weights' MPJPE over two generated test samples (ground-truth yaw, leg points):
+#: they measured 18 and 24 mm (accurate profile); an untrained model is over 200.
+MPJPE_BOUND_MM = 45.0
 
 
 @pytest.fixture(scope="module")

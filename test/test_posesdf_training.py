@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from posesdf_ros.inference.pretrained import load_posesdf
@@ -50,3 +51,28 @@ def test_cli_trains_stops_on_time_and_resumes(train_build, tmp_path):
     assert [h["epoch"] for h in history] == list(range(1, 31))
     refused = subprocess.run(cmd + ["--no-exchange"], capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "another config" in refused.stderr
+
+
+def test_pn2_baseline_trains_on_partial_views_and_estimates(train_build, tmp_path):
+    from posesdf_ros.inference.baselines import JointRegressorEstimator
+    from posesdf_ros.training.pn2_trainer import LegViewSet, hidden_point_removal
+    from posesdf_ros.training.pn2_trainer import preset as pn2_preset
+    from posesdf_ros.training.pn2_trainer import train_pn2
+
+    # Hidden point removal keeps the near side of a sphere seen from afar.
+    d = np.random.default_rng(0).normal(size=(2000, 3))
+    sphere = d / np.linalg.norm(d, axis=1, keepdims=True)
+    seen = sphere[hidden_point_removal(sphere, np.array([10.0, 0, 0]))]
+    assert len(seen) > 300 and seen[:, 0].min() > -0.2
+
+    config = pn2_preset("tiny")
+    views = LegViewSet(train_build, config, progress=False)
+    assert views.clouds.shape == (2 * config.views_per_shape, config.model.points, 3)
+    assert views.clouds.abs().max() < 1.5 and views.targets.shape[1:] == (9, 3)
+    summary = train_pn2(train_build, tmp_path / "pn2", config, progress=False)
+    assert summary["epochs_done"] == 3
+    est = JointRegressorEstimator.from_pretrained(weights=tmp_path / "pn2")
+    with np.load(next((train_build / "samples").glob("*.npz"))) as z:
+        res = est.estimate(z["gt_surface"][::10].astype(np.float64), yaw=0.0)
+    assert res.valid and res.joints.shape == (9, 3) and np.isfinite(res.joints).all()
+    assert not est.estimate(np.zeros((3, 3))).valid

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.dataset import PROTOCOLS, load_manifest
 from ..skeleton import JOINT_NAMES
-from .metrics import angle_error_deg, chamfer_1e3, heading_of, joint_errors_mm
+from .metrics import angle_error_deg, chamfer_1e3, heading_of, joint_errors_mm, mpjpe_mm
 
 YAW_SOURCES = ("gt", "none")
 CD_POINTS = 30_000
@@ -154,7 +154,8 @@ def _git_commit() -> str:
 
 def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, repeats: int = 1,
                 progress: bool = True) -> dict:
-    """Per-stage latency (mean, p95), FPS and peak memory for each profile over the same frames."""
+    """Per-stage latency (mean, p95), FPS, MPJPE and peak memory of each profile over the same
+    frames (a walking sequence: `track` warm-starts each frame from the previous one)."""
     import torch
     from tqdm import tqdm
 
@@ -165,9 +166,10 @@ def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, r
             torch.cuda.reset_peak_memory_stats()
         est.reset()
         stages = defaultdict(list)
-        points, iters = [], []
+        points, iters, errors = [], [], []
         est.estimate(leg_input(samples[0]), yaw=heading_of(samples[0]["subject_to_gravity"]))   # warm-up
         for _ in range(repeats):
+            est.reset()
             for a in tqdm(samples, desc=f"bench {name}", unit="frame", disable=not progress):
                 res = est.estimate(leg_input(a), yaw=heading_of(a["subject_to_gravity"]),
                                    camera_origin=a["camera_to_gravity"][:3, 3], track=track)
@@ -175,9 +177,11 @@ def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, r
                     stages[k].append(v)
                 points.append(min(len(leg_input(a)), est.profile.points))
                 iters.append(res.iterations)
+                errors.append(mpjpe_mm(res.joints, a["joints"]))
         entry = {"stages_ms": {k: {"mean": 1000 * float(np.mean(v)), "p95": 1000 * float(np.percentile(v, 95))}
                                for k, v in stages.items()},
                  "fps": float(1.0 / np.mean(stages["total"])), "frames": len(stages["total"]),
+                 "mpjpe_mm": float(np.mean(errors)),
                  "points": float(np.mean(points)), "iterations_mean": float(np.mean(iters)),
                  "track": track, "device": device_description(est.device),
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -130,11 +130,11 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
     if bench_file is not None and Path(bench_file).exists():
         bench = json.loads(Path(bench_file).read_text())
         lines += ["", "## Speed (`posesdf bench speed`)", "",
-                  "| profile | device | points | iterations | FPS | latent opt. (ms) | joints (ms) | total p95 (ms) | peak RSS (MB) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| profile | device | points | iterations | FPS | MPJPE (mm) | latent opt. (ms) | joints (ms) | total p95 (ms) | peak RSS (MB) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, e in bench["profiles"].items():
             st = e["stages_ms"]
-            lines.append(f"| {name} | {e['device']} | {e['points']:.0f} | {e['iterations_mean']:.1f} | {e['fps']:.1f} | "
+            lines.append(f"| {name} | {e['device']} | {e['points']:.0f} | {e['iterations_mean']:.1f} | {e['fps']:.1f} | {e['mpjpe_mm']:.1f} | "
                          f"{st['latent_optimisation']['mean']:.0f} | {st['joint_extraction']['mean']:.0f} | "
                          f"{st['total']['p95']:.0f} | {e['peak_rss_mb']:.0f} |")
         lines.append("")

@@ -11,7 +11,7 @@ import torch
 
 from ..models.pointnet2 import PointNet2Config, PointNet2Regressor
 from .canonical import first_guess, heading_assuming_canonical_view
-from .estimator import MIN_POINTS, EstimateResult
+from .estimator import EstimateResult, finite_points
 from .pretrained import weights_path
 
 
@@ -45,12 +45,9 @@ class JointRegressorEstimator:
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
                  track: bool = False, mesh: bool = False) -> EstimateResult:
         t0 = time.perf_counter()
-        pts = np.asarray(points, dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[-1] != 3:
-            return EstimateResult(False, f"points must be (N, 3), got shape {pts.shape}")
-        pts = pts[np.isfinite(pts).all(axis=1)]
-        if len(pts) < MIN_POINTS:
-            return EstimateResult(False, f"too few finite points ({len(pts)} < {MIN_POINTS})")
+        pts, reason = finite_points(points)
+        if reason:
+            return EstimateResult(False, reason)
         if yaw is None:
             yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
         canon = first_guess(pts, float(yaw), self.meta["normalisation_prior"], camera_origin)

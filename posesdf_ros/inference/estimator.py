@@ -39,25 +39,26 @@ MIN_POINTS = 50
 class Profile:
     """Inference settings. `accurate` aims at the lowest error, `fast` at camera rate on a CPU."""
     name: str = "accurate"
-    points: int = 2048              # observed points used by the optimisation (random subset)
-    iterations: int = 150
-    track_iterations: int = 60      # when warm-started from the previous frame
-    lr: float = 5e-3
-    patience: int = 20
-    free_space: bool = True         # free-space samples along the camera rays (needs camera_origin)
+    points: int = 1024              # observed points used by the optimisation (random subset)
+    free_points: int = 512          # free-space samples along camera rays (0: off; needs camera_origin)
     free_range_m: tuple[float, float] = (0.01, 0.08)
+    iterations: int = 100
+    track_iterations: int = 40      # when warm-started from the previous frame
+    lr: float = 5e-3
+    similarity_lr: float = 2e-3
+    patience: int = 15
     refine_similarity: bool = True
     joint_method: str = "votes"
-    coarse_queries: int = 2048
-    fine_queries: int = 64
-    mesh_resolution: int = 96
+    coarse_queries: int = 1024
+    fine_queries: int = 48
+    mesh_resolution: int = 64
     seed: int = 0
 
 
 PROFILES = {
     "accurate": Profile(),
-    "fast": Profile(name="fast", points=384, iterations=40, track_iterations=15, patience=6, coarse_queries=512,
-                    fine_queries=32, mesh_resolution=48),
+    "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
+                    coarse_queries=256, fine_queries=24, mesh_resolution=48),
 }
 
 
@@ -72,6 +73,17 @@ class EstimateResult:
     iterations: int = 0
     latent: np.ndarray | None = None
     canonical_points: np.ndarray | None = None   # (N, 3) the optimised points, normalised frame
+
+
+def finite_points(points) -> tuple[np.ndarray, str]:
+    """The finite rows of an (N, 3) cloud as float64, and "" or why it cannot be used."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[-1] != 3:
+        return pts, f"points must be (N, 3), got shape {pts.shape}"
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) < MIN_POINTS:
+        return pts, f"too few finite points ({len(pts)} < {MIN_POINTS})"
+    return pts, ""
 
 
 class GaitPoseEstimator:
@@ -118,12 +130,9 @@ class GaitPoseEstimator:
         """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        pts = np.asarray(points, dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[-1] != 3:
-            return EstimateResult(False, f"points must be (N, 3), got shape {pts.shape}")
-        pts = pts[np.isfinite(pts).all(axis=1)]
-        if len(pts) < MIN_POINTS:
-            return EstimateResult(False, f"too few finite points ({len(pts)} < {MIN_POINTS})")
+        pts, reason = finite_points(points)
+        if reason:
+            return EstimateResult(False, reason)
         p = self.profile
         rng = np.random.default_rng(p.seed)
         if yaw is None:
@@ -132,19 +141,21 @@ class GaitPoseEstimator:
         obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
         obs_n = torch.as_tensor(canon.to_normalised(obs), dtype=torch.float32, device=self.device)
         free_n = None
-        if p.free_space and camera_origin is not None:
-            ray = np.asarray(camera_origin, float)[None] - obs
+        if p.free_points and camera_origin is not None:
+            base = obs[rng.choice(len(obs), min(p.free_points, len(obs)), replace=False)]
+            ray = np.asarray(camera_origin, float)[None] - base
             ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-            free = obs + ray * rng.uniform(*p.free_range_m, (len(obs), 1))
+            free = base + ray * rng.uniform(*p.free_range_m, (len(base), 1))
             free_n = torch.as_tensor(canon.to_normalised(free), dtype=torch.float32, device=self.device)
         timings["canonicalise"] = time.perf_counter() - t0
 
         t = time.perf_counter()
         warm = track and self._previous is not None
-        fit = optimise_latent(self.model, obs_n, free_points=free_n,
-                              z0=self._previous.z if warm else self.latent_mean,
+        fit = optimise_latent(self.model, obs_n, free_points=free_n, z0=self.latent_mean,
+                              start=self._previous if warm else None,
                               iterations=p.track_iterations if warm else p.iterations, lr=p.lr,
-                              refine_similarity=p.refine_similarity, patience=p.patience)
+                              refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
+                              patience=p.patience)
         if track:
             self._previous = fit
         timings["latent_optimisation"] = time.perf_counter() - t

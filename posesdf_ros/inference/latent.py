@@ -33,19 +33,26 @@ class LatentFit:
 
 
 def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.Tensor | None = None,
-                    z0: torch.Tensor | None = None, iterations: int = 100, lr: float = 5e-3,
+                    z0: torch.Tensor | None = None, start: LatentFit | None = None,
+                    iterations: int = 100, lr: float = 5e-3,
                     latent_reg: float = 1e-2, refine_similarity: bool = True, similarity_lr: float = 2e-3,
                     free_weight: float = 0.5, patience: int = 10, min_improvement: float = 1e-3) -> LatentFit:
     """Fit a latent code so that `points` (N, 3, normalised) lie on the shape's zero level set.
 
-    `free_points` (M, 3) are known to be outside. Stops early when the loss
-    has not improved by `min_improvement` (relative) for `patience` steps.
+    `free_points` (M, 3) are known to be outside. `start` (a previous frame's
+    fit) warm-starts code and similarity; else the code starts at `z0` (or
+    zero). Stops early when the loss has not improved by `min_improvement`
+    (relative) for `patience` steps.
     """
     dev = points.device
-    L = model.config.latent_size
-    z = (z0.clone() if z0 is not None else torch.zeros(L, device=dev)).detach().requires_grad_(True)
-    shift = torch.zeros(3, device=dev, requires_grad=True)
-    log_scale = torch.zeros((), device=dev, requires_grad=True)
+    if start is not None:
+        z0, shift0, log_scale0 = start.z, start.shift, start.log_scale
+    else:
+        z0 = z0 if z0 is not None else torch.zeros(model.config.latent_size, device=dev)
+        shift0, log_scale0 = torch.zeros(3, device=dev), torch.zeros((), device=dev)
+    z = z0.clone().detach().requires_grad_(True)
+    shift = shift0.clone().detach().requires_grad_(True)
+    log_scale = log_scale0.clone().detach().requires_grad_(True)
     groups = [{"params": [z], "lr": lr}]
     if refine_similarity:
         groups.append({"params": [shift, log_scale], "lr": similarity_lr})

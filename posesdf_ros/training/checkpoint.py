@@ -20,6 +20,21 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
     return torch.load(Path(path), map_location=device, weights_only=False)
 
 
+def resume_from(path: Path, config: dict, device: str | torch.device, **stateful) -> tuple[int, list[dict]]:
+    """Load `stateful` objects (name -> module/optimiser/scheduler) from the checkpoint at
+    `path`, if any. Returns (epochs done, loss history); (0, []) without a checkpoint.
+    Refuses a checkpoint trained with another config."""
+    path = Path(path)
+    if not path.exists():
+        return 0, []
+    ckpt = load_checkpoint(path, device)
+    if ckpt["config"] != config:
+        raise SystemExit(f"{path} was trained with another config; use another --out or --no-resume")
+    for name, obj in stateful.items():
+        obj.load_state_dict(ckpt[name])
+    return ckpt["epoch"], ckpt["history"]
+
+
 def export_weights(folder: Path, name: str, model: torch.nn.Module, meta: dict) -> Path:
     """`name.pt` (state dict, float32) and `name.json` (config, provenance) side by side."""
     folder = Path(folder)

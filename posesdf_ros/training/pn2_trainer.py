@@ -19,7 +19,7 @@ from ..data.dataset import load_manifest
 from ..data.scene import VIEWS
 from ..inference.canonical import first_guess
 from ..models.pointnet2 import PointNet2Config, PointNet2Regressor
-from .checkpoint import export_weights, load_checkpoint, save_checkpoint
+from .checkpoint import export_weights, resume_from, save_checkpoint
 from .posesdf_trainer import write_loss_log, git_commit, normalisation_prior
 
 
@@ -108,16 +108,9 @@ def train_pn2(data: Path, out: Path, config: PN2TrainConfig, device: str = "cpu"
     model = PointNet2Regressor(config.model).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs, 0.5)
-    start, history = 0, []
     ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, dev)
-        if ckpt["config"] != config.to_dict():
-            raise SystemExit(f"{ckpt_path} was trained with another config; use another --out or --no-resume")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        start, history = ckpt["epoch"], ckpt["history"]
+    start, history = (resume_from(ckpt_path, config.to_dict(), dev, model=model, optimizer=opt, scheduler=sched)
+                      if resume else (0, []))
     gen = torch.Generator().manual_seed(config.seed + start)
     bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc=f"pn2[{config.name}]",
                unit="epoch", disable=not progress)

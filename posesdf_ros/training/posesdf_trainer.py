@@ -22,7 +22,7 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..models.posesdf import PoseSDF, PoseSDFConfig
-from .checkpoint import export_weights, load_checkpoint, save_checkpoint
+from .checkpoint import export_weights, resume_from, save_checkpoint
 from .losses import latent_regulariser, tolerance_loss
 from .schedules import linear_ramp, step_lr
 
@@ -156,9 +156,13 @@ def sphere_targets(points: torch.Tensor, joints: torch.Tensor, radius: float) ->
 
 
 def git_commit() -> str:
+    """The checkout's short commit, with "-dirty" when tracked files have uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent,
+                              timeout=5).stdout.strip()
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+        sha = git("rev-parse", "--short", "HEAD")
+        return (sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -183,16 +187,9 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
     torch.nn.init.normal_(codes.weight, 0.0, config.latent_init_std)
     opt = torch.optim.Adam([{"params": model.parameters(), "lr": config.lr},
                             {"params": codes.parameters(), "lr": config.latent_lr}])
-    start_epoch, history = 0, []
     ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, dev)
-        if ckpt["config"] != config.to_dict():
-            raise SystemExit(f"{ckpt_path} was trained with another config; use another --out or --no-resume")
-        model.load_state_dict(ckpt["model"])
-        codes.load_state_dict(ckpt["codes"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, history = ckpt["epoch"], ckpt["history"]
+    start_epoch, history = (resume_from(ckpt_path, config.to_dict(), dev, model=model, codes=codes, optimizer=opt)
+                            if resume else (0, []))
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + start_epoch)
     t0 = time.perf_counter()

@@ -1,0 +1,611 @@
+"""Segment the target person's lower limbs from a whole scene cloud.
+
+Input: a depth camera's scene cloud in the gravity-aligned frame (x
+forward, y left, z up, floor near z = 0). Output: the indices of the input
+points on the target's legs below the crop plane, pelvis + `crop_margin`
+(benchmark spec, "Lower-limb shape"). Steps, each in its own function:
+
+1. finite points inside the region of interest;
+2. the floor plane (RANSAC), heights above it;
+3. clusters: connected cells of a bird's-eye occupancy grid of the points
+   above the floor; oversize clusters lose their vertical planes (a wall
+   the person stands at) and are clustered again;
+4. the target: the person-sized, person-like cluster nearest to the
+   previous centre, or else to the sensor, with its pieces (its other leg
+   up close, a far leg that the near one cuts off) and the sparse cells at
+   its edge;
+5. flying pixels dropped by point density;
+6. the pelvis height (body proportions when the head is in view, else a
+   prior) and the crop;
+7. parts that end above the reach of the hands (a hand cut free by the
+   crop) dropped.
+
+Heavy steps work on grids (cells, voxels) and map back to the original
+points through each point's cell, so the indices are those of the input.
+Core module: numpy and scipy only (no ROS, no torch; planes by its own
+seeded RANSAC, so the same cloud always gives the same result).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """Every knob of `segment_legs`; metres, degrees, point counts. See docs/segmentation.md."""
+
+    # Region of interest, around the sensor's vertical axis.
+    roi_min_range: float = 0.3          # horizontal distance from the sensor
+    roi_max_range: float = 6.0
+    roi_min_z: float = -0.5
+    roi_max_z: float = 2.5
+    # Floor plane: RANSAC on a subsample of the low points.
+    floor_search_height: float = 0.3    # only points with |z| below this may be floor
+    floor_sample_points: int = 2000     # about; every k-th ROI point, then the low ones
+    floor_ransac_distance: float = 0.02
+    floor_ransac_iterations: int = 60
+    floor_max_tilt_deg: float = 10.0    # between the plane's normal and +z
+    floor_max_offset: float = 0.15      # largest |z| of the plane below the sensor
+    floor_min_inliers: int = 100        # of the subsample
+    floor_max_planes: int = 3           # planes tried before falling back to z = 0
+    floor_clearance: float = 0.02       # points this close to the floor are floor
+    # Clustering: connected cells of a bird's-eye occupancy grid.
+    cluster_cell: float = 0.05
+    cluster_min_cell_points: int = 10   # sparser cells (floor noise, flying pixels, thin bridges) are empty
+    cluster_min_points: int = 30        # smaller clusters are dropped (larger ones may join the target)
+    # What a person looks like.
+    person_min_height: float = 0.8      # visible top above the floor
+    person_max_height: float = 2.3
+    person_max_footprint: float = 1.4   # longest horizontal extent (stride, arm swing)
+    person_min_points: int = 300
+    person_foot_height: float = 0.2     # a person has points this close to the floor
+    person_max_planar_fraction: float = 0.94  # share on the two best planes (boxes, walls: ~1)
+    horizontal_face_fraction: float = 0.03  # share on a horizontal plane (a box top)
+    horizontal_face_tilt_deg: float = 15.0
+    planarity_sample_points: int = 600
+    planarity_iterations: int = 60
+    planarity_slab: float = 0.01        # plus twice the depth noise at the cluster's range
+    depth_noise: tuple[float, float, float] = (0.0012, 0.0019, 0.4)  # sigma(r) = a + b (r - c)^2
+    # Walls or boxes merged with the person: vertical planes taken out of oversize clusters.
+    wall_ransac_distance: float = 0.04
+    wall_max_tilt_deg: float = 10.0     # between the plane's normal and the horizontal
+    wall_max_planes: int = 2
+    # Pieces of the target (its legs up close, a far leg the near one cuts off).
+    fragment_radius: float = 0.5        # a piece's centre is this close to the target's
+    fragment_gap: float = 0.1           # a person-like piece comes this close (gap between cells)
+    # Flying pixels: point density in a 3 x 3 x 3 voxel neighbourhood.
+    outlier_voxel: float = 0.02
+    outlier_density_fraction: float = 0.06  # of the count a face-on surface gives at that range
+    sensor_focal_px: float = 464.0      # depth camera focal length (spec: D435-like)
+    # Pelvis height and crop.
+    pelvis_prior: float = 0.89          # when the head is out of view (mean of training bodies)
+    pelvis_to_stature: float = 0.526    # pelvis height / top of the head (training bodies)
+    head_band: float = 0.05             # this far below the top lies the crown (or the cut edge)
+    head_max_edge_ratio: float = 0.65   # crown: its topmost pixel row is narrower than this share of the band
+    head_width_depth: tuple[float, float] = (0.08, 0.12)  # below the top: where the head's width is read
+    head_max_width: float = 0.25        # a head is narrower; a torso cut by the frame is wider
+    head_min_stature: float = 1.4       # a lower top is a body cut by the frame, not a head
+    crop_margin: float = 0.10           # crop plane above the pelvis (benchmark spec)
+    # Hands cut free by the crop.
+    limb_voxel: float = 0.015           # connectivity resolution
+    hand_reach: float = 0.3             # fingertips hang at most this far below the pelvis
+    random_seed: int = 0                # of the RANSAC hypotheses
+
+
+@dataclass
+class SegmentationResult:
+    """`indices` index the input cloud; heights are above the fitted floor plane."""
+
+    valid: bool
+    reason: str = ""                    # "" when valid
+    indices: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    centre: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))  # xy of the target cluster
+    pelvis_height: float = float("nan")
+    crop_height: float = float("nan")
+    pelvis_cue: str = ""                # "head" (proportions of the visible body) or "prior"
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, and "total"
+
+
+class _StageTimer:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self._start = self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = now - self._last
+        self._last = now
+
+    def finish(self) -> dict[str, float]:
+        self.timings["total"] = time.perf_counter() - self._start
+        return self.timings
+
+
+# ---------------------------------------------------------------- region of interest
+
+def region_of_interest(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> np.ndarray:
+    """Indices of the finite points within the ROI (NaN and inf fail every comparison)."""
+    dx, dy, z = points[:, 0] - sensor[0], points[:, 1] - sensor[1], points[:, 2]
+    horizontal = dx * dx + dy * dy
+    with np.errstate(invalid="ignore"):
+        inside = ((horizontal >= config.roi_min_range ** 2) & (horizontal <= config.roi_max_range ** 2)
+                  & (z >= config.roi_min_z) & (z <= config.roi_max_z))
+    return np.flatnonzero(inside)
+
+
+# ---------------------------------------------------------------- planes
+
+@dataclass(frozen=True)
+class Plane:
+    """normal . p + offset = signed distance of p; `normal` is a unit vector."""
+
+    normal: np.ndarray
+    offset: float
+
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        return points @ self.normal.astype(points.dtype) + points.dtype.type(self.offset)
+
+
+def fit_plane(points: np.ndarray, distance: float, iterations: int, seed: int) -> tuple[Plane, np.ndarray]:
+    """The plane with the most points within `distance` (RANSAC, refined by least squares), and its inlier mask.
+
+    Numpy, all hypotheses at once, with its own seeded generator: Open3D's
+    `segment_plane` (0.20) did not repeat its first call in a process
+    despite `open3d.utility.random.seed`. Needs at least three points.
+    """
+    points = np.asarray(points, np.float64)
+    a, b, c = points[np.random.default_rng(seed).integers(0, len(points), (3, iterations))]
+    normals = np.cross(b - a, c - a)
+    lengths = np.linalg.norm(normals, axis=1)
+    good = lengths > 1e-12
+    normals = normals[good] / lengths[good, None]
+    offsets = -np.einsum("ij,ij->i", normals, a[good])
+    if good.any():
+        near = np.abs(points @ normals.T + offsets) < distance
+        inliers = near[:, np.argmax(near.sum(axis=0))]
+    else:  # every sampled triple was degenerate
+        inliers = np.ones(len(points), bool)
+    centroid = points[inliers].mean(axis=0)
+    normal = np.linalg.svd(points[inliers] - centroid, full_matrices=False)[2][-1]
+    plane = Plane(normal, float(-normal @ centroid))
+    return plane, np.abs(plane.distance(points)) < distance
+
+
+# ---------------------------------------------------------------- floor
+
+GRAVITY_FLOOR = Plane(np.array([0.0, 0.0, 1.0]), 0.0)
+
+
+def fit_floor(points: np.ndarray, sensor_xy: np.ndarray, config: SegmentationConfig) -> Plane:
+    """The floor by RANSAC on a subsample of the low points; its normal points up.
+
+    A plane too tilted or too far from z = 0 (a box top, the foot of a
+    wall) is set aside with its inliers and the search goes on, so a floor
+    that clutter partly hides is still found; with none, the floor is z = 0.
+    """
+    thinned = points[::max(1, len(points) // (2 * config.floor_sample_points))]
+    sample = thinned[np.abs(thinned[:, 2]) < config.floor_search_height]
+    max_tilt = np.deg2rad(config.floor_max_tilt_deg)
+    for _ in range(config.floor_max_planes):
+        if len(sample) < config.floor_min_inliers:
+            break
+        plane, inliers = fit_plane(sample, config.floor_ransac_distance, config.floor_ransac_iterations,
+                                   config.random_seed)
+        up = 1.0 if plane.normal[2] >= 0 else -1.0
+        normal, offset = up * plane.normal, up * plane.offset
+        if inliers.sum() >= config.floor_min_inliers and np.arccos(min(normal[2], 1.0)) <= max_tilt:
+            floor_z_at_sensor = -(normal[:2] @ sensor_xy + offset) / normal[2]
+            if abs(floor_z_at_sensor) <= config.floor_max_offset:
+                return Plane(normal, float(offset))
+        sample = sample[~inliers]
+    return GRAVITY_FLOOR
+
+
+# ---------------------------------------------------------------- clusters
+
+@dataclass
+class Cluster:
+    """Connected above-floor points; `members` index the ROI points."""
+
+    members: np.ndarray
+    centre: np.ndarray                  # xy, mean of the members
+    top: float                          # highest member above the floor
+    length: float                       # longest extent of its footprint
+
+
+class BirdEyeGrid:
+    """A square grid of `cluster_cell` cells over the ROI, centred on the sensor, and each point's cell.
+
+    The grid is the downsample of the clustering: labelling connected
+    occupied cells is single-linkage clustering at cell resolution, in a
+    few milliseconds where Open3D's DBSCAN takes tens on a
+    voxel-downsampled scene. Points map back through their cells.
+    """
+
+    def __init__(self, xy: np.ndarray, sensor_xy: np.ndarray, config: SegmentationConfig):
+        self.config = config
+        self.side = int(np.ceil(2 * config.roi_max_range / config.cluster_cell)) + 1
+        ij = ((xy - (sensor_xy - config.roi_max_range)) / config.cluster_cell).astype(np.int64)
+        self.cell_of = ij[:, 0] * self.side + ij[:, 1]
+
+    def clusters(self, members: np.ndarray, xy: np.ndarray, height: np.ndarray) -> list[Cluster]:
+        """Clusters of `members` (point indices) with at least `cluster_min_points` points.
+
+        Cells with fewer than `cluster_min_cell_points` points (floor noise,
+        flying pixels, a thin bridge to a box beside the person) count as
+        empty.
+        """
+        config = self.config
+        cells = self.cell_of[members]
+        occupied = np.bincount(cells, minlength=self.side ** 2) >= config.cluster_min_cell_points
+        grid_labels, count = ndimage.label(occupied.reshape(self.side, self.side), structure=np.ones((3, 3)))
+        point_labels = grid_labels.ravel()[cells]
+        sizes = np.bincount(point_labels, minlength=count + 1)
+        clusters = []
+        for label, box in enumerate(ndimage.find_objects(grid_labels), start=1):
+            if sizes[label] < config.cluster_min_points:
+                continue
+            own = members[point_labels == label]
+            footprint = np.argwhere(grid_labels[box] == label) * config.cluster_cell
+            clusters.append(Cluster(own, xy[own].mean(axis=0), float(height[own].max()),
+                                    footprint_length(footprint) + config.cluster_cell))
+        return clusters
+
+    def near(self, members: np.ndarray, cells: int) -> np.ndarray:
+        """Mask over the grid's cells: within `cells` cells (8-connected steps) of a cell of `members`."""
+        mask = np.zeros(self.side ** 2, bool)
+        mask[self.cell_of[members]] = True
+        return ndimage.binary_dilation(mask.reshape(self.side, self.side), structure=np.ones((3, 3)),
+                                       iterations=cells).ravel()
+
+
+def footprint_length(cells: np.ndarray) -> float:
+    """Extent of cell positions along their principal axis."""
+    centred = cells - cells.mean(axis=0)
+    _, axes = np.linalg.eigh(centred.T @ centred)
+    along = centred @ axes[:, -1]
+    return float(along.max() - along.min())
+
+
+def split_off_walls(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid: BirdEyeGrid,
+                    config: SegmentationConfig) -> list[Cluster]:
+    """Take up to `wall_max_planes` vertical planes out of an oversize cluster and cluster the rest."""
+    members = cluster.members
+    max_tilt = np.sin(np.deg2rad(config.wall_max_tilt_deg))
+    for _ in range(config.wall_max_planes):
+        sample = points[members[::max(1, len(members) // config.planarity_sample_points)]]
+        if len(sample) < 3:
+            break
+        plane, _ = fit_plane(sample, config.wall_ransac_distance, config.planarity_iterations, config.random_seed)
+        if abs(plane.normal[2]) > max_tilt:
+            break
+        members = members[np.abs(plane.distance(points[members])) > config.wall_ransac_distance]
+    return grid.clusters(members, points[:, :2], height)
+
+
+def is_person_sized(cluster: Cluster, config: SegmentationConfig) -> bool:
+    """Enough points, a person's height, a person's footprint."""
+    return (len(cluster.members) >= config.person_min_points
+            and config.person_min_height <= cluster.top <= config.person_max_height
+            and cluster.length <= config.person_max_footprint)
+
+
+def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> bool:
+    """Whether a cluster is made of flat faces (boxes, walls) rather than round limbs.
+
+    Three planes are fitted in turn (RANSAC in a slab that widens with the
+    depth noise at the cluster's range). Flat: the first two hold
+    `person_max_planar_fraction` of the points, or one of the three is a
+    horizontal face (a box top; a person shows none) holding
+    `horizontal_face_fraction` of them.
+    """
+    sample = points[::max(1, len(points) // config.planarity_sample_points)]
+    a, b, c = config.depth_noise
+    distance = float(np.linalg.norm(sample[:, :2].mean(axis=0) - sensor[:2]))
+    slab = config.planarity_slab + 2.0 * (a + b * (distance - c) ** 2)
+    min_normal_z = np.cos(np.deg2rad(config.horizontal_face_tilt_deg))  # of a horizontal plane
+    total = len(sample)
+    for plane_index in range(3):
+        if len(sample) < 3:
+            break
+        plane, inliers = fit_plane(sample, slab, config.planarity_iterations, config.random_seed)
+        if abs(plane.normal[2]) > min_normal_z and inliers.sum() >= config.horizontal_face_fraction * total:
+            return True
+        sample = sample[~inliers]
+        if plane_index < 2 and 1.0 - len(sample) / total >= config.person_max_planar_fraction:
+            return True
+    return False
+
+
+def looks_like_person(cluster: Cluster, points: np.ndarray, height: np.ndarray, sensor: np.ndarray,
+                      config: SegmentationConfig) -> bool:
+    """Stands on the floor and is not made of flat faces."""
+    return (height[cluster.members].min() <= config.person_foot_height
+            and not is_flat(points[cluster.members], sensor, config))
+
+
+def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
+                  sensor: np.ndarray, config: SegmentationConfig) -> Cluster | None:
+    """The person-like cluster nearest to `reference_xy`; the shape test runs nearest first."""
+    for cluster in sorted(clusters, key=lambda c: float(np.linalg.norm(c.centre - reference_xy))):
+        if looks_like_person(cluster, points, height, sensor, config):
+            return cluster
+    return None
+
+
+def target_points(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, above: np.ndarray,
+                  points: np.ndarray, height: np.ndarray, sensor: np.ndarray,
+                  config: SegmentationConfig) -> np.ndarray:
+    """The target's members, its pieces among the other clusters, and the edge cells around them.
+
+    A piece's centre lies within `fragment_radius` of the target's, and
+    the piece either does not look like a person itself (the part of the
+    far leg that the near one does not hide) or comes within
+    `fragment_gap` of the target (up close, where the frame shows no torso
+    to join them, the two legs are clusters of their own). The sparse
+    cells at the edge, which the clustering leaves out, are the target's
+    too.
+    """
+    reach = grid.near(target.members, int(round(config.fragment_gap / config.cluster_cell)) + 1)
+    pieces = [target.members]
+    for cluster in clusters:
+        if cluster is target or np.linalg.norm(cluster.centre - target.centre) >= config.fragment_radius:
+            continue
+        touches = reach[grid.cell_of[cluster.members]].any()
+        if touches or not looks_like_person(cluster, points, height, sensor, config):
+            pieces.append(cluster.members)
+    edge = grid.near(np.concatenate(pieces), 1)
+    return above[edge[grid.cell_of[above]]]
+
+
+# ---------------------------------------------------------------- flying pixels
+
+def _voxel_index(points: np.ndarray, voxel: float) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Flat voxel index of each point in the points' bounding grid, and the grid's shape."""
+    ijk = np.floor(points / voxel).astype(np.int64)
+    ijk -= ijk.min(axis=0)
+    shape = tuple(int(s) for s in ijk.max(axis=0) + 1)
+    return np.ravel_multi_index(ijk.T, shape), shape
+
+
+def on_surface(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> np.ndarray:
+    """Mask of the points on a surface rather than flying pixels.
+
+    A mixed pixel at a silhouette edge lands somewhere along its ray between
+    the two surfaces, so its 3 x 3 x 3 voxel neighbourhood holds far fewer
+    points than a surface there would give: (3 voxel * focal / range)^2.
+    """
+    flat, shape = _voxel_index(points, config.outlier_voxel)
+    counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.float32)
+    neighbours = ndimage.uniform_filter(counts, size=3, mode="constant") * 27.0
+    distance = np.linalg.norm(points - sensor.astype(np.float32), axis=1)
+    expected = (3 * config.outlier_voxel * config.sensor_focal_px / np.maximum(distance, 0.1)) ** 2
+    return neighbours.ravel()[flat] >= config.outlier_density_fraction * expected
+
+
+# ---------------------------------------------------------------- pelvis
+
+def head_in_view(points: np.ndarray, height: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> bool:
+    """Whether the person's top is the crown of the head, not the frame's top edge.
+
+    Where the frame cuts the body, the topmost points share one pixel row
+    and so span the body's full width; a crown is a dome whose topmost row
+    is much narrower than the head a few cm lower. Depth noise moves points
+    along their rays and leaves these angles alone. A head is also narrow
+    and at least `head_min_stature` high. Assumes a camera without roll and
+    the person near the central image columns.
+    """
+    top = float(height.max())
+    if top < config.head_min_stature:
+        return False
+    offset = points.astype(np.float64) - sensor
+    distance = np.hypot(offset[:, 0], offset[:, 1])
+    elevation = np.arctan2(offset[:, 2], distance)
+    azimuth = np.arctan2(offset[:, 1], offset[:, 0])
+    pixel = 1.0 / config.sensor_focal_px
+    edge = azimuth[elevation >= elevation.max() - pixel]
+    band = azimuth[height >= top - config.head_band]
+    if np.ptp(edge) + pixel >= config.head_max_edge_ratio * (np.ptp(band) + pixel):
+        return False
+    lower, upper = config.head_width_depth
+    head = (height >= top - upper) & (height < top - lower)
+    if not head.any():
+        return False
+    width = np.subtract(*np.percentile(azimuth[head], [98, 2])) * float(np.median(distance[head]))
+    return width <= config.head_max_width
+
+
+def estimate_pelvis_height(points: np.ndarray, height: np.ndarray, sensor: np.ndarray | None,
+                           config: SegmentationConfig) -> tuple[float, str]:
+    """Pelvis height above the floor and its cue: "head" (body proportions) or "prior".
+
+    Without `sensor` (the sensor's position) the head cannot be told from a
+    cut edge and the prior is used.
+    """
+    if sensor is not None and head_in_view(points, height, sensor, config):
+        return config.pelvis_to_stature * float(height.max()), "head"
+    return config.pelvis_prior, "prior"
+
+
+# ---------------------------------------------------------------- detached hands
+
+def reaches_below_hands(points: np.ndarray, height: np.ndarray, pelvis: float,
+                        config: SegmentationConfig) -> np.ndarray:
+    """Mask of the points whose voxel-connected part reaches below the hands.
+
+    Below the crop plane a hand or forearm cut from its shoulder often
+    floats free, its lowest point (the fingertips) no more than
+    `hand_reach` below the pelvis. Legs hang together down to the feet,
+    and a piece of the far leg that the near one hides in part still
+    comes down lower than any hand.
+    """
+    flat, shape = _voxel_index(points, config.limb_voxel)
+    occupied = np.zeros(int(np.prod(shape)), bool)
+    occupied[flat] = True
+    labels, count = ndimage.label(occupied.reshape(shape), structure=np.ones((3, 3, 3)))
+    point_labels = labels.ravel()[flat]
+    lowest = ndimage.minimum(height, point_labels, np.arange(1, count + 1))
+    return np.concatenate([[False], lowest < pelvis - config.hand_reach])[point_labels]
+
+
+# ---------------------------------------------------------------- pipeline
+
+def segment_legs(points: np.ndarray, config: SegmentationConfig | None = None,
+                 previous_centre: np.ndarray | None = None,
+                 sensor_origin: np.ndarray | None = None) -> SegmentationResult:
+    """The target person's lower-limb points in a scene cloud (gravity frame).
+
+    points: (N, 3); NaN or inf rows are ignored. previous_centre: xy of the
+    target in the last frame; the person-like cluster nearest to it is the
+    target, else the one nearest the sensor. sensor_origin: the sensor's
+    position; without it the sensor is taken above the frame's origin and
+    the pelvis height falls back to the prior. Never raises on the data
+    (empty, NaN-only, person-free clouds give valid=False and a reason);
+    a cloud that is not (N, 3) is a ValueError.
+    """
+    config = config or SegmentationConfig()
+    timer = _StageTimer()
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be (N, 3), got {points.shape}")
+    sensor = np.array([0.0, 0.0, 1.0]) if sensor_origin is None else np.asarray(sensor_origin, float)
+
+    def invalid(reason: str) -> SegmentationResult:
+        return SegmentationResult(False, reason, timings=timer.finish())
+
+    if len(points) == 0:
+        return invalid("empty cloud")
+    roi = region_of_interest(points, sensor, config)
+    timer.lap("roi")
+    if len(roi) < config.person_min_points:
+        return invalid("no finite points in the region of interest" if len(roi) == 0
+                       else f"only {len(roi)} points in the region of interest")
+    roi_points = points[roi]
+
+    floor = fit_floor(roi_points, sensor[:2], config)
+    height = floor.distance(roi_points)
+    above = np.flatnonzero((height > config.floor_clearance) & (height < config.person_max_height))
+    timer.lap("floor")
+    if len(above) < config.person_min_points:
+        return invalid("nothing above the floor")
+
+    grid = BirdEyeGrid(roi_points[:, :2], sensor[:2], config)
+    clusters = []
+    for cluster in grid.clusters(above, roi_points[:, :2], height):
+        if cluster.length > config.person_max_footprint:
+            clusters += split_off_walls(roi_points, height, cluster, grid, config)
+        else:
+            clusters.append(cluster)
+    people = [c for c in clusters if is_person_sized(c, config)]
+    timer.lap("clusters")
+    if not people:
+        return invalid("no person-sized cluster")
+    reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
+    target = choose_target(people, reference, roi_points, height, sensor, config)
+    timer.lap("target")
+    if target is None:
+        return invalid("no person-like cluster (the person-sized ones are flat or do not reach the floor)")
+
+    person = target_points(target, clusters, grid, above, roi_points, height, sensor, config)
+    timer.lap("target_points")
+    person = person[on_surface(roi_points[person], sensor, config)]
+    timer.lap("flying_pixels")
+    pelvis, cue = estimate_pelvis_height(roi_points[person], height[person],
+                                         None if sensor_origin is None else sensor, config)
+    crop = pelvis + config.crop_margin
+    timer.lap("pelvis")
+
+    legs = person[height[person] < crop]
+    if len(legs) == 0:
+        return invalid("no points below the crop plane")
+    legs = legs[reaches_below_hands(roi_points[legs], height[legs], pelvis, config)]
+    timer.lap("detached_hands")
+    return SegmentationResult(True, "", np.sort(roi[legs]), target.centre, float(pelvis), float(crop), cue,
+                              timer.finish())
+
+
+# ---------------------------------------------------------------- measurement
+
+def measure_segmentation(folder: str | Path, per_cell: int | None = 3,
+                         config: SegmentationConfig | None = None) -> dict:
+    """Point precision and recall against `leg_mask`, and stage timings, on a test build.
+
+    The subset: the first `per_cell` samples (by file name, i.e. by index)
+    of every (condition, view) cell in the manifest; None takes all. Each
+    sample's sensor origin is the translation of its `camera_to_gravity`;
+    its floor is z = 0, so the pelvis error is the estimate minus the true
+    pelvis z. A warm-up call on the first sample (first-call overheads) is
+    not timed. Returns pooled and median per-sample precision and recall,
+    failures by reason, the share of kept points that are not leg_mask
+    above and below the true pelvis, the pelvis error by cue, timings
+    (median and p95 per stage, ms) and one row per sample.
+    """
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    taken: dict[tuple[str, str], int] = {}
+    subset = []
+    for entry in sorted(manifest["samples"], key=lambda e: e["file"]):
+        cell = (entry["condition"], entry["view"])
+        if per_cell is None or taken.get(cell, 0) < per_cell:
+            taken[cell] = taken.get(cell, 0) + 1
+            subset.append(entry)
+    if subset:  # keep first-call overheads out of the timings
+        with np.load(folder / subset[0]["file"]) as sample:
+            segment_legs(sample["points"], config, sensor_origin=sample["camera_to_gravity"][:3, 3])
+    rows = []
+    for entry in subset:
+        with np.load(folder / entry["file"]) as sample:
+            points, truth = sample["points"], sample["leg_mask"]
+            sensor, true_pelvis = sample["camera_to_gravity"][:3, 3], float(sample["joints"][0, 2])
+        result = segment_legs(points, config, sensor_origin=sensor)
+        kept = np.zeros(len(points), bool)
+        kept[result.indices] = True
+        wrong = kept & ~truth
+        rows.append({"file": entry["file"], "condition": entry["condition"], "view": entry["view"],
+                     "valid": result.valid, "reason": result.reason, "points": len(points),
+                     "true_positive": int((kept & truth).sum()), "kept": int(kept.sum()),
+                     "truth": int(truth.sum()),
+                     "false_positive_above_pelvis": int((wrong & (points[:, 2] > true_pelvis)).sum()),
+                     "pelvis_cue": result.pelvis_cue, "pelvis_error": result.pelvis_height - true_pelvis,
+                     "timings": result.timings})
+    return summarise_segmentation(rows)
+
+
+def summarise_segmentation(rows: list[dict]) -> dict:
+    """The summary of `measure_segmentation` rows (see there)."""
+    true_positive = sum(r["true_positive"] for r in rows)
+    precision = [r["true_positive"] / r["kept"] if r["kept"] else 0.0 for r in rows]
+    recall = [r["true_positive"] / r["truth"] if r["truth"] else 0.0 for r in rows]
+    failures: dict[str, int] = {}
+    for r in rows:
+        if not r["valid"]:
+            failures[r["reason"]] = failures.get(r["reason"], 0) + 1
+    timing_ms = {}
+    for stage in dict.fromkeys(s for r in rows for s in r["timings"]):
+        seconds = [r["timings"].get(stage, 0.0) for r in rows]
+        timing_ms[stage] = {"median": 1e3 * float(np.median(seconds)), "p95": 1e3 * float(np.percentile(seconds, 95))}
+    kept = sum(r["kept"] for r in rows)
+    wrong_above = sum(r["false_positive_above_pelvis"] for r in rows)
+    wrong_below = kept - true_positive - wrong_above
+    pelvis_error_m = {}
+    for cue in sorted({r["pelvis_cue"] for r in rows if r["valid"]}):
+        errors = np.array([r["pelvis_error"] for r in rows if r["valid"] and r["pelvis_cue"] == cue])
+        pelvis_error_m[cue] = {"count": len(errors), "mean": float(errors.mean()),
+                               "median_abs": float(np.median(np.abs(errors))),
+                               "p95_abs": float(np.percentile(np.abs(errors), 95))}
+    return {"count": len(rows), "valid": sum(r["valid"] for r in rows), "failures": failures,
+            "precision_pooled": true_positive / max(1, kept),
+            "recall_pooled": true_positive / max(1, sum(r["truth"] for r in rows)),
+            "precision_median": float(np.median(precision)) if rows else float("nan"),
+            "recall_median": float(np.median(recall)) if rows else float("nan"),
+            "false_positive_share": {"above_true_pelvis": wrong_above / max(1, kept),
+                                     "below_true_pelvis": wrong_below / max(1, kept)},
+            "pelvis_error_m": pelvis_error_m,
+            "median_points": int(np.median([r["points"] for r in rows])) if rows else 0,
+            "timing_ms": timing_ms, "samples": rows}

@@ -7,6 +7,8 @@ import sys
 from . import __version__
 from .data import cli as data_cli
 from .evaluation import cli as eval_cli
+from .evaluation import yaw as yaw_eval
+from .ros import cli as ros_cli
 from .training import cli as train_cli
 
 
@@ -14,12 +16,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="posesdf",
         description="posesdf_ros: 3D gait monitoring from depth point clouds. "
-                    "Build the synthetic gait benchmark, train and evaluate the models.")
+                    "Build the synthetic gait benchmark, train and evaluate the models, run the live ROS 2 demo.")
     parser.add_argument("--version", action="version", version=f"posesdf_ros {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_cli.add_parser(sub)
     train_cli.add_parser(sub)
     eval_cli.add_parsers(sub)
+    yaw_eval.add_parser(sub)
+    ros_cli.add_parser(sub)
     return parser
 
 

@@ -36,6 +36,13 @@ def test_colcon_build_installs_a_ros_package(tmp_path):
     assert (prefix / "share/posesdf_ros/package.xml").is_file()
     script = prefix / "lib/posesdf_ros/posesdf"
     assert script.is_file() and os.access(script, os.X_OK)
+    # Launch files, the RViz and parameter configs, and one executable per node (`ros2 run posesdf_ros <node>`).
+    share = prefix / "share/posesdf_ros"
+    for name in ("launch/posesdf.launch.py", "launch/demo.launch.py", "config/posesdf.rviz", "config/posesdf.yaml"):
+        assert (share / name).is_file(), f"share/posesdf_ros/{name} not installed"
+    for name in ("bringup", "synthetic_camera", "canonicaliser", "estimator"):
+        node_script = prefix / "lib/posesdf_ros" / name
+        assert node_script.is_file() and os.access(node_script, os.X_OK), f"lib/posesdf_ros/{name} not installed"
     site = next(prefix.glob("lib/python3*/site-packages"))
     assert (site / "posesdf_ros" / "data" / "dataset.py").is_file()
     # The installed command runs from the workspace as `ros2 run posesdf_ros posesdf` would start it.

@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` and `make test`. Both set up .venv on first use.
+# The README's two commands: `make demo` (the live ROS 2 walking demo) and `make test`. Both set up .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -20,10 +20,10 @@ $(STAMP): requirements.txt setup.py package.xml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/posesdf data preview --out preview
+	$(VENV)/bin/posesdf demo --out demo_out
 
 test: setup
 	$(PY) -m pytest -q test
 
 clean:
-	rm -rf $(VENV) build install log preview
+	rm -rf $(VENV) build install log preview demo_out

@@ -27,6 +27,10 @@ setup(
     entry_points={
         "console_scripts": [
             "posesdf = posesdf_ros.cli:main",
+            "bringup = posesdf_ros.ros.bringup:main",
+            "synthetic_camera = posesdf_ros.ros.synthetic_camera:main",
+            "canonicaliser = posesdf_ros.ros.canonicaliser:main",
+            "estimator = posesdf_ros.ros.estimator:main",
         ],
     },
 )

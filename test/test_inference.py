@@ -85,3 +85,17 @@ def test_tracking_warm_starts_and_reset_forgets(estimator, body_model):
     assert mpjpe_mm(second.joints, a["joints"]) < mpjpe_mm(first.joints, a["joints"]) + 10
     estimator.reset()
     assert estimator.estimate(pts, yaw=yaw, track=True).latent is not None
+
+
+def test_narrow_band_mesh_matches_dense_grid():
+    """The narrow-band evaluation gives the dense grid's mesh on the shipped model's mean shape."""
+    from posesdf_ros.inference.meshing import extract_mesh
+
+    est = GaitPoseEstimator.from_pretrained(profile="fast")
+    z = est.latent_mean[None]
+    sdf = lambda q: est.model(z, q[None])[0][0]  # noqa: E731
+    dense_v, dense_f = extract_mesh(sdf, 33, narrow_band=False)
+    band_v, band_f = extract_mesh(sdf, 33)
+    assert len(dense_f) > 500
+    assert len(band_v) == len(dense_v) and len(band_f) == len(dense_f)
+    np.testing.assert_allclose(np.sort(band_v, axis=0), np.sort(dense_v, axis=0), atol=1e-3)

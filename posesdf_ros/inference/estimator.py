@@ -11,11 +11,13 @@ Steps for one frame (all in the input frame's metres until step 2):
 5. optionally run marching cubes on the shape field;
 6. map joints and mesh back to the input frame.
 
-Segmentation of whole scenes and RotNet arrive with their own issue; until
-then `estimate` expects an already segmented leg cloud, and `yaw` (the
-subject's heading in the input frame, radians) should be given. Without it
-the estimator assumes the canonical view V1: the camera at the origin, 135
-degrees round from the subject's heading (that is the "w/o RotNet" case).
+A whole scene cloud (floor, clutter, the whole person) is first cut down
+to the target person's lower limbs by `perception.segment_legs`; an already
+segmented leg cloud skips that step (`segment=None` tells them apart by the
+cloud's extent). `yaw` (the subject's heading in the input frame, radians)
+comes from the argument, else from RotNet when its weights are loaded,
+else the estimator assumes the canonical view V1: the camera at the origin,
+135 degrees round from the subject's heading (the paper's "w/o RotNet" case).
 """
 from __future__ import annotations
 
@@ -31,8 +33,12 @@ from .joints import sphere_centres
 from .latent import LatentFit, optimise_latent
 from .meshing import extract_mesh
 from .pretrained import load_posesdf
+from ..perception.segment import SegmentationConfig, segment_legs
 
 MIN_POINTS = 50
+#: A leg cloud is at most this tall and wide (m); anything bigger is a scene to segment.
+LEG_CLOUD_MAX_HEIGHT_M = 1.4
+LEG_CLOUD_MAX_WIDTH_M = 1.5
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,12 @@ class EstimateResult:
     canonical_points: np.ndarray | None = None   # (N, 3) the optimised points, normalised frame
 
 
+def looks_like_scene(points: np.ndarray) -> bool:
+    """True for a cloud too tall or too wide to be one person's lower limbs (robust extents)."""
+    lo, hi = np.percentile(points, [1.0, 99.0], axis=0)
+    return bool(hi[2] - lo[2] > LEG_CLOUD_MAX_HEIGHT_M or np.hypot(*(hi[:2] - lo[:2])) > LEG_CLOUD_MAX_WIDTH_M)
+
+
 def finite_points(points) -> tuple[np.ndarray, str]:
     """The finite rows of an (N, 3) cloud as float64, and "" or why it cannot be used."""
     pts = np.asarray(points, dtype=np.float64)
@@ -89,8 +101,11 @@ def finite_points(points) -> tuple[np.ndarray, str]:
 class GaitPoseEstimator:
     """PoseSDF inference. Build with `from_pretrained`."""
 
-    def __init__(self, model, meta: dict, profile: Profile, device: str = "cpu", backend: str = "posesdf"):
+    def __init__(self, model, meta: dict, profile: Profile, device: str = "cpu", backend: str = "posesdf",
+                 segmentation: SegmentationConfig | None = None, yaw_estimator=None):
         self.model, self.meta, self.profile = model, meta, profile
+        self.segmentation = segmentation or SegmentationConfig()
+        self.yaw_estimator = yaw_estimator
         self.device, self.backend = torch.device(device), backend
         self.weights_dir = Path(meta["weights_dir"]) if "weights_dir" in meta else None
         self.radius = model.config.sphere_radius
@@ -98,6 +113,7 @@ class GaitPoseEstimator:
         self.latent_mean = torch.tensor(meta.get("latent_mean") or [0.0] * model.config.latent_size,
                                         dtype=torch.float32, device=self.device)
         self._previous: LatentFit | None = None
+        self._previous_centre: np.ndarray | None = None   # xy of the tracked person
 
     @classmethod
     def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
@@ -114,25 +130,47 @@ class GaitPoseEstimator:
     def reset(self) -> None:
         """Forget the tracked latent code (a new person or a cut in the sequence)."""
         self._previous = None
+        self._previous_centre = None
 
     def with_profile(self, **changes) -> "GaitPoseEstimator":
         """A copy sharing the model with some profile settings changed (ablations, sweeps)."""
-        return GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device), self.backend)
+        return GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
+                                 self.backend, self.segmentation, self.yaw_estimator)
 
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
-                 track: bool = False, mesh: bool = False) -> EstimateResult:
-        """Estimate the nine joints (and optionally the lower-limb mesh) of a leg cloud.
+                 track: bool = False, mesh: bool = False, segment: bool | None = None) -> EstimateResult:
+        """Estimate the nine joints (and optionally the lower-limb mesh) of a person.
 
-        points: (N, 3) gravity-aligned, z-up, metres, floor at z = 0.
-        yaw: the subject's heading in that frame (rad); None assumes view V1.
-        camera_origin: (3,) the camera position in that frame, for free-space samples.
-        track: warm-start from the previous call's code.
+        points: (N, 3) gravity-aligned, z-up, metres, floor at z = 0: a whole
+            scene or an already segmented leg cloud.
+        yaw: the subject's heading in that frame (rad); None asks RotNet, or
+            assumes view V1 without it.
+        camera_origin: (3,) the camera position in that frame, for the
+            segmentation's range limits and the free-space samples.
+        track: warm-start from the previous call's code and prefer the
+            previous call's person in the segmentation.
+        segment: True for a scene, False for a leg cloud, None to tell by extent.
         """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         pts, reason = finite_points(points)
         if reason:
             return EstimateResult(False, reason)
+        if segment or (segment is None and looks_like_scene(pts)):
+            seg = segment_legs(pts, self.segmentation, self._previous_centre if track else None, camera_origin)
+            timings["segmentation"] = seg.timings.get("total", 0.0)
+            if not seg.valid:
+                return EstimateResult(False, f"no person found: {seg.reason}", timings=timings)
+            pts = pts[seg.indices]
+            if track:
+                self._previous_centre = seg.centre
+            if len(pts) < MIN_POINTS:
+                return EstimateResult(False, f"too few leg points ({len(pts)} < {MIN_POINTS})", timings=timings)
+        if yaw is None and self.yaw_estimator is not None:
+            t = time.perf_counter()
+            yaw, _ = self.yaw_estimator.predict(pts)
+            timings["rotnet"] = time.perf_counter() - t
+        t1 = time.perf_counter()
         p = self.profile
         rng = np.random.default_rng(p.seed)
         if yaw is None:
@@ -147,7 +185,7 @@ class GaitPoseEstimator:
             ray /= np.linalg.norm(ray, axis=1, keepdims=True)
             free = base + ray * rng.uniform(*p.free_range_m, (len(base), 1))
             free_n = torch.as_tensor(canon.to_normalised(free), dtype=torch.float32, device=self.device)
-        timings["canonicalise"] = time.perf_counter() - t0
+        timings["canonicalise"] = time.perf_counter() - t1
 
         t = time.perf_counter()
         warm = track and self._previous is not None

@@ -1,0 +1,153 @@
+"""`bringup`: any set of the package's nodes in one process, from the same YAML as the launch files.
+
+    ros2 run posesdf_ros bringup [--nodes synthetic_camera,canonicaliser,estimator]
+                                 [--params-file config/posesdf.yaml] [--duration S] [--ros-args ...]
+
+It is the in-process equivalent of `launch/posesdf.launch.py` (no
+synthetic camera) and `launch/demo.launch.py` (with it), for machines
+without `ros2 launch`. The nodes run on one multi-threaded executor; each
+does its heavy work on its own worker thread. Wiring (`PIPELINE_REMAPS`)
+is the same as in the launch files; `--ros-args -r points:=/camera/...`
+connects a real camera.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+NODE_CLASSES = {
+    "synthetic_camera": ("posesdf_ros.ros.synthetic_camera", "SyntheticCameraNode"),
+    "canonicaliser": ("posesdf_ros.ros.canonicaliser", "CanonicaliserNode"),
+    "estimator": ("posesdf_ros.ros.estimator", "EstimatorNode"),
+}
+DEFAULT_NODES = ("synthetic_camera", "canonicaliser", "estimator")
+
+#: node -> remappings that connect the pipeline (the launch files use the same).
+PIPELINE_REMAPS: dict[str, dict[str, str]] = {
+    "estimator": {"legs": "/canonicaliser/legs", "person": "/canonicaliser/person"},
+}
+#: With the synthetic camera in the process, its topics feed the pipeline.
+SYNTHETIC_CAMERA_REMAPS: dict[str, dict[str, str]] = {
+    "canonicaliser": {"points": "/synthetic_camera/points"},
+    "estimator": {"image": "/synthetic_camera/image", "camera_info": "/synthetic_camera/camera_info"},
+}
+
+
+def default_params_file() -> Path:
+    """config/posesdf.yaml: the installed share directory, else the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        installed = Path(get_package_share_directory("posesdf_ros")) / "config" / "posesdf.yaml"
+        if installed.exists():
+            return installed
+    except (ImportError, LookupError, OSError):  # not installed by colcon, or no AMENT_PREFIX_PATH
+        pass
+    return Path(__file__).resolve().parents[2] / "config" / "posesdf.yaml"
+
+
+def remaps_for(name: str, nodes: list[str]) -> dict[str, str]:
+    remaps = dict(PIPELINE_REMAPS.get(name, {}))
+    if "synthetic_camera" in nodes:
+        remaps |= SYNTHETIC_CAMERA_REMAPS.get(name, {})
+    return remaps
+
+
+def make_node(name: str, params_file: Path | None, remaps: dict[str, str] | None = None, context=None,
+              overrides: dict | None = None):
+    """One node, with the YAML's parameters, the given remappings and parameter overrides."""
+    import importlib
+
+    from rclpy.parameter import Parameter
+
+    if name not in NODE_CLASSES:
+        raise ValueError(f"unknown node {name!r}; expected one of {tuple(NODE_CLASSES)}")
+    module, cls = NODE_CLASSES[name]
+    node_cls = getattr(importlib.import_module(module), cls)
+    args = ["--ros-args"]
+    if params_file is not None:
+        args += ["--params-file", str(params_file)]
+    for src, dst in (remaps or {}).items():
+        args += ["-r", f"{src}:={dst}"]
+    return node_cls(cli_args=args, context=context,
+                    parameter_overrides=[Parameter(k, value=v) for k, v in (overrides or {}).items()])
+
+
+def make_nodes(names: list[str], params_file: Path | None = None, context=None,
+               overrides: dict[str, dict] | None = None) -> list:
+    """The named nodes, wired together as the launch files wire them."""
+    params_file = params_file or default_params_file()
+    if not params_file.exists():
+        raise FileNotFoundError(f"parameter file {params_file} not found")
+    return [make_node(n, params_file, remaps_for(n, names), context, (overrides or {}).get(n)) for n in names]
+
+
+def spin(nodes: list, duration_s: float = 0.0, context=None, stop: threading.Event | None = None) -> None:
+    """Spin the nodes on one multi-threaded executor until Ctrl-C, `duration_s` or `stop`."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    for node in nodes:
+        executor.add_node(node)
+    end = time.monotonic() + duration_s if duration_s > 0 else float("inf")
+    try:
+        while time.monotonic() < end and not (stop is not None and stop.is_set()):
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in nodes:
+            if hasattr(node, "trigger_shutdown") and node._state_machine.current_state[1] != "finalized":
+                node.trigger_shutdown()
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown()
+
+
+def run_single(node_cls, args=None) -> None:
+    """Entry point of one node's executable (`ros2 run posesdf_ros <node>`)."""
+    import rclpy
+
+    rclpy.init(args=args)
+    try:
+        spin([node_cls()])
+    finally:
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bringup", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", default=",".join(DEFAULT_NODES),
+                        help=f"comma-separated nodes to run (default: {','.join(DEFAULT_NODES)})")
+    parser.add_argument("--params-file", type=Path, default=None,
+                        help="YAML with every node's parameters (default: the package's config/posesdf.yaml)")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until Ctrl-C")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.utilities import remove_ros_args
+
+    argv = sys.argv if argv is None else argv
+    args = make_parser().parse_args(remove_ros_args(argv)[1:])
+    names = [n.strip() for n in args.nodes.split(",") if n.strip()]
+    rclpy.init(args=argv)
+    try:
+        nodes = make_nodes(names, args.params_file)
+        spin(nodes, args.duration)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"bringup: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

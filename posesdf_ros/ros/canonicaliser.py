@@ -1,0 +1,135 @@
+"""`canonicaliser`: a depth camera's cloud in, the target person's legs and heading out.
+
+Subscribes `points` (sensor_msgs/PointCloud2, sensor-data QoS, any frame
+whose pose is known: tf2 or the camera_* parameters). Per frame: move the
+cloud into the gravity frame, segment the target person's lower limbs
+(`perception.segment_legs`, tracking the person from frame to frame),
+and predict the heading with RotNet. Publishes, all with the input's stamp:
+- `~/legs` (PointCloud2, gravity frame): the lower-limb points;
+- `~/person` (geometry_msgs/PoseArray, gravity frame): pose 0 is the
+  person's heading frame (on the floor below the legs, x along the heading),
+  pose 1 the camera's optical frame (for free-space samples and the overlay);
+- `~/canonical_points` (PointCloud2, frame `canonical_frame`): the legs in
+  the heading frame, as PoseSDF sees them (for inspection).
+The estimator pairs `legs` and `person` by stamp.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseArray
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header
+
+from ..inference.canonical import heading_assuming_canonical_view
+from ..perception.segment import SegmentationConfig, segment_legs
+from .conversions import cloud_to_xyz, xyz_to_cloud
+from .frames import Extrinsics, heading_pose, matrix_to_pose
+from .node_base import ManagedNode, Param, stamp_seconds
+from .synthetic_camera import CAMERA_POSE_PARAMETERS
+from rclpy.qos import qos_profile_sensor_data
+
+
+class CanonicaliserNode(ManagedNode):
+    NODE_NAME = "canonicaliser"
+    PARAMETERS = CAMERA_POSE_PARAMETERS + (
+        Param("use_tf", True, "Look the camera pose up in tf2 at the cloud's stamp (when tf2_ros is installed)."),
+        Param("yaw_source", "rotnet", "Heading from RotNet, or assume the canonical view V1 (the paper's "
+                                      "'w/o RotNet' ablation).", choices=("rotnet", "assume_v1")),
+        Param("rotnet_weights", "", "RotNet weights file; empty: the shipped weights."),
+        Param("device", "cpu", "Torch device of RotNet.", choices=("cpu", "cuda")),
+        Param("max_points", 400000, "Clouds with more valid points are decimated to this many.", (1000, 10000000)),
+        Param("min_range_m", 0.3, "Ignore points horizontally nearer the camera than this (m).", (0.0, 10.0)),
+        Param("max_range_m", 6.0, "Ignore points horizontally farther from the camera than this (m).", (0.5, 50.0)),
+        Param("track_timeout_s", 1.0, "Forget the tracked person after this long without one (s).", (0.0, 60.0)),
+        Param("canonical_frame", "posesdf_canonical", "frame_id of ~/canonical_points."),
+    )
+
+    def configure(self) -> None:
+        p = self.p
+        self.segmentation = SegmentationConfig(roi_min_range=p.min_range_m, roi_max_range=p.max_range_m)
+        self.extrinsics = Extrinsics(self, p.use_tf)
+        self.yaw_estimator, self.yaw_note = None, "assume_v1"
+        if p.yaw_source == "rotnet":
+            self.yaw_estimator, self.yaw_note = self._load_rotnet()
+        qos = self.qos_overrides()
+        self.pub_legs = self.create_lifecycle_publisher(PointCloud2, "~/legs", 5, qos_overriding_options=qos)
+        self.pub_person = self.create_lifecycle_publisher(PoseArray, "~/person", 5, qos_overriding_options=qos)
+        self.pub_canonical = self.create_lifecycle_publisher(PointCloud2, "~/canonical_points", 5,
+                                                             qos_overriding_options=qos)
+        self.sub = self.create_subscription(PointCloud2, "points", self._on_points, qos_profile_sensor_data,
+                                            qos_overriding_options=qos)
+        self.previous_centre, self.last_seen = None, -np.inf
+
+    def _load_rotnet(self):
+        try:
+            from ..inference.yaw import YawEstimator
+
+            est = YawEstimator.from_pretrained(self.p.device, self.p.rotnet_weights or None)
+            return est, "rotnet"
+        except (ImportError, FileNotFoundError, RuntimeError) as err:
+            self.warn("rotnet", f"RotNet unavailable ({err}); assuming the canonical view V1, which is "
+                                "only right for a camera at the person's front-left")
+            return None, f"assume_v1 (RotNet unavailable: {err})"
+
+    def cleanup(self) -> None:
+        self.yaw_estimator = None
+        if getattr(self, "sub", None) is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+
+    def diagnostic_values(self) -> dict[str, str]:
+        return {"yaw_source": getattr(self, "yaw_note", "n/a"),
+                "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
+
+    def _on_points(self, msg: PointCloud2) -> None:
+        if not self.check_stamp(msg.header):
+            self.submit(msg)
+
+    def process(self, msg: PointCloud2) -> None:
+        t0 = time.perf_counter()
+        try:
+            xyz = cloud_to_xyz(msg)
+        except ValueError as err:
+            self.drop("bad_cloud", f"cannot read the cloud: {err}")
+            return
+        if len(xyz) > self.p.max_points:
+            self.warn("huge", f"cloud of {len(xyz)} valid points decimated to max_points {self.p.max_points}")
+            xyz = xyz[np.linspace(0, len(xyz) - 1, self.p.max_points).astype(np.int64)]
+        T = self.extrinsics.camera_to_gravity(msg.header, self.p.gravity_frame)
+        points = xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        stamp = stamp_seconds(msg.header.stamp)
+        if stamp - self.last_seen > self.p.track_timeout_s:
+            self.previous_centre = None
+        seg = segment_legs(points, self.segmentation, self.previous_centre, T[:3, 3])
+        if not seg.valid:
+            self.drop("no_person", f"no person: {seg.reason}")
+            return
+        legs = points[seg.indices]
+        self.previous_centre, self.last_seen = seg.centre, stamp
+        if self.yaw_estimator is not None:
+            try:
+                yaw, _ = self.yaw_estimator.predict(legs)
+            except ValueError as err:
+                self.drop("no_person", f"RotNet rejected the legs: {err}")
+                return
+        else:
+            yaw = heading_assuming_canonical_view(legs, T[:2, 3])
+        header = Header(stamp=msg.header.stamp, frame_id=self.p.gravity_frame)
+        person = PoseArray(header=header, poses=[heading_pose(seg.centre, yaw), matrix_to_pose(T)])
+        self.pub_person.publish(person)
+        self.pub_legs.publish(xyz_to_cloud(legs.astype(np.float32), header))
+        c, s = np.cos(-yaw), np.sin(-yaw)
+        local = legs - [seg.centre[0], seg.centre[1], 0.0]
+        canonical = np.stack([c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1], local[:, 2]], 1)
+        self.pub_canonical.publish(xyz_to_cloud(canonical.astype(np.float32),
+                                                Header(stamp=msg.header.stamp, frame_id=self.p.canonical_frame)))
+        self.mark_published(msg.header.stamp)
+        self.last_duration = time.perf_counter() - t0
+
+
+def main(args=None) -> None:
+    from .bringup import run_single
+
+    run_single(CanonicaliserNode, args)

@@ -1,0 +1,189 @@
+"""`estimator`: the canonicaliser's legs in, the nine joints, markers and mesh out.
+
+Subscribes `legs` (PointCloud2) and `person` (PoseArray), both from the
+canonicaliser and paired by stamp, plus `image` and `camera_info` for the
+overlay (RGB matched to the depth frame by the nearest stamp within
+`image_sync_tolerance_s`). Runs PoseSDF latent optimisation, warm-started
+from the previous frame while the track lasts. Publishes, with the input's
+stamp, in the gravity frame:
+- `~/joints` (geometry_msgs/PoseArray, JOINT_NAMES order; each pose's x
+  axis along its segment: pelvis right-to-left hip, joint to child joint);
+- `~/markers` (visualization_msgs/MarkerArray: joint spheres, bones, and
+  the lower-limb mesh as a TRIANGLE_LIST at `mesh_rate_hz`);
+- `~/mesh` (shape_msgs/Mesh, at `mesh_rate_hz`);
+- `~/overlay` (sensor_msgs/Image, rgb8: the skeleton drawn on the RGB image).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+import numpy as np
+from geometry_msgs.msg import PoseArray
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from shape_msgs.msg import Mesh
+from visualization_msgs.msg import MarkerArray
+
+from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
+from .frames import pose_to_matrix, yaw_of
+from .markers import joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
+from .node_base import ManagedNode, Param, stamp_seconds
+from .overlay import draw_skeleton
+
+
+class StampPairer:
+    """Pairs two topics' messages by identical header stamps (what the canonicaliser publishes)."""
+
+    def __init__(self, depth: int = 8):
+        self.pending: OrderedDict[tuple[int, int], dict] = OrderedDict()
+        self.depth = depth
+
+    def add(self, kind: str, msg) -> dict | None:
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        entry = self.pending.setdefault(key, {})
+        entry[kind] = msg
+        if len(entry) == 2:
+            return self.pending.pop(key)
+        while len(self.pending) > self.depth:
+            self.pending.popitem(last=False)
+        return None
+
+
+class EstimatorNode(ManagedNode):
+    NODE_NAME = "estimator"
+    PARAMETERS = (
+        Param("backend", "posesdf", "Joint estimator.", choices=("posesdf",)),
+        Param("profile", "fast", "Inference settings: 'fast' for camera rate on a CPU, 'accurate' for the "
+                                 "lowest error.", choices=("fast", "accurate")),
+        Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
+        Param("weights", "", "PoseSDF weights file; empty: the shipped weights."),
+        Param("torch_threads", 1, "CPU threads of torch in this process; 0 keeps torch's default (all "
+                                  "cores). One is fastest when other nodes or processes share the cores.",
+              (0, 256)),
+        Param("track", True, "Warm-start each frame's latent code from the previous frame."),
+        Param("track_reset_s", 0.5, "Start the latent code afresh after a gap this long (s).", (0.0, 60.0)),
+        Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0)),
+        Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0)),
+        Param("joint_radius_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0)),
+        Param("overlay", True, "Publish ~/overlay (needs image and camera_info)."),
+        Param("image_sync_tolerance_s", 0.05, "Largest stamp difference between depth and RGB (s).", (0.0, 1.0)),
+    )
+
+    def configure(self) -> None:
+        from ..inference.estimator import GaitPoseEstimator
+
+        p = self.p
+        if p.torch_threads > 0:
+            import torch
+
+            # Process-wide: several OpenMP threads per node stall each other on shared cores.
+            torch.set_num_threads(p.torch_threads)
+        self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
+        self.pairer = StampPairer()
+        self.images: deque[Image] = deque(maxlen=15)
+        self.camera_info: CameraInfo | None = None
+        self.last_stamp, self.last_mesh = -np.inf, -np.inf
+        self.last_timings: dict[str, float] = {}
+        qos = self.qos_overrides()
+        self.pub_joints = self.create_lifecycle_publisher(PoseArray, "~/joints", 10, qos_overriding_options=qos)
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 10, qos_overriding_options=qos)
+        self.pub_mesh = self.create_lifecycle_publisher(Mesh, "~/mesh", 2, qos_overriding_options=qos)
+        self.pub_overlay = self.create_lifecycle_publisher(Image, "~/overlay", 2, qos_overriding_options=qos)
+        sensor = qos_profile_sensor_data
+        self.subs = [
+            self.create_subscription(PointCloud2, "legs", lambda m: self._on_part("legs", m), sensor,
+                                     qos_overriding_options=qos),
+            self.create_subscription(PoseArray, "person", lambda m: self._on_part("person", m), sensor,
+                                     qos_overriding_options=qos),
+            self.create_subscription(Image, "image", self._on_image, sensor, qos_overriding_options=qos),
+            self.create_subscription(CameraInfo, "camera_info", self._on_info, sensor, qos_overriding_options=qos),
+        ]
+
+    def cleanup(self) -> None:
+        for sub in getattr(self, "subs", []):
+            self.destroy_subscription(sub)
+        self.subs = []
+        if getattr(self, "estimator", None) is not None and self.estimator.device.type == "cuda":
+            import torch
+
+            self.estimator = None
+            torch.cuda.empty_cache()
+        self.estimator = None
+
+    def diagnostic_values(self) -> dict[str, str]:
+        return {"backend": self.p.backend, "profile": self.p.profile, "device": self.p.device} | {
+            f"time_{k}_ms": f"{1e3 * v:.1f}" for k, v in self.last_timings.items()}
+
+    def _on_image(self, msg: Image) -> None:
+        self.images.append(msg)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
+
+    def _on_part(self, kind: str, msg) -> None:
+        pair = self.pairer.add(kind, msg)
+        if pair is not None and not self.check_stamp(msg.header):
+            self.submit(pair)
+
+    def process(self, pair: dict) -> None:
+        legs, person = pair["legs"], pair["person"]
+        if len(person.poses) < 2:
+            self.drop("bad_person", f"person message needs 2 poses (heading, camera), got {len(person.poses)}")
+            return
+        try:
+            points = cloud_to_xyz(legs)
+        except ValueError as err:
+            self.drop("bad_cloud", f"cannot read the legs cloud: {err}")
+            return
+        stamp = stamp_seconds(legs.header.stamp)
+        if stamp - self.last_stamp > self.p.track_reset_s:
+            self.estimator.reset()
+        camera = pose_to_matrix(person.poses[1])
+        want_mesh = self.p.mesh_rate_hz > 0 and stamp - self.last_mesh >= 1.0 / self.p.mesh_rate_hz
+        res = self.estimator.estimate(points, yaw=yaw_of(person.poses[0]), camera_origin=camera[:3, 3],
+                                      track=self.p.track, mesh=want_mesh, segment=False)
+        self.last_stamp = stamp
+        self.last_timings = res.timings
+        if not res.valid:
+            self.drop("invalid", f"no estimate: {res.reason}")
+            return
+        header = person.header
+        self.pub_joints.publish(joints_to_pose_array(res.joints, header))
+        markers = skeleton_markers(res.joints, header, self.p.marker_lifetime_s, self.p.joint_radius_m)
+        if res.mesh is not None:
+            self.last_mesh = stamp
+            verts, faces = np.asarray(res.mesh.vertices), np.asarray(res.mesh.faces)
+            # The mesh outlives the skeleton: it is refreshed only at mesh_rate_hz.
+            life = max(self.p.marker_lifetime_s, 1.5 / self.p.mesh_rate_hz)
+            markers.append(mesh_marker(verts, faces, header, life))
+            self.pub_mesh.publish(mesh_to_msg(verts, faces))
+        self.pub_markers.publish(MarkerArray(markers=markers))
+        if self.p.overlay:
+            self._publish_overlay(stamp, res.joints, camera)
+        self.mark_published(legs.header.stamp)
+
+    def _publish_overlay(self, stamp: float, joints: np.ndarray, camera_to_gravity: np.ndarray) -> None:
+        if self.camera_info is None or not self.images:
+            return
+        image = min(list(self.images), key=lambda m: abs(stamp_seconds(m.header.stamp) - stamp))
+        if abs(stamp_seconds(image.header.stamp) - stamp) > self.p.image_sync_tolerance_s:
+            self.warn("sync", f"no RGB image within {self.p.image_sync_tolerance_s} s of the depth frame")
+            return
+        info = self.camera_info
+        if (image.width, image.height) != (info.width, info.height):
+            self.warn("image", f"image is {image.width}x{image.height} but camera_info says "
+                               f"{info.width}x{info.height}; no overlay")
+            return
+        try:
+            rgb = image_to_rgb(image)
+        except ValueError as err:
+            self.warn("image", f"cannot read the image: {err}")
+            return
+        drawn = draw_skeleton(rgb, joints, camera_to_gravity, np.asarray(info.k, float).reshape(3, 3))
+        self.pub_overlay.publish(array_to_image(drawn, "rgb8", image.header))
+
+
+def main(args=None) -> None:
+    from .bringup import run_single
+
+    run_single(EstimatorNode, args)

@@ -1,0 +1,276 @@
+"""What every posesdf_ros node shares: declared parameters, lifecycle with
+autostart, newest-frame processing, throttled warnings and /diagnostics.
+
+A node subclasses `ManagedNode`, lists its parameters as `Param`s in one
+tuple (name, default, description, range), and implements `configure`
+(load models, create publishers and subscriptions), `process` (one frame,
+run on the node's worker thread) and optionally `cleanup`. Subscription
+callbacks only `submit` frames: the worker always takes the newest one, so
+a slow model never builds a queue, and every frame it skips is counted.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos_overriding_options import QoSOverridingOptions
+
+WARN_PERIOD_S = 5.0
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: its default fixes its type."""
+
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        text = self.description + (f" One of: {', '.join(self.choices)}." if self.choices else "")
+        d = ParameterDescriptor(name=self.name, description=text)
+        if self.range is not None:
+            if isinstance(self.default, bool) or not isinstance(self.default, (int, float)):
+                raise TypeError(f"parameter {self.name}: a range needs a numeric default")
+            if isinstance(self.default, int):
+                d.integer_range = [IntegerRange(from_value=int(self.range[0]), to_value=int(self.range[1]), step=1)]
+            else:
+                d.floating_point_range = [FloatingPointRange(from_value=float(self.range[0]),
+                                                             to_value=float(self.range[1]), step=0.0)]
+        return d
+
+
+#: Parameters every node has.
+COMMON_PARAMETERS: tuple[Param, ...] = (
+    Param("autostart", True, "Configure and activate the node on start-up (lifecycle)."),
+    Param("max_age_s", 1.0, "Drop input frames older than this (s) when they arrive; 0 disables the check.",
+          (0.0, 3600.0)),
+    Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status (s).", (0.1, 60.0)),
+)
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class FrameStats:
+    """Counts and latencies reported on /diagnostics."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.received = 0
+        self.processed = 0
+        self.published = 0
+        self.dropped: Counter[str] = Counter()
+        self.latencies = deque(maxlen=100)
+        self.arrivals = deque(maxlen=100)
+        self.outputs = deque(maxlen=100)
+        self.last_problem = ""
+
+    def rate(self, times: deque) -> float:
+        now = time.monotonic()
+        recent = [t for t in times if now - t < 5.0]
+        return len(recent) / 5.0 if recent else 0.0
+
+
+class ManagedNode(LifecycleNode):
+    """A lifecycle node with declared parameters, a newest-frame worker and diagnostics."""
+
+    NODE_NAME = ""
+    PARAMETERS: tuple[Param, ...] = ()
+
+    def __init__(self, node_name: str | None = None, **kwargs):
+        super().__init__(node_name or self.NODE_NAME, **kwargs)
+        self.p = self._declare(COMMON_PARAMETERS + self.PARAMETERS)
+        self.stats = FrameStats()
+        self._warned: dict[str, float] = {}
+        self._slot: Any = None
+        self._slot_cv = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self._last_stamp: float | None = None
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
+        if self.p.autostart:
+            self.trigger_configure()
+            if self._state_machine.current_state[1] == "inactive":
+                self.trigger_activate()
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _declare(self, params: tuple[Param, ...]) -> SimpleNamespace:
+        values = {}
+        for prm in params:
+            values[prm.name] = self.declare_parameter(prm.name, prm.default, prm.descriptor()).value
+            if prm.choices and values[prm.name] not in prm.choices:
+                raise ValueError(f"parameter {prm.name}={values[prm.name]!r} must be one of {prm.choices}")
+        return SimpleNamespace(**values)
+
+    @staticmethod
+    def qos_overrides() -> QoSOverridingOptions:
+        """Lets users override reliability, durability, history and depth per topic (REP 2003)."""
+        return QoSOverridingOptions.with_default_policies()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def configure(self) -> None:
+        """Load models, create publishers and subscriptions. Raise to fail the transition."""
+
+    def cleanup(self) -> None:
+        """Release what `configure` made (models, GPU memory)."""
+
+    def process(self, frame: Any) -> None:
+        """Handle one frame on the worker thread."""
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.configure()
+        except Exception as err:  # noqa: BLE001  (a failed transition must be reported, not raised)
+            self.get_logger().error(f"configure failed: {err}")
+            self.stats.last_problem = f"configure failed: {err}"
+            return TransitionCallbackReturn.FAILURE
+        return super().on_configure(state)
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self.cleanup()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self.cleanup()
+        return super().on_shutdown(state)
+
+    @property
+    def is_active(self) -> bool:
+        return self._running
+
+    # -- frames -------------------------------------------------------------------------------
+    def check_stamp(self, header) -> str:
+        """"" if the frame's stamp is usable, else why it is dropped (and the drop is counted)."""
+        stamp = stamp_seconds(header.stamp)
+        reason = ""
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            reason = f"stamp went backwards ({stamp:.3f} s after {self._last_stamp:.3f} s)"
+        elif self.p.max_age_s > 0:
+            age = stamp_seconds(self.get_clock().now().to_msg()) - stamp
+            if age > self.p.max_age_s:
+                reason = f"stale frame ({age:.2f} s old > max_age_s {self.p.max_age_s})"
+        if reason:
+            self.drop("out_of_order" if "backwards" in reason else "stale", reason)
+        else:
+            self._last_stamp = stamp
+        return reason
+
+    def submit(self, frame: Any) -> None:
+        """Hand a frame to the worker; an unprocessed older frame is dropped and counted."""
+        with self.stats.lock:
+            self.stats.received += 1
+            self.stats.arrivals.append(time.monotonic())
+        if not self._running:
+            self.drop("inactive", "frame received while the node is not active")
+            return
+        with self._slot_cv:
+            if self._slot is not None:
+                self.drop("superseded")
+            self._slot = frame
+            self._slot_cv.notify()
+
+    def drop(self, kind: str, reason: str = "") -> None:
+        with self.stats.lock:
+            self.stats.dropped[kind] += 1
+        if reason:
+            self.warn(kind, reason)
+
+    def warn(self, key: str, text: str) -> None:
+        """A warning logged at most every WARN_PERIOD_S per key, and kept for /diagnostics."""
+        self.stats.last_problem = text
+        now = time.monotonic()
+        if now - self._warned.get(key, -1e9) >= WARN_PERIOD_S:
+            self._warned[key] = now
+            self.get_logger().warning(text)
+
+    def mark_published(self, stamp) -> None:
+        """Record an output for the frame stamped `stamp` (latency = receipt clock - stamp)."""
+        latency = stamp_seconds(self.get_clock().now().to_msg()) - stamp_seconds(stamp)
+        with self.stats.lock:
+            self.stats.published += 1
+            self.stats.outputs.append(time.monotonic())
+            self.stats.latencies.append(latency)
+            self.stats.last_problem = ""
+
+    def _stop_worker(self) -> None:
+        self._running = False
+        with self._slot_cv:
+            self._slot = None
+            self._slot_cv.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+        self._worker = None
+
+    def _work(self) -> None:
+        while True:
+            with self._slot_cv:
+                while self._slot is None and self._running:
+                    self._slot_cv.wait(0.5)
+                if not self._running:
+                    return
+                frame, self._slot = self._slot, None
+            try:
+                self.process(frame)
+            except Exception as err:  # noqa: BLE001  (bad input must never stop the node)
+                self.drop("error", f"frame failed: {type(err).__name__}: {err}")
+            with self.stats.lock:
+                self.stats.processed += 1
+
+    # -- diagnostics --------------------------------------------------------------------------
+    def diagnostic_values(self) -> dict[str, str]:
+        """Extra key-values of a node's status."""
+        return {}
+
+    def _publish_diagnostics(self) -> None:
+        s = self.stats
+        with s.lock:
+            lat = sorted(s.latencies)
+            values = {
+                "state": self._state_machine.current_state[1],
+                "input_rate_hz": f"{s.rate(s.arrivals):.2f}",
+                "output_rate_hz": f"{s.rate(s.outputs):.2f}",
+                "latency_mean_ms": f"{1e3 * sum(lat) / len(lat):.1f}" if lat else "n/a",
+                "latency_p95_ms": f"{1e3 * lat[int(0.95 * (len(lat) - 1))]:.1f}" if lat else "n/a",
+                "frames_received": str(s.received),
+                "frames_processed": str(s.processed),
+                "frames_published": str(s.published),
+                "frames_dropped": str(sum(s.dropped.values())),
+            } | {f"dropped_{k}": str(v) for k, v in sorted(s.dropped.items())}
+            problem = s.last_problem
+        values |= self.diagnostic_values()
+        if values["state"] != "active":
+            level, message = DiagnosticStatus.WARN, f"node is {values['state']}" + (f": {problem}" if problem else "")
+        elif problem:
+            level, message = DiagnosticStatus.WARN, problem
+        else:
+            level, message = DiagnosticStatus.OK, "ok"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message,
+                                  hardware_id=self.get_fully_qualified_name(),
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics.publish(msg)

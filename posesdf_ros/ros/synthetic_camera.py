@@ -1,0 +1,128 @@
+"""`synthetic_camera`: a walking anny person seen by a virtual depth + RGB camera.
+
+Publishes what a RealSense-like driver does, plus the ground truth:
+- `~/points` (sensor_msgs/PointCloud2, organised 640 x 360, NaN where no
+  return, camera optical frame, packed rgb),
+- `~/image` (sensor_msgs/Image, rgb8) and `~/camera_info` (sensor_msgs/CameraInfo),
+- `~/ground_truth/joints` (geometry_msgs/PoseArray, the nine joints in the
+  gravity frame, JOINT_NAMES order).
+All four carry the same stamp. Rendering a frame takes about 0.2 s on a
+CPU, so the node renders `loop_frames` frames (default: one gait cycle) on
+configure and then plays them in a loop at `rate_hz`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import PoseArray
+from rclpy.lifecycle import Publisher
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from ..data.camera import NOISE_PROFILES
+from ..data.gait import CONDITIONS
+from ..data.scene import VIEWS
+from ..data.stream import StreamFrame, SyntheticWalker, WalkerConfig
+from .conversions import array_to_image, xyz_to_cloud
+from .frames import extrinsics_from_parameters
+from .markers import joints_to_pose_array
+from .node_base import ManagedNode, Param
+
+#: Camera pose parameters shared with the canonicaliser (set once under `/**` in config/posesdf.yaml).
+CAMERA_POSE_PARAMETERS: tuple[Param, ...] = (
+    Param("camera_height_m", 0.9, "Height of the camera's optical centre above the floor (m).", (0.05, 5.0)),
+    Param("camera_pitch_deg", 9.0, "Camera pitch, down from horizontal (deg).", (-89.0, 89.0)),
+    Param("camera_yaw_deg", 0.0, "Camera yaw about the gravity frame's z axis (deg).", (-180.0, 180.0)),
+    Param("camera_x_m", 0.0, "Camera position along the gravity frame's x axis (m).", (-100.0, 100.0)),
+    Param("camera_y_m", 0.0, "Camera position along the gravity frame's y axis (m).", (-100.0, 100.0)),
+    Param("gravity_frame", "base_link", "Gravity-aligned output frame (z up, floor at z = 0; REP 103/105)."),
+)
+
+
+class SyntheticCameraNode(ManagedNode):
+    NODE_NAME = "synthetic_camera"
+    PARAMETERS = CAMERA_POSE_PARAMETERS + (
+        Param("rate_hz", 15.0, "Publishing rate (Hz).", (0.1, 60.0)),
+        Param("condition", "normal", "Gait condition of the walker.", choices=CONDITIONS),
+        Param("view", "V1", "Benchmark view: the camera's azimuth around the walker.", choices=tuple(VIEWS)),
+        Param("body_index", 0, "Test body (0..99; disjoint from the training bodies).", (0, 99)),
+        Param("seed", 1, "Seed of the gait variation, the clutter and the noise.", (0, 2**31 - 1)),
+        Param("noise", "realistic", "Depth noise profile.", choices=NOISE_PROFILES),
+        Param("clutter_boxes", 2, "Boxes standing beside the walkway.", (0, 6)),
+        Param("cadence_spm", 0.0, "Cadence (steps/min); 0 draws one from 95..125.", (0.0, 200.0)),
+        Param("distance_m", 2.5, "Horizontal distance from the camera to the walker (m).", (1.0, 6.0)),
+        Param("loop_frames", 0, "Frames rendered on configure and played in a loop; 0: one gait cycle.",
+              (0, 600)),
+        Param("frame_id", "camera_depth_optical_frame", "Frame of the cloud, image and camera info."),
+        Param("publish_ground_truth", True, "Publish ~/ground_truth/joints."),
+    )
+
+    def configure(self) -> None:
+        p = self.p
+        config = WalkerConfig(condition=p.condition, view=p.view, body_index=p.body_index, seed=p.seed,
+                              noise=p.noise, clutter_boxes=p.clutter_boxes, cadence_spm=p.cadence_spm,
+                              distance_m=p.distance_m, camera_height_m=p.camera_height_m,
+                              camera_pitch_deg=p.camera_pitch_deg)
+        self.walker = SyntheticWalker(config)
+        n = p.loop_frames or max(1, int(round(self.walker.cycle_s * p.rate_hz)))
+        self.get_logger().info(f"rendering {n} frames of a {p.condition} walker at view {p.view} "
+                               f"(cycle {self.walker.cycle_s:.2f} s)...")
+        # Camera yaw and position only move the scene in the gravity frame; the walker is
+        # placed relative to the camera, so the rendering is the same.
+        self.frames: list[StreamFrame] = [self.walker.frame(i / p.rate_hz) for i in range(n)]
+        self.get_logger().info(f"ready: {n} frames, {np.isfinite(self.frames[0].cloud).all(-1).sum()} points each")
+        self.camera_to_gravity = extrinsics_from_parameters(self.p)
+        qos = self.qos_overrides()
+        self.pub_points: Publisher = self.create_lifecycle_publisher(PointCloud2, "~/points", 5,
+                                                                     qos_overriding_options=qos)
+        self.pub_image = self.create_lifecycle_publisher(Image, "~/image", 5, qos_overriding_options=qos)
+        self.pub_info = self.create_lifecycle_publisher(CameraInfo, "~/camera_info", 5, qos_overriding_options=qos)
+        self.pub_truth = self.create_lifecycle_publisher(PoseArray, "~/ground_truth/joints", 10,
+                                                         qos_overriding_options=qos)
+        self.index = 0
+        self.timer = self.create_timer(1.0 / p.rate_hz, self._tick)
+
+    def diagnostic_values(self) -> dict[str, str]:
+        p = self.p
+        return {"condition": p.condition, "view": p.view, "body_index": str(p.body_index), "seed": str(p.seed),
+                "noise": p.noise, "rate_hz": f"{p.rate_hz:g}", "loop_frames": str(len(getattr(self, "frames", [])))}
+
+    def cleanup(self) -> None:
+        if getattr(self, "timer", None) is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+        self.frames = []
+
+    def _tick(self) -> None:
+        if not self.is_active or not self.frames:
+            return
+        frame = self.frames[self.index % len(self.frames)]
+        self.index += 1
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.p.frame_id)
+        self.pub_points.publish(xyz_to_cloud(frame.cloud, header, rgb=frame.rgb))
+        self.pub_image.publish(array_to_image(frame.rgb, "rgb8", header))
+        self.pub_info.publish(self.camera_info(header, frame))
+        if self.p.publish_ground_truth:
+            # The walker was rendered by a camera at the origin with no yaw; move its joints
+            # into the gravity frame of this camera's configured pose.
+            rendered_to_configured = self.camera_to_gravity @ np.linalg.inv(frame.camera_to_gravity)
+            joints = frame.joints @ rendered_to_configured[:3, :3].T + rendered_to_configured[:3, 3]
+            self.pub_truth.publish(joints_to_pose_array(joints, Header(stamp=header.stamp,
+                                                                       frame_id=self.p.gravity_frame)))
+        self.mark_published(header.stamp)
+
+    @staticmethod
+    def camera_info(header: Header, frame: StreamFrame) -> CameraInfo:
+        K = frame.intrinsics.K
+        info = CameraInfo(header=header, width=frame.intrinsics.width, height=frame.intrinsics.height,
+                          distortion_model="plumb_bob")
+        info.d = [0.0] * 5
+        info.k = K.reshape(-1).tolist()
+        info.r = np.eye(3).reshape(-1).tolist()
+        info.p = np.hstack([K, np.zeros((3, 1))]).reshape(-1).tolist()
+        return info
+
+
+def main(args=None) -> None:
+    from .bringup import run_single
+
+    run_single(SyntheticCameraNode, args)

@@ -100,8 +100,8 @@ def spin(nodes: list, duration_s: float = 0.0, context=None, stop: threading.Eve
         pass
     finally:
         for node in nodes:
-            if hasattr(node, "trigger_shutdown") and node._state_machine.current_state[1] != "finalized":
-                node.trigger_shutdown()
+            if hasattr(node, "release"):
+                node.release()
             executor.remove_node(node)
             node.destroy_node()
         executor.shutdown()

@@ -158,6 +158,18 @@ class ManagedNode(LifecycleNode):
         self.cleanup()
         return super().on_shutdown(state)
 
+    def release(self) -> None:
+        """Shut down: the lifecycle transition while the context lives (after Ctrl-C it is gone),
+        and in any case stop the worker and free the models before the node is destroyed."""
+        if self.context.ok() and self._state_machine.current_state[1] != "finalized":
+            try:
+                self.trigger_shutdown()
+                return
+            except Exception as err:  # noqa: BLE001  (rcl errors when the context ends meanwhile)
+                self.get_logger().debug(f"shutdown transition failed: {err}")
+        self._stop_worker()
+        self.cleanup()
+
     @property
     def is_active(self) -> bool:
         return self._running

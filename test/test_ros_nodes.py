@@ -1,0 +1,292 @@
+"""Integration tests: the real nodes talking over Fast DDS, fed generated frames.
+
+Each test uses its own rclpy context on a domain id derived from the
+process id, so parallel runs on one machine do not hear each other.
+"""
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from posesdf_ros.ros.bringup import make_nodes
+from posesdf_ros.ros.conversions import array_to_image, xyz_to_cloud
+from posesdf_ros.ros.markers import pose_array_to_joints
+
+DOMAIN = 1 + os.getpid() % 200
+
+
+class Graph:
+    """Nodes spinning on a background executor, plus a listener that keeps what arrives."""
+
+    def __init__(self):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=DOMAIN)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.listener = rclpy.create_node("test_listener", context=self.context)
+        self.executor.add_node(self.listener)
+        self.received: dict[str, list] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        self.nodes = []
+
+    def _spin(self):
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def add(self, nodes):
+        for node in nodes:
+            self.executor.add_node(node)
+        self.nodes += nodes
+        return nodes
+
+    def listen(self, msg_type, topic):
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.received[topic] = []
+
+        def keep(msg):
+            with self.lock:
+                self.received[topic].append(msg)
+
+        self.listener.create_subscription(msg_type, topic, keep, qos)
+
+    def publisher(self, msg_type, topic):
+        return self.listener.create_publisher(msg_type, topic, QoSProfile(depth=50))
+
+    def wait_for(self, condition, timeout=120.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if condition(self.received):
+                    return True
+            time.sleep(0.1)
+        return False
+
+    def now(self):
+        return self.listener.get_clock().now().to_msg()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        for node in self.nodes:
+            node.release()
+            node.destroy_node()
+        self.listener.destroy_node()
+        self.executor.shutdown()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def graph():
+    g = Graph()
+    yield g
+    g.close()
+
+
+def _statuses(received, name):
+    return [s for msg in received.get("/diagnostics", []) for s in msg.status if s.name.startswith(name)]
+
+
+def _values(status):
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
+    for msg_type, topic in ((PoseArray, "/synthetic_camera/ground_truth/joints"), (PoseArray, "/estimator/joints"),
+                            (MarkerArray, "/estimator/markers"), (Image, "/estimator/overlay"),
+                            (PointCloud2, "/canonicaliser/canonical_points"), (DiagnosticArray, "/diagnostics")):
+        graph.listen(msg_type, topic)
+    graph.add(make_nodes(["synthetic_camera", "canonicaliser", "estimator"], context=graph.context, overrides={
+        "synthetic_camera": {"rate_hz": 4.0, "loop_frames": 3},
+        "estimator": {"mesh_rate_hz": 1.0}}))
+    assert graph.wait_for(lambda r: len(r["/estimator/joints"]) >= 4
+                          and any(m.type == Marker.TRIANGLE_LIST for a in r["/estimator/markers"] for m in a.markers)
+                          and len(_statuses(r, "estimator")) > 0), "no joints, mesh or diagnostics from the pipeline"
+    r = graph.received
+    truth = {(m.header.stamp.sec, m.header.stamp.nanosec): pose_array_to_joints(m)
+             for m in r["/synthetic_camera/ground_truth/joints"]}
+    errors = []
+    for msg in r["/estimator/joints"]:
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        assert key in truth, "output stamps must be the input's"
+        assert msg.header.frame_id == "base_link" and len(msg.poses) == 9
+        q = msg.poses[2].orientation
+        assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1.0) < 1e-6
+        errors.append(np.linalg.norm(pose_array_to_joints(msg) - truth[key], axis=1).mean() * 1e3)
+    assert np.mean(errors) < 60.0, f"MPJPE {np.mean(errors):.1f} mm over {len(errors)} frames"
+
+    skeleton = r["/estimator/markers"][-1].markers
+    spheres = [m for m in skeleton if m.ns == "joints"]
+    assert sorted(m.id for m in spheres) == list(range(9)) and all(m.type == Marker.SPHERE for m in spheres)
+    bones = [m for m in skeleton if m.ns == "bones"]
+    assert len(bones) == 1 and bones[0].type == Marker.LINE_LIST and len(bones[0].points) == 16
+    for m in skeleton:
+        assert m.header.frame_id == "base_link" and (m.lifetime.sec > 0 or m.lifetime.nanosec > 0)
+        for c in [m.color, *m.colors]:
+            assert 0.0 <= min(c.r, c.g, c.b, c.a) and max(c.r, c.g, c.b, c.a) <= 1.0
+    mesh = next(m for a in r["/estimator/markers"] for m in a.markers if m.type == Marker.TRIANGLE_LIST)
+    assert mesh.ns == "mesh" and len(mesh.points) > 300 and len(mesh.points) % 3 == 0
+
+    assert graph.wait_for(lambda r: len(r["/estimator/overlay"]) > 0, 30)
+    overlay = r["/estimator/overlay"][0]
+    assert (overlay.encoding, overlay.width, overlay.height) == ("rgb8", 640, 360)
+    assert r["/canonicaliser/canonical_points"][0].header.frame_id == "posesdf_canonical"
+    for name in ("synthetic_camera", "canonicaliser", "estimator"):
+        assert _values(_statuses(r, name)[-1])["state"] == "active"
+
+
+def _cloud(header, fields, point_step, data, width, height=1):
+    return PointCloud2(header=header, height=height, width=width, fields=fields, point_step=point_step,
+                       row_step=point_step * width, data=data, is_dense=False)
+
+
+def _bad_inputs(header_now):
+    f32 = PointField.FLOAT32
+    xyz = [PointField(name=n, offset=4 * i, datatype=f32, count=1) for i, n in enumerate("xyz")]
+    rng = np.random.default_rng(0)
+    yield "empty", _cloud(header_now(), xyz, 12, b"", 0)
+    yield "all NaN", xyz_to_cloud(np.full((1000, 3), np.nan, np.float32), header_now())
+    yield "one point", xyz_to_cloud(np.array([[2.0, 0.0, 0.5]], np.float32), header_now())
+    yield "no x/y/z", _cloud(header_now(), [PointField(name="intensity", offset=0, datatype=f32, count=1)], 4,
+                             bytes(400), 100)
+    yield "wrong point_step", _cloud(header_now(), xyz, 16, bytes(12 * 100), 100)
+    # A wall and a box: not a person (cloud in the camera's optical frame: z forward, y down).
+    wall = np.stack([rng.uniform(-1.5, 1.5, 20000), rng.uniform(-0.8, 0.9, 20000), np.full(20000, 3.0)], 1)
+    yield "non-human", xyz_to_cloud(wall.astype(np.float32), header_now())
+    huge = rng.uniform([-3, -1, 0.5], [3, 1, 6], (1_000_000, 3)).astype(np.float32)
+    yield "1,000,000 points", xyz_to_cloud(huge, header_now())
+
+
+def test_bad_input_never_stops_the_nodes(graph):
+    """Every bad input is dropped with a diagnostic; the next good frame is processed normally."""
+    from posesdf_ros.data.stream import SyntheticWalker, WalkerConfig
+
+    graph.listen(PoseArray, "/estimator/joints")
+    graph.listen(DiagnosticArray, "/diagnostics")
+    graph.listen(Image, "/estimator/overlay")
+    graph.add(make_nodes(["canonicaliser", "estimator"], context=graph.context,
+                         overrides={"estimator": {"mesh_rate_hz": 0.0}}))
+    points = graph.publisher(PointCloud2, "/points")
+    images, infos = graph.publisher(Image, "/image"), graph.publisher(CameraInfo, "/camera_info")
+    walker = SyntheticWalker(WalkerConfig())  # the YAML's default camera pose
+    frames = [walker.frame(t) for t in (0.0, 0.2)]
+
+    def header():
+        return Header(stamp=graph.now(), frame_id="camera_depth_optical_frame")
+
+    def good(frame, stamp_header, image=None):
+        if image is not None:
+            images.publish(image)
+        points.publish(xyz_to_cloud(frame.cloud, stamp_header, rgb=frame.rgb))
+
+    time.sleep(1.0)  # discovery
+    infos.publish(CameraInfo(header=header(), width=640, height=360, k=[464.0, 0, 320, 0, 464.0, 180, 0, 0, 1]))
+    for _, msg in _bad_inputs(header):
+        points.publish(msg)
+        time.sleep(0.3)
+    # Images of the wrong encoding and size: no overlay, no crash.
+    h = header()
+    good(frames[0], h, Image(header=h, height=360, width=640, encoding="yuv422", step=1280, data=bytes(1280 * 360)))
+    assert graph.wait_for(lambda r: any(m.header.stamp == h.stamp for m in r["/estimator/joints"])), \
+        "the good frame after the bad inputs was not answered"
+    h2 = header()
+    good(frames[1], h2, array_to_image(np.zeros((10, 10, 3), np.uint8), "rgb8", h2))
+    assert graph.wait_for(lambda r: any(m.header.stamp == h2.stamp for m in r["/estimator/joints"]))
+    assert not graph.received["/estimator/overlay"]
+
+    # A stamp that goes backwards is dropped; a burst faster than the model keeps the newest frame.
+    old = Header(stamp=h.stamp, frame_id=h.frame_id)
+    good(frames[0], old)
+    burst = [header() for _ in range(8)]
+    for b in burst:
+        good(frames[1], b)
+        time.sleep(0.02)
+    assert graph.wait_for(lambda r: any(m.header.stamp == burst[-1].stamp for m in r["/estimator/joints"]))
+    answered = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in graph.received["/estimator/joints"]}
+    assert len(answered & {(b.stamp.sec, b.stamp.nanosec) for b in burst}) < len(burst)
+
+    def dropped(r):
+        canon = _statuses(r, "canonicaliser")
+        est = _statuses(r, "estimator")
+        return canon and est and {"dropped_bad_cloud", "dropped_no_person", "dropped_out_of_order"} <= set(
+            _values(canon[-1])) and "dropped_superseded" in {**_values(canon[-1]), **_values(est[-1])}
+
+    assert graph.wait_for(dropped, 10), "drops were not reported on /diagnostics"
+    canon = _values(_statuses(graph.received, "canonicaliser")[-1])
+    # 2 unreadable clouds (no x/y/z, wrong point_step), 5 without a person (empty, NaN, 1 point, wall, noise).
+    assert int(canon["dropped_bad_cloud"]) + int(canon["dropped_no_person"]) >= 7
+    assert int(canon["dropped_bad_cloud"]) >= 2 and int(canon["dropped_no_person"]) >= 4
+    assert all(_values(s)["state"] == "active" for s in _statuses(graph.received, "estimator")[-1:])
+
+
+def test_lifecycle_without_autostart(graph):
+    """With autostart off the node waits unconfigured; configure/activate/deactivate work and inactive frames are counted."""
+    (node,) = graph.add(make_nodes(["canonicaliser"], context=graph.context,
+                                   overrides={"canonicaliser": {"autostart": False}}))
+    assert node._state_machine.current_state[1] == "unconfigured"
+    node.trigger_configure()
+    node.trigger_activate()
+    assert node._state_machine.current_state[1] == "active" and node.is_active
+    node.trigger_deactivate()
+    assert node._state_machine.current_state[1] == "inactive" and not node.is_active
+    pub = graph.publisher(PointCloud2, "/points")
+    time.sleep(1.0)
+    pub.publish(xyz_to_cloud(np.zeros((100, 3), np.float32), Header(stamp=graph.now(), frame_id="cam")))
+    end = time.monotonic() + 10
+    while node.stats.dropped["inactive"] == 0 and time.monotonic() < end:
+        time.sleep(0.1)
+    assert node.stats.dropped["inactive"] == 1
+
+
+def test_parameter_file_and_reference_match_the_declared_parameters():
+    from pathlib import Path
+
+    from posesdf_ros.ros.reference import render_markdown, render_yaml
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "config" / "posesdf.yaml").read_text() == render_yaml(), \
+        "config/posesdf.yaml is stale: run python -m posesdf_ros.ros.reference --yaml config/posesdf.yaml"
+    assert render_markdown() in (root / "README.md").read_text(), \
+        "the README's parameter tables are stale: python -m posesdf_ros.ros.reference --markdown FILE"
+
+
+def test_demo_command_writes_bag_gif_overlays_and_summary(tmp_path):
+    """`posesdf demo` (the README's main command) end to end, node processes and all, on a short run."""
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image as PILImage
+    from rosbags.highlevel import AnyReader
+
+    out = tmp_path / "demo"
+    env = os.environ | {"ROS_DOMAIN_ID": str(DOMAIN + 1)}
+    proc = subprocess.run([sys.executable, "-m", "posesdf_ros.cli", "demo", "--duration", "30", "--frames", "4",
+                           "--bag-input-every", "2", "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "MPJPE" in proc.stdout and "FPS" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_scored"] >= 4 and summary["mpjpe_mm"] < 80.0
+    assert summary["settings"]["exit_codes"] == {"synthetic_camera": 0, "canonicaliser": 0, "estimator": 0}
+    with AnyReader([out / "demo.mcap"]) as reader:
+        topics = {c.topic for c in reader.connections}
+        assert {"/synthetic_camera/points", "/estimator/joints", "/estimator/markers",
+                "/synthetic_camera/ground_truth/joints", "/diagnostics"} <= topics
+        joints = [reader.deserialize(raw, c.msgtype) for c, _, raw in
+                  reader.messages(connections=[c for c in reader.connections if c.topic == "/estimator/joints"])]
+        assert len(joints) >= 4 and len(joints[0].poses) == 9
+    with PILImage.open(out / "legs.gif") as gif:
+        assert gif.n_frames >= 4
+    assert (out / "overlay.png").stat().st_size > 10_000

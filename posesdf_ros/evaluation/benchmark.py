@@ -15,7 +15,11 @@ from ..data.dataset import PROTOCOLS, load_manifest
 from ..skeleton import JOINT_NAMES
 from .metrics import angle_error_deg, chamfer_1e3, heading_of, joint_errors_mm, mpjpe_mm
 
-YAW_SOURCES = ("gt", "none")
+YAW_SOURCES = ("gt", "rotnet", "none")
+INPUTS = ("legs", "scene")
+YAW_DESCRIPTIONS = {"gt": "ground truth", "rotnet": "RotNet", "none": "none (assumes view V1)"}
+INPUT_DESCRIPTIONS = {"legs": "ground-truth leg points (leg_mask)",
+                      "scene": "whole scene clouds, segmented by perception.segment_legs"}
 CD_POINTS = 30_000
 
 
@@ -53,18 +57,40 @@ def select_samples(folder: Path, protocol: str, limit: int | None = None) -> lis
 
 
 def leg_input(arrays: dict) -> np.ndarray:
-    """The estimator's input for a test sample: the ground-truth leg points
-    (segmentation comes with its own issue)."""
+    """The ground-truth leg points of a test sample (the `legs` input)."""
     return arrays["points"][arrays["leg_mask"]]
 
 
-def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, yaw_source: str = "gt",
-             mesh: bool = True, progress: bool = True) -> tuple[dict, list[dict]]:
-    """Run the estimator over the samples; returns (summary of the spec's JSON, per-sample records)."""
-    from tqdm import tqdm
+def with_yaw_source(estimator, yaw_source: str):
+    """The estimator to run for `yaw_source`: RotNet must be loaded for "rotnet", and is left out for "none"."""
+    import copy
 
     if yaw_source not in YAW_SOURCES:
         raise ValueError(f"unknown yaw source {yaw_source!r}; expected one of {YAW_SOURCES}")
+    has_rotnet = getattr(estimator, "yaw_estimator", None) is not None
+    if yaw_source == "rotnet" and not has_rotnet:
+        raise ValueError(f"--yaw rotnet needs RotNet, which the {estimator.backend} estimator has not loaded "
+                         "(missing weights?)")
+    if yaw_source == "none" and has_rotnet:
+        estimator = copy.copy(estimator)
+        estimator.yaw_estimator = None
+    return estimator
+
+
+def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, yaw_source: str = "gt",
+             mesh: bool = True, progress: bool = True, input_mode: str = "legs") -> tuple[dict, list[dict]]:
+    """Run the estimator over the samples; returns (summary of the spec's JSON, per-sample records).
+
+    input_mode "legs" feeds the ground-truth leg points, "scene" the whole
+    scene cloud (PoseSDF segments it itself).
+    """
+    from tqdm import tqdm
+
+    if input_mode not in INPUTS:
+        raise ValueError(f"unknown input {input_mode!r}; expected one of {INPUTS}")
+    if input_mode == "scene" and estimator.backend != "posesdf":
+        raise ValueError(f"--input scene needs the posesdf backend (it segments); {estimator.backend} does not")
+    runner = with_yaw_source(estimator, yaw_source)
     entries = select_samples(folder, protocol, limit)
     records = []
     rng = np.random.default_rng(0)
@@ -72,8 +98,10 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
         with np.load(Path(folder) / e["file"]) as z:
             a = {k: z[k] for k in z.files}
         gt_yaw = heading_of(a["subject_to_gravity"])
-        res = estimator.estimate(leg_input(a), yaw=gt_yaw if yaw_source == "gt" else None,
-                                 camera_origin=a["camera_to_gravity"][:3, 3], mesh=mesh)
+        kwargs = {"segment": True} if input_mode == "scene" else {}
+        res = runner.estimate(a["points"] if input_mode == "scene" else leg_input(a),
+                              yaw=gt_yaw if yaw_source == "gt" else None,
+                              camera_origin=a["camera_to_gravity"][:3, 3], mesh=mesh, **kwargs)
         rec = {"file": e["file"], "condition": e["condition"], "view": e["view"], "valid": res.valid,
                "reason": res.reason, "leg_points": int(a["leg_mask"].sum())}
         if res.valid:
@@ -86,7 +114,7 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
                     else res.mesh.sample(CD_POINTS)
                 rec["cd_1e3"] = chamfer_1e3(surf, a["gt_surface"], float(a["norm_scale"]))
         records.append(rec)
-    return summarise(records, protocol, estimator, yaw_source), records
+    return summarise(records, protocol, estimator, yaw_source, input_mode), records
 
 
 def _has_seed_arg() -> bool:
@@ -96,7 +124,7 @@ def _has_seed_arg() -> bool:
     return "seed" in inspect.signature(trimesh.Trimesh.sample).parameters
 
 
-def summarise(records: list[dict], protocol: str, estimator, yaw_source: str) -> dict:
+def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, input_mode: str = "legs") -> dict:
     """The spec's JSON object, plus a breakdown by protocol, view and condition."""
     def block(recs: list[dict]) -> dict:
         ok = [r for r in recs if r["valid"]]
@@ -117,8 +145,8 @@ def summarise(records: list[dict], protocol: str, estimator, yaw_source: str) ->
     out = {"protocol": protocol, "backend": estimator.backend, **block(records),
            "fps": float(1.0 / np.mean(totals)) if totals else None,
            "device": device_description(estimator.device), "git_commit": _git_commit(),
-           "yaw_source": "ground truth" if yaw_source == "gt" else "none (assumes view V1)",
-           "input": "ground-truth leg points (leg_mask); segmentation not yet in the pipeline",
+           "yaw_source": YAW_DESCRIPTIONS[yaw_source],
+           "input": INPUT_DESCRIPTIONS[input_mode],
            "profile": asdict(estimator.profile),
            "weights": {k: estimator.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "git_commit")}}
     if protocol == "all":
@@ -150,6 +178,33 @@ def device_description(device) -> str:
 def _git_commit() -> str:
     from ..training.posesdf_trainer import git_commit
     return git_commit()
+
+
+def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = True) -> dict:
+    """Latency of the canonicaliser's work on whole scene clouds: segmentation, then RotNet."""
+    from tqdm import tqdm
+
+    from ..perception.segment import segment_legs
+
+    samples = list(samples)
+    stages = defaultdict(list)
+    found, centre = 0, None
+    for a in tqdm(samples, desc="bench canonicalise", unit="frame", disable=not progress):
+        t0 = time.perf_counter()
+        seg = segment_legs(a["points"], previous_centre=centre, sensor_origin=a["camera_to_gravity"][:3, 3])
+        t1 = time.perf_counter()
+        stages["segmentation"].append(t1 - t0)
+        if seg.valid:
+            found += 1
+            centre = seg.centre
+            yaw_estimator.predict(a["points"][seg.indices])
+            stages["rotnet"].append(time.perf_counter() - t1)
+        stages["total"].append(time.perf_counter() - t0)
+    return {"stages_ms": {k: {"mean": 1000 * float(np.mean(v)), "p95": 1000 * float(np.percentile(v, 95))}
+                          for k, v in stages.items()},
+            "frames": len(samples), "frames_with_person": found,
+            "scene_points": float(np.mean([len(a["points"]) for a in samples])),
+            "rotnet_turns": yaw_estimator.turns, "device": device_description(yaw_estimator.device)}
 
 
 def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, repeats: int = 1,

@@ -24,9 +24,12 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--profile", default="accurate", help="accurate (default) or fast")
     ev.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build folder (default {DEFAULT_TEST})")
     ev.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
-    ev.add_argument("--yaw", choices=("gt", "none"), default="gt",
-                    help="gt: canonicalise with the ground-truth heading (default); none: assume view V1 "
-                         "(the paper's w/o RotNet)")
+    ev.add_argument("--yaw", choices=("gt", "rotnet", "none"), default="gt",
+                    help="gt: canonicalise with the ground-truth heading (default); rotnet: RotNet's heading; "
+                         "none: assume view V1 (the paper's w/o RotNet)")
+    ev.add_argument("--input", choices=("legs", "scene"), default="legs",
+                    help="legs: the ground-truth leg points (default); scene: the whole scene cloud, "
+                         "segmented by the estimator (posesdf backend)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
     ev.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ones)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -70,7 +73,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     est = load_estimator(args.backend, args.profile, args.device, args.weights)
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
-                                progress=not args.quiet)
+                                progress=not args.quiet, input_mode=args.input)
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
                 "samples_per_cell": args.limit or "all"}
     if args.json:
@@ -95,10 +98,13 @@ def _bench_speed(args: argparse.Namespace) -> int:
     ests = {name: GaitPoseEstimator.from_pretrained("posesdf", name, args.device, args.weights)
             for name in args.profiles.split(",")}
     result = bench_speed(ests, frames, track=not args.no_track, progress=not args.quiet)
-    from .benchmark import _git_commit
+    from .benchmark import _git_commit, bench_canonicalise
     out = {"command": _command(), "data": f"walking sequence, view {args.view}, seed {args.seed}, 15 Hz",
            "frames": len(frames), "track": not args.no_track,
            "git_commit": _git_commit(), "profiles": result}
+    rotnet = next(iter(ests.values())).yaw_estimator
+    if rotnet is not None:
+        out["canonicalise"] = bench_canonicalise(frames, rotnet, progress=not args.quiet)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))

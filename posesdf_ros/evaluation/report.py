@@ -30,8 +30,10 @@ def by_protocol(summary: dict) -> dict:
 
 def run_label(summary: dict) -> str:
     prof = summary.get("profile", {})
-    yaw = "GT yaw" if summary.get("yaw_source", "").startswith("ground") else "no RotNet"
-    return f"{summary['backend']} ({prof.get('name', 'profile')}, {yaw})"
+    source = summary.get("yaw_source", "")
+    yaw = "GT yaw" if source.startswith("ground") else ("RotNet" if source == "RotNet" else "no RotNet")
+    scene = ", scene input" if summary.get("input", "").startswith("whole scene") else ""
+    return f"{summary['backend']} ({prof.get('name', 'profile')}, {yaw}{scene})"
 
 
 def write_run_report(summary: dict, records: list[dict], out: Path) -> list[Path]:

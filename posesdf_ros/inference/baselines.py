@@ -48,6 +48,7 @@ class JointRegressorEstimator:
         pts, reason = finite_points(points)
         if reason:
             return EstimateResult(False, reason)
+        yaw_source = "given" if yaw is not None else "assumed_v1"
         if yaw is None:
             yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
         canon = first_guess(pts, float(yaw), self.meta["normalisation_prior"], camera_origin)
@@ -58,5 +59,5 @@ class JointRegressorEstimator:
         with torch.no_grad():
             joints_n = self.model(x)[0].cpu().numpy().astype(np.float64)
         total = time.perf_counter() - t0
-        return EstimateResult(True, "", canon.to_input(joints_n), None, float(yaw),
+        return EstimateResult(True, "", canon.to_input(joints_n), None, float(yaw), yaw_source,
                               {"regression": total, "total": total})

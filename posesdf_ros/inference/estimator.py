@@ -15,13 +15,14 @@ A whole scene cloud (floor, clutter, the whole person) is first cut down
 to the target person's lower limbs by `perception.segment_legs`; an already
 segmented leg cloud skips that step (`segment=None` tells them apart by the
 cloud's extent). `yaw` (the subject's heading in the input frame, radians)
-comes from the argument, else from RotNet when its weights are loaded,
+comes from the argument, else from RotNet (loaded by `from_pretrained`),
 else the estimator assumes the canonical view V1: the camera at the origin,
 135 degrees round from the subject's heading (the paper's "w/o RotNet" case).
 """
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class EstimateResult:
     joints: np.ndarray | None = None          # (9, 3) input frame, JOINT_NAMES order
     mesh: object | None = None                # trimesh.Trimesh in the input frame, or None
     yaw: float | None = None                  # canonicalisation angle (rad)
+    yaw_source: str = ""                      # "given", "rotnet" or "assumed_v1"
     timings: dict = field(default_factory=dict)
     iterations: int = 0
     latent: np.ndarray | None = None
@@ -117,7 +119,14 @@ class GaitPoseEstimator:
 
     @classmethod
     def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
-                        weights: str | Path | None = None) -> "GaitPoseEstimator":
+                        weights: str | Path | None = None, rotnet: bool = True,
+                        rotnet_weights: str | Path | None = None) -> "GaitPoseEstimator":
+        """The shipped (or given) PoseSDF weights, and RotNet unless `rotnet=False`.
+
+        Without RotNet, `estimate` needs `yaw=` or assumes view V1. Missing
+        shipped RotNet weights give a warning and that fallback; missing
+        `rotnet_weights` that were asked for are a FileNotFoundError.
+        """
         if backend != "posesdf":
             raise ValueError(f"backend {backend!r} is not available yet; this version has 'posesdf'")
         if isinstance(profile, str):
@@ -125,7 +134,17 @@ class GaitPoseEstimator:
                 raise ValueError(f"unknown profile {profile!r}; expected one of {tuple(PROFILES)}")
             profile = PROFILES[profile]
         model, meta = load_posesdf(Path(weights) if weights else None, device)
-        return cls(model, meta, profile, device, backend)
+        yaw_estimator = None
+        if rotnet:
+            from .yaw import YawEstimator
+
+            try:
+                yaw_estimator = YawEstimator.from_pretrained(device, rotnet_weights)
+            except FileNotFoundError as err:
+                if rotnet_weights is not None:
+                    raise
+                warnings.warn(f"RotNet unavailable ({err}); estimate() will assume view V1 unless given yaw=")
+        return cls(model, meta, profile, device, backend, yaw_estimator=yaw_estimator)
 
     def reset(self) -> None:
         """Forget the tracked latent code (a new person or a cut in the sequence)."""
@@ -166,14 +185,17 @@ class GaitPoseEstimator:
                 self._previous_centre = seg.centre
             if len(pts) < MIN_POINTS:
                 return EstimateResult(False, f"too few leg points ({len(pts)} < {MIN_POINTS})", timings=timings)
+        yaw_source = "given"
         if yaw is None and self.yaw_estimator is not None:
             t = time.perf_counter()
             yaw, _ = self.yaw_estimator.predict(pts)
             timings["rotnet"] = time.perf_counter() - t
+            yaw_source = "rotnet"
         t1 = time.perf_counter()
         p = self.profile
         rng = np.random.default_rng(p.seed)
         if yaw is None:
+            yaw_source = "assumed_v1"
             yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
         canon = first_guess(pts, float(yaw), self.prior, camera_origin)
         obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
@@ -212,7 +234,7 @@ class GaitPoseEstimator:
             mesh_out = self._mesh(fit, canon)
             timings["meshing"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
-        return EstimateResult(True, "", joints, mesh_out, float(yaw), timings, fit.iterations,
+        return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fit.apply(obs_n).cpu().numpy())
 
     @staticmethod

@@ -34,8 +34,10 @@ ADULT_PHENOTYPE_RANGES: dict[str, tuple[float, float]] = {
 #: gender, sd 0.075, clipped to this range.
 STATURE_M: tuple[float, float] = (1.45, 2.00)
 
-#: Bones whose skin counts as the lower limbs (pelvis, legs, feet).
-_LOWER_LIMB_BONE_PREFIXES = ("root", "pelvis", "upperleg", "lowerleg", "foot", "toe")
+#: Bones whose skin is left out of the lower-limb shape: the arms and hands. The spec's
+#: shape is the body surface below the crop plane (pelvis + 0.10 m); that includes
+#: the belly and lower back (spine skin) but must not carry a swinging hand.
+_ARM_BONE_PREFIXES = ("clavicle", "shoulder", "upperarm", "lowerarm", "wrist", "metacarpal", "finger")
 
 #: Subject frame (x forward, y left, z up) -> anny frame (forward -y, left +x).
 SUBJECT_TO_ANNY = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -151,7 +153,7 @@ class BodyModel:
         idx = self.model.vertex_bone_indices.cpu().numpy()
         #: (V,) index of the bone that moves each vertex most.
         self.dominant_bone = idx[np.arange(len(idx)), w.argmax(1)]
-        lower = np.array([labels[b].startswith(_LOWER_LIMB_BONE_PREFIXES) for b in range(len(labels))])
+        lower = np.array([not labels[b].startswith(_ARM_BONE_PREFIXES) for b in range(len(labels))])
         self.lower_limb_vertex = lower[self.dominant_bone]
         self.lower_limb_face = self.lower_limb_vertex[self.faces].all(axis=1)
         self._resolved: dict[tuple, RestCorrection] = {}

@@ -26,7 +26,7 @@ from ..inference.canonical import heading_assuming_canonical_view
 from ..perception.segment import SegmentationConfig, segment_legs
 from .conversions import cloud_to_xyz, xyz_to_cloud
 from .frames import Extrinsics, heading_pose, matrix_to_pose
-from .node_base import ManagedNode, Param, stamp_seconds
+from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
 from .synthetic_camera import CAMERA_POSE_PARAMETERS
 from rclpy.qos import qos_profile_sensor_data
 
@@ -39,6 +39,7 @@ class CanonicaliserNode(ManagedNode):
                                       "'w/o RotNet' ablation).", choices=("rotnet", "assume_v1")),
         Param("rotnet_weights", "", "RotNet weights file; empty: the shipped weights."),
         Param("device", "cpu", "Torch device of RotNet.", choices=("cpu", "cuda")),
+        TORCH_THREADS,
         Param("max_points", 400000, "Clouds with more valid points are decimated to this many.", (1000, 10000000)),
         Param("min_range_m", 0.3, "Ignore points horizontally nearer the camera than this (m).", (0.0, 10.0)),
         Param("max_range_m", 6.0, "Ignore points horizontally farther from the camera than this (m).", (0.5, 50.0)),
@@ -51,6 +52,7 @@ class CanonicaliserNode(ManagedNode):
         self.segmentation = SegmentationConfig(roi_min_range=p.min_range_m, roi_max_range=p.max_range_m)
         self.extrinsics = Extrinsics(self, p.use_tf)
         self.yaw_estimator, self.yaw_note = None, "assume_v1"
+        set_torch_threads(p.torch_threads)
         if p.yaw_source == "rotnet":
             self.yaw_estimator, self.yaw_note = self._load_rotnet()
         qos = self.qos_overrides()

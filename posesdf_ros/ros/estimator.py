@@ -27,7 +27,7 @@ from visualization_msgs.msg import MarkerArray
 from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
 from .frames import pose_to_matrix, yaw_of
 from .markers import joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
-from .node_base import ManagedNode, Param, stamp_seconds
+from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
 from .overlay import draw_skeleton
 
 
@@ -57,9 +57,7 @@ class EstimatorNode(ManagedNode):
                                  "lowest error.", choices=("fast", "accurate")),
         Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
         Param("weights", "", "PoseSDF weights file; empty: the shipped weights."),
-        Param("torch_threads", 1, "CPU threads of torch in this process; 0 keeps torch's default (all "
-                                  "cores). One is fastest when other nodes or processes share the cores.",
-              (0, 256)),
+        TORCH_THREADS,
         Param("track", True, "Warm-start each frame's latent code from the previous frame."),
         Param("track_reset_s", 0.5, "Start the latent code afresh after a gap this long (s).", (0.0, 60.0)),
         Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0)),
@@ -73,11 +71,7 @@ class EstimatorNode(ManagedNode):
         from ..inference.estimator import GaitPoseEstimator
 
         p = self.p
-        if p.torch_threads > 0:
-            import torch
-
-            # Process-wide: several OpenMP threads per node stall each other on shared cores.
-            torch.set_num_threads(p.torch_threads)
+        set_torch_threads(p.torch_threads)
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
         self.pairer = StampPairer()
         self.images: deque[Image] = deque(maxlen=15)

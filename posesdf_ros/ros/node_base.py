@@ -58,6 +58,19 @@ COMMON_PARAMETERS: tuple[Param, ...] = (
 )
 
 
+#: For nodes that run torch models.
+TORCH_THREADS = Param("torch_threads", 1, "CPU threads of torch in this process; 0 keeps torch's default (all "
+                      "cores). One is fastest when other nodes or processes share the cores.", (0, 256))
+
+
+def set_torch_threads(threads: int) -> None:
+    """Process-wide: several OpenMP threads per node stall each other on shared cores."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from posesdf_ros.inference.pretrained import load_posesdf
@@ -26,6 +27,25 @@ def test_tiny_training_lowers_the_loss_and_exports_weights(train_build, tmp_path
     assert meta["complete"] and meta["shapes"] == 2 and meta["data_seed"] == 0
     assert len(meta["latent_mean"]) == model.config.latent_size == 64
     assert set(meta["normalisation_prior"]) >= {"inv_scale_vs_top", "centre_z_vs_top"}
+
+
+def test_init_from_starts_a_fresh_schedule_from_a_trained_network(train_build, tmp_path):
+    """Fine-tuning starts where the earlier run ended, not from scratch, and refuses another model."""
+    train_posesdf(train_build, tmp_path / "base", preset("tiny"), progress=False)
+    base_last = torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=False)["history"][-1]["loss"]
+    config = preset("tiny")
+    config.epochs = 2
+    summary = train_posesdf(train_build, tmp_path / "tuned", config, progress=False,
+                            init_from=tmp_path / "base" / "checkpoint.pt")
+    fresh = train_posesdf(train_build, tmp_path / "fresh", config, progress=False)
+    assert summary["final"]["loss"] < 0.5 * fresh["final"]["loss"]
+    assert summary["final"]["loss"] < 2.0 * base_last
+    meta = json.loads((tmp_path / "tuned" / "posesdf.json").read_text())
+    assert "--init-from" in meta["command"] and "--epochs 2" in meta["command"]
+    other = preset("tiny")
+    other.model.exchange_layers = 0
+    with pytest.raises(ValueError, match="another model config"):
+        train_posesdf(train_build, tmp_path / "other", other, progress=False, init_from=tmp_path / "base" / "checkpoint.pt")
 
 
 def test_shape_set_draws_the_requested_samples(train_build):

@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop cleanly after this wall time (checkpoint written); rerun to continue")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from another run's checkpoint.pt (same model, same bodies) with a fresh schedule: "
+                        "fine-tuning on a revised build")
     p.add_argument("--no-exchange", action="store_true", help="ablation: no feature exchange between decoders")
     p.add_argument("--no-encoder", action="store_true", help="ablation: no encoder")
     p.add_argument("--shape-only", action="store_true", help="baseline: DeepSDF-like, no pose decoder")
@@ -81,7 +84,8 @@ def _train_posesdf(args: argparse.Namespace) -> int:
     if args.shape_only:
         config.model.pose_decoder = False
     summary = train_posesdf(args.data, args.out, config, args.device, resume=not args.no_resume,
-                            limit=args.limit, progress=not args.quiet, max_minutes=args.max_minutes)
+                            limit=args.limit, progress=not args.quiet, max_minutes=args.max_minutes,
+                            init_from=args.init_from)
     print(json.dumps(summary, indent=1, default=float))
     return 0
 

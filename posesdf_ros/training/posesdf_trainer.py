@@ -22,7 +22,7 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..models.posesdf import PoseSDF, PoseSDFConfig
-from .checkpoint import export_weights, resume_from, save_checkpoint
+from .checkpoint import export_weights, load_checkpoint, resume_from, save_checkpoint
 from .losses import latent_regulariser, tolerance_loss
 from .schedules import linear_ramp, step_lr
 
@@ -167,13 +167,30 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _command(config: PoseSDFTrainConfig, data: Path, out: Path, device: str, init_from: Path | None) -> str:
+    """The `posesdf train posesdf` command line that reproduces this run."""
+    base, m = preset(config.name), config.model
+    flags = [flag for flag, on in (("--no-exchange", m.exchange_layers == 0 != base.model.exchange_layers),
+                                   ("--no-encoder", m.encoder_layers == 0 != base.model.encoder_layers),
+                                   ("--shape-only", not m.pose_decoder)) if on]
+    if config.epochs != base.epochs:
+        flags.append(f"--epochs {config.epochs}")
+    if init_from:
+        flags.append(f"--init-from {init_from}")
+    return " ".join([f"posesdf train posesdf --config {config.name} --data {data} --out {out} --device {device}",
+                     *flags])
+
+
 def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str = "cpu",
                   resume: bool = True, limit: int | None = None, progress: bool = True,
-                  max_minutes: float | None = None) -> dict:
+                  max_minutes: float | None = None, init_from: Path | None = None) -> dict:
     """Train (or resume) into `out`: checkpoint.pt, loss.csv, loss.png, posesdf.pt/json.
 
     Returns a summary dict. `max_minutes` stops cleanly (checkpoint written)
     after that wall time, so a run can continue in a later session.
+    `init_from` (another run's checkpoint.pt, same model config and shapes)
+    starts a fresh schedule from its network and codes: fine-tuning on a
+    revised build of the same bodies.
     """
     from tqdm import tqdm
 
@@ -190,6 +207,12 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
     ckpt_path = out / "checkpoint.pt"
     start_epoch, history = (resume_from(ckpt_path, config.to_dict(), dev, model=model, codes=codes, optimizer=opt)
                             if resume else (0, []))
+    if init_from is not None and start_epoch == 0:
+        init = load_checkpoint(Path(init_from), dev)
+        if init["config"]["model"] != config.to_dict()["model"]:
+            raise ValueError(f"{init_from} has another model config; it cannot initialise this one")
+        model.load_state_dict(init["model"])
+        codes.load_state_dict(init["codes"])
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + start_epoch)
     t0 = time.perf_counter()
@@ -252,7 +275,8 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
             "normalisation_prior": shapes.normalisation_prior(),
             "latent_mean": codes.weight.detach().mean(0).cpu().tolist(),
             "latent_std": float(codes.weight.detach().std()),
-            "command": f"posesdf train posesdf --config {config.name} --data {data} --out {out} --device {device}"}
+            "init_from": str(init_from) if init_from else None,
+            "command": _command(config, data, out, device, init_from)}
     export_weights(out, "posesdf", model, meta)
     codes_np = codes.weight.detach().cpu().numpy()
     np.save(out / "posesdf_codes.npy", codes_np)

@@ -67,6 +67,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
     r.add_argument("--max-minutes", type=float, default=None,
                    help="stop cleanly after this wall time (checkpoint written); rerun to continue")
+    r.add_argument("--export-only", action="store_true",
+                   help="export the checkpoint in --out as it is (a run cut short), without training")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_train_rotnet)
 
@@ -109,6 +111,6 @@ def _train_rotnet(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         config.epochs = args.epochs
     summary = train_rotnet(args.data, args.out, config, args.device, resume=not args.no_resume, limit=args.limit,
-                           progress=not args.quiet, max_minutes=args.max_minutes)
+                           progress=not args.quiet, max_minutes=args.max_minutes, export_only=args.export_only)
     print(json.dumps(summary, indent=1, default=float))
     return 0

@@ -164,8 +164,10 @@ def make_batch(views: list[View], ids: np.ndarray, config: RotNetTrainConfig,
 
 
 def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str = "cpu", resume: bool = True,
-                 limit: int | None = None, progress: bool = True, max_minutes: float | None = None) -> dict:
-    """Train (or resume) into `out`: checkpoint.pt, loss.csv, loss.png, rotnet.pt/rotnet.json."""
+                 limit: int | None = None, progress: bool = True, max_minutes: float | None = None,
+                 export_only: bool = False) -> dict:
+    """Train (or resume) into `out`: checkpoint.pt, loss.csv, loss.png, rotnet.pt/rotnet.json.
+    `export_only`: export the checkpoint as it is, without training (a run cut short)."""
     from tqdm import tqdm
 
     t_start = time.perf_counter()
@@ -173,7 +175,6 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
-    views = make_views(data, config, limit, progress)
     model = RotNet(config.model).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs, 0.5)
@@ -182,6 +183,8 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
     start, history = (resume_from(ckpt_path, same_run, dev, model=model, optimizer=opt, scheduler=sched)
                       if resume else (0, []))
     train_seconds = sum(h["seconds"] for h in history)
+    end = start if export_only else config.epochs
+    views = make_views(data, config, limit, progress) if start < end else []
 
     def checkpoint(epoch: int) -> None:
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -189,7 +192,7 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
                                     "config": same_run})
         write_loss_log(out, history, ("loss", "class_loss", "residual_loss"))
 
-    bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc=f"rotnet[{config.name}]",
+    bar = tqdm(range(start, end), initial=start, total=config.epochs, desc=f"rotnet[{config.name}]",
                unit="epoch", disable=not progress)
     stopped_early = False
     for epoch in bar:
@@ -229,7 +232,7 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
     meta = {"model": "rotnet", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
             "data": str(data), "data_seed": load_manifest(data).get("seed"),
-            "shapes": len(views) // config.views_per_shape, "views": len(views),
+            "shapes": len(load_manifest(data)["samples"][:limit]), "views_per_shape": config.views_per_shape,
             "device": str(dev), "torch_threads": torch.get_num_threads(),
             "train_minutes": round(train_seconds / 60, 1), "git_commit": git_commit(),
             "final": history[-1] if history else None,

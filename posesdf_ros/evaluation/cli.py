@@ -17,7 +17,8 @@ def add_parsers(subparsers) -> None:
     ev = subparsers.add_parser(
         "eval", help="accuracy of an estimator on a test build (MPJPE, CD, yaw error)",
         description="Run the estimator over a test build and write the spec's JSON, a markdown report and "
-                    "plots. Until segmentation lands the input is the ground-truth leg cloud (leg_mask).")
+                    "plots. The input is the ground-truth leg cloud (leg_mask) or, with --input scene, the whole "
+                    "scene cloud, which the estimator segments.")
     ev.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all", help="CC, CV, CCCV or all (default)")
     ev.add_argument("--backend", choices=BACKENDS, default="posesdf",
                     help="posesdf (default) or pn2, the PN++ joint-regression baseline")
@@ -60,6 +61,15 @@ def add_parsers(subparsers) -> None:
     rep.add_argument("--bench", type=Path, default=None, help="JSON of `posesdf bench speed --json`")
     rep.add_argument("--out", type=Path, default=Path("docs/results.md"))
     rep.set_defaults(func=_report)
+
+    seg = subparsers.add_parser(
+        "eval-seg", help="person segmentation against leg_mask: point precision, recall, timings",
+        description="Run perception.segment_legs on a test build's scene clouds and report pooled point "
+                    "precision and recall against leg_mask, failures, pelvis-height errors and stage timings.")
+    seg.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build folder (default {DEFAULT_TEST})")
+    seg.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
+    seg.add_argument("--json", type=Path, default=None, help="write the summary here (without per-sample rows)")
+    seg.set_defaults(func=_eval_segmentation)
 
 
 def _command() -> str:
@@ -109,6 +119,23 @@ def _bench_speed(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
+    return 0
+
+
+def _eval_segmentation(args: argparse.Namespace) -> int:
+    from ..data.dataset import load_manifest
+    from ..perception.segment import measure_segmentation
+    from .benchmark import _git_commit, device_description
+
+    summary = {k: v for k, v in measure_segmentation(args.data, args.limit).items() if k != "samples"}
+    summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
+                "generator_version": load_manifest(args.data).get("generator_version"),
+                "samples_per_cell": args.limit or "all", "device": device_description("cpu"),
+                "git_commit": _git_commit()}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
     return 0
 
 

@@ -59,6 +59,8 @@ def add_parsers(subparsers) -> None:
     rep = subparsers.add_parser("report", help="write docs/results.md from eval (and bench) JSON files")
     rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")
     rep.add_argument("--bench", type=Path, default=None, help="JSON of `posesdf bench speed --json`")
+    rep.add_argument("--yaw", type=Path, default=None, help="JSON of `posesdf eval-yaw --json`")
+    rep.add_argument("--segmentation", type=Path, default=None, help="JSON of `posesdf eval-seg --json`")
     rep.add_argument("--out", type=Path, default=Path("docs/results.md"))
     rep.set_defaults(func=_report)
 
@@ -142,5 +144,5 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import write_results_page
 
-    print(write_results_page(args.runs, args.out, args.bench))
+    print(write_results_page(args.runs, args.out, args.bench, args.yaw, args.segmentation))
     return 0

@@ -96,7 +96,56 @@ def write_run_report(summary: dict, records: list[dict], out: Path) -> list[Path
     return paths
 
 
-def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None = None) -> Path:
+def _rotnet_ratio_lines(runs: list[dict]) -> list[str]:
+    """How close RotNet's heading comes to the ground truth's, for runs alike but for the yaw source."""
+    lines = []
+    for s in runs:
+        if s.get("yaw_source") != "RotNet":
+            continue
+        twin = next((t for t in runs if t.get("yaw_source") == "ground truth" and t.get("input") == s.get("input")
+                     and t.get("profile") == s.get("profile") and t.get("backend") == s.get("backend")), None)
+        if twin is None:
+            continue
+        ratios = []
+        for p in ("CV", "CCCV"):
+            a, b = by_protocol(s).get(p, {}).get("mpjpe_mm"), by_protocol(twin).get(p, {}).get("mpjpe_mm")
+            if a is not None and b:
+                ratios.append(f"{p}: {a:.1f} vs {b:.1f} mm ({100 * (a / b - 1):+.0f} %)")
+        if ratios:
+            lines.append(f"- {run_label(s)} against the same with the ground-truth heading: " + "; ".join(ratios) + ".")
+    return lines
+
+
+def _yaw_lines(yaw: dict) -> list[str]:
+    lines = ["", "## Canonicalisation: RotNet heading error (deg)", "",
+             "| input | view | n | median | p95 | over 30 deg (%) |", "|---|---|---|---|---|---|"]
+    for key, label in (("gt_legs", "ground-truth legs"), ("segmented", "segmented scene")):
+        if key not in yaw:
+            continue
+        rows = [("all", yaw[key]["overall"])] + sorted(yaw[key]["by_view"].items())
+        for view, r in rows:
+            lines.append(f"| {label} | {view} | {r['count']} | {_fmt(r['median'])} | {_fmt(r['p95'])} | "
+                         f"{_fmt(r['over_30_pct'])} |")
+    lines += ["", f"Made by `{yaw.get('command')}`: {yaw.get('count')} samples, test data seed {yaw.get('data_seed')}, "
+                  f"{yaw.get('rotnet_points')} points, {yaw.get('test_time_turns')} test-time turns, "
+                  f"device {yaw.get('device')}, commit {yaw.get('git_commit')}."]
+    return lines
+
+
+def _segmentation_lines(seg: dict) -> list[str]:
+    t = seg.get("timing_ms", {}).get("total", {})
+    return ["", "## Segmentation: lower-limb points against `leg_mask`", "",
+            "| samples | found | precision (pooled) | recall (pooled) | precision (median) | recall (median) | "
+            "time median (ms) | time p95 (ms) |", "|---|---|---|---|---|---|---|---|",
+            f"| {seg['count']} | {seg['valid']} | {seg['precision_pooled']:.3f} | {seg['recall_pooled']:.3f} | "
+            f"{seg['precision_median']:.3f} | {seg['recall_median']:.3f} | {_fmt(t.get('median'))} | {_fmt(t.get('p95'))} |",
+            "", f"Made by `{seg.get('command')}` on scene clouds of about {seg.get('median_points')} points "
+                f"(test data seed {seg.get('data_seed')}, generator {seg.get('generator_version')}), "
+                f"device {seg.get('device')}, commit {seg.get('git_commit')}."]
+
+
+def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None = None,
+                       yaw_file: Path | None = None, segmentation_file: Path | None = None) -> Path:
     """docs/results.md: our measured rows next to the paper's, from eval JSON files."""
     runs = [json.loads(Path(f).read_text()) for f in run_files]
     lines = ["# Results", "",
@@ -113,6 +162,9 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
         b = by_protocol(s)
         lines.append(f"| {run_label(s)} | ours | " + " | ".join(_fmt(b.get(p, {}).get("mpjpe_mm")) for p in PROTOCOL_COLUMNS)
                      + f" | {s['count']} | {s['yaw_source']} | {s['input']} |")
+    ratio = _rotnet_ratio_lines(runs)
+    if ratio:
+        lines += ["", *ratio]
     lines += ["", "## Shape: Chamfer distance (1e-3, unit-sphere scale)", "",
               "| method | data | CC | CV | CC&CV |", "|---|---|---|---|---|"]
     for name, row in PAPER_CD.items():
@@ -142,6 +194,18 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
         lines.append("")
         lines.append(f"Made by `{bench.get('command')}` on {bench.get('frames')} frames of {bench.get('data')}, "
                      f"tracking (warm start) {'on' if bench.get('track') else 'off'}, commit {bench.get('git_commit')}.")
+        if "canonicalise" in bench:
+            c = bench["canonicalise"]
+            st = c["stages_ms"]
+            lines += ["", "Segmentation + RotNet on the same frames' whole scene clouds "
+                          f"(about {c['scene_points']:.0f} points, {c['frames_with_person']}/{c['frames']} with a person "
+                          f"found, RotNet with {c['rotnet_turns']} test-time turns, {c['device']}):", "",
+                      "| stage | mean (ms) | p95 (ms) |", "|---|---|---|"]
+            lines += [f"| {k} | {v['mean']:.1f} | {v['p95']:.1f} |" for k, v in st.items()]
+    if yaw_file is not None and Path(yaw_file).exists():
+        lines += _yaw_lines(json.loads(Path(yaw_file).read_text()))
+    if segmentation_file is not None and Path(segmentation_file).exists():
+        lines += _segmentation_lines(json.loads(Path(segmentation_file).read_text()))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text("\n".join(lines) + "\n")
     return Path(out)

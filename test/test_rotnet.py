@@ -14,9 +14,10 @@ from posesdf_ros.inference.yaw import YawEstimator
 from posesdf_ros.models.rotnet import RotNet, decode_heading, heading_loss, heading_targets
 from posesdf_ros.training.rotnet_trainer import preset
 
-# Bounds with margin over what the shipped weights measure (docs/rotnet.md).
-MEDIAN_BOUND_DEG = 15.0
-EQUIVARIANCE_TOL_DEG = 15.0
+# Bounds with about 3x margin over what the shipped weights measure on these 9 samples:
+# median 2.6 deg; turning by the angles below moves the answer by the angle within 3.3 deg.
+MEDIAN_BOUND_DEG = 8.0
+EQUIVARIANCE_TOL_DEG = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,8 @@ def test_shipped_weights_find_the_heading(shipped, test_clouds):
     assert np.median(errors) < MEDIAN_BOUND_DEG, errors
 
 
-@pytest.mark.parametrize("theta_deg", [37.0, 110.0, 180.0, 255.0])
+# Not multiples of 90 deg: the estimator's test-time turns make those exact by construction.
+@pytest.mark.parametrize("theta_deg", [37.0, 110.0, 200.0, 255.0])
 def test_turning_the_cloud_turns_the_heading(shipped, test_clouds, theta_deg):
     pts, _ = test_clouds[0]
     theta = math.radians(theta_deg)
@@ -98,11 +100,18 @@ def test_bad_input_and_missing_weights(shipped, tmp_path):
 
 
 def test_eval_yaw_cli(test_build, tmp_path, capsys):
+    # Two samples of two views (segmentation is the slow part), as a build of their own.
+    manifest = json.loads((test_build / "manifest.json").read_text())
+    manifest["samples"] = [next(e for e in manifest["samples"] if e["view"] == v) for v in ("V1", "V3")]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    (data / "samples").symlink_to(test_build / "samples")
     out = tmp_path / "yaw.json"
-    assert main(["eval-yaw", "--data", str(test_build), "--limit", "1", "--segment", "--json", str(out),
-                 "--quiet"]) == 0
+    assert main(["eval-yaw", "--data", str(data), "--segment", "--json", str(out), "--quiet"]) == 0
     res = json.loads(out.read_text())
-    assert res["count"] == 9
+    assert res["count"] == 2 and res["data_seed"] == 1 and "command" in res
     for source in ("gt_legs", "segmented"):
         assert {"median", "p95", "over_30_pct"} <= set(res[source]["overall"])
-        assert set(res[source]["by_view"]) == {"V1", "V2", "V3", "V4", "V5", "V6"}
+        assert set(res[source]["by_view"]) == {"V1", "V3"}
+        assert res[source]["overall"]["failed"] == 0

@@ -51,6 +51,7 @@ class Profile:
     free_range_m: tuple[float, float] = (0.01, 0.08)
     iterations: int = 100
     track_iterations: int = 40      # when warm-started from the previous frame
+    track_loss_ratio: float = 1.5   # a warm fit worse than this times the last cold fit's loss restarts cold
     lr: float = 5e-3
     similarity_lr: float = 2e-3
     patience: int = 15
@@ -65,7 +66,7 @@ class Profile:
 PROFILES = {
     "accurate": Profile(),
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
-                    coarse_queries=256, fine_queries=24, mesh_resolution=48),
+                    coarse_queries=256, fine_queries=24, mesh_resolution=33),
 }
 
 
@@ -115,6 +116,7 @@ class GaitPoseEstimator:
         self.latent_mean = torch.tensor(meta.get("latent_mean") or [0.0] * model.config.latent_size,
                                         dtype=torch.float32, device=self.device)
         self._previous: LatentFit | None = None
+        self._reference_loss = float("inf")               # of the last cold-started fit
         self._previous_centre: np.ndarray | None = None   # xy of the tracked person
 
     @classmethod
@@ -211,13 +213,24 @@ class GaitPoseEstimator:
 
         t = time.perf_counter()
         warm = track and self._previous is not None
-        fit = optimise_latent(self.model, obs_n, free_points=free_n, z0=self.latent_mean,
-                              start=self._previous if warm else None,
-                              iterations=p.track_iterations if warm else p.iterations, lr=p.lr,
-                              refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
-                              patience=p.patience)
+
+        def fit_from(start: LatentFit | None) -> LatentFit:
+            return optimise_latent(self.model, obs_n, free_points=free_n, z0=self.latent_mean, start=start,
+                                   iterations=p.track_iterations if start is not None else p.iterations, lr=p.lr,
+                                   refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
+                                   patience=p.patience)
+
+        fit = fit_from(self._previous if warm else None)
+        # A warm start can slide into a worse basin frame after frame (large gaps between
+        # frames, a wrong frame): when its fit is clearly worse than the last cold fit's,
+        # start again from the mean code.
+        if warm and fit.loss > p.track_loss_ratio * self._reference_loss:
+            fit, warm = fit_from(None), False
+            timings["track_restarts"] = 1.0
         if track:
             self._previous = fit
+            if not warm:
+                self._reference_loss = fit.loss
         timings["latent_optimisation"] = time.perf_counter() - t
 
         t = time.perf_counter()

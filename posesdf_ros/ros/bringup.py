@@ -87,9 +87,9 @@ def make_nodes(names: list[str], params_file: Path | None = None, context=None,
 
 def spin(nodes: list, duration_s: float = 0.0, context=None, stop: threading.Event | None = None) -> None:
     """Spin the nodes on one multi-threaded executor until Ctrl-C, `duration_s` or `stop`."""
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor = SingleThreadedExecutor(context=context)
     for node in nodes:
         executor.add_node(node)
     end = time.monotonic() + duration_s if duration_s > 0 else float("inf")
@@ -126,7 +126,23 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params-file", type=Path, default=None,
                         help="YAML with every node's parameters (default: the package's config/posesdf.yaml)")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until Ctrl-C")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE",
+                        help="override a parameter of every started node that has it, over the YAML (repeatable; "
+                             "a node's own `--params-file` beats global `--ros-args -p`, this beats both)")
     return parser
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """["rate_hz:=5.0", "view:=V2"] -> {"rate_hz": 5.0, "view": "V2"} (values read as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"--set wants NAME:=VALUE, got {item!r}")
+        out[name] = yaml.safe_load(value)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.nodes.split(",") if n.strip()]
     rclpy.init(args=argv)
     try:
-        nodes = make_nodes(names, args.params_file)
+        overrides = parse_overrides(args.set)
+        nodes = make_nodes(names, args.params_file, overrides={n: overrides for n in names})
         spin(nodes, args.duration)
     except (ValueError, FileNotFoundError) as err:
         print(f"bringup: error: {err}", file=sys.stderr)

@@ -261,11 +261,11 @@ def start_node_processes(names: list[str], params_file: Path | None, overrides: 
         cmd = [sys.executable, "-m", "posesdf_ros.ros.bringup", "--nodes", name]
         if params_file is not None:
             cmd += ["--params-file", str(params_file)]
+        for key, value in overrides.get(name, {}).items():
+            cmd += ["--set", f"{key}:={value}"]
         cmd += ["--ros-args"]
         for src, dst in remaps_for(name, names).items():
             cmd += ["-r", f"{src}:={dst}"]
-        for key, value in overrides.get(name, {}).items():
-            cmd += ["-p", f"{key}:={value}"]
         log = open(logs / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env or os.environ.copy()),
                        log)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from posesdf_ros.inference.pretrained import load_posesdf
+from posesdf_ros.models.posesdf import PoseSDF
 from posesdf_ros.training.posesdf_trainer import SDFShapeSet, preset, train_posesdf
 
 POSESDF = str(Path(sys.executable).parent / "posesdf")
@@ -19,8 +20,18 @@ def test_tiny_training_lowers_the_loss_and_exports_weights(train_build, tmp_path
     assert summary["epochs_done"] == 30 and not summary["stopped_early"]
     history = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["history"]
     first, last = history[0], history[-1]
-    assert last["loss"] < 0.6 * first["loss"]
-    assert last["pose_loss"] < first["pose_loss"] and last["shape_loss"] < first["shape_loss"]
+    assert last["loss"] < 0.6 * first["loss"] and last["pose_loss"] < first["pose_loss"]
+    # The shape loss's own scale changes with the lambda and epsilon ramps, so judge the shape by its
+    # SDF error on the training samples against an untrained network's.
+    model, _ = load_posesdf(tmp_path / "run")
+    shapes = SDFShapeSet(train_build, None, False)
+    pts, sdf = shapes.draw(torch.arange(2), 2000, 100, torch.Generator().manual_seed(0))
+    codes = torch.as_tensor(np.load(tmp_path / "run" / "posesdf_codes.npy"), dtype=torch.float32)
+    clamp = preset("tiny").clamp
+    with torch.no_grad():
+        trained = (model(codes, pts)[0].clamp(-clamp, clamp) - sdf.clamp(-clamp, clamp)).abs().mean()
+        fresh = (PoseSDF(model.config)(codes, pts)[0].clamp(-clamp, clamp) - sdf.clamp(-clamp, clamp)).abs().mean()
+    assert trained < 0.75 * fresh  # measured 0.030 against 0.050 (tiny config: width 32, 30 epochs)
     for name in ("loss.csv", "loss.png", "config.json", "posesdf.pt", "posesdf.json", "posesdf_codes.npy"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     model, meta = load_posesdf(tmp_path / "run")

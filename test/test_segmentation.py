@@ -32,7 +32,7 @@ def test_finds_the_legs_in_a_cluttered_scene(scenes, scene_index):
     assert result.valid and result.reason == ""
     assert np.all(np.diff(result.indices) > 0) and result.indices[-1] < len(scene["points"])
     precision, recall = _precision_recall(result, scene["leg_mask"])
-    # The spec's crop (pelvis + 0.10 m) keeps torso skin that leg_mask leaves out, hence the lower precision.
+    # Wrong points are mostly skin above the true crop (the pelvis height is a prior when no head is seen).
     assert precision > 0.75 and recall > 0.95
     assert np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
     assert abs(result.crop_height - result.pelvis_height - 0.10) < 1e-9
@@ -47,12 +47,13 @@ def test_keeps_both_legs_up_close(body_model):
     assert result.valid and precision > 0.9 and recall > 0.95
 
 
-def test_a_tighter_crop_matches_leg_mask_better(scenes):
+def test_the_spec_crop_keeps_the_skin_leg_mask_has_up_to_the_crop(scenes):
+    """leg_mask (data engine 0.2.0) holds all non-arm skin up to pelvis + 0.10 m: a crop 7 cm lower loses recall."""
     scene = scenes[0]
     spec = _precision_recall(segment_legs(scene["points"], sensor_origin=_sensor(scene)), scene["leg_mask"])
     tight = _precision_recall(segment_legs(scene["points"], SegmentationConfig(crop_margin=0.03),
                                            sensor_origin=_sensor(scene)), scene["leg_mask"])
-    assert tight[0] > spec[0] + 0.05 and tight[1] > 0.9
+    assert spec[1] > tight[1] + 0.02 and spec[1] > 0.9
 
 
 def test_survives_a_floor_that_is_not_level(scenes):

@@ -87,9 +87,10 @@ def make_nodes(names: list[str], params_file: Path | None = None, context=None,
 
 def spin(nodes: list, duration_s: float = 0.0, context=None, stop: threading.Event | None = None) -> None:
     """Spin the nodes on one multi-threaded executor until Ctrl-C, `duration_s` or `stop`."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    executor = SingleThreadedExecutor(context=context)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
     for node in nodes:
         executor.add_node(node)
     end = time.monotonic() + duration_s if duration_s > 0 else float("inf")
@@ -98,6 +99,10 @@ def spin(nodes: list, duration_s: float = 0.0, context=None, stop: threading.Eve
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001
+        # Ctrl-C ends the context; a callback caught mid-publish then fails: that is a clean stop.
+        if rclpy.ok(context=context):
+            raise
     finally:
         for node in nodes:
             if hasattr(node, "release"):

@@ -290,3 +290,19 @@ def test_demo_command_writes_bag_gif_overlays_and_summary(tmp_path):
     with PILImage.open(out / "legs.gif") as gif:
         assert gif.n_frames >= 4
     assert (out / "overlay.png").stat().st_size > 10_000
+
+
+def test_qos_overrides_reach_the_topics(graph):
+    """REP 2003: a `qos_overrides.<topic>.<entity>.<policy>` parameter changes that endpoint's QoS."""
+    from rclpy.qos import ReliabilityPolicy as Reliability
+
+    (node,) = graph.add(make_nodes(["canonicaliser"], context=graph.context, overrides={"canonicaliser": {
+        "qos_overrides./canonicaliser/legs.publisher.reliability": "best_effort",
+        "qos_overrides./points.subscription.reliability": "reliable"}}))
+    legs = node.get_publishers_info_by_topic("/canonicaliser/legs")
+    person = node.get_publishers_info_by_topic("/canonicaliser/person")
+    points = node.get_subscriptions_info_by_topic("/points")
+    assert legs[0].qos_profile.reliability == Reliability.BEST_EFFORT
+    assert person[0].qos_profile.reliability == Reliability.RELIABLE
+    assert points[0].qos_profile.reliability == Reliability.RELIABLE   # sensor-data QoS by default
+    assert node.get_parameter("qos_overrides./points.subscription.reliability").value == "reliable"

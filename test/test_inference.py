@@ -102,3 +102,19 @@ def test_narrow_band_mesh_matches_dense_grid():
     assert len(dense_f) > 500
     assert len(band_v) == len(dense_v) and len(band_f) == len(dense_f)
     np.testing.assert_allclose(np.sort(band_v, axis=0), np.sort(dense_v, axis=0), atol=1e-3)
+
+
+def test_heading_tracker_turns_back_front_back_flips_but_follows_a_real_reversal():
+    from posesdf_ros.inference.canonical import HeadingTracker
+
+    t = HeadingTracker(max_corrections=3)
+    assert t.update(0.1, 0.0) == (0.1, False)
+    yaw, flipped = t.update(0.1 + np.pi - 0.05, 0.1)          # a flip 0.1 s later
+    assert flipped and abs(yaw - 0.05) < 1e-9
+    assert t.update(0.3, 0.2) == (0.3, False)                  # a plausible turn is kept
+    assert t.update(0.3 + np.pi, 0.3)[1] and t.update(0.3 + np.pi, 0.4)[1]
+    yaw, flipped = t.update(0.3 + np.pi, 0.5)                  # the third in a row: the track was wrong
+    assert not flipped and abs(np.angle(np.exp(1j * (yaw - (0.3 + np.pi))))) < 1e-9
+    assert t.update(0.3 + np.pi, 0.6) == (yaw, False)
+    t.reset()
+    assert t.update(2.0, 10.0) == (2.0, False) and t.corrected == 0

@@ -59,3 +59,45 @@ def heading_assuming_canonical_view(points: np.ndarray, camera_xy: np.ndarray | 
     cam = np.zeros(2) if camera_xy is None else np.asarray(camera_xy, float)[:2]
     to_camera = cam - np.median(points[:, :2], axis=0)
     return float(np.arctan2(to_camera[1], to_camera[0]) - np.deg2rad(VIEWS["V1"]))
+
+
+#: A walking person turns far slower than this (rad/s); a bigger jump in the heading is a front/back flip.
+MAX_TURN_RATE = np.deg2rad(180.0)
+
+
+class HeadingTracker:
+    """Keeps a track's heading free of front/back flips.
+
+    RotNet's rare large errors are flips by about 180 degrees (legs look
+    alike from front and back). Within a track, a jump of more than 90
+    degrees beyond what MAX_TURN_RATE allows since the last frame is taken
+    for one and turned back. If `max_corrections` frames in a row need
+    that, the track was the wrong way round and the new heading is kept.
+    """
+
+    def __init__(self, max_corrections: int = 3):
+        self.max_corrections = max_corrections
+        self.reset()
+
+    def reset(self) -> None:
+        self.heading: float | None = None
+        self.stamp = -np.inf
+        self.in_a_row = 0
+        self.corrected = 0
+
+    def update(self, yaw: float, stamp: float) -> tuple[float, bool]:
+        """The heading to use for a frame at `stamp` (s) whose raw estimate is `yaw`; and whether it was flipped."""
+        flipped = False
+        if self.heading is not None:
+            jump = abs(np.angle(np.exp(1j * (yaw - self.heading))))
+            if jump > np.pi / 2 and jump > MAX_TURN_RATE * max(stamp - self.stamp, 0.0):
+                self.in_a_row += 1
+                if self.in_a_row < self.max_corrections:
+                    yaw, flipped = float(np.angle(np.exp(1j * (yaw + np.pi)))), True
+                    self.corrected += 1
+                else:
+                    self.in_a_row = 0
+            else:
+                self.in_a_row = 0
+        self.heading, self.stamp = yaw, stamp
+        return yaw, flipped

@@ -22,7 +22,7 @@ from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
-from ..inference.canonical import heading_assuming_canonical_view
+from ..inference.canonical import HeadingTracker, heading_assuming_canonical_view
 from ..perception.segment import SegmentationConfig, segment_legs
 from .conversions import cloud_to_xyz, xyz_to_cloud
 from .frames import Extrinsics, heading_pose, matrix_to_pose
@@ -63,6 +63,7 @@ class CanonicaliserNode(ManagedNode):
         self.sub = self.create_subscription(PointCloud2, "points", self._on_points, qos_profile_sensor_data,
                                             qos_overriding_options=qos)
         self.previous_centre, self.last_seen = None, -np.inf
+        self.headings = HeadingTracker()
 
     def _load_rotnet(self):
         try:
@@ -83,6 +84,7 @@ class CanonicaliserNode(ManagedNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         return {"yaw_source": getattr(self, "yaw_note", "n/a"),
+                "heading_flips_corrected": str(self.headings.corrected) if hasattr(self, "headings") else "0",
                 "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
 
     def _on_points(self, msg: PointCloud2) -> None:
@@ -104,6 +106,7 @@ class CanonicaliserNode(ManagedNode):
         stamp = stamp_seconds(msg.header.stamp)
         if stamp - self.last_seen > self.p.track_timeout_s:
             self.previous_centre = None
+            self.headings.reset()
         seg = segment_legs(points, self.segmentation, self.previous_centre, T[:3, 3])
         if not seg.valid:
             self.drop("no_person", f"no person: {seg.reason}")
@@ -116,6 +119,7 @@ class CanonicaliserNode(ManagedNode):
             except ValueError as err:
                 self.drop("no_person", f"RotNet rejected the legs: {err}")
                 return
+            yaw, _ = self.headings.update(yaw, stamp)
         else:
             yaw = heading_assuming_canonical_view(legs, T[:2, 3])
         header = Header(stamp=msg.header.stamp, frame_id=self.p.gravity_frame)

@@ -66,38 +66,28 @@ MAX_TURN_RATE = np.deg2rad(180.0)
 
 
 class HeadingTracker:
-    """Keeps a track's heading free of front/back flips.
+    """Keeps a track's heading free of front/back flips by a vote over the last `window_s` seconds.
 
-    RotNet's rare large errors are flips by about 180 degrees (legs look
-    alike from front and back). Within a track, a jump of more than 90
-    degrees beyond what MAX_TURN_RATE allows since the last frame is taken
-    for one and turned back. If `max_corrections` frames in a row need
-    that, the track was the wrong way round and the new heading is kept.
+    RotNet's large errors are flips by about 180 degrees (legs look alike
+    from front and back), and seen from behind they are not rare. A
+    walking person does not reverse within a second, so a frame's heading
+    is turned by 180 degrees when most headings of the window point the
+    other way (more than 90 degrees from it).
     """
 
-    def __init__(self, max_corrections: int = 3):
-        self.max_corrections = max_corrections
+    def __init__(self, window_s: float = 1.5):
+        self.window_s = window_s
         self.reset()
 
     def reset(self) -> None:
-        self.heading: float | None = None
-        self.stamp = -np.inf
-        self.in_a_row = 0
+        self.recent: list[tuple[float, float]] = []
         self.corrected = 0
 
     def update(self, yaw: float, stamp: float) -> tuple[float, bool]:
         """The heading to use for a frame at `stamp` (s) whose raw estimate is `yaw`; and whether it was flipped."""
-        flipped = False
-        if self.heading is not None:
-            jump = abs(np.angle(np.exp(1j * (yaw - self.heading))))
-            if jump > np.pi / 2 and jump > MAX_TURN_RATE * max(stamp - self.stamp, 0.0):
-                self.in_a_row += 1
-                if self.in_a_row < self.max_corrections:
-                    yaw, flipped = float(np.angle(np.exp(1j * (yaw + np.pi)))), True
-                    self.corrected += 1
-                else:
-                    self.in_a_row = 0
-            else:
-                self.in_a_row = 0
-        self.heading, self.stamp = yaw, stamp
-        return yaw, flipped
+        self.recent = [(t, y) for t, y in self.recent if stamp - self.window_s <= t <= stamp] + [(stamp, yaw)]
+        opposite = sum(abs(np.angle(np.exp(1j * (y - yaw)))) > np.pi / 2 for _, y in self.recent)
+        if opposite > len(self.recent) / 2:
+            self.corrected += 1
+            return float(np.angle(np.exp(1j * (yaw + np.pi)))), True
+        return yaw, False

@@ -234,12 +234,12 @@ def test_lifecycle_without_autostart(graph):
     """With autostart off the node waits unconfigured; configure/activate/deactivate work and inactive frames are counted."""
     (node,) = graph.add(make_nodes(["canonicaliser"], context=graph.context,
                                    overrides={"canonicaliser": {"autostart": False}}))
-    assert node._state_machine.current_state[1] == "unconfigured"
+    assert node.lifecycle_state == "unconfigured"
     node.trigger_configure()
     node.trigger_activate()
-    assert node._state_machine.current_state[1] == "active" and node.is_active
+    assert node.lifecycle_state == "active" and node.is_active
     node.trigger_deactivate()
-    assert node._state_machine.current_state[1] == "inactive" and not node.is_active
+    assert node.lifecycle_state == "inactive" and not node.is_active
     pub = graph.publisher(PointCloud2, "/points")
     time.sleep(1.0)
     pub.publish(xyz_to_cloud(np.zeros((100, 3), np.float32), Header(stamp=graph.now(), frame_id="cam")))

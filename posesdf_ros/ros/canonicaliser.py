@@ -15,20 +15,19 @@ The estimator pairs `legs` and `person` by stamp.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from geometry_msgs.msg import PoseArray
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
+from ..data.scene import yaw_matrix
 from ..inference.canonical import HeadingTracker, heading_assuming_canonical_view
 from ..perception.segment import SegmentationConfig, segment_legs
 from .conversions import cloud_to_xyz, xyz_to_cloud
 from .frames import Extrinsics, heading_pose, matrix_to_pose
 from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
 from .synthetic_camera import CAMERA_POSE_PARAMETERS
-from rclpy.qos import qos_profile_sensor_data
 
 
 class CanonicaliserNode(ManagedNode):
@@ -92,7 +91,6 @@ class CanonicaliserNode(ManagedNode):
             self.submit(msg)
 
     def process(self, msg: PointCloud2) -> None:
-        t0 = time.perf_counter()
         try:
             xyz = cloud_to_xyz(msg)
         except ValueError as err:
@@ -126,13 +124,10 @@ class CanonicaliserNode(ManagedNode):
         person = PoseArray(header=header, poses=[heading_pose(seg.centre, yaw), matrix_to_pose(T)])
         self.pub_person.publish(person)
         self.pub_legs.publish(xyz_to_cloud(legs.astype(np.float32), header))
-        c, s = np.cos(-yaw), np.sin(-yaw)
-        local = legs - [seg.centre[0], seg.centre[1], 0.0]
-        canonical = np.stack([c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1], local[:, 2]], 1)
+        canonical = (legs - [seg.centre[0], seg.centre[1], 0.0]) @ yaw_matrix(-yaw).T
         self.pub_canonical.publish(xyz_to_cloud(canonical.astype(np.float32),
                                                 Header(stamp=msg.header.stamp, frame_id=self.p.canonical_frame)))
         self.mark_published(msg.header.stamp)
-        self.last_duration = time.perf_counter() - t0
 
 
 def main(args=None) -> None:

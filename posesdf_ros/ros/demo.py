@@ -172,12 +172,12 @@ def write_gif(path: Path, frames: list[dict], fps: float = 8.0) -> None:
             if f["mesh"] is not None:
                 v = (f["mesh"][0] - centre) @ R.T
                 ax.scatter(v[::7, a], v[::7, 2] + centre[2], s=0.4, c="#9bb7d4", alpha=0.5)
-            for joints, style, label in ((f["truth"], "k--", "ground truth"), (f["joints"], "-", "estimate")):
+            for joints, truth, label in ((f["truth"], True, "ground truth"), (f["joints"], False, "estimate")):
                 p = (joints - centre) @ R.T
                 for j, (s, e) in enumerate(BONES):
-                    colour = "k" if style == "k--" else ("#2a8cff" if "left" in JOINT_NAMES[e] else "#ff6e32")
-                    ax.plot(p[[s, e], a], p[[s, e], 2] + centre[2], style if style == "k--" else "-",
-                            color=colour, lw=2 if style == "-" else 1.2, label=label if j == 0 else None)
+                    colour = "k" if truth else ("#2a8cff" if "left" in JOINT_NAMES[e] else "#ff6e32")
+                    ax.plot(p[[s, e], a], p[[s, e], 2] + centre[2], "--" if truth else "-", color=colour,
+                            lw=1.2 if truth else 2, label=label if j == 0 else None)
             ax.set_xlim(-0.7, 0.7)
             ax.set_ylim(-0.05, 1.2)
             ax.set_aspect("equal")
@@ -241,15 +241,14 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
     }
 
 
-def start_node_processes(names: list[str], params_file: Path | None, overrides: dict[str, dict], logs: Path,
-                         env: dict | None = None) -> dict:
+def start_node_processes(names: list[str], params_file: Path | None, overrides: dict[str, dict],
+                         logs: Path) -> dict:
     """One `bringup` process per node, wired as the launch files wire them.
 
-    Separate processes, as `ros2 launch` starts them: in one process the
-    canonicaliser's numpy work and the estimator's many small torch ops
-    fight over the GIL, which made the estimator up to 20 times slower.
+    Separate processes, as `ros2 launch` starts them, so that no node's
+    Python work waits for another's on the interpreter lock. They inherit
+    this process's environment (ROS_DOMAIN_ID, RMW settings).
     """
-    import os
     import subprocess
     import sys
 
@@ -267,8 +266,7 @@ def start_node_processes(names: list[str], params_file: Path | None, overrides: 
         for src, dst in remaps_for(name, names).items():
             cmd += ["-r", f"{src}:={dst}"]
         log = open(logs / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env or os.environ.copy()),
-                       log)
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
     return procs
 
 
@@ -292,8 +290,8 @@ def stop_node_processes(procs: dict) -> dict[str, int]:
 
 
 def run_demo(out: Path, duration_s: float = 20.0, max_frames: int = 200, params_file: Path | None = None,
-             overrides: dict[str, dict] | None = None, bag_input_every: int = 10, startup_timeout_s: float = 180.0,
-             env: dict | None = None) -> dict:
+             overrides: dict[str, dict] | None = None, bag_input_every: int = 10,
+             startup_timeout_s: float = 180.0) -> dict:
     """Run the demo; returns the summary (also written to out/summary.json).
 
     overrides: node -> {parameter: value}, on top of the YAML.
@@ -308,10 +306,9 @@ def run_demo(out: Path, duration_s: float = 20.0, max_frames: int = 200, params_
     names = ["synthetic_camera", "canonicaliser", "estimator"]
     print("starting synthetic_camera, canonicaliser and estimator, one process each (rendering the walk and "
           f"loading the models takes a few seconds; node logs in {out / 'logs'})...", flush=True)
-    procs = start_node_processes(names, params_file, overrides, out / "logs", env)
+    procs = start_node_processes(names, params_file, overrides, out / "logs")
     context = rclpy.Context()
-    domain = (env or {}).get("ROS_DOMAIN_ID")
-    rclpy.init(context=context, **({"domain_id": int(domain)} if domain else {}))
+    rclpy.init(context=context)
     t0 = time.monotonic()
     try:
         rec = DemoRecorder(context, bag_input_every, max_frames)

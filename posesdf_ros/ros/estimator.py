@@ -64,7 +64,7 @@ class EstimatorNode(ManagedNode):
               (0.0, 60.0)),
         Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0)),
         Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0)),
-        Param("joint_radius_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0)),
+        Param("joint_diameter_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0)),
         Param("overlay", True, "Publish ~/overlay (needs image and camera_info)."),
         Param("image_sync_tolerance_s", 0.05, "Largest stamp difference between depth and RGB (s).", (0.0, 1.0)),
     )
@@ -99,12 +99,12 @@ class EstimatorNode(ManagedNode):
         for sub in getattr(self, "subs", []):
             self.destroy_subscription(sub)
         self.subs = []
-        if getattr(self, "estimator", None) is not None and self.estimator.device.type == "cuda":
+        on_gpu = getattr(self, "estimator", None) is not None and self.estimator.device.type == "cuda"
+        self.estimator = None
+        if on_gpu:
             import torch
 
-            self.estimator = None
             torch.cuda.empty_cache()
-        self.estimator = None
 
     def diagnostic_values(self) -> dict[str, str]:
         return {"backend": self.p.backend, "profile": self.p.profile, "device": self.p.device} | {
@@ -145,7 +145,7 @@ class EstimatorNode(ManagedNode):
             return
         header = person.header
         self.pub_joints.publish(joints_to_pose_array(res.joints, header))
-        markers = skeleton_markers(res.joints, header, self.p.marker_lifetime_s, self.p.joint_radius_m)
+        markers = skeleton_markers(res.joints, header, self.p.marker_lifetime_s, self.p.joint_diameter_m)
         if res.mesh is not None:
             self.last_mesh = stamp
             verts, faces = np.asarray(res.mesh.vertices), np.asarray(res.mesh.faces)

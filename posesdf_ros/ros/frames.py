@@ -43,8 +43,10 @@ class Extrinsics:
 
     def camera_to_gravity(self, header, gravity_frame: str) -> np.ndarray:
         """(4, 4) for the cloud's frame at its stamp; the parameters when tf2 has no answer."""
-        if self.buffer is None or not header.frame_id or header.frame_id == gravity_frame:
-            return np.eye(4) if header.frame_id == gravity_frame else self.fallback
+        if header.frame_id == gravity_frame:
+            return np.eye(4)
+        if self.buffer is None or not header.frame_id:
+            return self.fallback
         try:
             from rclpy.time import Time
 
@@ -53,11 +55,7 @@ class Extrinsics:
             self.node.warn("tf", f"no transform {header.frame_id} -> {gravity_frame} at the cloud's stamp "
                                  f"({err}); using the camera_* parameters")
             return self.fallback
-        q, tr = t.transform.rotation, t.transform.translation
-        T = np.eye(4)
-        T[:3, :3] = transforms3d.quaternions.quat2mat([q.w, q.x, q.y, q.z])
-        T[:3, 3] = [tr.x, tr.y, tr.z]
-        return T
+        return _rigid(t.transform.rotation, t.transform.translation)
 
 
 def matrix_to_pose(T: np.ndarray) -> Pose:
@@ -66,12 +64,16 @@ def matrix_to_pose(T: np.ndarray) -> Pose:
                 orientation=Quaternion(x=float(x), y=float(y), z=float(z), w=float(w)))
 
 
-def pose_to_matrix(pose: Pose) -> np.ndarray:
-    q, t = pose.orientation, pose.position
+def _rigid(q, t) -> np.ndarray:
+    """(4, 4) from a geometry_msgs Quaternion and a Point or Vector3."""
     T = np.eye(4)
     T[:3, :3] = transforms3d.quaternions.quat2mat([q.w, q.x, q.y, q.z])
     T[:3, 3] = [t.x, t.y, t.z]
     return T
+
+
+def pose_to_matrix(pose: Pose) -> np.ndarray:
+    return _rigid(pose.orientation, pose.position)
 
 
 def heading_pose(centre_xy: np.ndarray, yaw: float) -> Pose:

@@ -11,7 +11,7 @@ from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion
 from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import Marker
 
 from ..skeleton import BONES, JOINT_NAMES
 
@@ -22,9 +22,9 @@ def _duration(seconds: float) -> Duration:
     return Duration(sec=int(seconds), nanosec=int((seconds % 1.0) * 1e9))
 
 
-def _colour(name: str, alpha: float = 1.0) -> ColorRGBA:
+def _colour(name: str) -> ColorRGBA:
     r, g, b = JOINT_COLOURS[name.split("_")[0]]
-    return ColorRGBA(r=r, g=g, b=b, a=alpha)
+    return ColorRGBA(r=r, g=g, b=b, a=1.0)
 
 
 def segment_orientations(joints: np.ndarray) -> list[Quaternion]:
@@ -72,22 +72,21 @@ def pose_array_to_joints(msg: PoseArray) -> np.ndarray:
     return np.array([[p.position.x, p.position.y, p.position.z] for p in msg.poses], dtype=np.float64)
 
 
-def skeleton_markers(joints: np.ndarray, header: Header, lifetime_s: float, radius_m: float = 0.04,
-                     ns_prefix: str = "") -> list[Marker]:
+def skeleton_markers(joints: np.ndarray, header: Header, lifetime_s: float, diameter_m: float = 0.04) -> list[Marker]:
     """Joint spheres (ns `joints`, ids 0..8) and bones (ns `bones`, one LINE_LIST)."""
     life = _duration(lifetime_s)
     markers = []
     for i, (name, xyz) in enumerate(zip(JOINT_NAMES, np.asarray(joints, float))):
-        m = Marker(header=header, ns=ns_prefix + "joints", id=i, type=Marker.SPHERE, action=Marker.ADD,
+        m = Marker(header=header, ns="joints", id=i, type=Marker.SPHERE, action=Marker.ADD,
                    lifetime=life, color=_colour(name))
         m.pose.position = Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
         m.pose.orientation.w = 1.0
-        m.scale.x = m.scale.y = m.scale.z = radius_m
+        m.scale.x = m.scale.y = m.scale.z = diameter_m
         markers.append(m)
-    bones = Marker(header=header, ns=ns_prefix + "bones", id=0, type=Marker.LINE_LIST, action=Marker.ADD,
+    bones = Marker(header=header, ns="bones", id=0, type=Marker.LINE_LIST, action=Marker.ADD,
                    lifetime=life)
     bones.pose.orientation.w = 1.0
-    bones.scale.x = radius_m / 3
+    bones.scale.x = diameter_m / 3
     for a, b in BONES:
         for j in (a, b):
             bones.points.append(Point(x=float(joints[j][0]), y=float(joints[j][1]), z=float(joints[j][2])))
@@ -113,7 +112,3 @@ def mesh_to_msg(vertices: np.ndarray, faces: np.ndarray) -> Mesh:
     return Mesh(triangles=[MeshTriangle(vertex_indices=[int(a), int(b), int(c)]) for a, b, c in faces],
                 vertices=[Point(x=float(x), y=float(y), z=float(z)) for x, y, z in vertices])
 
-
-def delete_all(header: Header) -> MarkerArray:
-    """Clears this node's markers (e.g. when the person is lost)."""
-    return MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])

@@ -115,7 +115,7 @@ class ManagedNode(LifecycleNode):
         self._diag_timer = self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         if self.p.autostart:
             self.trigger_configure()
-            if self._state_machine.current_state[1] == "inactive":
+            if self.lifecycle_state == "inactive":
                 self.trigger_activate()
 
     # -- parameters ---------------------------------------------------------------------------
@@ -174,7 +174,7 @@ class ManagedNode(LifecycleNode):
     def release(self) -> None:
         """Shut down: the lifecycle transition while the context lives (after Ctrl-C it is gone),
         and in any case stop the worker and free the models before the node is destroyed."""
-        if self.context.ok() and self._state_machine.current_state[1] != "finalized":
+        if self.context.ok() and self.lifecycle_state != "finalized":
             try:
                 self.trigger_shutdown()
                 return
@@ -187,21 +187,28 @@ class ManagedNode(LifecycleNode):
     def is_active(self) -> bool:
         return self._running
 
+    @property
+    def lifecycle_state(self) -> str:
+        """"unconfigured", "inactive", "active" or "finalized" (rclpy keeps it in the state machine)."""
+        return self._state_machine.current_state[1]
+
+    def now_s(self) -> float:
+        """The node's clock (sim time under `use_sim_time`), seconds."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
     # -- frames -------------------------------------------------------------------------------
     def check_stamp(self, header) -> str:
         """"" if the frame's stamp is usable, else why it is dropped (and the drop is counted)."""
         stamp = stamp_seconds(header.stamp)
-        reason = ""
+        age = self.now_s() - stamp
         if self._last_stamp is not None and stamp < self._last_stamp:
-            reason = f"stamp went backwards ({stamp:.3f} s after {self._last_stamp:.3f} s)"
-        elif self.p.max_age_s > 0:
-            age = stamp_seconds(self.get_clock().now().to_msg()) - stamp
-            if age > self.p.max_age_s:
-                reason = f"stale frame ({age:.2f} s old > max_age_s {self.p.max_age_s})"
-        if reason:
-            self.drop("out_of_order" if "backwards" in reason else "stale", reason)
+            kind, reason = "out_of_order", f"stamp went backwards ({stamp:.3f} s after {self._last_stamp:.3f} s)"
+        elif 0 < self.p.max_age_s < age:
+            kind, reason = "stale", f"stale frame ({age:.2f} s old > max_age_s {self.p.max_age_s})"
         else:
             self._last_stamp = stamp
+            return ""
+        self.drop(kind, reason)
         return reason
 
     def submit(self, frame: Any) -> None:
@@ -234,7 +241,7 @@ class ManagedNode(LifecycleNode):
 
     def mark_published(self, stamp) -> None:
         """Record an output for the frame stamped `stamp` (latency = receipt clock - stamp)."""
-        latency = stamp_seconds(self.get_clock().now().to_msg()) - stamp_seconds(stamp)
+        latency = self.now_s() - stamp_seconds(stamp)
         with self.stats.lock:
             self.stats.published += 1
             self.stats.outputs.append(time.monotonic())
@@ -275,7 +282,7 @@ class ManagedNode(LifecycleNode):
         with s.lock:
             lat = sorted(s.latencies)
             values = {
-                "state": self._state_machine.current_state[1],
+                "state": self.lifecycle_state,
                 "input_rate_hz": f"{s.rate(s.arrivals):.2f}",
                 "output_rate_hz": f"{s.rate(s.outputs):.2f}",
                 "latency_mean_ms": f"{1e3 * sum(lat) / len(lat):.1f}" if lat else "n/a",

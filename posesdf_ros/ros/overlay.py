@@ -41,11 +41,11 @@ def _line(image: np.ndarray, a: np.ndarray, b: np.ndarray, width: float, colour)
 
 
 def draw_skeleton(rgb: np.ndarray, joints_gravity: np.ndarray, camera_to_gravity: np.ndarray, K: np.ndarray,
-                  colour_scale: float = 1.0, joint_radius_px: float = 4.0) -> np.ndarray:
+                  joint_radius_px: float = 4.0) -> np.ndarray:
     """A copy of `rgb` (H, W, 3 uint8) with the bones and joints drawn on it."""
     out = np.array(rgb, dtype=np.uint8, copy=True)
     px = project(np.asarray(joints_gravity, float), camera_to_gravity, K)
-    colours = [tuple(int(c * colour_scale) for c in SIDE_RGB[n.split("_")[0]]) for n in JOINT_NAMES]
+    colours = [SIDE_RGB[n.split("_")[0]] for n in JOINT_NAMES]
     for a, b in BONES:
         _line(out, px[a], px[b], joint_radius_px * 0.8, colours[b])
     for i in range(len(JOINT_NAMES)):

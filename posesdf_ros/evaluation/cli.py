@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..data.dataset import PROTOCOLS
-from .benchmark import BACKENDS
+from .benchmark import BACKENDS, INPUTS, YAW_SOURCES
 
 DEFAULT_TEST = Path("data/test")
 
@@ -25,10 +25,10 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--profile", default="accurate", help="accurate (default) or fast")
     ev.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build folder (default {DEFAULT_TEST})")
     ev.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
-    ev.add_argument("--yaw", choices=("gt", "rotnet", "none"), default="gt",
+    ev.add_argument("--yaw", choices=YAW_SOURCES, default="gt",
                     help="gt: canonicalise with the ground-truth heading (default); rotnet: RotNet's heading; "
                          "none: assume view V1 (the paper's w/o RotNet)")
-    ev.add_argument("--input", choices=("legs", "scene"), default="legs",
+    ev.add_argument("--input", choices=INPUTS, default="legs",
                     help="legs: the ground-truth leg points (default); scene: the whole scene cloud, "
                          "segmented by the estimator (posesdf backend)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")

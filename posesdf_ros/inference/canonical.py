@@ -61,10 +61,6 @@ def heading_assuming_canonical_view(points: np.ndarray, camera_xy: np.ndarray | 
     return float(np.arctan2(to_camera[1], to_camera[0]) - np.deg2rad(VIEWS["V1"]))
 
 
-#: A walking person turns far slower than this (rad/s); a bigger jump in the heading is a front/back flip.
-MAX_TURN_RATE = np.deg2rad(180.0)
-
-
 class HeadingTracker:
     """Keeps a track's heading free of front/back flips by a vote over the last `window_s` seconds.
 

@@ -7,16 +7,22 @@ import numpy as np
 import torch
 
 
+def evaluate_points(sdf: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor, chunk: int = 65_536,
+                    device: str | torch.device = "cpu") -> np.ndarray:
+    """`sdf` at (N, 3) points, `chunk` at a time, without gradients: (N,) numpy."""
+    values = torch.empty(len(points))
+    with torch.no_grad():
+        for i in range(0, len(points), chunk):
+            values[i:i + chunk] = sdf(points[i:i + chunk].to(device)).cpu()
+    return values.numpy()
+
+
 def evaluate_grid(sdf: Callable[[torch.Tensor], torch.Tensor], resolution: int, chunk: int = 65_536,
                   device: str | torch.device = "cpu") -> np.ndarray:
     """`sdf` on a dense resolution^3 grid over [-1, 1]^3, (R, R, R) numpy."""
     axis = torch.linspace(-1, 1, resolution)
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    values = torch.empty(len(grid))
-    with torch.no_grad():
-        for i in range(0, len(grid), chunk):
-            values[i:i + chunk] = sdf(grid[i:i + chunk].to(device)).cpu()
-    return values.reshape(resolution, resolution, resolution).numpy()
+    return evaluate_points(sdf, grid, chunk, device).reshape(resolution, resolution, resolution)
 
 
 def evaluate_narrow_band(sdf: Callable[[torch.Tensor], torch.Tensor], resolution: int, block: int = 2,
@@ -49,14 +55,8 @@ def evaluate_narrow_band(sdf: Callable[[torch.Tensor], torch.Tensor], resolution
         for dy in (0, 1):
             for dz in (0, 1):
                 want[dx:dx + fine_res - 1, dy:dy + fine_res - 1, dz:dz + fine_res - 1] |= fine_cells
-    idx = np.argwhere(want)
-    if len(idx):
-        points = torch.as_tensor(idx * (2.0 / (fine_res - 1)) - 1.0, dtype=torch.float32)
-        values = torch.empty(len(points))
-        with torch.no_grad():
-            for i in range(0, len(points), chunk):
-                values[i:i + chunk] = sdf(points[i:i + chunk].to(device)).cpu()
-        volume[want] = values.numpy()
+    points = torch.as_tensor(np.argwhere(want) * (2.0 / (fine_res - 1)) - 1.0, dtype=torch.float32)
+    volume[want] = evaluate_points(sdf, points, chunk, device)
     return volume
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -43,3 +45,15 @@ def export_weights(folder: Path, name: str, model: torch.nn.Module, meta: dict) 
     torch.save(state, folder / f"{name}.pt")
     (folder / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     return folder / f"{name}.pt"
+
+
+def end_of_epoch(done: int, epochs: int, every: int, started: float, max_minutes: float | None,
+                 checkpoint: Callable[[int], None]) -> bool:
+    """Checkpoint when due; True when the wall-time budget (`max_minutes` since `started`,
+    a `time.perf_counter()`) is spent before the last epoch, with a checkpoint written."""
+    if done % every == 0 or done == epochs:
+        checkpoint(done)
+    if max_minutes is not None and time.perf_counter() - started > 60 * max_minutes and done < epochs:
+        checkpoint(done)
+        return True
+    return False

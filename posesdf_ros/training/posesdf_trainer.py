@@ -22,7 +22,7 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..models.posesdf import PoseSDF, PoseSDFConfig
-from .checkpoint import export_weights, load_checkpoint, resume_from, save_checkpoint
+from .checkpoint import end_of_epoch, export_weights, load_checkpoint, resume_from, save_checkpoint
 from .losses import latent_regulariser, tolerance_loss
 from .schedules import linear_ramp, step_lr
 
@@ -170,9 +170,13 @@ def git_commit() -> str:
 def _command(config: PoseSDFTrainConfig, data: Path, out: Path, device: str, init_from: Path | None) -> str:
     """The `posesdf train posesdf` command line that reproduces this run."""
     base, m = preset(config.name), config.model
-    flags = [flag for flag, on in (("--no-exchange", m.exchange_layers == 0 != base.model.exchange_layers),
-                                   ("--no-encoder", m.encoder_layers == 0 != base.model.encoder_layers),
-                                   ("--shape-only", not m.pose_decoder)) if on]
+    flags = []
+    if m.exchange_layers == 0 and base.model.exchange_layers > 0:
+        flags.append("--no-exchange")
+    if m.encoder_layers == 0 and base.model.encoder_layers > 0:
+        flags.append("--no-encoder")
+    if not m.pose_decoder:
+        flags.append("--shape-only")
     if config.epochs != base.epochs:
         flags.append(f"--epochs {config.epochs}")
     if init_from:
@@ -258,11 +262,7 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
                         "lambda": lam, "eps": eps, "lr": config.lr * lr_factor,
                         "seconds": time.perf_counter() - epoch_start})
         bar.set_postfix(loss=f"{sums[0]:.4f}", shape=f"{sums[1]:.4f}", pose=f"{sums[2]:.4f}")
-        done = epoch + 1
-        if done % config.checkpoint_every == 0 or done == config.epochs:
-            checkpoint(done)
-        if max_minutes is not None and time.perf_counter() - t0 > 60 * max_minutes and done < config.epochs:
-            checkpoint(done)
+        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t0, max_minutes, checkpoint):
             stopped_early = True
             break
     bar.close()

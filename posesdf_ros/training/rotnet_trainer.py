@@ -31,7 +31,7 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..models.rotnet import RotNet, RotNetConfig, centre_cloud, decode_heading, heading_loss
-from .checkpoint import export_weights, resume_from, save_checkpoint
+from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
 from .pn2_trainer import hidden_point_removal
 from .posesdf_trainer import git_commit, write_loss_log
 
@@ -220,11 +220,7 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
                         "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
         train_seconds += history[-1]["seconds"]
         bar.set_postfix(loss=f"{sums[0]:.3f}", med=f"{history[-1]['median_error_deg']:.1f}")
-        done = epoch + 1
-        if done % config.checkpoint_every == 0 or done == config.epochs:
-            checkpoint(done)
-        if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes and done < config.epochs:
-            checkpoint(done)
+        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t_start, max_minutes, checkpoint):
             stopped_early = True
             break
     bar.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..skeleton import BONES, JOINT_NAMES
+from .bag.writer import write_raw_bag
 
 GT_TOPIC = "/synthetic_camera/ground_truth/joints"
 JOINTS_TOPIC = "/estimator/joints"
@@ -123,24 +124,6 @@ class DemoRecorder:
               f"latency {frame['latency_ms']:6.0f} ms", flush=True)
         if len(self.frames) >= self.max_frames:
             self.done.set()
-
-
-def write_bag(path: Path, messages: list[tuple[str, int, bytes]]) -> None:
-    """An MCAP rosbag2 of raw CDR messages (as rclpy serialised them)."""
-    import shutil
-
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    if path.exists():
-        shutil.rmtree(path)
-    store = get_typestore(Stores.ROS2_JAZZY)
-    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
-        conns = {}
-        for topic, t_ns, raw in sorted(messages, key=lambda m: m[1]):
-            if topic not in conns:
-                conns[topic] = writer.add_connection(topic, RECORDED[topic][0], typestore=store)
-            writer.write(conns[topic], t_ns, raw)
 
 
 def _heading_frame(truth: np.ndarray) -> np.ndarray:
@@ -338,7 +321,7 @@ def run_demo(out: Path, duration_s: float = 20.0, max_frames: int = 200, params_
     settings = {"params_file": str(params_file), "overrides": overrides, "duration_s": duration_s,
                 "max_frames": max_frames, "exit_codes": codes}
     summary = summarise(rec, wall, settings)
-    write_bag(out / "demo.mcap", rec.messages)
+    write_raw_bag(out / "demo.mcap", rec.messages, {topic: ros_type for topic, (ros_type, _) in RECORDED.items()})
     if rec.frames:
         write_gif(out / "legs.gif", rec.frames[:80])
     if rec.overlays:

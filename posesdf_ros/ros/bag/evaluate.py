@@ -1,0 +1,181 @@
+"""`posesdf bag eval BAG` offline: every cloud through the pipeline, scored against the bag's ground truth.
+
+Records (one per cloud) hold the stamp, the frame's sequence labels, the
+joints (or why there are none), the ground truth and the errors; the
+summary has the issue's keys (`frames`, `frames_with_person`, `mpjpe_mm`,
+`per_joint_mm`, `dropped_frames`, `fps`) plus breakdowns, the figures a
+bag without ground truth still allows, and gait parameters.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ...evaluation.metrics import joint_errors_mm
+from ...skeleton import BONES, JOINT_NAMES, bone_lengths
+from .frames import FrameSource, iter_frames
+from .pipeline import NodePipeline, PipelineSettings, load_prior
+from .reader import BagReader
+
+#: The keys of `--json FILE` (issue 8).
+JSON_KEYS = ("frames", "frames_with_person", "mpjpe_mm", "per_joint_mm", "dropped_frames", "fps")
+
+
+def frame_record(stamp_s: float, labels: dict, joints: np.ndarray | None, truth: np.ndarray | None, reason: str,
+                 seconds: float | None = None) -> dict:
+    rec = {"stamp_s": stamp_s, "sequence": labels.get("sequence"), "condition": labels.get("condition"),
+           "view": labels.get("view"), "labels": labels, "valid": joints is not None, "reason": reason, "seconds": seconds,
+           "joints": None if joints is None else np.asarray(joints).tolist(),
+           "truth": None if truth is None else np.asarray(truth).tolist(), "errors_mm": None}
+    if joints is not None and truth is not None:
+        rec["errors_mm"] = joint_errors_mm(joints, truth).tolist()
+    return rec
+
+
+def evaluate_offline(bag: Path, source: FrameSource, settings: PipelineSettings, prior: bool = True,
+                     limit: int | None = None, progress: bool = True, weights: Path | None = None
+                     ) -> tuple[dict, list[dict]]:
+    """Run the pipeline over the bag's clouds; returns (summary, per-frame records)."""
+    from tqdm import tqdm
+
+    notes: list[str] = []
+    with BagReader(bag) as reader:
+        total = reader.topics[source.points_topic].count if source.points_topic in reader.topics else None
+        pipe = NodePipeline(settings, load_prior(prior, settings.device, notes), weights)
+        prior_used = pipe.prior is not None
+        records, dropped = [], 0
+        bar = tqdm(total=min(total, limit) if total and limit else total, desc="bag eval", unit="frame",
+                   disable=not progress)
+        for frame in iter_frames(reader, source, limit):
+            if frame.points is None:
+                dropped += 1
+                notes.append(f"frame at {frame.stamp_s:.3f} s dropped: {frame.problem}")
+                records.append(frame_record(frame.stamp_s, frame.labels, None, frame.truth, frame.problem))
+            else:
+                step = pipe.step(frame.stamp_s, frame.points, frame.camera_origin)
+                records.append(frame_record(frame.stamp_s, frame.labels, step.joints, frame.truth, step.reason,
+                                            step.seconds))
+            bar.update()
+        bar.close()
+        topics = {t: {"type": i.msgtype, "count": i.count} for t, i in reader.topics.items()}
+        notes = reader.notes + notes
+    seconds = [r["seconds"] for r in records if r["seconds"] is not None]
+    summary = summarise(records, dropped, float(len(seconds) / np.sum(seconds)) if seconds else None)
+    summary |= {"mode": "offline", "bag": str(bag), "topics": topics, "notes": _dedupe(notes),
+                "source": {"points_topic": source.points_topic, "gt_topic": source.gt_topic,
+                           "gait_topic": source.gait_topic, "gravity_frame": source.gravity_frame,
+                           "extrinsics": "fixed (--camera-pose)" if source.camera_to_gravity is not None
+                           else "the bag's /tf_static and /tf"},
+                "settings": vars(settings) | {"prior": prior_used}}
+    return summary, records
+
+
+def _dedupe(notes: list[str]) -> list[str]:
+    """Notes in order, once each; many dropped-frame notes are folded into a count."""
+    out, drops = [], [n for n in notes if n.startswith("frame at ")]
+    for n in notes:
+        if n not in out and not n.startswith("frame at "):
+            out.append(n)
+    if drops:
+        out.append(f"{len(drops)} frames dropped; the first: {drops[0]}")
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _mean_errors(recs: list[dict]) -> tuple[float | None, dict | None]:
+    errs = np.array([r["errors_mm"] for r in recs if r["errors_mm"] is not None])
+    if not len(errs):
+        return None, None
+    return float(errs.mean()), dict(zip(JOINT_NAMES, errs.mean(0).round(2).tolist()))
+
+
+def sequences(records: list[dict], gap_s: float = 1.0) -> list[list[dict]]:
+    """Records split into sequences: by their ground-truth sequence label, else by gaps longer than `gap_s`."""
+    out: list[list[dict]] = []
+    for r in records:
+        new = not out or (r["sequence"] != out[-1][-1]["sequence"] if r["sequence"] is not None
+                          else r["stamp_s"] - out[-1][-1]["stamp_s"] > gap_s)
+        if new:
+            out.append([])
+        out[-1].append(r)
+    return out
+
+
+def _track_figures(seq: list[dict], key: str) -> dict:
+    """Stability figures of one sequence's joints (`key`: "joints" or "truth") over consecutive frames."""
+    ok = [r for r in seq if r[key] is not None]
+    if len(ok) < 2:
+        return {}
+    t = np.array([r["stamp_s"] for r in ok])
+    J = np.array([r[key] for r in ok])
+    bones = bone_lengths(J) * 1e3                                        # (T, 8) mm
+    out = {"bone_length_std_mm": float(bones.std(0).mean()),
+           "pelvis_speed_mps": float(np.median(np.linalg.norm(np.diff(J[:, 0, :2], axis=0), axis=1) / np.diff(t)))}
+    if len(ok) >= 3:
+        # Second differences of positions: what noise adds to a smooth walk (mm per frame^2).
+        out["jitter_mm"] = float(np.linalg.norm(J[2:] - 2 * J[1:-1] + J[:-2], axis=-1).mean() * 1e3)
+    return out
+
+
+def _gait(seqs: list[list[dict]]) -> dict:
+    """Ground-truth gait per sequence, and the parameters estimated from the joints where posesdf_ros.gait exists."""
+    truth = [dict(s[0]["labels"] or {}) for s in seqs]
+    try:
+        from ...gait.parameters import gait_parameters
+    except ImportError as err:
+        return {"truth": truth, "estimated": None,
+                "note": f"estimated gait parameters need posesdf_ros.gait.parameters ({err}); ground truth only"}
+    estimated = []
+    for s in seqs:
+        ok = [r for r in s if r["joints"] is not None]
+        if len(ok) < 2:
+            estimated.append(None)
+            continue
+        params = gait_parameters(np.array([r["stamp_s"] for r in ok]), np.array([r["joints"] for r in ok]))
+        estimated.append(params.to_dict())
+    errors = []
+    for t, e in zip(truth, estimated):
+        errors.append({k: float(e[k]) - float(t[k]) for k in ("cadence_spm", "stride_length_m", "walking_speed_mps")
+                       if e and k in e and k in t and e[k] is not None and t[k] not in ("", None)})
+    return {"truth": truth, "estimated": estimated, "error": errors}
+
+
+def summarise(records: list[dict], dropped: int, fps: float | None) -> dict:
+    """The issue's figures and the breakdowns of a list of frame records."""
+    scored = [r for r in records if r["errors_mm"] is not None]
+    mpjpe, per_joint = _mean_errors(records)
+    seqs = sequences(records)
+    by = {}
+    for key in ("condition", "view"):
+        groups = defaultdict(list)
+        for r in scored:
+            groups[r[key]].append(r)
+        by[f"by_{key}"] = {str(k): _mean_errors(v)[0] for k, v in sorted(groups.items(), key=lambda kv: str(kv[0]))}
+    per_seq = []
+    for s in seqs:
+        m, _ = _mean_errors(s)
+        per_seq.append({"sequence": s[0]["sequence"], "condition": s[0]["condition"], "view": s[0]["view"],
+                        "start_s": s[0]["stamp_s"], "frames": len(s),
+                        "frames_with_person": sum(r["valid"] for r in s), "mpjpe_mm": m,
+                        "estimate": _track_figures(s, "joints"), "truth": _track_figures(s, "truth")})
+    with_person = sum(r["valid"] for r in records)
+    reasons = defaultdict(int)
+    for r in records:
+        if not r["valid"]:
+            reasons[r["reason"].split(":")[0]] += 1
+    return {"frames": len(records), "frames_with_person": with_person, "mpjpe_mm": mpjpe, "per_joint_mm": per_joint,
+            "dropped_frames": dropped, "fps": fps,
+            "frames_with_truth": sum(r["truth"] is not None for r in records), "frames_scored": len(scored),
+            "mpjpe_median_mm": float(np.median([np.mean(r["errors_mm"]) for r in scored])) if scored else None,
+            "detection_rate": with_person / len(records) if records else None,
+            "no_person_reasons": dict(reasons), **by, "sequences": per_seq,
+            "gait": _gait(seqs)}
+
+
+def json_figures(summary: dict) -> dict:
+    """Exactly the `--json FILE` object of the issue."""
+    return {k: summary[k] for k in JSON_KEYS}

@@ -1,0 +1,124 @@
+"""The canonicaliser's and estimator's per-frame steps without ROS, for offline evaluation.
+
+Same order and state as the nodes (posesdf_ros/ros/canonicaliser.py and
+estimator.py), with their parameters read from config/posesdf.yaml:
+segment the person in the scene (following the previous frame's person
+until `track_timeout_s` passes without one), RotNet's heading kept free
+of flips by the HeadingTracker, then PoseSDF on the leg points with that
+heading, warm-started unless the previous frame is more than
+`track_reset_s` old; the Pose-NDF prior, when on, filters the joints.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The nodes' parameters that change results (defaults: config/posesdf.yaml)."""
+
+    profile: str = "fast"
+    device: str = "cpu"
+    track: bool = True
+    track_reset_s: float = 0.25
+    track_timeout_s: float = 1.0
+    min_range_m: float = 0.3
+    max_range_m: float = 6.0
+    yaw_source: str = "rotnet"
+
+    @classmethod
+    def from_yaml(cls, path: Path | None = None, **overrides) -> "PipelineSettings":
+        """The canonicaliser's and estimator's values in a parameter file (`/**` shared, then per node)."""
+        import yaml
+
+        from ..bringup import default_params_file
+
+        path = path or default_params_file()
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+        values = {}
+        for section in ("/**", "canonicaliser", "estimator"):
+            values |= (doc.get(section) or {}).get("ros__parameters", {}) or {}
+        names = {f.name for f in fields(cls)}
+        return cls(**({k: v for k, v in values.items() if k in names} | {k: v for k, v in overrides.items()
+                                                                          if v is not None}))
+
+
+@dataclass
+class StepResult:
+    joints: np.ndarray | None       # (9, 3) gravity frame: the prior's output when it is on
+    raw_joints: np.ndarray | None   # (9, 3) the estimator's output
+    reason: str                     # why there are no joints
+    seconds: float                  # compute time of the frame
+
+
+class NodePipeline:
+    """One track's state across frames; `step` is one camera frame."""
+
+    def __init__(self, settings: PipelineSettings, prior=None, weights: Path | None = None):
+        from ...inference.canonical import HeadingTracker
+        from ...inference.estimator import GaitPoseEstimator
+        from ...perception.segment import SegmentationConfig
+
+        self.settings = settings
+        self.estimator = GaitPoseEstimator.from_pretrained("posesdf", settings.profile, settings.device, weights,
+                                                           rotnet=settings.yaw_source == "rotnet")
+        self.segmentation = SegmentationConfig(roi_min_range=settings.min_range_m, roi_max_range=settings.max_range_m)
+        self.headings = HeadingTracker()
+        self.prior = prior
+        self.previous_centre, self.last_seen, self.last_stamp = None, -np.inf, -np.inf
+
+    def step(self, stamp: float, points: np.ndarray, camera_origin: np.ndarray | None) -> StepResult:
+        from ...inference.canonical import heading_assuming_canonical_view
+        from ...perception.segment import segment_legs
+
+        t0 = time.perf_counter()
+        s = self.settings
+        if stamp - self.last_seen > s.track_timeout_s:      # canonicaliser: the person was lost
+            self.previous_centre = None
+            self.headings.reset()
+            if self.prior is not None:
+                self.prior.reset()
+        seg = segment_legs(points, self.segmentation, self.previous_centre, camera_origin)
+        if not seg.valid:
+            return self._filtered(stamp, None, f"no person: {seg.reason}", t0)
+        legs = points[seg.indices]
+        self.previous_centre, self.last_seen = seg.centre, stamp
+        if self.estimator.yaw_estimator is not None:
+            try:
+                yaw, _ = self.estimator.yaw_estimator.predict(legs)
+            except ValueError as err:
+                return self._filtered(stamp, None, f"RotNet rejected the legs: {err}", t0)
+            yaw, _ = self.headings.update(yaw, stamp)
+        else:
+            yaw = heading_assuming_canonical_view(legs, None if camera_origin is None else camera_origin[:2])
+        if stamp - self.last_stamp > s.track_reset_s:        # estimator: too old to warm-start from
+            self.estimator.reset()
+        res = self.estimator.estimate(legs, yaw=yaw, camera_origin=camera_origin, track=s.track, segment=False)
+        self.last_stamp = stamp
+        return self._filtered(stamp, res.joints if res.valid else None, res.reason, t0)
+
+    def _filtered(self, stamp: float, joints: np.ndarray | None, reason: str, t0: float) -> StepResult:
+        out = joints
+        if self.prior is not None:
+            smooth = np.asarray(self.prior.filter(stamp, joints), dtype=np.float64)
+            # The prior may carry a track over a frame without a person; it returns NaN when it cannot.
+            out = smooth if smooth.shape == (9, 3) and np.isfinite(smooth).all() else None
+        return StepResult(out, joints, "" if out is not None else (reason or "no estimate"),
+                          time.perf_counter() - t0)
+
+
+def load_prior(enabled: bool, device: str, notes: list[str]):
+    """The Pose-NDF prior, or None (with a note) when it is off or not available in this checkout."""
+    if not enabled:
+        notes.append("Pose-NDF prior off (--no-prior): the estimator's joints are scored")
+        return None
+    try:
+        from ...inference.prior import PosePrior
+    except ImportError as err:
+        notes.append(f"Pose-NDF prior unavailable ({err}); the estimator's joints are scored")
+        return None
+    return PosePrior.from_pretrained(device=device)

@@ -104,9 +104,10 @@ class NodePipeline:
     def _filtered(self, stamp: float, joints: np.ndarray | None, reason: str, t0: float) -> StepResult:
         out = joints
         if self.prior is not None:
+            # Frames without a person go to the prior too (it keeps its timing), but its fill-in for
+            # them is not scored: such a frame counts as one without a person.
             smooth = np.asarray(self.prior.filter(stamp, joints), dtype=np.float64)
-            # The prior may carry a track over a frame without a person; it returns NaN when it cannot.
-            out = smooth if smooth.shape == (9, 3) and np.isfinite(smooth).all() else None
+            out = smooth if joints is not None and np.isfinite(smooth).all() else None
         return StepResult(out, joints, "" if out is not None else (reason or "no estimate"),
                           time.perf_counter() - t0)
 
@@ -118,7 +119,8 @@ def load_prior(enabled: bool, device: str, notes: list[str]):
         return None
     try:
         from ...inference.prior import PosePrior
-    except ImportError as err:
+
+        return PosePrior.from_pretrained(device=device)
+    except (ImportError, FileNotFoundError) as err:
         notes.append(f"Pose-NDF prior unavailable ({err}); the estimator's joints are scored")
         return None
-    return PosePrior.from_pretrained(device=device)

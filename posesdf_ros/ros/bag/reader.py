@@ -140,19 +140,25 @@ class BagReader:
     # -- messages --------------------------------------------------------------------------------
     def messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, object]]:
         """(topic, bag time ns, message) of the given topics, deserialised, up to the end or the first break."""
-        wanted = {t for t in topics if t in self.topics and self._decodable(self.topics[t].msgtype)}
+        wanted = [t for t in topics if t in self.topics and self._decodable(self.topics[t].msgtype)]
+        for topic, t_ns, raw in self.raw_messages(wanted):
+            try:
+                msg = self._store.deserialize_cdr(raw, self.topics[topic].msgtype)
+            except Exception as err:  # noqa: BLE001  (one bad message is skipped, not fatal)
+                self.notes.append(f"{topic}: a message at {t_ns * 1e-9:.3f} s does not deserialise ({err}); skipped")
+                continue
+            yield topic, t_ns, msg
+
+    def raw_messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, bytes]]:
+        """(topic, bag time ns, CDR bytes) of the given topics, up to the end or the first break (noted)."""
+        wanted = {t for t in topics if t in self.topics}
         if not wanted:
             return
         count, last_ns = 0, None
         try:
             for topic, t_ns, raw in self._raw(wanted):
-                try:
-                    msg = self._store.deserialize_cdr(raw, self.topics[topic].msgtype)
-                except Exception as err:  # noqa: BLE001  (one bad message is skipped, not fatal)
-                    self.notes.append(f"{topic}: a message at {t_ns * 1e-9:.3f} s does not deserialise ({err}); skipped")
-                    continue
                 count, last_ns = count + 1, t_ns
-                yield topic, t_ns, msg
+                yield topic, t_ns, raw
         except Exception as err:  # noqa: BLE001  (truncated storage: keep what was read)
             where = f"after {count} messages (last at {last_ns * 1e-9:.3f} s)" if last_ns else "before any message"
             self.notes.append(f"the bag breaks off {where}: {type(err).__name__}: {err}")

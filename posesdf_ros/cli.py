@@ -9,6 +9,7 @@ from .data import cli as data_cli
 from .evaluation import cli as eval_cli
 from .evaluation import yaw as yaw_eval
 from .ros import cli as ros_cli
+from .ros.bag import cli as bag_cli
 from .training import cli as train_cli
 
 
@@ -24,6 +25,7 @@ def make_parser() -> argparse.ArgumentParser:
     eval_cli.add_parsers(sub)
     yaw_eval.add_parser(sub)
     ros_cli.add_parser(sub)
+    bag_cli.add_parser(sub)
     return parser
 
 

@@ -67,6 +67,9 @@ class BagFrame:
     truth: np.ndarray | None            # (9, 3) ground truth matched by stamp
     labels: dict = field(default_factory=dict)   # the ground-truth gait key-values of the frame's sequence
     problem: str = ""                   # why `points` is None
+    bag_ns: int = 0                     # the message's bag time
+    stamp_ns: int = 0                   # the header stamp, exactly (a float of seconds since 1970 is not)
+    camera_to_gravity: np.ndarray | None = None   # (4, 4) the extrinsics used
 
 
 @dataclass
@@ -132,13 +135,14 @@ def iter_frames(reader: BagReader, source: FrameSource, limit: int | None = None
         stamp = stamp_ns(msg.header.stamp)
         i = bisect_left(gait_times, t_ns + 1) - 1
         frame = BagFrame(stamp * 1e-9, None, None, _nearest(gt_stamps, gt_joints, stamp, tol),
-                         gait[i][1] if i >= 0 else {})
+                         gait[i][1] if i >= 0 else {}, bag_ns=t_ns, stamp_ns=stamp)
         T = source.camera_to_gravity if source.camera_to_gravity is not None else \
             tf.lookup(source.gravity_frame, msg.header.frame_id)
         if T is None:
             frame.problem = (f"no transform from the cloud's frame '{msg.header.frame_id}' to "
                              f"'{source.gravity_frame}' in the bag's /tf_static or /tf")
         else:
+            frame.camera_to_gravity = T
             try:
                 xyz = cloud_xyz(msg).astype(np.float64)
                 frame.points = (xyz @ T[:3, :3].T + T[:3, 3]).astype(np.float32)

@@ -1,0 +1,201 @@
+"""`posesdf bag eval --live`: the real nodes on a replay of the bag, their outputs recorded and scored (rclpy).
+
+The canonicaliser and the estimator run as `bringup` processes (as `ros2
+launch` starts them) with `use_sim_time`; this process plays the bag's
+camera topics with /clock at `rate` and records what the nodes publish
+into an output bag. Each cloud is then scored by the joints published
+with its stamp. Without tf2 (not on PyPI) the canonicaliser takes the
+camera pose from its camera_* parameters, which are set from the bag's
+extrinsics; that needs a camera without roll, as the parameters describe.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .evaluate import frame_record, summarise
+from .frames import FrameSource, iter_frames
+from .layout import ESTIMATE_TOPIC
+from .pipeline import PipelineSettings
+from .reader import BagReader
+
+#: What the output bag holds: topic -> type.
+RECORDED = {ESTIMATE_TOPIC: "geometry_msgs/msg/PoseArray", "/canonicaliser/person": "geometry_msgs/msg/PoseArray",
+            "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
+#: Drop reasons of the nodes' diagnostics that mean a frame was never processed.
+UNPROCESSED = ("superseded", "stale", "out_of_order", "inactive")
+
+
+def camera_parameters(T: np.ndarray) -> dict[str, float]:
+    """The camera_* parameters (m, deg) of an optical frame -> gravity frame pose; ValueError if it has roll."""
+    from ...data.camera import look_at_pitched
+
+    forward = T[:3, 2]
+    pitch, yaw = float(np.arcsin(-forward[2])), float(np.arctan2(forward[1], forward[0]))
+    params = {"camera_height_m": float(T[2, 3]), "camera_pitch_deg": float(np.rad2deg(pitch)),
+              "camera_yaw_deg": float(np.rad2deg(yaw)), "camera_x_m": float(T[0, 3]), "camera_y_m": float(T[1, 3])}
+    if not np.allclose(look_at_pitched(T[2, 3], pitch, yaw, (T[0, 3], T[1, 3])), T, atol=1e-4):
+        raise ValueError("the camera is rolled about its optical axis, which the camera_* parameters cannot describe; "
+                         "without tf2 the live pipeline cannot place this cloud (use the offline evaluation)")
+    return params
+
+
+class OutputRecorder:
+    """Subscribes to the nodes' outputs: joints by stamp, the latest diagnostics per node, the raw messages."""
+
+    def __init__(self, context):
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from .play import message_class
+
+        self.node = Node("posesdf_bag_recorder", context=context)
+        self.lock = threading.Lock()
+        self.messages: list[tuple[str, int, bytes]] = []
+        self.joints: dict[int, np.ndarray] = {}
+        self.received: list[float] = []
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        for topic, msgtype in RECORDED.items():
+            self.node.create_subscription(message_class(msgtype), topic, lambda raw, t=topic: self._on(t, raw), qos,
+                                          raw=True)
+
+    def _on(self, topic: str, raw: bytes) -> None:
+        from .messages import pose_array_joints, stamp_ns, typestore
+
+        with self.lock:
+            self.messages.append((topic, time.time_ns(), bytes(raw)))
+        msg = typestore().deserialize_cdr(bytes(raw), RECORDED[topic])
+        if topic == ESTIMATE_TOPIC:
+            with self.lock:
+                self.joints[stamp_ns(msg.header.stamp)] = pose_array_joints(msg)
+                self.received.append(time.monotonic())
+        elif topic == "/diagnostics":
+            for status in msg.status:
+                self.diagnostics[status.name.split(":")[0]] = {kv.key: kv.value for kv in status.values}
+
+
+def _start_nodes(params_file: Path | None, settings: PipelineSettings, source: FrameSource, camera: dict,
+                 image_topic: str, camera_info_topic: str, logs: Path) -> dict:
+    import subprocess
+
+    from ..bringup import PIPELINE_REMAPS, default_params_file
+
+    logs.mkdir(parents=True, exist_ok=True)
+    params = params_file or default_params_file()
+    common = {"use_sim_time": "true", "device": settings.device, "gravity_frame": source.gravity_frame}
+    # Reliable input (REP 2003 overrides): best-effort DDS loses large clouds even on one machine, and a
+    # replay should only lose the frames the nodes skip.
+    reliable = {f"qos_overrides.{topic}.subscription.reliability": "reliable"
+                for topic in (source.points_topic, PIPELINE_LEGS, "/canonicaliser/person")}
+    nodes = {"canonicaliser": (common | reliable | {k: f"{v:.6f}" for k, v in camera.items()}
+                               | {"yaw_source": settings.yaw_source}, {"points": source.points_topic}),
+             "estimator": (common | reliable | {"profile": settings.profile},
+                           PIPELINE_REMAPS["estimator"] | {"image": image_topic, "camera_info": camera_info_topic})}
+    procs = {}
+    for name, (overrides, remaps) in nodes.items():
+        cmd = [sys.executable, "-m", "posesdf_ros.ros.bringup", "--nodes", name, "--params-file", str(params)]
+        for k, v in overrides.items():
+            cmd.append(f"--set={k}:={v}")   # one token: rcl would take a lone "k:=v" for a remap rule
+        cmd += ["--ros-args"] + [a for src, dst in remaps.items() for a in ("-r", f"{src}:={dst}")]
+        log = open(logs / f"{name}.log", "w")
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+    return procs
+
+
+def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, out: Path, image_topic: str,
+                  camera_info_topic: str, rate: float = 0.25, output_bag: Path | None = None,
+                  params_file: Path | None = None, prior: bool = True, limit: int | None = None,
+                  progress: bool = True, startup_timeout_s: float = 240.0, quiet_s: float = 8.0) -> tuple[dict, list[dict]]:
+    """Replay the bag to the nodes and score their outputs; returns (summary, per-frame records)."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    from ..demo import stop_node_processes
+    from .play import BagPlayer
+    from .writer import write_raw_bag
+
+    notes: list[str] = []
+    if prior:
+        notes.append("live: there is no pose_prior node yet, so the estimator's joints are scored (as --no-prior)")
+    with BagReader(bag) as reader:
+        frames = [(f.stamp_ns, f.bag_ns, f.truth, f.labels, f.camera_to_gravity, f.problem)
+                  for f in iter_frames(reader, source, limit)]
+        notes += reader.notes
+        topics = {t: {"type": i.msgtype, "count": i.count} for t, i in reader.topics.items()}
+        played = [source.points_topic] + [t for t in (image_topic, camera_info_topic) if t in reader.topics]
+    if not frames:
+        raise ValueError(f"bag {bag} has no clouds on {source.points_topic}")
+    placed = next((f[4] for f in frames if f[4] is not None), None)
+    if placed is None:
+        raise ValueError(f"no cloud of bag {bag} could be placed in {source.gravity_frame}: {frames[0][5]}")
+    camera = camera_parameters(placed)
+    procs = _start_nodes(params_file, settings, source, camera, image_topic, camera_info_topic, out / "logs")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    stop = threading.Event()
+    t0 = time.monotonic()
+    try:
+        recorder = OutputRecorder(context)
+        player = BagPlayer(bag, context, played, rate, clock=True)
+        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        executor.add_node(recorder.node)
+        executor.add_node(player.node)
+        spinner = threading.Thread(target=lambda: _spin(executor, stop), daemon=True)
+        spinner.start()
+        # The nodes subscribe once their models are loaded (configure); /clock runs meanwhile so timers tick.
+        while player.node.count_subscribers(source.points_topic) < 1 or \
+                player.node.count_subscribers(PIPELINE_LEGS) < 1:
+            if time.monotonic() - t0 > startup_timeout_s or any(p.poll() is not None for p, _ in procs.values()):
+                raise RuntimeError(f"the nodes did not start within {startup_timeout_s:.0f} s; see {out / 'logs'}")
+            player.publish_clock(frames[0][1])
+            time.sleep(0.1)
+        time.sleep(1.0)
+        played_counts = player.run(stop, progress, end_ns=frames[-1][1])
+        # Keep the clock going until the nodes have been quiet for a while: the last frames are in flight.
+        end_ns, wall = player.sim_ns or frames[-1][1], time.monotonic()
+        while time.monotonic() - max([wall] + recorder.received[-1:]) < quiet_s:
+            player.publish_clock(end_ns + int((time.monotonic() - wall) * rate * 1e9))
+            time.sleep(0.05)
+        notes += [n for n in player.notes if n not in notes]
+    finally:
+        stop.set()
+        codes = stop_node_processes(procs)
+        rclpy.shutdown(context=context)
+    wall_s = time.monotonic() - t0
+    output_bag = output_bag or out / "outputs.mcap"
+    write_raw_bag(output_bag, recorder.messages, RECORDED)
+    records = [frame_record(stamp * 1e-9, labels, recorder.joints.get(stamp), truth,
+                            problem or "no output with this stamp (dropped, or no person)")
+               for stamp, _, truth, labels, _, problem in frames]
+    dropped = sum(int(recorder.diagnostics.get(node, {}).get(f"dropped_{k}", 0))
+                  for node in ("canonicaliser", "estimator") for k in UNPROCESSED)
+    span = recorder.received[-1] - recorder.received[0] if len(recorder.received) > 1 else 0.0
+    summary = summarise(records, dropped, (len(recorder.received) - 1) / span if span > 0 else None)
+    summary |= {"mode": "live", "bag": str(bag), "topics": topics, "notes": notes, "rate": rate,
+                "played": played_counts, "output_bag": str(output_bag), "wall_s": wall_s, "exit_codes": codes,
+                "node_drops": {node: {k: v for k, v in recorder.diagnostics.get(node, {}).items()
+                                      if k.startswith("dropped_") or k.startswith("frames_")}
+                               for node in ("canonicaliser", "estimator")},
+                "camera_parameters": camera,
+                "source": {"points_topic": source.points_topic, "gt_topic": source.gt_topic,
+                           "gravity_frame": source.gravity_frame},
+                "settings": vars(settings) | {"prior": False}}
+    return summary, records
+
+
+PIPELINE_LEGS = "/canonicaliser/legs"
+
+
+def _spin(executor, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            executor.spin_once(timeout_sec=0.05)
+        except Exception:  # noqa: BLE001  (the context ends under us at shutdown)
+            if stop.is_set():
+                return
+            raise

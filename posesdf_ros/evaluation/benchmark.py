@@ -23,16 +23,18 @@ INPUT_DESCRIPTIONS = {"legs": "ground-truth leg points (leg_mask)",
 CD_POINTS = 30_000
 
 
-BACKENDS = ("posesdf", "pn2")
+BACKENDS = ("posesdf", "nvf", "pn2")
 
 
-def load_estimator(backend: str, profile: str = "accurate", device: str = "cpu", weights: Path | None = None):
-    """An estimator for the benchmark: PoseSDF (either profile) or the PN++ baseline."""
+def load_estimator(backend: str, profile: str = "accurate", device: str = "cpu", weights: Path | None = None,
+                   vote_selection=None):
+    """An estimator for the benchmark: PoseSDF (either profile; joints from its sphere fields or,
+    backend "nvf", by NVF voting) or the PN++ baseline."""
     if backend == "pn2":
         from ..inference.baselines import JointRegressorEstimator
         return JointRegressorEstimator.from_pretrained(device, weights)
     from ..inference.estimator import GaitPoseEstimator
-    return GaitPoseEstimator.from_pretrained(backend, profile, device, weights)
+    return GaitPoseEstimator.from_pretrained(backend, profile, device, weights, vote_selection=vote_selection)
 
 
 def select_samples(folder: Path, protocol: str, limit: int | None = None) -> list[dict]:
@@ -88,8 +90,8 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
 
     if input_mode not in INPUTS:
         raise ValueError(f"unknown input {input_mode!r}; expected one of {INPUTS}")
-    if input_mode == "scene" and estimator.backend != "posesdf":
-        raise ValueError(f"--input scene needs the posesdf backend (it segments); {estimator.backend} does not")
+    if input_mode == "scene" and estimator.backend not in ("posesdf", "nvf"):
+        raise ValueError(f"--input scene needs the posesdf or nvf backend (they segment); {estimator.backend} does not")
     runner = with_yaw_source(estimator, yaw_source)
     entries = select_samples(folder, protocol, limit)
     records = []
@@ -149,6 +151,8 @@ def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, in
            "input": INPUT_DESCRIPTIONS[input_mode],
            "profile": asdict(estimator.profile),
            "weights": {k: estimator.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "git_commit")}}
+    if getattr(estimator, "nvf_head", None) is not None:
+        out["nvf"] = {"radius": estimator.nvf_head.config.radius, "vote_selection": asdict(estimator.vote_selection)}
     if protocol == "all":
         out["by_protocol"] = {p: block([r for r in records if (r["condition"], r["view"]) in PROTOCOLS[p]])
                               for p in ("CC", "CV", "CCCV")}

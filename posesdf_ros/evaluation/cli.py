@@ -21,7 +21,8 @@ def add_parsers(subparsers) -> None:
                     "scene cloud, which the estimator segments.")
     ev.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all", help="CC, CV, CCCV or all (default)")
     ev.add_argument("--backend", choices=BACKENDS, default="posesdf",
-                    help="posesdf (default) or pn2, the PN++ joint-regression baseline")
+                    help="posesdf (default: joints from the sphere fields), nvf (the same latent fit, joints by NVF "
+                         "voting) or pn2, the PN++ joint-regression baseline")
     ev.add_argument("--profile", default="accurate", help="accurate (default) or fast")
     ev.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build folder (default {DEFAULT_TEST})")
     ev.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
@@ -31,6 +32,11 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--input", choices=INPUTS, default="legs",
                     help="legs: the ground-truth leg points (default); scene: the whole scene cloud, "
                          "segmented by the estimator (posesdf backend)")
+    ev.add_argument("--vote-selection", choices=("fraction", "knn"), default="fraction",
+                    help="nvf backend: vote with the top --vote-keep share of the voting points by weight "
+                         "(default) or with the --vote-k points of largest weight")
+    ev.add_argument("--vote-keep", type=float, default=0.5, help="nvf backend, fraction rule: share kept (0.5)")
+    ev.add_argument("--vote-k", type=int, default=32, help="nvf backend, knn rule: points per joint (32)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
     ev.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ones)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -49,6 +55,9 @@ def add_parsers(subparsers) -> None:
     sp.add_argument("--view", default="V2", help="camera view of the sequence (default V2)")
     sp.add_argument("--seed", type=int, default=1, help="sequence seed (default 1)")
     sp.add_argument("--profiles", default="fast,accurate", help="comma-separated (default fast,accurate)")
+    sp.add_argument("--backends", default="posesdf",
+                    help="comma-separated joint extractions to time on each profile: posesdf (default), nvf; "
+                         "a backend other than posesdf is reported as PROFILE-BACKEND")
     sp.add_argument("--no-track", action="store_true", help="cold start every frame instead of warm starts")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--weights", type=Path, default=None)
@@ -83,7 +92,10 @@ def _eval(args: argparse.Namespace) -> int:
     from .benchmark import evaluate, load_estimator
     from .report import write_run_report
 
-    est = load_estimator(args.backend, args.profile, args.device, args.weights)
+    from ..inference.nvf import VoteSelection
+
+    est = load_estimator(args.backend, args.profile, args.device, args.weights,
+                         VoteSelection(args.vote_selection, args.vote_keep, args.vote_k))
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
                                 progress=not args.quiet, input_mode=args.input)
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
@@ -107,8 +119,9 @@ def _bench_speed(args: argparse.Namespace) -> int:
     from .sequences import walking_sequence
 
     frames = walking_sequence(args.frames, view=args.view, seed=args.seed)
-    ests = {name: GaitPoseEstimator.from_pretrained("posesdf", name, args.device, args.weights)
-            for name in args.profiles.split(",")}
+    ests = {name if backend == "posesdf" else f"{name}-{backend}":
+            GaitPoseEstimator.from_pretrained(backend, name, args.device, args.weights)
+            for name in args.profiles.split(",") for backend in args.backends.split(",")}
     result = bench_speed(ests, frames, track=not args.no_track, progress=not args.quiet)
     from .benchmark import _git_commit, bench_canonicalise
     out = {"command": _command(), "data": f"walking sequence, view {args.view}, seed {args.seed}, 15 Hz",

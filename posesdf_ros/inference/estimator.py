@@ -7,7 +7,8 @@ Steps for one frame (all in the input frame's metres until step 2):
    first-guess normalisation regressed from the cloud's top height (the
    lower-limb crop plane; the floor is z = 0) and its horizontal centre;
 3. optimise the latent code and refine the normalisation (`optimise_latent`);
-4. read the nine sphere centres off the pose field (`sphere_centres`);
+4. read the nine sphere centres off the pose field (`sphere_centres`), or,
+   with the `nvf` backend, decode the NVF votes of the observed points (`nvf_joints`);
 5. optionally run marching cubes on the shape field;
 6. map joints and mesh back to the input frame.
 
@@ -33,10 +34,12 @@ from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
 from .latent import LatentFit, optimise_latent
 from .meshing import extract_mesh
-from .pretrained import load_posesdf
+from .nvf import VoteSelection, nvf_joints
+from .pretrained import load_nvf, load_posesdf
 from ..perception.segment import SegmentationConfig, segment_legs
 
 MIN_POINTS = 50
+BACKENDS = ("posesdf", "nvf")   # joints from the sphere fields' centres, or by NVF voting
 #: A leg cloud is at most this tall and wide (m); anything bigger is a scene to segment.
 LEG_CLOUD_MAX_HEIGHT_M = 1.4
 LEG_CLOUD_MAX_WIDTH_M = 1.5
@@ -105,8 +108,14 @@ class GaitPoseEstimator:
     """PoseSDF inference. Build with `from_pretrained`."""
 
     def __init__(self, model, meta: dict, profile: Profile, device: str = "cpu", backend: str = "posesdf",
-                 segmentation: SegmentationConfig | None = None, yaw_estimator=None):
+                 segmentation: SegmentationConfig | None = None, yaw_estimator=None, nvf_head=None,
+                 vote_selection: VoteSelection | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        if backend == "nvf" and nvf_head is None:
+            raise ValueError("the nvf backend needs its vote head (nvf_head)")
         self.model, self.meta, self.profile = model, meta, profile
+        self.nvf_head, self.vote_selection = nvf_head, vote_selection or VoteSelection()
         self.segmentation = segmentation or SegmentationConfig()
         self.yaw_estimator = yaw_estimator
         self.device, self.backend = torch.device(device), backend
@@ -122,20 +131,24 @@ class GaitPoseEstimator:
     @classmethod
     def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
                         weights: str | Path | None = None, rotnet: bool = True,
-                        rotnet_weights: str | Path | None = None) -> "GaitPoseEstimator":
+                        rotnet_weights: str | Path | None = None,
+                        vote_selection: VoteSelection | None = None) -> "GaitPoseEstimator":
         """The shipped (or given) PoseSDF weights, and RotNet unless `rotnet=False`.
 
-        Without RotNet, `estimate` needs `yaw=` or assumes view V1. Missing
+        backend "nvf" also loads the NVF vote head (nvf.pt/json) from the same
+        folder, which must have been trained on these PoseSDF weights, and decodes
+        its votes with `vote_selection` (default: the top half by weight). Without RotNet, `estimate` needs `yaw=` or assumes view V1. Missing
         shipped RotNet weights give a warning and that fallback; missing
         `rotnet_weights` that were asked for are a FileNotFoundError.
         """
-        if backend != "posesdf":
-            raise ValueError(f"backend {backend!r} is not available yet; this version has 'posesdf'")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if isinstance(profile, str):
             if profile not in PROFILES:
                 raise ValueError(f"unknown profile {profile!r}; expected one of {tuple(PROFILES)}")
             profile = PROFILES[profile]
         model, meta = load_posesdf(Path(weights) if weights else None, device)
+        nvf_head = load_nvf(Path(weights) if weights else None, device)[0] if backend == "nvf" else None
         yaw_estimator = None
         if rotnet:
             from .yaw import YawEstimator
@@ -146,7 +159,8 @@ class GaitPoseEstimator:
                 if rotnet_weights is not None:
                     raise
                 warnings.warn(f"RotNet unavailable ({err}); estimate() will assume view V1 unless given yaw=")
-        return cls(model, meta, profile, device, backend, yaw_estimator=yaw_estimator)
+        return cls(model, meta, profile, device, backend, yaw_estimator=yaw_estimator, nvf_head=nvf_head,
+                   vote_selection=vote_selection)
 
     def reset(self) -> None:
         """Forget the tracked latent code (a new person or a cut in the sequence)."""
@@ -156,7 +170,8 @@ class GaitPoseEstimator:
     def with_profile(self, **changes) -> "GaitPoseEstimator":
         """A copy sharing the model with some profile settings changed (ablations, sweeps)."""
         return GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
-                                 self.backend, self.segmentation, self.yaw_estimator)
+                                 self.backend, self.segmentation, self.yaw_estimator, self.nvf_head,
+                                 self.vote_selection)
 
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
                  track: bool = False, mesh: bool = False, segment: bool | None = None) -> EstimateResult:
@@ -234,10 +249,13 @@ class GaitPoseEstimator:
         timings["latent_optimisation"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        z = fit.z[None]
-        field = lambda q: self.model(z, q[None])[1][0]  # noqa: E731  (N, 3) -> (N, 9)
-        centres = sphere_centres(field, self.radius, p.joint_method, p.coarse_queries, p.fine_queries,
-                                 generator=torch.Generator().manual_seed(p.seed), device=self.device)
+        if self.backend == "nvf":
+            centres = nvf_joints(self.model, self.nvf_head, fit.z, fit.apply(obs_n), self.vote_selection)
+        else:
+            z = fit.z[None]
+            field = lambda q: self.model(z, q[None])[1][0]  # noqa: E731  (N, 3) -> (N, 9)
+            centres = sphere_centres(field, self.radius, p.joint_method, p.coarse_queries, p.fine_queries,
+                                     generator=torch.Generator().manual_seed(p.seed), device=self.device)
         joints = canon.to_input(self._unrefine(fit, centres))
         timings["joint_extraction"] = time.perf_counter() - t
 

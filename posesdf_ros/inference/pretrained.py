@@ -1,11 +1,13 @@
 """Loading exported weights: `<name>.pt` (state dict) beside `<name>.json` (config, provenance)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
 
+from ..models.nvf import NVFConfig, NVFHead
 from ..models.posesdf import PoseSDF, PoseSDFConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -28,3 +30,18 @@ def load_posesdf(folder: Path | None = None, device: str | torch.device = "cpu")
     model = PoseSDF(PoseSDFConfig.from_dict(meta["config"]))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.to(device).eval(), meta
+
+
+def load_nvf(folder: Path | None = None, device: str | torch.device = "cpu") -> tuple[NVFHead, dict]:
+    """The NVF vote head in eval mode and its metadata. It must have been trained on the
+    posesdf.pt beside it (checked by the SHA-256 recorded at training)."""
+    path = weights_path("nvf", folder)
+    meta = json.loads(path.with_suffix(".json").read_text()) | {"weights_dir": str(path.parent)}
+    trunk = weights_path("posesdf", folder)
+    if hashlib.sha256(trunk.read_bytes()).hexdigest() != meta["posesdf_sha256"]:
+        raise ValueError(f"{path} was trained on other PoseSDF weights than {trunk}; retrain it with "
+                         f"`posesdf train nvf --posesdf-weights {trunk.parent}`")
+    posesdf_config = PoseSDFConfig.from_dict(json.loads(trunk.with_suffix(".json").read_text())["config"])
+    head = NVFHead(NVFConfig.from_dict(meta["config"]), posesdf_config)
+    head.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return head.to(device).eval(), meta

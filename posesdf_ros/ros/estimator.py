@@ -52,7 +52,7 @@ class StampPairer:
 class EstimatorNode(ManagedNode):
     NODE_NAME = "estimator"
     PARAMETERS = (
-        Param("backend", "posesdf", "Joint estimator.", choices=("posesdf",)),
+        Param("backend", "posesdf", "Joint estimator.", choices=("posesdf", "nvf")),
         Param("profile", "fast", "Inference settings: 'fast' for camera rate on a CPU, 'accurate' for the "
                                  "lowest error.", choices=("fast", "accurate")),
         Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),

@@ -72,6 +72,28 @@ def add_parser(subparsers) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_train_rotnet)
 
+    v = sub.add_parser(
+        "nvf", help="the NVF vote head on top of the frozen PoseSDF (its training codes, same frame)",
+        description="Train the Neural Voting Field head: per near-surface point and joint a vote (weight, "
+                    "direction) read from the frozen PoseSDF's features, with the PoseSDF run's training codes. "
+                    "Writes checkpoint.pt (resumable), loss.csv, loss.png, config.json, nvf.pt/nvf.json and a "
+                    "copy of the PoseSDF weights into --out.")
+    v.add_argument("--config", choices=("small", "tiny"), default="small",
+                   help="small: 200 epochs, about 15 minutes with one CPU thread; tiny: tests only")
+    v.add_argument("--data", type=Path, required=True, help="training dataset folder (the PoseSDF run's)")
+    v.add_argument("--out", type=Path, required=True, help="run folder")
+    v.add_argument("--posesdf-weights", type=Path, default=None,
+                   help="folder with posesdf.pt/json and posesdf_codes.npy (default: the shipped ones)")
+    v.add_argument("--radius", type=float, default=None, help="vote radius R, normalised units (default 0.25)")
+    v.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    v.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
+    v.add_argument("--limit", type=int, default=None, help="train on the first N shapes only")
+    v.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
+    v.add_argument("--max-minutes", type=float, default=None,
+                   help="stop cleanly after this wall time (checkpoint written); rerun to continue")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=_train_nvf)
+
     n = sub.add_parser(
         "posendf", help="Pose-NDF: the distance of a lower-limb pose from the gait manifold (the pose prior)",
         description="Train Pose-NDF on gait poses of the training bodies (every condition, posed by anny; "
@@ -141,5 +163,19 @@ def _train_posendf(args: argparse.Namespace) -> int:
         config.epochs = args.epochs
     summary = train_posendf(args.out, config, args.device, resume=not args.no_resume, progress=not args.quiet,
                             max_minutes=args.max_minutes)
+    print(json.dumps(summary, indent=1, default=float))
+    return 0
+
+
+def _train_nvf(args: argparse.Namespace) -> int:
+    from .nvf_trainer import preset, train_nvf
+
+    config = preset(args.config)
+    if args.epochs is not None:
+        config.epochs = args.epochs
+    if args.radius is not None:
+        config.model.radius = args.radius
+    summary = train_nvf(args.data, args.out, config, args.posesdf_weights, args.device, resume=not args.no_resume,
+                        limit=args.limit, progress=not args.quiet, max_minutes=args.max_minutes)
     print(json.dumps(summary, indent=1, default=float))
     return 0

@@ -1,0 +1,228 @@
+"""Training of the NVF vote head on top of the frozen, shipped PoseSDF.
+
+The PoseSDF network and its per-shape training codes stay fixed; only the
+head learns. Each epoch visits every training shape once, in batches of
+`shapes_per_batch`, and draws `points_per_shape` of the shape's
+near-surface SDF samples (|s| < `surface_band`): what the observed points
+of a depth view are at inference. Their vote targets come from the shape's
+ground-truth joints in the same normalised frame (`models.nvf.vote_targets`).
+
+The run folder gets checkpoint.pt (resumable), loss.csv, loss.png,
+config.json, nvf.pt/nvf.json and a copy of the PoseSDF weights the head was
+trained on, so `--weights RUN` loads a matching pair.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.dataset import load_manifest
+from ..inference.nvf import VoteSelection, decode_votes
+from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
+from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
+from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
+from .posesdf_trainer import git_commit, write_loss_log
+from .schedules import step_lr
+
+NEAR_SAMPLES = 45_000       # the first 45,000 SDF samples of a shape are the near-surface ones (data.sdf)
+
+
+@dataclass
+class NVFTrainConfig:
+    name: str = "small"
+    model: NVFConfig = field(default_factory=NVFConfig)
+    epochs: int = 200
+    shapes_per_batch: int = 12
+    points_per_shape: int = 512
+    surface_band: float = 0.03       # |SDF| of the training queries, normalised units
+    pool_per_shape: int = 8000       # near-surface samples kept in memory per shape
+    lr: float = 1e-3
+    lr_step_epochs: int = 50
+    val_shapes: int = 24             # training shapes whose decoded joints are logged
+    checkpoint_every: int = 5
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NVFTrainConfig":
+        d = dict(d)
+        d["model"] = NVFConfig.from_dict(d.get("model", {}))
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def preset(name: str) -> NVFTrainConfig:
+    """`small`: 200 epochs, about 15 minutes with one CPU thread. `tiny`: tests only."""
+    if name == "small":
+        return NVFTrainConfig()
+    if name == "tiny":
+        return NVFTrainConfig(name="tiny", model=NVFConfig(width=32, layers=2), epochs=40, shapes_per_batch=2,
+                              points_per_shape=256, pool_per_shape=2000, lr=3e-3, val_shapes=2,
+                              checkpoint_every=10)
+    raise ValueError(f"unknown config {name!r}; expected small or tiny")
+
+
+PRESETS = ("small", "tiny")
+
+
+class SurfaceSet:
+    """Near-surface samples and ground-truth joints of the training shapes, normalised frame."""
+
+    def __init__(self, folder: Path, band: float, per_shape: int, limit: int | None = None, seed: int = 0,
+                 progress: bool = True):
+        from tqdm import tqdm
+
+        manifest = load_manifest(folder)
+        if manifest.get("split") != "train":
+            raise ValueError(f"{folder} is a {manifest.get('split')} build; NVF trains on --split train")
+        entries = manifest["samples"][:limit]
+        if not entries:
+            raise ValueError(f"{folder} holds no samples")
+        rng = np.random.default_rng(seed)
+        points, joints, scales = [], [], []
+        for e in tqdm(entries, desc="loading shapes", unit="shape", disable=not progress):
+            with np.load(Path(folder) / e["file"]) as z:
+                p, s = z["points"][:NEAR_SAMPLES], z["sdf"][:NEAR_SAMPLES]
+                near = p[np.abs(s) < band]
+                points.append(near[rng.choice(len(near), per_shape, replace=len(near) < per_shape)])
+                joints.append(z["joints"])
+                scales.append(float(z["norm_scale"]))
+        self.points = torch.from_numpy(np.stack(points)).float()    # (S, P, 3)
+        self.joints = torch.from_numpy(np.stack(joints)).float()    # (S, 9, 3)
+        self.scale = np.array(scales)                               # per metre
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def draw(self, shape_ids: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        """(B, n, 3) random near-surface points of the shapes."""
+        idx = torch.randint(0, self.points.shape[1], (len(shape_ids), n), generator=gen)
+        return self.points[shape_ids[:, None], idx]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def decoded_joint_error_mm(model, head: NVFHead, codes: torch.Tensor, shapes: SurfaceSet, ids: list[int],
+                           points: int = 1024) -> float:
+    """Mean joint error (mm) of the decoded votes on training shapes with their training codes."""
+    errs = []
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for i in ids:
+            p = shapes.draw(torch.tensor([i]), points, gen)
+            w, u = head(posesdf_features(model, codes[i][None], p))
+            c = decode_votes(p[0], w[0], u[0], head.config.radius, VoteSelection())
+            errs.append(((c - shapes.joints[i]).norm(dim=-1) / shapes.scale[i] * 1000).mean().item())
+    return float(np.mean(errs))
+
+
+def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Path | None = None,
+              device: str = "cpu", resume: bool = True, limit: int | None = None, progress: bool = True,
+              max_minutes: float | None = None) -> dict:
+    """Train (or resume) the vote head into `out`; returns a summary dict.
+
+    `posesdf_weights`: a folder with posesdf.pt/json and posesdf_codes.npy
+    (default: the shipped ones) whose codes are in the training build's order.
+    `max_minutes` stops cleanly (checkpoint written) after that wall time.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    torch.manual_seed(config.seed)
+    trunk_dir = Path(posesdf_weights or WEIGHTS_DIR)
+    model, trunk_meta = load_posesdf(trunk_dir, dev)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    codes_path = trunk_dir / "posesdf_codes.npy"
+    if not codes_path.exists():
+        raise FileNotFoundError(f"no {codes_path}: NVF trains on the PoseSDF run's per-shape training codes")
+    codes = torch.from_numpy(np.load(codes_path)).float().to(dev)
+    shapes = SurfaceSet(data, config.surface_band, config.pool_per_shape, limit, config.seed, progress)
+    if len(shapes) > len(codes):
+        raise ValueError(f"{data} has {len(shapes)} shapes but {codes_path} only {len(codes)} codes")
+    codes = codes[:len(shapes)]
+    head = NVFHead(config.model, model.config).to(dev)
+    opt = torch.optim.Adam(head.parameters(), lr=config.lr)
+    ckpt_path = out / "checkpoint.pt"
+    start_epoch, history = (resume_from(ckpt_path, config.to_dict(), dev, head=head, optimizer=opt)
+                            if resume else (0, []))
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + start_epoch)
+    val_ids = list(range(min(config.val_shapes, len(shapes))))
+    t0 = time.perf_counter()
+    stopped_early = False
+
+    def checkpoint(epoch: int) -> None:
+        save_checkpoint(ckpt_path, {"head": head.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                                    "history": history, "config": config.to_dict()})
+        write_loss_log(out, history, keys=("loss", "w_loss", "u_loss"))
+
+    bar = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
+               desc=f"nvf[{config.name}]", unit="epoch", disable=not progress)
+    for epoch in bar:
+        lr = step_lr(config.lr, epoch, config.lr_step_epochs)
+        opt.param_groups[0]["lr"] = lr
+        sums = np.zeros(3)
+        epoch_start = time.perf_counter()
+        order = torch.randperm(len(shapes), generator=gen)
+        for batch in order.split(config.shapes_per_batch):
+            pts = shapes.draw(batch, config.points_per_shape, gen).to(dev)
+            with torch.no_grad():
+                feats = posesdf_features(model, codes[batch.to(dev)], pts)
+            w_t, u_t = vote_targets(pts, shapes.joints[batch].to(dev), config.model.radius)
+            w, u = head(feats)
+            w_loss, u_loss = vote_losses(w, u, w_t, u_t)
+            loss = w_loss + u_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += np.array([loss.item(), w_loss.item(), u_loss.item()]) * len(batch)
+        sums /= len(shapes)
+        history.append({"epoch": epoch + 1, "loss": sums[0], "w_loss": sums[1], "u_loss": sums[2], "lr": lr,
+                        "seconds": time.perf_counter() - epoch_start,
+                        "train_joint_error_mm": decoded_joint_error_mm(model, head, codes, shapes, val_ids)})
+        bar.set_postfix(loss=f"{sums[0]:.4f}", joints_mm=f"{history[-1]['train_joint_error_mm']:.1f}")
+        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t0, max_minutes, checkpoint):
+            stopped_early = True
+            break
+    bar.close()
+    done = history[-1]["epoch"] if history else 0
+    trunk_pt = weights_path("posesdf", trunk_dir)
+    meta = {"model": "nvf", "config": config.model.to_dict(), "train_config": config.to_dict(),
+            "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
+            "data": str(data), "data_seed": load_manifest(data).get("seed"), "shapes": len(shapes),
+            "device": str(dev), "git_commit": git_commit(), "final_loss": history[-1] if history else None,
+            "radius_m_at_mean_scale": config.model.radius / float(shapes.scale.mean()),
+            "posesdf_sha256": file_sha256(trunk_pt), "posesdf_weights": str(trunk_dir),
+            "command": _command(config, data, out, device, posesdf_weights)}
+    export_weights(out, "nvf", head, meta)
+    if trunk_pt.parent.resolve() != out.resolve():
+        for suffix in (".pt", ".json"):
+            shutil.copyfile(trunk_pt.with_suffix(suffix), out / f"posesdf{suffix}")
+    return {"out": str(out), "epochs_done": done, "epochs_planned": config.epochs, "stopped_early": stopped_early,
+            "final": history[-1] if history else None}
+
+
+def _command(config: NVFTrainConfig, data: Path, out: Path, device: str, posesdf_weights: Path | None) -> str:
+    """The `posesdf train nvf` command line that reproduces this run."""
+    base = preset(config.name)
+    flags = []
+    if config.epochs != base.epochs:
+        flags.append(f"--epochs {config.epochs}")
+    if config.model.radius != base.model.radius:
+        flags.append(f"--radius {config.model.radius}")
+    if posesdf_weights:
+        flags.append(f"--posesdf-weights {posesdf_weights}")
+    return " ".join([f"posesdf train nvf --config {config.name} --data {data} --out {out} --device {device}", *flags])

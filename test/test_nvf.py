@@ -1,0 +1,136 @@
+"""NVF voting backend: vote encoding, the head on PoseSDF features, training, the backend switch."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from posesdf_ros.evaluation.benchmark import leg_input
+from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
+from posesdf_ros.inference.estimator import GaitPoseEstimator
+from posesdf_ros.inference.nvf import VoteSelection, decode_votes
+from posesdf_ros.inference.pretrained import WEIGHTS_DIR, load_nvf, load_posesdf
+from posesdf_ros.models.nvf import posesdf_features, vote_targets
+
+
+@pytest.mark.parametrize("selection", [VoteSelection("fraction", 0.5), VoteSelection("knn", k=16)])
+def test_vote_encoding_inverts_exactly_on_synthetic_points(selection):
+    gen = torch.Generator().manual_seed(0)
+    joints = torch.rand(1, 9, 3, generator=gen) - 0.5
+    radius = 0.3
+    # Points within R of every joint vote for it; far points (w = 0) must not matter.
+    near = joints[0, torch.randint(0, 9, (400,), generator=gen)] + 0.05 * torch.randn(400, 3, generator=gen)
+    far = 5.0 + torch.rand(100, 3, generator=gen)
+    points = torch.cat([near, far])[None].double()
+    w, u = vote_targets(points, joints.double(), radius)
+    assert w.min() >= 0 and w.max() <= 1 and (w[0, 400:] == 0).all()
+    assert torch.allclose(u.norm(dim=-1), torch.ones_like(w))
+    decoded = decode_votes(points[0], w[0], u[0], radius, selection)
+    assert torch.allclose(decoded, joints[0].double(), atol=1e-9)
+
+
+def test_vote_decoding_weighs_by_w_and_falls_back_when_nobody_votes():
+    points = torch.zeros(3, 3)
+    u = torch.zeros(3, 9, 3)
+    u[..., 0] = 1.0
+    w = torch.zeros(3, 9)
+    w[:, 0] = torch.tensor([0.5, 0.25, -0.1])     # joint 0: two voters, top half keeps the first
+    c = decode_votes(points, w, u, 1.0, VoteSelection("fraction", 0.5, k=2))
+    assert torch.allclose(c[0], torch.tensor([0.5, 0.0, 0.0]))
+    # Joints 1..8: no point has w > 0; the k = 2 best (w clamped to 0, equal weights) vote R along u.
+    assert torch.allclose(c[1:], torch.tensor([1.0, 0.0, 0.0]).expand(8, 3))
+    with pytest.raises(ValueError, match="selection"):
+        VoteSelection("median")
+
+
+def test_features_reproduce_the_posesdf_forward_pass_exactly():
+    model, _ = load_posesdf()
+    z, p = 0.05 * torch.randn(2, 64), torch.rand(2, 100, 3) - 0.5
+    with torch.no_grad():
+        shape, pose = model(z, p)
+        feats = posesdf_features(model, z, p)
+    assert torch.equal(feats.shape, shape) and torch.equal(feats.pose, pose)
+    assert feats.hidden.shape == (2, 100, 2 * model.config.width)
+
+
+def test_head_trains_on_a_tiny_set_and_loads_as_a_backend(train_build, tmp_path):
+    """Tiny training on two real shapes with the shipped trunk: the loss falls, the run folder loads."""
+    from posesdf_ros.training.nvf_trainer import preset, train_nvf
+
+    trunk = tmp_path / "trunk"
+    trunk.mkdir()
+    for name in ("posesdf.pt", "posesdf.json", "posesdf_codes.npy"):
+        shutil.copy(WEIGHTS_DIR / name, trunk / name)
+    config = preset("tiny")
+    summary = train_nvf(train_build, tmp_path / "run", config, trunk, progress=False)
+    history = _history(tmp_path / "run")
+    assert summary["epochs_done"] == config.epochs and len(history) == config.epochs
+    first, last = np.mean([h["loss"] for h in history[:3]]), np.mean([h["loss"] for h in history[-3:]])
+    assert last < 0.5 * first, (first, last)
+    assert history[-1]["train_joint_error_mm"] < history[0]["train_joint_error_mm"]
+    head, meta = load_nvf(tmp_path / "run")
+    assert meta["epochs_done"] == config.epochs and head.config.radius == config.model.radius
+    # A head is tied to its trunk: other PoseSDF weights beside it are refused.
+    state = torch.load(tmp_path / "run" / "posesdf.pt", weights_only=True)
+    next(iter(state.values())).add_(1.0)
+    torch.save(state, tmp_path / "run" / "posesdf.pt")
+    with pytest.raises(ValueError, match="other PoseSDF weights"):
+        load_nvf(tmp_path / "run")
+
+
+def _history(run):
+    import csv
+
+    with open(run / "loss.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_backend_switch_same_latent_fit_joints_by_voting(test_build):
+    """The shipped weights: nvf reuses posesdf's latent fit and only changes joint extraction."""
+    from posesdf_ros.data.dataset import load_manifest
+
+    entry = load_manifest(test_build)["samples"][0]
+    with np.load(test_build / entry["file"]) as z:
+        a = {k: z[k] for k in z.files}
+    results = {}
+    for backend in ("posesdf", "nvf"):
+        est = GaitPoseEstimator.from_pretrained(backend, "fast", rotnet=False)
+        assert est.backend == backend and (est.nvf_head is not None) == (backend == "nvf")
+        results[backend] = est.estimate(leg_input(a), yaw=heading_of(a["subject_to_gravity"]),
+                                        camera_origin=a["camera_to_gravity"][:3, 3])
+    sdf, nvf = results["posesdf"], results["nvf"]
+    assert sdf.valid and nvf.valid and "joint_extraction" in nvf.timings
+    assert np.array_equal(sdf.latent, nvf.latent)
+    assert not np.allclose(sdf.joints, nvf.joints)
+    assert mpjpe_mm(nvf.joints, a["joints"]) < 80.0, mpjpe_mm(nvf.joints, a["joints"])
+    with pytest.raises(ValueError, match="backend"):
+        GaitPoseEstimator(est.model, est.meta, est.profile, backend="nvf")   # no head
+
+
+def test_estimator_node_parameter_switches_to_nvf_over_dds():
+    """`backend:=nvf` on the real estimator node, fed by the synthetic camera and canonicaliser over DDS."""
+    from geometry_msgs.msg import PoseArray
+    from diagnostic_msgs.msg import DiagnosticArray
+    from posesdf_ros.ros.bringup import make_nodes
+    from posesdf_ros.ros.markers import pose_array_to_joints
+    from test_ros_nodes import Graph, _statuses, _values
+
+    graph = Graph()
+    try:
+        for msg_type, topic in ((PoseArray, "/synthetic_camera/ground_truth/joints"),
+                                (PoseArray, "/estimator/joints"), (DiagnosticArray, "/diagnostics")):
+            graph.listen(msg_type, topic)
+        graph.add(make_nodes(["synthetic_camera", "canonicaliser", "estimator"], context=graph.context, overrides={
+            "synthetic_camera": {"rate_hz": 4.0, "loop_frames": 3},
+            "estimator": {"backend": "nvf", "mesh_rate_hz": 0.0, "overlay": False}}))
+        assert graph.wait_for(lambda r: len(r["/estimator/joints"]) >= 3
+                              and any(_values(s).get("backend") == "nvf" for s in _statuses(r, "estimator"))), \
+            "no joints or no nvf diagnostics from the estimator"
+        r = graph.received
+        truth = {(m.header.stamp.sec, m.header.stamp.nanosec): pose_array_to_joints(m)
+                 for m in r["/synthetic_camera/ground_truth/joints"]}
+        errors = [np.linalg.norm(pose_array_to_joints(m) - truth[(m.header.stamp.sec, m.header.stamp.nanosec)],
+                                 axis=1).mean() * 1e3 for m in r["/estimator/joints"]]
+        assert np.mean(errors) < 60.0, f"MPJPE {np.mean(errors):.1f} mm over {len(errors)} frames"
+    finally:
+        graph.close()

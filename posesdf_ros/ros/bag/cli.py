@@ -93,6 +93,11 @@ def add_parser(sub) -> None:
                     help="with --live: playback rate (default 0.25: a 2-core CPU runs the estimator at 1-3 FPS)")
     ev.add_argument("--output-bag", type=Path, default=None,
                     help="with --live: where to record the nodes' outputs (default: <out>/outputs.mcap)")
+    ev.add_argument("--estimates", type=Path, default=None,
+                    help="score the joints recorded in this bag (e.g. by launch/bag_replay.launch.py) instead of "
+                         "running the pipeline")
+    ev.add_argument("--estimate-topic", default=layout.ESTIMATE_TOPIC,
+                    help=f"with --estimates: the joints topic (default {layout.ESTIMATE_TOPIC})")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
@@ -155,7 +160,7 @@ def camera_pose_matrix(text: str) -> np.ndarray:
 
 def _eval(args: argparse.Namespace) -> int:
     from ...evaluation.benchmark import _git_commit, device_description
-    from .evaluate import evaluate_offline, json_figures
+    from .evaluate import evaluate_estimates, evaluate_offline, json_figures
     from .frames import FrameSource
     from .pipeline import PipelineSettings
     from .report import write_report
@@ -167,7 +172,11 @@ def _eval(args: argparse.Namespace) -> int:
                          camera_pose_matrix(args.camera_pose) if args.camera_pose else None, args.gt_tolerance)
     settings = PipelineSettings.from_yaml(args.params_file, profile=args.profile, device=args.device)
     out = args.out or args.bag.parent / f"{args.bag.name.removesuffix('.mcap').removesuffix('.db3')}_eval"
-    if args.live:
+    if args.live and args.estimates:
+        raise ValueError("--live and --estimates exclude each other")
+    if args.estimates:
+        summary, records = evaluate_estimates(args.bag, source, args.estimates, args.estimate_topic, args.limit)
+    elif args.live:
         from .live import evaluate_live
 
         summary, records = evaluate_live(args.bag, source, settings, out, image_topic=args.image_topic,

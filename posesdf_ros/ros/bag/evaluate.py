@@ -16,11 +16,16 @@ import numpy as np
 from ...evaluation.metrics import joint_errors_mm
 from ...skeleton import BONES, JOINT_NAMES, bone_lengths
 from .frames import FrameSource, iter_frames
+from .layout import ESTIMATE_TOPIC
+from .messages import gait_values, pose_array_joints, stamp_ns
 from .pipeline import NodePipeline, PipelineSettings, load_prior
 from .reader import BagReader
 
 #: The keys of `--json FILE` (issue 8).
 JSON_KEYS = ("frames", "frames_with_person", "mpjpe_mm", "per_joint_mm", "dropped_frames", "fps")
+#: Drop reasons of the nodes' /diagnostics that mean a frame was never processed (not: no person found).
+UNPROCESSED = ("superseded", "stale", "out_of_order", "inactive")
+NO_OUTPUT = "no output with this stamp (dropped, or no person)"
 
 
 def frame_record(stamp_s: float, labels: dict, joints: np.ndarray | None, truth: np.ndarray | None, reason: str,
@@ -70,6 +75,46 @@ def evaluate_offline(bag: Path, source: FrameSource, settings: PipelineSettings,
                            else "the bag's /tf_static and /tf"},
                 "settings": vars(settings) | {"prior": prior_used}}
     return summary, records
+
+
+def node_drops(diagnostics: dict[str, dict[str, str]]) -> tuple[int, dict]:
+    """Frames the canonicaliser and estimator never processed, from their last /diagnostics; and the counters."""
+    counters = {node: {k: v for k, v in diagnostics.get(node, {}).items() if k.startswith(("dropped_", "frames_"))}
+                for node in ("canonicaliser", "estimator")}
+    return sum(int(c.get(f"dropped_{k}", 0)) for c in counters.values() for k in UNPROCESSED), counters
+
+
+def read_outputs(bag: Path, topic: str = ESTIMATE_TOPIC) -> tuple[dict[int, np.ndarray], dict, list[str], list[float]]:
+    """An output bag's joints by header stamp (ns), the last /diagnostics values per node, notes, receive times (s)."""
+    joints, diagnostics, received = {}, {}, []
+    with BagReader(bag) as reader:
+        reader.require(topic, ("geometry_msgs/msg/PoseArray",))
+        for t, t_ns, msg in reader.messages([topic, "/diagnostics"]):
+            if t == topic:
+                joints[stamp_ns(msg.header.stamp)] = pose_array_joints(msg)
+                received.append(t_ns * 1e-9)
+            elif gait_values(msg) is None:
+                for status in msg.status:
+                    diagnostics[status.name.split(":")[0]] = {kv.key: kv.value for kv in status.values}
+        return joints, diagnostics, reader.notes, received
+
+
+def evaluate_estimates(bag: Path, source: FrameSource, estimates: Path, topic: str = ESTIMATE_TOPIC,
+                       limit: int | None = None) -> tuple[dict, list[dict]]:
+    """Score joints recorded elsewhere (e.g. `ros2 bag record` of a bag_replay.launch.py run) against the bag's truth."""
+    joints, diagnostics, out_notes, received = read_outputs(estimates, topic)
+    with BagReader(bag) as reader:
+        records = [frame_record(f.stamp_s, f.labels, joints.get(f.stamp_ns), f.truth, f.problem or NO_OUTPUT)
+                   for f in iter_frames(reader, source, limit)]
+        notes, topics = reader.notes + out_notes, {t: {"type": i.msgtype, "count": i.count}
+                                                   for t, i in reader.topics.items()}
+    dropped, counters = node_drops(diagnostics)
+    span = received[-1] - received[0] if len(received) > 1 else 0.0
+    summary = summarise(records, dropped, (len(received) - 1) / span if span > 0 else None)
+    return summary | {"mode": "recorded estimates", "bag": str(bag), "estimates": str(estimates), "topics": topics,
+                      "notes": _dedupe(notes), "node_drops": counters,
+                      "source": {"points_topic": source.points_topic, "gt_topic": source.gt_topic,
+                                 "estimate_topic": topic}}, records
 
 
 def _dedupe(notes: list[str]) -> list[str]:

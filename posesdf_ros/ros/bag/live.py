@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import frame_record, summarise
+from .evaluate import NO_OUTPUT, frame_record, node_drops, summarise
 from .frames import FrameSource, iter_frames
 from .layout import ESTIMATE_TOPIC
 from .pipeline import PipelineSettings
@@ -26,8 +26,6 @@ from .reader import BagReader
 #: What the output bag holds: topic -> type.
 RECORDED = {ESTIMATE_TOPIC: "geometry_msgs/msg/PoseArray", "/canonicaliser/person": "geometry_msgs/msg/PoseArray",
             "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
-#: Drop reasons of the nodes' diagnostics that mean a frame was never processed.
-UNPROCESSED = ("superseded", "stale", "out_of_order", "inactive")
 
 
 def camera_parameters(T: np.ndarray) -> dict[str, float]:
@@ -170,17 +168,14 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
     output_bag = output_bag or out / "outputs.mcap"
     write_raw_bag(output_bag, recorder.messages, RECORDED)
     records = [frame_record(stamp * 1e-9, labels, recorder.joints.get(stamp), truth,
-                            problem or "no output with this stamp (dropped, or no person)")
+                            problem or NO_OUTPUT)
                for stamp, _, truth, labels, _, problem in frames]
-    dropped = sum(int(recorder.diagnostics.get(node, {}).get(f"dropped_{k}", 0))
-                  for node in ("canonicaliser", "estimator") for k in UNPROCESSED)
+    dropped, counters = node_drops(recorder.diagnostics)
     span = recorder.received[-1] - recorder.received[0] if len(recorder.received) > 1 else 0.0
     summary = summarise(records, dropped, (len(recorder.received) - 1) / span if span > 0 else None)
     summary |= {"mode": "live", "bag": str(bag), "topics": topics, "notes": notes, "rate": rate,
                 "played": played_counts, "output_bag": str(output_bag), "wall_s": wall_s, "exit_codes": codes,
-                "node_drops": {node: {k: v for k, v in recorder.diagnostics.get(node, {}).items()
-                                      if k.startswith("dropped_") or k.startswith("frames_")}
-                               for node in ("canonicaliser", "estimator")},
+                "node_drops": counters,
                 "camera_parameters": camera,
                 "source": {"points_topic": source.points_topic, "gt_topic": source.gt_topic,
                            "gravity_frame": source.gravity_frame},

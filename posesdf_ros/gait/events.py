@@ -1,0 +1,108 @@
+"""Heel strike and toe off per side from a joint sequence.
+
+The method of Zeni et al. (2008, Gait & Posture 27:710), which needs no
+floor contact and so works the same on a treadmill and overground: along
+the walking direction, relative to the pelvis,
+- heel strike is the ankle's most forward position (the leg reaches out
+  before it takes the weight),
+- toe off is the toe base's (`foot` joint's) most backward position.
+Each extremum is refined to sub-frame time by a least-squares parabola
+over the frames around it, which also averages out joint noise. An event
+is known `EXTREMUM_HALF_WINDOW_S` after it happened (the parabola needs
+the frames after the extremum), so a sliding window over the newest
+frames finds events with that delay.
+
+The walking direction is the mean horizontal heading of the pelvis over
+the sequence (straight-line walking; see `angles.heading`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import find_peaks
+
+from ..skeleton import JOINT_INDEX, SIDES
+from .angles import heading
+
+#: Half width of the parabola fitted around each extremum (s); at least two frames are used.
+EXTREMUM_HALF_WINDOW_S = 0.12
+#: Shortest gait cycle (s) considered: 0.5 s is 240 steps a minute, beyond walking.
+MIN_CYCLE_S = 0.5
+#: An extremum must stand out of the signal by this share of its 5-95 % range.
+MIN_PROMINENCE = 0.3
+
+
+@dataclass(frozen=True)
+class GaitEvents:
+    """Event times (s, sub-frame) per side, each sorted: {side: (n,)}."""
+
+    heel_strike_s: dict[str, np.ndarray]
+    toe_off_s: dict[str, np.ndarray]
+
+    def frames(self, stamps_s: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Nearest frame index of each event: (heel strikes, toe offs), {side: (n,) int}."""
+        stamps_s = np.asarray(stamps_s, float)
+
+        def nearest(times: np.ndarray) -> np.ndarray:
+            return np.abs(stamps_s[None, :] - np.asarray(times)[:, None]).argmin(axis=1) if len(times) else \
+                np.zeros(0, int)
+
+        return ({s: nearest(t) for s, t in self.heel_strike_s.items()},
+                {s: nearest(t) for s, t in self.toe_off_s.items()})
+
+
+def walking_direction(joints: np.ndarray) -> np.ndarray:
+    """Mean horizontal forward direction of the pelvis over a sequence. joints: (T, 9, 3) -> (3,)."""
+    mean = np.nanmean(heading(joints), axis=0)
+    norm = np.linalg.norm(mean)
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise ValueError("no walking direction: the pelvis heading is undefined or turns through the sequence")
+    return mean / norm
+
+
+def forward_offsets(joints: np.ndarray, direction: np.ndarray) -> dict[str, np.ndarray]:
+    """Position (m) of each ankle and foot joint ahead of the pelvis along `direction`.
+
+    joints: (T, 9, 3), direction: (3,) -> {'left_ankle', 'left_foot', 'right_ankle', 'right_foot': (T,)}.
+    """
+    pelvis = joints[:, JOINT_INDEX["pelvis"]]
+    return {f"{side}_{j}": (joints[:, JOINT_INDEX[f"{side}_{j}"]] - pelvis) @ direction
+            for side in SIDES for j in ("ankle", "foot")}
+
+
+def extrema(stamps_s: np.ndarray, signal: np.ndarray, maxima: bool = True) -> np.ndarray:
+    """Sub-frame times (s) of the signal's gait-cycle maxima (or minima).
+
+    stamps_s: (T,) uniformly spaced, signal: (T,) finite -> (n,) sorted.
+    Extrema whose parabola window runs off either end are dropped, so an
+    event is only reported once the frames after it have arrived.
+    """
+    y = signal if maxima else -signal
+    dt = float(np.median(np.diff(stamps_s)))
+    half = max(2, int(round(EXTREMUM_HALF_WINDOW_S / dt)))
+    span = np.subtract(*np.percentile(y, [95, 5]))
+    peaks, _ = find_peaks(y, distance=max(1, int(MIN_CYCLE_S / dt)), prominence=MIN_PROMINENCE * span)
+    times = []
+    for k in peaks:
+        if k - half < 0 or k + half >= len(y):
+            continue
+        t = stamps_s[k - half:k + half + 1] - stamps_s[k]
+        a, b, _ = np.polyfit(t, y[k - half:k + half + 1], 2)
+        # A parabola opening downwards peaks at -b / 2a; keep it within the window.
+        shift = np.clip(-b / (2 * a), t[0], t[-1]) if a < 0 else 0.0
+        times.append(stamps_s[k] + shift)
+    return np.asarray(times, float)
+
+
+def detect_events(stamps_s: np.ndarray, joints: np.ndarray) -> GaitEvents:
+    """Heel strikes and toe offs of both sides.
+
+    stamps_s: (T,) increasing and uniformly spaced, joints: (T, 9, 3) finite,
+    z up (use `parameters.prepare` for raw input with gaps and NaN frames).
+    """
+    offsets = forward_offsets(joints, walking_direction(joints))
+    return GaitEvents(
+        heel_strike_s={s: extrema(stamps_s, offsets[f"{s}_ankle"], maxima=True) for s in SIDES},
+        toe_off_s={s: extrema(stamps_s, offsets[f"{s}_foot"], maxima=False) for s in SIDES},
+    )

@@ -1,0 +1,264 @@
+"""Spatiotemporal gait parameters and per-cycle angle curves from a joint sequence.
+
+Definitions (a *stride* or gait cycle of a side runs from its heel strike
+to its next one; a *step* from the other side's heel strike to this
+side's):
+- cadence (steps/min) = 120 / mean stride time over both sides;
+- walking speed (m/s): the stance ankle's backward travel relative to the
+  pelvis, along the walking direction, from its most forward position
+  (heel strike) to its most backward one, over the time between them,
+  averaged over strides. On a treadmill that is the belt speed; overground
+  the pelvis moves and the stance foot stays, so the same formula holds;
+- stride length = speed x stride time; step length of a side = speed x its
+  step time (the treadmill definition, used overground too, so that the
+  two step lengths add up to the stride length);
+- step width (m): the distance between the two ankles across the walking
+  direction (along the hip line) at each heel strike, averaged;
+- stance / swing (% of the cycle): heel strike to toe off / toe off to the
+  next heel strike;
+- peak knee flexion (deg): the maximum of the side's mean knee curve;
+- curves: each angle of `angles.ANGLE_NAMES` (deg) resampled to 0..100 %
+  of every stride (`CURVE_POINTS` points) and averaged over the strides;
+- symmetry indices (%): Robinson et al. (1987), SI = 200 (L - R) / (L + R);
+  0 = symmetric.
+A side needs one complete stride (two heel strikes plus the parabola
+window of `events.EXTREMUM_HALF_WINDOW_S` on each side); with less, the
+result has `valid=False`, a `reason` and NaN values.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+from ..skeleton import JOINT_INDEX, SIDES
+from .angles import ANGLE_NAMES, joint_angles, pelvis_frame
+from .events import MIN_CYCLE_S, GaitEvents, detect_events, extrema, forward_offsets, walking_direction
+
+#: Points of each per-cycle angle curve (0, 1, ..., 100 % of the cycle).
+CURVE_POINTS = 101
+#: Longest gait cycle (s) taken as one stride; longer gaps between heel strikes are missed events.
+MAX_CYCLE_S = 2.5
+#: Gaps of missing (NaN) frames up to this long are interpolated; longer ones split the sequence.
+MAX_GAP_S = 0.25
+
+Sided = dict[str, float]
+
+
+def symmetry_index(values: Sided) -> float:
+    """Robinson's symmetry index (%) of {left, right}: 200 (L - R) / (L + R)."""
+    left, right = values["left"], values["right"]
+    total = left + right
+    return float(200.0 * (left - right) / total) if np.isfinite(total) and total != 0 else float("nan")
+
+
+def _nan_sided() -> Sided:
+    return {s: float("nan") for s in SIDES}
+
+
+@dataclass
+class GaitParameters:
+    """Gait parameters of one sequence; units in the field names, per-side values as {side: value}."""
+
+    valid: bool
+    reason: str                     # why not valid ("" when valid)
+    duration_s: float               # of the analysed frames
+    n_frames: int                   # analysed frames (after dropping NaN frames)
+    cadence_spm: float = float("nan")              # steps per minute
+    stride_time_s: float = float("nan")
+    step_time_s: Sided = field(default_factory=_nan_sided)
+    stride_length_m: float = float("nan")
+    step_length_m: Sided = field(default_factory=_nan_sided)
+    step_width_m: float = float("nan")
+    stance_pct: Sided = field(default_factory=_nan_sided)     # % of the cycle
+    swing_pct: Sided = field(default_factory=_nan_sided)
+    walking_speed_mps: float = float("nan")
+    peak_knee_flexion_deg: Sided = field(default_factory=_nan_sided)
+    n_strides: dict[str, int] = field(default_factory=lambda: {s: 0 for s in SIDES})
+    symmetry_pct: dict[str, float] = field(default_factory=dict)  # Robinson SI per parameter
+    curves_deg: dict[str, np.ndarray] = field(default_factory=dict)  # ANGLE_NAMES -> (CURVE_POINTS,)
+    events: GaitEvents | None = None
+
+    def to_dict(self, curves: bool = False) -> dict:
+        """Flat JSON-ready dict: per-side values as `left_<name>`/`right_<name>`, symmetry as
+        `<name>_symmetry_pct`, NaN as None; the curves (lists, deg) under `curves_deg` if asked."""
+        out: dict = {}
+        for name, value in self.__dict__.items():
+            if name in ("curves_deg", "events", "symmetry_pct"):
+                continue
+            if isinstance(value, dict):
+                out.update({f"{side}_{name}": _json_number(v) for side, v in value.items()})
+            else:
+                out[name] = _json_number(value)
+        out.update({f"{name}_symmetry_pct": _json_number(v) for name, v in self.symmetry_pct.items()})
+        if curves:
+            out["curves_deg"] = {k: [round(float(x), 3) for x in v] for k, v in self.curves_deg.items()}
+        return out
+
+
+def _json_number(value):
+    if isinstance(value, (bool, str, int)) or value is None:
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def prepare(stamps_s: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check input and resample it to uniform time steps.
+
+    stamps_s: (T,) strictly increasing, joints: (T, 9, 3) with NaN for
+    missing frames. Frames with any non-finite joint are dropped; the rest
+    are linearly resampled at their median frame interval; gaps over
+    `MAX_GAP_S` split the sequence and the longest gap-free part is kept.
+    Returns (stamps (N,), joints (N, 9, 3)), N may be 0.
+    """
+    stamps_s = np.asarray(stamps_s, float)
+    joints = np.asarray(joints, float)
+    if stamps_s.ndim != 1 or joints.shape != (len(stamps_s), 9, 3):
+        raise ValueError(f"expected stamps_s (T,) and joints (T, 9, 3), got {stamps_s.shape} and {joints.shape}")
+    if not np.isfinite(stamps_s).all() or (np.diff(stamps_s) <= 0).any():
+        raise ValueError("stamps_s must be finite and strictly increasing")
+    ok = np.isfinite(joints).all(axis=(1, 2))
+    t, j = stamps_s[ok], joints[ok]
+    if len(t) < 2:
+        return t, j
+    # The longest run without a gap over MAX_GAP_S.
+    breaks = np.flatnonzero(np.diff(t) > MAX_GAP_S)
+    starts, ends = np.r_[0, breaks + 1], np.r_[breaks, len(t) - 1]
+    longest = int(np.argmax(t[ends] - t[starts]))
+    t, j = t[starts[longest]:ends[longest] + 1], j[starts[longest]:ends[longest] + 1]
+    if len(t) < 2:
+        return t, j
+    dt = float(np.median(np.diff(t)))
+    grid = t[0] + dt * np.arange(int(np.floor((t[-1] - t[0]) / dt + 1e-6)) + 1)
+    flat = j.reshape(len(t), -1)
+    resampled = np.stack([np.interp(grid, t, flat[:, k]) for k in range(flat.shape[1])], axis=1)
+    return grid, resampled.reshape(len(grid), 9, 3)
+
+
+def _strides(heel_strikes: np.ndarray) -> list[tuple[float, float]]:
+    return [(a, b) for a, b in zip(heel_strikes[:-1], heel_strikes[1:]) if MIN_CYCLE_S <= b - a <= MAX_CYCLE_S]
+
+
+def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
+    """Gait parameters of a walking sequence.
+
+    stamps_s: (T,) seconds, strictly increasing; joints: (T, 9, 3) metres in
+    a z-up frame (gravity frame), JOINT_NAMES order, NaN rows for missing
+    frames. Raises ValueError on malformed input; a sequence too short or
+    too broken for one stride per side gives `valid=False` and a reason.
+    """
+    t, j = prepare(stamps_s, joints)
+    duration = float(t[-1] - t[0]) if len(t) > 1 else 0.0
+    base = dict(duration_s=duration, n_frames=len(t))
+    if len(t) < 5:
+        return GaitParameters(valid=False, reason=f"only {len(t)} usable frames", **base)
+    try:
+        direction = walking_direction(j)
+    except ValueError as err:
+        return GaitParameters(valid=False, reason=str(err), **base)
+    offsets = forward_offsets(j, direction)
+    events = detect_events(t, j)
+    strides = {s: _strides(events.heel_strike_s[s]) for s in SIDES}
+    if not all(strides.values()):
+        short = [s for s in SIDES if not strides[s]]
+        return GaitParameters(valid=False, reason=f"no complete gait cycle of the {' and '.join(short)} leg "
+                                                  f"in {duration:.2f} s", events=events, **base)
+
+    angle_splines = {k: CubicSpline(t, np.rad2deg(v)) for k, v in joint_angles(j).items()}
+    percent = np.linspace(0.0, 1.0, CURVE_POINTS)
+    stride_times, speeds, widths = [], [], []
+    stance, curves = {}, {}
+    for side in SIDES:
+        ankle = offsets[f"{side}_ankle"]
+        backmost = extrema(t, ankle, maxima=False)
+        side_stance = []
+        for a, b in strides[side]:
+            stride_times.append(b - a)
+            toe_off = events.toe_off_s[side][(events.toe_off_s[side] > a) & (events.toe_off_s[side] < b)]
+            if len(toe_off):
+                side_stance.append(100.0 * (toe_off[0] - a) / (b - a))
+            back = backmost[(backmost > a) & (backmost < b)]
+            if len(back):
+                speeds.append((np.interp(a, t, ankle) - np.interp(back[0], t, ankle)) / (back[0] - a))
+        stance[side] = float(np.mean(side_stance)) if side_stance else float("nan")
+        for name, spline in angle_splines.items():
+            if name.startswith(side + "_"):
+                curves[name] = np.mean([spline(a + percent * (b - a)) for a, b in strides[side]], axis=0)
+        for hs in events.heel_strike_s[side]:
+            at = np.array([[np.interp(hs, t, j[:, i, k]) for k in range(3)] for i in range(9)])
+            lateral = pelvis_frame(at)[1]
+            widths.append(abs(float((at[JOINT_INDEX["left_ankle"]] - at[JOINT_INDEX["right_ankle"]]) @ lateral)))
+
+    other = {"left": "right", "right": "left"}
+    step_time = {}
+    for side in SIDES:
+        hs, hs_other = events.heel_strike_s[side], events.heel_strike_s[other[side]]
+        steps = [h - hs_other[hs_other < h].max() for h in hs if (hs_other < h).any()]
+        steps = [s for s in steps if s <= MAX_CYCLE_S / 2]
+        step_time[side] = float(np.mean(steps)) if steps else float("nan")
+
+    stride_time = float(np.mean(stride_times))
+    speed = float(np.mean(speeds)) if speeds else float("nan")
+    step_length = {s: speed * step_time[s] for s in SIDES}
+    peak = {s: float(curves[f"{s}_knee_flexion"].max()) for s in SIDES}
+    return GaitParameters(
+        valid=True, reason="", **base,
+        cadence_spm=120.0 / stride_time, stride_time_s=stride_time, step_time_s=step_time,
+        stride_length_m=speed * stride_time, step_length_m=step_length,
+        step_width_m=float(np.mean(widths)) if widths else float("nan"),
+        stance_pct=stance, swing_pct={s: 100.0 - v for s, v in stance.items()},
+        walking_speed_mps=speed, peak_knee_flexion_deg=peak,
+        n_strides={s: len(strides[s]) for s in SIDES},
+        symmetry_pct={"step_length": symmetry_index(step_length), "step_time": symmetry_index(step_time),
+                      "stance": symmetry_index(stance), "peak_knee_flexion": symmetry_index(peak)},
+        curves_deg={name: curves[name] for name in ANGLE_NAMES},
+        events=events,
+    )
+
+
+class GaitAnalyser:
+    """Online gait parameters over a sliding window of the newest frames.
+
+    `update(stamp_s, joints)` per estimated frame (joints (9, 3), NaN when
+    missing); `parameters()` analyses the last `window_s` seconds (cached
+    until the next update). Events are found `events.EXTREMUM_HALF_WINDOW_S`
+    after they happen, so the newest stride shows up with that delay.
+    """
+
+    def __init__(self, window_s: float = 8.0):
+        if window_s <= 0:
+            raise ValueError(f"window_s must be positive, got {window_s}")
+        self.window_s = window_s
+        self._frames: deque[tuple[float, np.ndarray]] = deque()
+        self._cached: GaitParameters | None = None
+
+    def update(self, stamp_s: float, joints: np.ndarray) -> None:
+        joints = np.asarray(joints, float)
+        if joints.shape != (9, 3):
+            raise ValueError(f"joints must have shape (9, 3), got {joints.shape}")
+        if self._frames and stamp_s == self._frames[-1][0]:
+            return                      # a repeated frame
+        if self._frames and stamp_s < self._frames[-1][0]:
+            self._frames.clear()        # time went back (a bag played again): start over
+        self._frames.append((float(stamp_s), joints))
+        while self._frames and self._frames[0][0] < stamp_s - self.window_s:
+            self._frames.popleft()
+        self._cached = None
+
+    def reset(self) -> None:
+        self._frames.clear()
+        self._cached = None
+
+    def parameters(self) -> GaitParameters:
+        if self._cached is None:
+            if len(self._frames) < 2:
+                self._cached = GaitParameters(valid=False, reason=f"only {len(self._frames)} frames",
+                                              duration_s=0.0, n_frames=len(self._frames))
+            else:
+                stamps = np.array([f[0] for f in self._frames])
+                self._cached = gait_parameters(stamps, np.stack([f[1] for f in self._frames]))
+        return self._cached

@@ -30,9 +30,12 @@ class TfTree:
     def __init__(self):
         self.edges: dict[tuple[str, str], np.ndarray] = {}
 
-    def add(self, msg) -> None:
+    def add(self, msg, replace: bool = True) -> None:
+        """The transforms of a TFMessage; with `replace=False` an edge already known keeps its transform."""
         for t in msg.transforms:
-            self.edges[(t.header.frame_id.lstrip("/"), t.child_frame_id.lstrip("/"))] = transform_matrix(t.transform)
+            edge = (t.header.frame_id.lstrip("/"), t.child_frame_id.lstrip("/"))
+            if replace or edge not in self.edges:
+                self.edges[edge] = transform_matrix(t.transform)
 
     def lookup(self, target: str, source: str) -> np.ndarray | None:
         """(4, 4) mapping points in `source` to `target`, or None when no chain of transforms joins them."""
@@ -121,15 +124,16 @@ def iter_frames(reader: BagReader, source: FrameSource, limit: int | None = None
     gait_times = [g[0] for g in gait]
     tol = int(source.gt_tolerance_s * 1e9)
     tf = TfTree()
-    if source.camera_to_gravity is None:
-        # Static transforms hold for the whole bag, wherever they were recorded.
-        for _, _, msg in reader.messages([t for t in (TF_STATIC_TOPIC,) if reader.topics.get(t, None)
-                                          and reader.topics[t].msgtype in TF_TYPES]):
-            tf.add(msg)
-    dynamic = [TF_TOPIC] if source.camera_to_gravity is None and TF_TOPIC in reader.topics else []
+    tf_topics = [t for t in (TF_STATIC_TOPIC, TF_TOPIC) if source.camera_to_gravity is None
+                 and t in reader.topics and reader.topics[t].msgtype in TF_TYPES]
+    if TF_STATIC_TOPIC in tf_topics:
+        # A static transform holds from the start of the bag wherever it was recorded; a later one for
+        # the same edge replaces it from its own time on (tf2's static buffer keeps the latest).
+        for _, _, msg in reader.messages([TF_STATIC_TOPIC]):
+            tf.add(msg, replace=False)
     n = 0
-    for topic, t_ns, msg in reader.messages([source.points_topic] + dynamic):
-        if topic == TF_TOPIC:
+    for topic, t_ns, msg in reader.messages([source.points_topic] + tf_topics):
+        if topic in tf_topics:
             tf.add(msg)
             continue
         stamp = stamp_ns(msg.header.stamp)

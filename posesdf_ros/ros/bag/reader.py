@@ -155,13 +155,20 @@ class BagReader:
         if not wanted:
             return
         count, last_ns = 0, None
+        read = dict.fromkeys(wanted, 0)
         try:
             for topic, t_ns, raw in self._raw(wanted):
                 count, last_ns = count + 1, t_ns
+                read[topic] += 1
                 yield topic, t_ns, raw
         except Exception as err:  # noqa: BLE001  (truncated storage: keep what was read)
             where = f"after {count} messages (last at {last_ns * 1e-9:.3f} s)" if last_ns else "before any message"
             self.notes.append(f"the bag breaks off {where}: {type(err).__name__}: {err}")
+            return
+        for topic, n in read.items():
+            listed = self.topics[topic].count
+            if listed is not None and n < listed:
+                self.notes.append(f"{topic}: the bag's index lists {listed} messages but only {n} could be read")
 
     def _raw(self, wanted: set[str]) -> Iterator[tuple[str, int, bytes]]:
         if self._reader is not None:

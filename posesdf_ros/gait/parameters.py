@@ -5,10 +5,10 @@ to its next one; a *step* from the other side's heel strike to this
 side's):
 - cadence (steps/min) = 120 / mean stride time over both sides;
 - walking speed (m/s): the stance ankle's backward travel relative to the
-  pelvis, along the walking direction, from its most forward position
-  (heel strike) to its most backward one, over the time between them,
-  averaged over strides. On a treadmill that is the belt speed; overground
-  the pelvis moves and the stance foot stays, so the same formula holds;
+  pelvis, along the walking direction, from heel strike to toe off, over
+  the stance time, averaged over the strides of both sides. On a treadmill
+  that is the belt speed; overground the pelvis moves and the stance foot
+  stays, so the same formula holds;
 - stride length = speed x stride time; step length of a side = speed x its
   step time (the treadmill definition, used overground too, so that the
   two step lengths add up to the stride length);
@@ -36,7 +36,7 @@ from scipy.interpolate import CubicSpline
 
 from ..skeleton import JOINT_INDEX, SIDES
 from .angles import ANGLE_NAMES, joint_angles, pelvis_frame
-from .events import MIN_CYCLE_S, GaitEvents, detect_events, extrema, forward_offsets, walking_direction
+from .events import MIN_CYCLE_S, GaitEvents, detect_events, forward_offsets, walking_direction
 
 #: Points of each per-cycle angle curve (0, 1, ..., 100 % of the cycle).
 CURVE_POINTS = 101
@@ -174,16 +174,14 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
     stance, curves = {}, {}
     for side in SIDES:
         ankle = offsets[f"{side}_ankle"]
-        backmost = extrema(t, ankle, maxima=False)
         side_stance = []
         for a, b in strides[side]:
             stride_times.append(b - a)
             toe_off = events.toe_off_s[side][(events.toe_off_s[side] > a) & (events.toe_off_s[side] < b)]
             if len(toe_off):
                 side_stance.append(100.0 * (toe_off[0] - a) / (b - a))
-            back = backmost[(backmost > a) & (backmost < b)]
-            if len(back):
-                speeds.append((np.interp(a, t, ankle) - np.interp(back[0], t, ankle)) / (back[0] - a))
+                # The stance ankle's backward travel relative to the pelvis: the belt's (or the pelvis') speed.
+                speeds.append((np.interp(a, t, ankle) - np.interp(toe_off[0], t, ankle)) / (toe_off[0] - a))
         stance[side] = float(np.mean(side_stance)) if side_stance else float("nan")
         for name, spline in angle_splines.items():
             if name.startswith(side + "_"):

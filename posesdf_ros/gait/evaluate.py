@@ -1,0 +1,239 @@
+"""Gait parameters measured on generated walking sequences against the generator's values.
+
+`walking_sequences` poses anny walkers with the data engine's gait model
+(no rendering: the joints come straight from the posed body) and
+`evaluate_gait` runs `gait_parameters` on them, clean and with Gaussian
+joint noise, and compares with `truth.true_parameters`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.body import BodyModel, sample_phenotype
+from ..data.gait import CONDITIONS, GaitModel, sample_gait_params
+from ..data.scene import VIEWS, CameraSetup, WalkingSubject
+from ..skeleton import SIDES
+from .events import GaitEvents
+from .parameters import GaitParameters, gait_parameters
+from .truth import true_parameters
+
+
+@dataclass
+class WalkingSequence:
+    """One generated walk: stamps (T,) s, joints (T, 9, 3) gravity frame, and its subject."""
+
+    name: str
+    condition: str
+    mode: str
+    stamps_s: np.ndarray
+    joints: np.ndarray
+    subject: WalkingSubject
+
+
+def walking_sequences(subjects: int = 10, conditions: tuple[str, ...] = CONDITIONS, fps: float = 15.0,
+                      cycles: float = 3.0, seed: int = 0, body_model: BodyModel | None = None):
+    """Yield walks of test bodies 0..subjects-1 in each condition.
+
+    Gait (cadence 95-125 steps/min, amplitudes, asymmetry, warp), view and
+    start phase are drawn from `seed`; treadmill and overground alternate.
+    """
+    body_model = body_model or BodyModel()
+    for i in range(subjects):
+        for c, condition in enumerate(conditions):
+            rng = np.random.default_rng([seed, i, c])
+            gait = GaitModel(sample_gait_params(rng, condition))
+            mode = ("treadmill", "overground")[(i + c) % 2]
+            duration = cycles * gait.params.cycle_s
+            view = list(VIEWS)[int(rng.integers(len(VIEWS)))]
+            subject = WalkingSubject(body_model, sample_phenotype("test", i), gait, CameraSetup(VIEWS[view]),
+                                     mode=mode, duration_s=duration, phase0=float(rng.random()))
+            stamps = np.arange(0.0, duration, 1.0 / fps)
+            body, transforms = subject.poses(stamps)
+            joints = body.joints @ transforms[:, :3, :3].transpose(0, 2, 1) + transforms[:, None, :3, 3]
+            yield WalkingSequence(f"test-{i:04d}/{condition}/{mode}", condition, mode, stamps, joints, subject)
+
+
+def event_errors(found: GaitEvents, truth: GaitEvents, stamps_s: np.ndarray, cycle_s: float) -> dict:
+    """Timing errors (s, found - true) of matched events and whether they land on the true event's frame.
+
+    A true event is matched by the nearest found event of the same kind and
+    side within a quarter cycle; true events closer than half a cycle to
+    either end of the sequence are not counted as missed.
+    """
+    out = {}
+    for kind in ("heel_strike_s", "toe_off_s"):
+        errors, frame_offsets, missed = [], [], 0
+        for side in SIDES:
+            f, tr = getattr(found, kind)[side], getattr(truth, kind)[side]
+            for t in tr:
+                inside = stamps_s[0] + cycle_s / 2 <= t <= stamps_s[-1] - cycle_s / 2
+                if not len(f) or np.abs(f - t).min() > cycle_s / 4:
+                    missed += int(inside)
+                    continue
+                e = float(f[np.abs(f - t).argmin()] - t)
+                errors.append(e)
+                frame_offsets.append(int(np.abs(stamps_s - (t + e)).argmin() - np.abs(stamps_s - t).argmin()))
+        out[kind.removesuffix("_s")] = {"errors_s": errors, "frame_offsets": frame_offsets, "missed": missed}
+    return out
+
+
+def compare(measured: GaitParameters, truth: GaitParameters) -> dict:
+    """Errors of one sequence's parameters (measured - true), NaN where not measured."""
+    mean = lambda d: float(np.mean([d[s] for s in SIDES]))
+    return {
+        "cadence_spm": measured.cadence_spm - truth.cadence_spm,
+        "stride_length_pct": 100.0 * (measured.stride_length_m / truth.stride_length_m - 1.0),
+        "walking_speed_pct": 100.0 * (measured.walking_speed_mps / truth.walking_speed_mps - 1.0),
+        "step_time_ms": 1000.0 * (mean(measured.step_time_s) - mean(truth.step_time_s)),
+        "stance_pct": mean(measured.stance_pct) - mean(truth.stance_pct),
+        "step_width_mm": 1000.0 * (measured.step_width_m - truth.step_width_m),
+        "peak_knee_flexion_deg": [measured.peak_knee_flexion_deg[s] - truth.peak_knee_flexion_deg[s] for s in SIDES],
+        "knee_curve_rms_deg": float(np.sqrt(np.mean(
+            [(measured.curves_deg[f"{s}_knee_flexion"] - truth.curves_deg[f"{s}_knee_flexion"]) ** 2
+             for s in SIDES]))),
+    }
+
+
+def _summary(records: list[dict]) -> dict:
+    valid = [r for r in records if r["valid"]]
+    stat = lambda key: np.array([r["errors"][key] for r in valid], float).ravel()
+    out = {"sequences": len(records), "valid": len(valid)}
+    if not valid:
+        return out
+    out["cadence_abs_spm"] = _abs_stats(stat("cadence_spm"))
+    out["stride_length_abs_pct"] = _abs_stats(stat("stride_length_pct"))
+    out["stride_length_within_5pct"] = float(np.mean(np.abs(stat("stride_length_pct")) <= 5.0))
+    out["walking_speed_abs_pct"] = _abs_stats(stat("walking_speed_pct"))
+    out["peak_knee_flexion_abs_deg"] = _abs_stats(stat("peak_knee_flexion_deg"))
+    out["knee_curve_rms_deg"] = _abs_stats(stat("knee_curve_rms_deg"))
+    out["stance_abs_pct_points"] = _abs_stats(stat("stance_pct"))
+    out["step_width_abs_mm"] = _abs_stats(stat("step_width_mm"))
+    for kind in ("heel_strike", "toe_off"):
+        errors = np.concatenate([r["events"][kind]["errors_s"] for r in valid]) * 1000.0
+        offsets = np.concatenate([r["events"][kind]["frame_offsets"] for r in valid])
+        out[kind] = {"mean_ms": float(errors.mean()), "sd_ms": float(errors.std()),
+                     "max_abs_ms": float(np.abs(errors).max()), "count": int(len(errors)),
+                     "on_true_frame": float(np.mean(offsets == 0)),
+                     "within_one_frame": float(np.mean(np.abs(offsets) <= 1)),
+                     "missed": int(sum(r["events"][kind]["missed"] for r in valid))}
+    return out
+
+
+def _abs_stats(values: np.ndarray) -> dict:
+    values = np.abs(values[np.isfinite(values)])
+    return {"mean": float(values.mean()), "max": float(values.max())} if len(values) else {}
+
+
+def evaluate_gait(subjects: int = 10, conditions: tuple[str, ...] = CONDITIONS, fps: float = 15.0,
+                  cycles: float = 3.0, noise_mm: tuple[float, ...] = (0.0, 10.0, 20.0), seed: int = 0,
+                  progress: bool = True) -> dict:
+    """Gait parameter errors against the generator on subjects x conditions walks, per joint-noise level.
+
+    Noise: independent Gaussian per joint coordinate with sd `noise_mm`.
+    Returns {settings, by_noise: {mm: summary}, records: [per sequence and noise]}.
+    """
+    from tqdm import tqdm
+
+    rng = np.random.default_rng([seed, 4242])
+    records = []
+    sequences = walking_sequences(subjects, conditions, fps, cycles, seed)
+    for seq in tqdm(sequences, total=subjects * len(conditions), disable=not progress, desc="gait"):
+        truth = true_parameters(seq.subject)
+        for sd in noise_mm:
+            joints = seq.joints + rng.normal(0.0, sd / 1000.0, seq.joints.shape)
+            measured = gait_parameters(seq.stamps_s, joints)
+            record = {"sequence": seq.name, "condition": seq.condition, "mode": seq.mode, "noise_mm": sd,
+                      "valid": measured.valid, "reason": measured.reason,
+                      "truth": truth.to_dict(), "measured": measured.to_dict()}
+            if measured.valid:
+                record["errors"] = compare(measured, truth)
+                record["events"] = event_errors(measured.events, truth.events, seq.stamps_s,
+                                                seq.subject.gait.params.cycle_s)
+            records.append(record)
+    return {
+        "settings": {"subjects": subjects, "conditions": list(conditions), "fps": fps, "cycles": cycles,
+                     "noise_mm": list(noise_mm), "seed": seed, "bodies": "test split 0..subjects-1"},
+        "by_noise": {str(sd): _summary([r for r in records if r["noise_mm"] == sd]) for sd in noise_mm},
+        "records": records,
+    }
+
+
+def markdown_table(result: dict) -> str:
+    """The summary of `evaluate_gait` as a markdown table, one column per noise level."""
+    rows = [
+        ("valid sequences", lambda s: f"{s['valid']}/{s['sequences']}"),
+        ("cadence error, mean / max (steps/min)", lambda s: _fmt(s["cadence_abs_spm"], 2)),
+        ("stride length error, mean / max (%)", lambda s: _fmt(s["stride_length_abs_pct"], 1)),
+        ("stride length within 5 %", lambda s: f"{100 * s['stride_length_within_5pct']:.0f} %"),
+        ("walking speed error, mean / max (%)", lambda s: _fmt(s["walking_speed_abs_pct"], 1)),
+        ("peak knee flexion error, mean / max (deg)", lambda s: _fmt(s["peak_knee_flexion_abs_deg"], 1)),
+        ("knee curve RMS error, mean / max (deg)", lambda s: _fmt(s["knee_curve_rms_deg"], 1)),
+        ("stance error, mean / max (% of cycle)", lambda s: _fmt(s["stance_abs_pct_points"], 1)),
+        ("step width error, mean / max (mm)", lambda s: _fmt(s["step_width_abs_mm"], 0)),
+        ("heel strike timing, mean +- sd (ms)", lambda s: _event(s["heel_strike"])),
+        ("heel strike on the true frame / within 1", lambda s: _frames(s["heel_strike"])),
+        ("toe off timing, mean +- sd (ms)", lambda s: _event(s["toe_off"])),
+        ("toe off on the true frame / within 1", lambda s: _frames(s["toe_off"])),
+    ]
+    levels = list(result["by_noise"])
+    lines = ["| | " + " | ".join(f"noise {float(n):g} mm" for n in levels) + " |",
+             "|---|" + "---|" * len(levels)]
+    for label, cell in rows:
+        values = []
+        for n in levels:
+            summary = result["by_noise"][n]
+            try:
+                values.append(cell(summary))
+            except KeyError:
+                values.append("-")
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(stats: dict, digits: int) -> str:
+    return f"{stats['mean']:.{digits}f} / {stats['max']:.{digits}f}"
+
+
+def _event(e: dict) -> str:
+    return f"{e['mean_ms']:+.0f} +- {e['sd_ms']:.0f} (n = {e['count']}, missed {e['missed']})"
+
+
+def _frames(e: dict) -> str:
+    return f"{100 * e['on_true_frame']:.0f} % / {100 * e['within_one_frame']:.0f} %"
+
+
+def plot_knee_curves(path, subjects: int = 3, condition: str = "normal", fps: float = 15.0, cycles: float = 4.0,
+                     noise_mm: tuple[float, ...] = (0.0, 20.0), seed: int = 0) -> None:
+    """PNG of measured knee flexion curves (mean over cycles) against the generator's, per subject and side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .parameters import CURVE_POINTS
+
+    rng = np.random.default_rng([seed, 4242])
+    fig, axes = plt.subplots(subjects, 2, figsize=(9, 2.6 * subjects), sharex=True, squeeze=False)
+    percent = np.linspace(0.0, 100.0, CURVE_POINTS)
+    for row, seq in enumerate(walking_sequences(subjects, (condition,), fps, cycles, seed)):
+        truth = true_parameters(seq.subject)
+        measured = {sd: gait_parameters(seq.stamps_s, seq.joints + rng.normal(0.0, sd / 1000.0, seq.joints.shape))
+                    for sd in noise_mm}
+        for col, side in enumerate(SIDES):
+            ax = axes[row, col]
+            ax.plot(percent, truth.curves_deg[f"{side}_knee_flexion"], "k-", lw=2, label="generator")
+            for k, (sd, m) in enumerate(measured.items()):
+                if m.valid:
+                    ax.plot(percent, m.curves_deg[f"{side}_knee_flexion"], f"C{k + 1}--", lw=1.5,
+                            label=f"measured, noise {sd:g} mm ({m.n_strides[side]} cycles)")
+            ax.set_title(f"{seq.name}, {side} knee", fontsize=9)
+            ax.set_ylabel("flexion (deg)")
+            ax.legend(fontsize=7, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("% of gait cycle (heel strike to heel strike)")
+    fig.suptitle(f"Knee flexion per gait cycle vs the generator: {fps:g} FPS, seed {seed}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -113,6 +113,13 @@ def add_parser(sub) -> None:
     play.add_argument("--quiet", action="store_true", help="no progress bar")
     play.set_defaults(func=_play)
 
+    cmp = bsub.add_parser("compare", help="two evaluations of one bag (e.g. offline and --live) on their common frames",
+                          description="MPJPE of each report over all its scored frames and over the frames both "
+                                      "scored (matched by stamp), and the relative difference.")
+    cmp.add_argument("reports", type=Path, nargs=2, help="report folders of `posesdf bag eval` (records.json)")
+    cmp.add_argument("--json", type=Path, default=None, help="write the comparison here")
+    cmp.set_defaults(func=_compare)
+
     info = bsub.add_parser("info", help="topics, types and counts of a bag, and what could not be read")
     info.add_argument("bag", type=Path)
     info.set_defaults(func=_info)
@@ -209,6 +216,17 @@ def _play(args: argparse.Namespace) -> int:
     counts = play_bag(args.bag, args.rate, args.topics, clock=not args.no_clock, delay_s=args.delay,
                       progress=not args.quiet)
     print(json.dumps(counts, indent=1))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .evaluate import compare_reports
+
+    result = compare_reports(*args.reports)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
     return 0
 
 

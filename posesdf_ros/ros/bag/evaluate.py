@@ -224,3 +224,24 @@ def summarise(records: list[dict], dropped: int, fps: float | None) -> dict:
 def json_figures(summary: dict) -> dict:
     """Exactly the `--json FILE` object of the issue."""
     return {k: summary[k] for k in JSON_KEYS}
+
+
+def compare_reports(a: Path, b: Path) -> dict:
+    """MPJPE of two report folders over all their scored frames and over the frames both scored (by stamp)."""
+    import json
+
+    loaded = []
+    for folder in (a, b):
+        path = Path(folder) / "records.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no records.json in {folder}: give report folders of `posesdf bag eval`")
+        loaded.append({round(r["stamp_s"], 6): np.mean(r["errors_mm"]) for r in json.loads(path.read_text())
+                       if r["errors_mm"] is not None})
+    common = sorted(set(loaded[0]) & set(loaded[1]))
+    out = {"reports": [str(a), str(b)], "scored": [len(x) for x in loaded],
+           "mpjpe_mm": [float(np.mean(list(x.values()))) if x else None for x in loaded],
+           "common_frames": len(common),
+           "mpjpe_common_mm": [float(np.mean([x[t] for t in common])) if common else None for x in loaded]}
+    m = out["mpjpe_common_mm"]
+    out["relative_difference_common"] = abs(m[1] - m[0]) / m[0] if common and m[0] else None
+    return out

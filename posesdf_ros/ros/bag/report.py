@@ -139,13 +139,16 @@ def write_summary_md(summary: dict, plots: list[str], out: Path) -> None:
     lines += ["", "## Gait parameters", ""]
     if gait.get("note"):
         lines += [gait["note"], ""]
+    keys = ("cadence_spm", "stride_length_m", "walking_speed_mps")
     for i, truth in enumerate(gait["truth"]):
-        if truth:
-            est = (gait.get("estimated") or [None] * len(gait["truth"]))[i]
-            lines.append(f"- sequence {truth.get('sequence', i)}: ground truth "
-                         + ", ".join(f"{k} {truth[k]}" for k in ("cadence_spm", "stride_length_m", "walking_speed_mps")
-                                     if k in truth)
-                         + (f"; estimated {json.dumps(est)}" if est else ""))
+        est = (gait.get("estimated") or [None] * len(gait["truth"]))[i]
+        line = f"- sequence {truth.get('sequence', i)}: ground truth " + \
+            (", ".join(f"{k} {truth[k]}" for k in keys if k in truth) or "none")
+        if est:
+            line += "; estimated " + ", ".join(f"{k} {_fmt(est.get(k), '', 3)}" for k in keys)
+            if est.get("reason"):
+                line += f" ({est['reason']})"
+        lines.append(line)
     if s.get("no_person_reasons"):
         lines += ["", "Frames without joints, by reason: " + ", ".join(f"{k}: {v}" for k, v in
                                                                       s["no_person_reasons"].items())]

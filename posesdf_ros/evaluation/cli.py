@@ -1,4 +1,4 @@
-"""`posesdf eval`, `posesdf bench speed` and `posesdf report`."""
+"""`posesdf eval`, `posesdf bench speed`, `posesdf bench gait` and `posesdf report`."""
 from __future__ import annotations
 
 import argparse
@@ -45,7 +45,7 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
-    bench = subparsers.add_parser("bench", help="benchmarks: speed")
+    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     sp = bsub.add_parser("speed", help="per-stage latency, FPS, MPJPE and peak memory of each profile",
                          description="Time the profiles on the same generated walking sequence (a test body "
@@ -64,6 +64,20 @@ def add_parsers(subparsers) -> None:
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=_bench_speed)
+
+    gt = bsub.add_parser("gait", help="gait parameters on generated walks against the generator's values",
+                         description="Pose test bodies walking (treadmill and overground alternately) in every "
+                                     "condition, measure gait parameters from their joints, clean and with "
+                                     "Gaussian joint noise, and report the errors against the generator.")
+    gt.add_argument("--subjects", type=int, default=10, help="test bodies (default 10), each in every condition")
+    gt.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
+    gt.add_argument("--cycles", type=float, default=3.0, help="gait cycles per walk (default 3)")
+    gt.add_argument("--noise-mm", default="0,10,20", help="joint noise levels, sd per coordinate (default 0,10,20)")
+    gt.add_argument("--seed", type=int, default=0)
+    gt.add_argument("--json", type=Path, default=None, help="write the summary and per-walk records here")
+    gt.add_argument("--plot", type=Path, default=None, help="PNG of knee curves per cycle against the generator")
+    gt.add_argument("--quiet", action="store_true")
+    gt.set_defaults(func=_bench_gait)
 
     rep = subparsers.add_parser("report", help="write docs/results.md from eval (and bench) JSON files")
     rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")
@@ -134,6 +148,23 @@ def _bench_speed(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
+    return 0
+
+
+def _bench_gait(args: argparse.Namespace) -> int:
+    from ..gait.evaluate import evaluate_gait, markdown_table, plot_knee_curves
+
+    noise = tuple(float(n) for n in args.noise_mm.split(","))
+    result = evaluate_gait(args.subjects, fps=args.fps, cycles=args.cycles, noise_mm=noise, seed=args.seed,
+                           progress=not args.quiet)
+    result["command"] = _command()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_knee_curves(args.plot, fps=args.fps, seed=args.seed)
+    print(markdown_table(result))
     return 0
 
 

@@ -96,6 +96,13 @@ def compare(measured: GaitParameters, truth: GaitParameters) -> dict:
     }
 
 
+def _json_ready(value):
+    """NaN -> None (strict JSON), also inside lists."""
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return float(value) if np.isfinite(value) else None
+
+
 def _summary(records: list[dict]) -> dict:
     valid = [r for r in records if r["valid"]]
     stat = lambda key: np.array([r["errors"][key] for r in valid], float).ravel()
@@ -148,7 +155,7 @@ def evaluate_gait(subjects: int = 10, conditions: tuple[str, ...] = CONDITIONS, 
                       "valid": measured.valid, "reason": measured.reason,
                       "truth": truth.to_dict(), "measured": measured.to_dict()}
             if measured.valid:
-                record["errors"] = compare(measured, truth)
+                record["errors"] = {k: _json_ready(v) for k, v in compare(measured, truth).items()}
                 record["events"] = event_errors(measured.events, truth.events, seq.stamps_s,
                                                 seq.subject.gait.params.cycle_s)
             records.append(record)

@@ -1,0 +1,198 @@
+"""Gait angles, events and parameters against the data engine's walkers (posesdf_ros.gait)."""
+import json
+
+import numpy as np
+import pytest
+
+from posesdf_ros.data.body import sample_phenotype
+from posesdf_ros.data.gait import CONDITIONS, GaitModel, GaitParams, normal_curve, sample_gait_params
+from posesdf_ros.data.scene import CameraSetup, WalkingSubject
+from posesdf_ros.gait.angles import ANGLE_NAMES, joint_angles
+from posesdf_ros.gait.evaluate import compare, event_errors
+from posesdf_ros.gait.parameters import GaitAnalyser, gait_parameters
+from posesdf_ros.gait.truth import true_events, true_parameters
+
+FPS = 15.0
+
+
+def walk(body_model, index, condition="normal", mode="treadmill", cadence=None, cycles=3.0, fps=FPS,
+         azimuth=90.0):
+    """A generated walk: (stamps (T,), joints (T, 9, 3) gravity frame, WalkingSubject)."""
+    rng = np.random.default_rng([77, index])
+    params = sample_gait_params(rng, condition)
+    if cadence is not None:
+        params = GaitParams(**(params.to_dict() | {"cadence_spm": float(cadence)}))
+    gait = GaitModel(params)
+    duration = cycles * params.cycle_s
+    subject = WalkingSubject(body_model, sample_phenotype("test", index), gait, CameraSetup(azimuth), mode=mode,
+                             duration_s=duration, phase0=float(rng.random()))
+    stamps = np.arange(0.0, duration, 1.0 / fps)
+    body, transforms = subject.poses(stamps)
+    joints = body.joints @ transforms[:, :3, :3].transpose(0, 2, 1) + transforms[:, None, :3, 3]
+    return stamps, joints, subject
+
+
+# Several bodies, all conditions, both modes, cadences across the spec's 95-125 steps/min.
+CASES = [(0, "normal", "treadmill", 95), (1, "supination", "overground", 110), (2, "pronation", "treadmill", 125),
+         (3, "in_toeing", "overground", 100), (4, "out_toeing", "treadmill", 118), (5, "normal", "overground", 122)]
+
+
+def test_joint_angles_follow_the_generator(body_model):
+    phase = np.linspace(0.0, 1.0, 40, endpoint=False)
+    for index, condition in enumerate(CONDITIONS):
+        gait = GaitModel(sample_gait_params(np.random.default_rng(index), condition))
+        angles = gait.angles(phase)
+        measured = joint_angles(body_model.pose(sample_phenotype("test", index), angles).joints)
+        assert tuple(measured) == ANGLE_NAMES
+        for name in ANGLE_NAMES:
+            diff = np.rad2deg(measured[name] - angles[name])
+            # The shape of every curve is the generator's; hip angles sit on anny's rest offsets.
+            assert diff.std() < 0.5, name
+            bound = {"knee_flexion": 0.5, "ankle_dorsiflexion": 3.5, "hip_flexion": 6.0, "hip_adduction": 4.0}
+            assert abs(diff.mean()) < bound[name.split("_", 1)[1]], name
+
+
+def test_joint_angles_are_vectorised_and_check_their_input(body_model):
+    _, joints, _ = walk(body_model, 0)
+    batched = joint_angles(np.stack([joints, joints[::-1]]))
+    single = joint_angles(joints)
+    assert batched["left_knee_flexion"].shape == (2, len(joints))
+    np.testing.assert_allclose(batched["right_hip_flexion"][0], single["right_hip_flexion"])
+    np.testing.assert_allclose(batched["right_hip_flexion"][1], single["right_hip_flexion"][::-1])
+    with pytest.raises(ValueError, match="9, 3"):
+        joint_angles(np.zeros((5, 8, 3)))
+
+
+def test_true_heel_strikes_are_where_the_warped_curves_start(body_model):
+    _, _, subject = walk(body_model, 7)
+    params = subject.gait.params
+    assert params.phase_warp[0] > 0.005          # a subject whose warp moves the events
+    events = true_events(subject, 0.0, subject.duration_s)
+    for side in ("left", "right"):
+        times = events.heel_strike_s[side]
+        assert len(times) >= 2
+        knee = subject.gait.angles(subject.gait.phase_at(times, subject.phase0))[f"{side}_knee_flexion"]
+        scale = params.amplitude["knee_flexion"] * (1.0 if side == "left" else 1.0 - params.asymmetry)
+        np.testing.assert_allclose(knee, scale * normal_curve("knee_flexion", np.zeros(len(times))), atol=1e-6)
+        np.testing.assert_allclose(np.diff(times), params.cycle_s, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise_mm", [0.0, 20.0])
+def test_gait_events_land_on_the_right_frames(body_model, noise_mm):
+    rng = np.random.default_rng(5)
+    on_frame, count = 0, 0
+    for index, condition, mode, cadence in CASES:
+        stamps, joints, subject = walk(body_model, index, condition, mode, cadence)
+        joints = joints + rng.normal(0.0, noise_mm / 1000.0, joints.shape)
+        found = gait_parameters(stamps, joints).events
+        truth = true_events(subject, 0.0, subject.duration_s)
+        for kind, result in event_errors(found, truth, stamps, subject.gait.params.cycle_s).items():
+            assert result["missed"] == 0, (index, kind)
+            assert np.all(np.abs(result["frame_offsets"]) <= 1), (index, kind, result)
+            on_frame += int(np.sum(np.asarray(result["frame_offsets"]) == 0))
+            count += len(result["frame_offsets"])
+    assert count >= 6 * 8
+    # Measured on these walks: 84 % clean, 77 % at 20 mm (15 FPS, a frame is 6 to 8 % of a cycle).
+    assert on_frame / count >= 0.7
+
+
+def test_parameters_meet_the_issue_tolerances_on_clean_walks(body_model):
+    stride_errors = []
+    for index, condition, mode, cadence in CASES:
+        stamps, joints, subject = walk(body_model, index, condition, mode, cadence)
+        measured, truth = gait_parameters(stamps, joints), true_parameters(subject)
+        assert measured.valid, measured.reason
+        errors = compare(measured, truth)
+        assert abs(errors["cadence_spm"]) <= 2.0
+        assert np.all(np.abs(errors["peak_knee_flexion_deg"]) <= 5.0)
+        assert abs(errors["stance_pct"]) <= 6.0
+        assert abs(errors["step_width_mm"]) <= 30.0
+        stride_errors.append(errors["stride_length_pct"])
+    # Issue 6: stride length within 5 %. On these walks it is in all; over the 50 walks of
+    # `posesdf bench gait` in most but not all (docs/gait.md), so single walks get 8 %.
+    assert np.mean(np.abs(stride_errors)) <= 5.0
+    assert np.max(np.abs(stride_errors)) <= 8.0
+
+
+def test_parameters_hold_under_joint_noise(body_model):
+    rng = np.random.default_rng(11)
+    for index, condition, mode, cadence in CASES[:3]:
+        stamps, joints, subject = walk(body_model, index, condition, mode, cadence)
+        noisy = gait_parameters(stamps, joints + rng.normal(0.0, 0.02, joints.shape))
+        errors = compare(noisy, true_parameters(subject))
+        assert noisy.valid, noisy.reason
+        assert abs(errors["cadence_spm"]) <= 3.0
+        assert abs(errors["stride_length_pct"]) <= 12.0
+
+
+def test_to_dict_is_flat_strict_json_with_units(body_model):
+    stamps, joints, _ = walk(body_model, 0)
+    result = gait_parameters(stamps, joints)
+    flat = result.to_dict()
+    text = json.dumps(flat, allow_nan=False)
+    for key in ("cadence_spm", "stride_length_m", "walking_speed_mps", "left_step_length_m",
+                "right_stance_pct", "left_peak_knee_flexion_deg", "step_length_symmetry_pct"):
+        assert isinstance(flat[key], float), key
+    assert "curves_deg" not in flat
+    curves = result.to_dict(curves=True)["curves_deg"]
+    assert set(curves) == set(ANGLE_NAMES) and all(len(c) == 101 for c in curves.values())
+    # An invalid result still serialises, with None for what was not measured.
+    short = gait_parameters(stamps[:8], joints[:8]).to_dict()
+    assert short["valid"] is False and short["cadence_spm"] is None
+    assert json.loads(text)["valid"] is True
+
+
+def test_bad_input_gives_a_reason_or_a_clear_error(body_model):
+    stamps, joints, _ = walk(body_model, 1, cycles=3.5)
+    too_short = gait_parameters(stamps[:10], joints[:10])
+    assert not too_short.valid and "gait cycle" in too_short.reason
+    one_frame = gait_parameters(stamps[:1], joints[:1])
+    assert not one_frame.valid and "frames" in one_frame.reason
+    all_nan = gait_parameters(stamps, np.full_like(joints, np.nan))
+    assert not all_nan.valid
+    with pytest.raises(ValueError, match="increasing"):
+        gait_parameters(stamps[::-1], joints)
+    with pytest.raises(ValueError, match="9, 3"):
+        gait_parameters(stamps, joints[:, :8])
+
+    # Scattered NaN frames (dropped detections) are bridged: the result barely moves.
+    holes = joints.copy()
+    holes[[5, 12, 13, 30, 41]] = np.nan
+    clean, bridged = gait_parameters(stamps, joints), gait_parameters(stamps, holes)
+    assert bridged.valid
+    assert abs(bridged.cadence_spm - clean.cadence_spm) < 1.0
+    assert abs(bridged.stride_length_m / clean.stride_length_m - 1.0) < 0.03
+    # A long gap splits the walk; the longer part is analysed.
+    gap = joints.copy()
+    gap[:12] = np.nan
+    split = gait_parameters(stamps, gap)
+    assert split.n_frames == len(stamps) - 12
+
+
+def test_analyser_follows_a_stream(body_model):
+    stamps, joints, subject = walk(body_model, 2, cycles=6.0)
+    analyser = GaitAnalyser(window_s=4.0)
+    assert not analyser.parameters().valid
+    for t, frame in zip(stamps, joints):
+        analyser.update(t, frame)
+    online = analyser.parameters()
+    window = stamps >= stamps[-1] - 4.0
+    batch = gait_parameters(stamps[window], joints[window])
+    assert online.valid and online.cadence_spm == pytest.approx(batch.cadence_spm)
+    assert abs(online.cadence_spm - subject.gait.params.cadence_spm) <= 2.0
+    analyser.update(0.0, joints[0])          # time went back: a replayed bag starts over
+    assert analyser.parameters().n_frames == 1
+    with pytest.raises(ValueError):
+        analyser.update(1.0, joints)
+
+
+def test_bench_gait_command_writes_json(tmp_path, body_model):
+    from posesdf_ros.cli import main
+
+    out = tmp_path / "gait.json"
+    assert main(["bench", "gait", "--subjects", "1", "--noise-mm", "0", "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    summary = result["by_noise"]["0.0"]
+    assert summary["valid"] == summary["sequences"] == len(CONDITIONS)
+    assert summary["cadence_abs_spm"]["max"] <= 2.0
+    assert result["settings"]["fps"] == 15.0 and "command" in result

@@ -94,6 +94,24 @@ def gait_manifold(config: PoseNDFTrainConfig, progress: bool = True) -> np.ndarr
     return canonical_hemisphere(torch.cat(poses)).numpy()
 
 
+def population_length_ratios(config: PoseNDFTrainConfig) -> list[float]:
+    """Mean bone lengths of the training bodies over their leg length (thigh + shank), `LENGTHS` order.
+
+    The filter's prior on a new subject's proportions before its own bone lengths are known."""
+    from ..data.body import BodyModel, sample_phenotype
+    from ..data.gait import GaitModel, sample_gait_params
+
+    body_model = BodyModel()
+    rng = np.random.default_rng([config.seed, 3301])
+    ratios = []
+    for body in range(config.bodies):
+        joints = body_model.pose(sample_phenotype("train", body), GaitModel(sample_gait_params(rng)).angles(
+            np.array([0.0]))).joints
+        lengths = inverse(torch.as_tensor(joints, dtype=torch.float64)).lengths[0].numpy()
+        ratios.append(lengths / np.mean([lengths[1] + lengths[2], lengths[4] + lengths[5]]))
+    return [float(r) for r in np.mean(ratios, axis=0)]
+
+
 def random_rotations(n: int, k: int, sigma: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
     """Quaternions of rotation vectors with N(0, sigma^2) components, (n, k, 4); sigma: (n, 1)."""
     rotvec = rng.normal(size=(n, k, 3)) * sigma[:, :, None]
@@ -211,6 +229,7 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
     meta = {"model": "posendf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "rotations": list(ROTATIONS),
             "joint_weight": JOINT_WEIGHT, "manifold_poses": len(manifold), "off_manifold_poses": len(noisy),
+            "length_ratios": population_length_ratios(config),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
             "device": str(dev), "torch_threads": torch.get_num_threads(),
             "train_minutes": round(sum(h["seconds"] for h in history) / 60, 1), "git_commit": git_commit(),

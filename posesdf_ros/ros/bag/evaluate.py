@@ -23,8 +23,6 @@ from .reader import BagReader
 
 #: The keys of `--json FILE` (issue 8).
 JSON_KEYS = ("frames", "frames_with_person", "mpjpe_mm", "per_joint_mm", "dropped_frames", "fps")
-#: Drop reasons of the nodes' /diagnostics that mean a frame was never processed (not: no person found).
-UNPROCESSED = ("superseded", "stale", "out_of_order", "inactive")
 NO_OUTPUT = "no output with this stamp (dropped, or no person)"
 
 
@@ -77,11 +75,18 @@ def evaluate_offline(bag: Path, source: FrameSource, settings: PipelineSettings,
     return summary, records
 
 
-def node_drops(diagnostics: dict[str, dict[str, str]]) -> tuple[int, dict]:
-    """Frames the canonicaliser and estimator never processed, from their last /diagnostics; and the counters."""
+def node_drops(diagnostics: dict[str, dict[str, str]], frames: int, answered: int) -> tuple[int, dict]:
+    """Frames dropped on the way (skipped by a node, or lost between nodes), and the nodes' counters.
+
+    A frame without an output is dropped unless a node reported it as one
+    without a person (the canonicaliser's `no_person`, the estimator's
+    `invalid`), from their last /diagnostics.
+    """
     counters = {node: {k: v for k, v in diagnostics.get(node, {}).items() if k.startswith(("dropped_", "frames_"))}
                 for node in ("canonicaliser", "estimator")}
-    return sum(int(c.get(f"dropped_{k}", 0)) for c in counters.values() for k in UNPROCESSED), counters
+    no_person = sum(int(counters[node].get(f"dropped_{k}", 0))
+                    for node, k in (("canonicaliser", "no_person"), ("estimator", "invalid")))
+    return max(0, frames - answered - no_person), counters
 
 
 def read_outputs(bag: Path, topic: str = ESTIMATE_TOPIC) -> tuple[dict[int, np.ndarray], dict, list[str], list[float]]:
@@ -108,7 +113,7 @@ def evaluate_estimates(bag: Path, source: FrameSource, estimates: Path, topic: s
                    for f in iter_frames(reader, source, limit)]
         notes, topics = reader.notes + out_notes, {t: {"type": i.msgtype, "count": i.count}
                                                    for t, i in reader.topics.items()}
-    dropped, counters = node_drops(diagnostics)
+    dropped, counters = node_drops(diagnostics, len(records), sum(r["valid"] for r in records))
     span = received[-1] - received[0] if len(received) > 1 else 0.0
     summary = summarise(records, dropped, (len(received) - 1) / span if span > 0 else None)
     return summary | {"mode": "recorded estimates", "bag": str(bag), "estimates": str(estimates), "topics": topics,

@@ -170,7 +170,7 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
     records = [frame_record(stamp * 1e-9, labels, recorder.joints.get(stamp), truth,
                             problem or NO_OUTPUT)
                for stamp, _, truth, labels, _, problem in frames]
-    dropped, counters = node_drops(recorder.diagnostics)
+    dropped, counters = node_drops(recorder.diagnostics, len(records), sum(r["valid"] for r in records))
     span = recorder.received[-1] - recorder.received[0] if len(recorder.received) > 1 else 0.0
     summary = summarise(records, dropped, (len(recorder.received) - 1) / span if span > 0 else None)
     summary |= {"mode": "live", "bag": str(bag), "topics": topics, "notes": notes, "rate": rate,

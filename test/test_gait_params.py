@@ -92,7 +92,7 @@ def test_gait_events_land_on_the_right_frames(body_model, noise_mm):
             on_frame += int(np.sum(np.asarray(result["frame_offsets"]) == 0))
             count += len(result["frame_offsets"])
     assert count >= 6 * 8
-    # Measured on these walks: 84 % clean, 77 % at 20 mm (15 FPS, a frame is 6 to 8 % of a cycle).
+    # Measured on these walks: 78 % clean, 82 % at 20 mm (15 FPS, a frame is 6 to 8 % of a cycle).
     assert on_frame / count >= 0.7
 
 
@@ -108,7 +108,7 @@ def test_parameters_meet_the_issue_tolerances_on_clean_walks(body_model):
         assert abs(errors["stance_pct"]) <= 6.0
         assert abs(errors["step_width_mm"]) <= 30.0
         stride_errors.append(errors["stride_length_pct"])
-    # Issue 6: stride length within 5 %. On these walks it is in all; over the 50 walks of
+    # Issue 6: stride length within 5 %. On these walks it is in all (worst 3.6 %); over the 50 walks of
     # `posesdf bench gait` in most but not all (docs/gait.md), so single walks get 8 %.
     assert np.mean(np.abs(stride_errors)) <= 5.0
     assert np.max(np.abs(stride_errors)) <= 8.0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..data.dataset import PROTOCOLS
+from . import prior as prior_bench
 from .benchmark import BACKENDS, INPUTS, YAW_SOURCES
 
 DEFAULT_TEST = Path("data/test")
@@ -45,7 +46,7 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
-    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait")
+    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait, prior")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     sp = bsub.add_parser("speed", help="per-stage latency, FPS, MPJPE and peak memory of each profile",
                          description="Time the profiles on the same generated walking sequence (a test body "
@@ -74,10 +75,13 @@ def add_parsers(subparsers) -> None:
     gt.add_argument("--cycles", type=float, default=3.0, help="gait cycles per walk (default 3)")
     gt.add_argument("--noise-mm", default="0,10,20", help="joint noise levels, sd per coordinate (default 0,10,20)")
     gt.add_argument("--seed", type=int, default=0)
-    gt.add_argument("--json", type=Path, default=None, help="write the summary and per-walk records here")
+    gt.add_argument("--json", type=Path, default=None, help="write the summary and per-walk errors here")
+    gt.add_argument("--records", action="store_true",
+                    help="with --json: also each walk's measured and true parameters and event errors")
     gt.add_argument("--plot", type=Path, default=None, help="PNG of knee curves per cycle against the generator")
     gt.add_argument("--quiet", action="store_true")
     gt.set_defaults(func=_bench_gait)
+    prior_bench.add_parser(bsub)
 
     rep = subparsers.add_parser("report", help="write docs/results.md from eval (and bench) JSON files")
     rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")
@@ -159,6 +163,9 @@ def _bench_gait(args: argparse.Namespace) -> int:
                            progress=not args.quiet)
     result["command"] = _command()
     if args.json:
+        if not args.records:
+            result["records"] = [{k: r[k] for k in ("sequence", "noise_mm", "valid", "reason", "errors") if k in r}
+                                 for r in result["records"]]
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
     if args.plot:

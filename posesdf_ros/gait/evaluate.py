@@ -15,7 +15,8 @@ from ..data.body import BodyModel, sample_phenotype
 from ..data.gait import CONDITIONS, GaitModel, sample_gait_params
 from ..data.scene import VIEWS, CameraSetup, WalkingSubject
 from ..skeleton import SIDES
-from .events import GaitEvents
+from .angles import joint_angles
+from .events import GaitEvents, forward_offsets, walking_direction
 from .parameters import GaitParameters, gait_parameters
 from .truth import true_parameters
 
@@ -96,6 +97,36 @@ def compare(measured: GaitParameters, truth: GaitParameters) -> dict:
     }
 
 
+def angle_offsets(seq: WalkingSequence) -> dict[str, dict[str, float]]:
+    """Measured minus generator angle (deg) over a clean walk: {angle kind: {mean, sd}}, both sides pooled."""
+    generated = seq.subject.gait.angles(seq.subject.gait.phase_at(seq.stamps_s, seq.subject.phase0))
+    measured = joint_angles(seq.joints)
+    out = {}
+    for kind in ("hip_flexion", "hip_adduction", "knee_flexion", "ankle_dorsiflexion"):
+        diff = np.rad2deg(np.concatenate([measured[f"{s}_{kind}"] - generated[f"{s}_{kind}"] for s in SIDES]))
+        out[kind] = {"mean": float(diff.mean()), "sd": float(diff.std())}
+    return out
+
+
+def stance_chord_speeds(seq: WalkingSequence, truth: GaitParameters) -> dict[str, float]:
+    """Each leg's stance-ankle speed (m/s) with the *true* events, on the clean joints.
+
+    The speed formula of `gait_parameters` without event-timing errors:
+    how far each leg's own kinematics agree with the generator's speed.
+    """
+    offsets = forward_offsets(seq.joints, walking_direction(seq.joints))
+    out = {}
+    for side in SIDES:
+        ankle, speeds = offsets[f"{side}_ankle"], []
+        for hs in truth.events.heel_strike_s[side]:
+            to = truth.events.toe_off_s[side][truth.events.toe_off_s[side] > hs]
+            if len(to) and seq.stamps_s[0] <= hs and to[0] <= seq.stamps_s[-1]:
+                speeds.append((np.interp(hs, seq.stamps_s, ankle) - np.interp(to[0], seq.stamps_s, ankle))
+                              / (to[0] - hs))
+        out[side] = float(np.mean(speeds)) if speeds else float("nan")
+    return out
+
+
 def _json_ready(value):
     """NaN -> None (strict JSON), also inside lists."""
     if isinstance(value, list):
@@ -144,10 +175,14 @@ def evaluate_gait(subjects: int = 10, conditions: tuple[str, ...] = CONDITIONS, 
     from tqdm import tqdm
 
     rng = np.random.default_rng([seed, 4242])
-    records = []
+    records, generator = [], []
     sequences = walking_sequences(subjects, conditions, fps, cycles, seed)
     for seq in tqdm(sequences, total=subjects * len(conditions), disable=not progress, desc="gait"):
         truth = true_parameters(seq.subject)
+        chords = stance_chord_speeds(seq, truth)
+        generator.append({"sequence": seq.name, "angle_offsets_deg": angle_offsets(seq),
+                          "stance_chord_speed_error_pct": {
+                              s: 100.0 * (v / truth.walking_speed_mps - 1.0) for s, v in chords.items()}})
         for sd in noise_mm:
             joints = seq.joints + rng.normal(0.0, sd / 1000.0, seq.joints.shape)
             measured = gait_parameters(seq.stamps_s, joints)
@@ -163,8 +198,25 @@ def evaluate_gait(subjects: int = 10, conditions: tuple[str, ...] = CONDITIONS, 
         "settings": {"subjects": subjects, "conditions": list(conditions), "fps": fps, "cycles": cycles,
                      "noise_mm": list(noise_mm), "seed": seed, "bodies": "test split 0..subjects-1"},
         "by_noise": {str(sd): _summary([r for r in records if r["noise_mm"] == sd]) for sd in noise_mm},
+        "generator": _generator_summary(generator),
         "records": records,
     }
+
+
+def _generator_summary(walks: list[dict]) -> dict:
+    """How the joints of clean walks relate to the generator's angles and speed, over all walks."""
+    out = {"angle_offsets_deg": {}, "stance_chord_speed_error_pct": {}}
+    for kind in walks[0]["angle_offsets_deg"]:
+        means = np.array([w["angle_offsets_deg"][kind]["mean"] for w in walks])
+        sds = np.array([w["angle_offsets_deg"][kind]["sd"] for w in walks])
+        out["angle_offsets_deg"][kind] = {"mean": float(means.mean()), "min": float(means.min()),
+                                          "max": float(means.max()), "max_sd_within_walk": float(sds.max())}
+    for side in SIDES:
+        errors = np.array([w["stance_chord_speed_error_pct"][side] for w in walks])
+        errors = errors[np.isfinite(errors)]
+        out["stance_chord_speed_error_pct"][side] = {"mean": float(errors.mean()), "min": float(errors.min()),
+                                                     "max": float(errors.max())}
+    return out
 
 
 def markdown_table(result: dict) -> str:
@@ -196,6 +248,15 @@ def markdown_table(result: dict) -> str:
             except KeyError:
                 values.append("-")
         lines.append(f"| {label} | " + " | ".join(values) + " |")
+    gen = result.get("generator")
+    if gen:
+        lines += ["", "| clean joints vs the generator (all walks) | mean | range over walks |", "|---|---|---|"]
+        for kind, o in gen["angle_offsets_deg"].items():
+            lines.append(f"| {kind.replace('_', ' ')} minus the generator's (deg; sd within a walk <= "
+                         f"{o['max_sd_within_walk']:.1f}) | {o['mean']:+.1f} | {o['min']:+.1f} .. {o['max']:+.1f} |")
+        for side, o in gen["stance_chord_speed_error_pct"].items():
+            lines.append(f"| {side} stance ankle's speed with the true events vs the generator's speed (%) | "
+                         f"{o['mean']:+.1f} | {o['min']:+.1f} .. {o['max']:+.1f} |")
     return "\n".join(lines)
 
 

@@ -34,7 +34,8 @@ def add_parser(sub) -> None:
     rec.add_argument("out", type=Path, help="bag folder to write (replaced if it exists)")
     rec.add_argument("--conditions", type=_csv, default=("normal",),
                      help=f"comma-separated gait conditions (default normal; of {', '.join(CONDITIONS)})")
-    rec.add_argument("--views", type=_csv, default=("V1",), help=f"comma-separated views (default V1; of {', '.join(VIEWS)})")
+    rec.add_argument("--views", type=_csv, default=("V1",),
+                     help=f"comma-separated views (default V1; of {', '.join(VIEWS)})")
     rec.add_argument("--bodies", type=_csv, default=("0",), help="comma-separated test bodies 0..99 (default 0)")
     rec.add_argument("--seed", type=int, default=1, help="seed of the gait variation, clutter and noise (default 1)")
     rec.add_argument("--noise", choices=NOISE_PROFILES, default="realistic", help="depth noise (default realistic)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...evaluation.metrics import joint_errors_mm
-from ...skeleton import BONES, JOINT_NAMES, bone_lengths
+from ...skeleton import JOINT_NAMES, bone_lengths
 from .frames import FrameSource, iter_frames
 from .layout import ESTIMATE_TOPIC
 from .messages import gait_values, pose_array_joints, stamp_ns

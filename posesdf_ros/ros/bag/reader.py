@@ -132,8 +132,9 @@ class BagReader:
             except Exception as err:  # noqa: BLE001
                 self.notes.append(f"type {msgtype}: the bag's definition does not parse ({err})")
         if not ok:
+            topics = ", ".join(t for t, i in self.topics.items() if i.msgtype == msgtype)
             self.notes.append(f"type {msgtype} is unknown (not in the Jazzy typestore, no definition in the bag); "
-                              f"its topics are skipped: {', '.join(t for t, i in self.topics.items() if i.msgtype == msgtype)}")
+                              f"its topics are skipped: {topics}")
         self._decoders[msgtype] = ok
         return ok
 

@@ -79,7 +79,7 @@ def test_sqlite3_and_compressed_bags_hold_the_same_clouds(walk_bag, tmp_path):
 
 def test_offline_eval_writes_report_and_the_issues_json(walk_bag, tmp_path, capsys):
     out, js = tmp_path / "report", tmp_path / "figures.json"
-    assert main(["bag", "eval", str(walk_bag), "--no-prior", "--out", str(out), "--json", str(js), "--quiet"]) == 0
+    assert main(["bag", "eval", str(walk_bag), "--out", str(out), "--json", str(js), "--quiet"]) == 0
     figures = json.loads(js.read_text())
     assert list(figures) == ["frames", "frames_with_person", "mpjpe_mm", "per_joint_mm", "dropped_frames", "fps"]
     assert figures["frames"] == FRAMES and figures["dropped_frames"] == 0 and figures["fps"] > 0
@@ -92,6 +92,7 @@ def test_offline_eval_writes_report_and_the_issues_json(walk_bag, tmp_path, caps
     assert list(figures["per_joint_mm"]) == list(json.loads(json.dumps(summary["per_joint_mm"])))
     assert figures["mpjpe_mm"] < 60.0
     assert summary["by_view"] == {"V1": pytest.approx(figures["mpjpe_mm"])}
+    assert summary["settings"]["prior"] is True          # the Pose-NDF prior filters the joints by default
     assert summary["gait"]["truth"][0]["condition"] == "normal"
     for name in ("summary.md", "error_over_time.png", "per_joint_error.png", "joint_trajectories.png",
                  "knee_angles.png"):

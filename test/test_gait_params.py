@@ -169,6 +169,23 @@ def test_bad_input_gives_a_reason_or_a_clear_error(body_model):
     assert split.n_frames == len(stamps) - 12
 
 
+def test_swapped_legs_and_flipped_headings_in_single_frames_are_undone(body_model):
+    stamps, joints, subject = walk(body_model, 3, "in_toeing", "overground", 105)
+    clean = gait_parameters(stamps, joints)
+    swapped = joints.copy()
+    frames = [0, 7, 8, 20, 33]                    # the first frame too
+    swapped[frames] = swapped[frames][:, [0, 5, 6, 7, 8, 1, 2, 3, 4]]
+    flipped = joints.copy()
+    pelvis = flipped[frames, :1]
+    flipped[frames] = (flipped[frames] - pelvis) * np.array([-1.0, -1.0, 1.0]) + pelvis
+    for broken in (swapped, flipped):
+        result = gait_parameters(stamps, broken)
+        assert result.valid
+        assert result.cadence_spm == pytest.approx(clean.cadence_spm, abs=1e-6)
+        assert result.stride_length_m == pytest.approx(clean.stride_length_m, abs=1e-6)
+        assert result.peak_knee_flexion_deg == pytest.approx(clean.peak_knee_flexion_deg, abs=1e-6)
+
+
 def test_analyser_follows_a_stream(body_model):
     stamps, joints, subject = walk(body_model, 2, cycles=6.0)
     analyser = GaitAnalyser(window_s=4.0)

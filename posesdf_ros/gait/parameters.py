@@ -12,8 +12,9 @@ side's):
 - stride length = speed x stride time; step length of a side = speed x its
   step time (the treadmill definition, used overground too, so that the
   two step lengths add up to the stride length);
-- step width (m): the distance between the two ankles across the walking
-  direction (along the hip line) at each heel strike, averaged;
+- step width (m): the distance between the two ankles across the line of
+  progression (horizontal, perpendicular to the walking direction) at each
+  heel strike, averaged;
 - stance / swing (% of the cycle): heel strike to toe off / toe off to the
   next heel strike;
 - peak knee flexion (deg): the maximum of the side's mean knee curve;
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from ..skeleton import JOINT_INDEX, SIDES
+from ..skeleton import JOINT_INDEX, SIDES, side_joints
 from .angles import ANGLE_NAMES, joint_angles, pelvis_frame
 from .events import MIN_CYCLE_S, GaitEvents, detect_events, forward_offsets, walking_direction
 
@@ -46,6 +47,7 @@ MAX_CYCLE_S = 2.5
 MAX_GAP_S = 0.25
 
 Sided = dict[str, float]
+_UP = np.array([0.0, 0.0, 1.0])
 
 
 def symmetry_index(values: Sided) -> float:
@@ -112,7 +114,9 @@ def prepare(stamps_s: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.nd
     stamps_s: (T,) strictly increasing, joints: (T, 9, 3) with NaN for
     missing frames. Frames with any non-finite joint are dropped; the rest
     are linearly resampled at their median frame interval; gaps over
-    `MAX_GAP_S` split the sequence and the longest gap-free part is kept.
+    `MAX_GAP_S` split the sequence and the longest gap-free part is kept;
+    single frames with swapped legs or a flipped heading are put right
+    (`fix_leg_labels`).
     Returns (stamps (N,), joints (N, 9, 3)), N may be 0.
     """
     stamps_s = np.asarray(stamps_s, float)
@@ -122,7 +126,7 @@ def prepare(stamps_s: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.nd
     if not np.isfinite(stamps_s).all() or (np.diff(stamps_s) <= 0).any():
         raise ValueError("stamps_s must be finite and strictly increasing")
     ok = np.isfinite(joints).all(axis=(1, 2))
-    t, j = stamps_s[ok], joints[ok]
+    t, j = stamps_s[ok], fix_leg_labels(joints[ok])
     if len(t) < 2:
         return t, j
     # The longest run without a gap over MAX_GAP_S.
@@ -137,6 +141,33 @@ def prepare(stamps_s: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.nd
     flat = j.reshape(len(t), -1)
     resampled = np.stack([np.interp(grid, t, flat[:, k]) for k in range(flat.shape[1])], axis=1)
     return grid, resampled.reshape(len(grid), 9, 3)
+
+
+def fix_leg_labels(joints: np.ndarray) -> np.ndarray:
+    """Undo single-frame left/right label swaps and 180-degree heading flips.
+
+    joints: (T, 9, 3) finite, in time order -> (T, 9, 3). A frame whose
+    feet point behind its ankles, seen from the pelvis heading that its own
+    hip line gives, has its legs' labels swapped: they are swapped back.
+    A frame that then faces the opposite way to the frame before (no one
+    turns 90 deg between two frames) was flipped, as a front/back
+    confusion of the heading estimate flips it: it is turned back by 180
+    deg about the vertical through its pelvis.
+    """
+    swap = [0, *side_joints("right"), *side_joints("left")]
+    out = joints.copy()
+    forward = pelvis_frame(out)[:, 0]
+    toes = sum(np.sum((out[:, JOINT_INDEX[f"{s}_foot"]] - out[:, JOINT_INDEX[f"{s}_ankle"]]) * forward, axis=-1)
+               for s in SIDES)
+    out[toes < 0] = out[toes < 0][:, swap]
+    half_turn = np.diag([-1.0, -1.0, 1.0])
+    heading = pelvis_frame(out)[:, 0]
+    for k in range(1, len(out)):
+        if heading[k] @ heading[k - 1] < 0:
+            pelvis = out[k, 0].copy()
+            out[k] = (out[k] - pelvis) @ half_turn.T + pelvis
+            heading[k] = -heading[k]
+    return out
 
 
 def _strides(heel_strikes: np.ndarray) -> list[tuple[float, float]]:
@@ -161,6 +192,7 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
     except ValueError as err:
         return GaitParameters(valid=False, reason=str(err), **base)
     offsets = forward_offsets(j, direction)
+    lateral = np.cross(_UP, direction)      # across the line of progression
     events = detect_events(t, j)
     strides = {s: _strides(events.heel_strike_s[s]) for s in SIDES}
     if not all(strides.values()):
@@ -187,9 +219,9 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
             if name.startswith(side + "_"):
                 curves[name] = np.mean([spline(a + percent * (b - a)) for a, b in strides[side]], axis=0)
         for hs in events.heel_strike_s[side]:
-            at = np.array([[np.interp(hs, t, j[:, i, k]) for k in range(3)] for i in range(9)])
-            lateral = pelvis_frame(at)[1]
-            widths.append(abs(float((at[JOINT_INDEX["left_ankle"]] - at[JOINT_INDEX["right_ankle"]]) @ lateral)))
+            between = [np.interp(hs, t, (j[:, JOINT_INDEX["left_ankle"]] - j[:, JOINT_INDEX["right_ankle"]]) @ axis)
+                       for axis in np.eye(3)]
+            widths.append(abs(float(np.dot(between, lateral))))
 
     other = {"left": "right", "right": "left"}
     step_time = {}

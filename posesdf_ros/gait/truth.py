@@ -17,8 +17,8 @@ For a `WalkingSubject` (or a `SyntheticWalker`, through its `subject`):
   bent rest knee so that the angle between thigh and shank from the joints
   equals that curve (measured within 0.3 deg over 3 bodies), so it is the
   angle a clinician reads off the joints;
-- step width: the lateral distance between the two ankles at each heel
-  strike of the noise-free joints (the generator has no step-width
+- step width: the distance between the two ankles across the subject's
+  line of progression at each heel strike of the noise-free joints (the generator has no step-width
   parameter; its legs are set to about 0.1 m);
 - angle curves: the generator's hip flexion/adduction, knee flexion and
   ankle dorsiflexion over 0..100 % of the cycle. Hip angles are relative
@@ -34,7 +34,7 @@ from scipy.optimize import brentq
 from ..data.gait import TOE_OFF_PHASE
 from ..data.scene import WalkingSubject
 from ..skeleton import SIDES
-from .angles import ANGLE_NAMES, pelvis_frame
+from .angles import ANGLE_NAMES
 from .events import GaitEvents
 from .parameters import CURVE_POINTS, GaitParameters, symmetry_index
 
@@ -116,7 +116,7 @@ def true_parameters(subject, t0: float = 0.0, t1: float | None = None) -> GaitPa
         if len(in_walk):
             body, transforms = subject.poses(in_walk)
             joints = body.joints @ transforms[:, :3, :3].transpose(0, 2, 1) + transforms[:, None, :3, 3]
-            lateral = pelvis_frame(joints)[:, 1]
+            lateral = transforms[:, :3, 1]          # the subject's left: across its line of progression
             width.extend(np.abs(np.sum((joints[:, 3] - joints[:, 7]) * lateral, axis=-1)))
     curves = true_curves(subject)
     peak = {s: float(curves[f"{s}_knee_flexion"].max()) for s in SIDES}

@@ -31,6 +31,7 @@ setup(
             "synthetic_camera = posesdf_ros.ros.synthetic_camera:main",
             "canonicaliser = posesdf_ros.ros.canonicaliser:main",
             "estimator = posesdf_ros.ros.estimator:main",
+            "pose_prior = posesdf_ros.ros.pose_prior:main",
         ],
     },
 )

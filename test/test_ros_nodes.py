@@ -306,3 +306,52 @@ def test_qos_overrides_reach_the_topics(graph):
     assert person[0].qos_profile.reliability == Reliability.RELIABLE
     assert points[0].qos_profile.reliability == Reliability.RELIABLE   # sensor-data QoS by default
     assert node.get_parameter("qos_overrides./points.subscription.reliability").value == "reliable"
+
+
+def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
+    """A noisy joint stream over DDS: smoothed joints closer to the truth, JointState angles, gait key-values."""
+    from sensor_msgs.msg import JointState
+
+    from posesdf_ros.evaluation.prior import SequenceSpec, walking_joint_sequences
+    from posesdf_ros.gait.angles import ANGLE_NAMES
+    from posesdf_ros.ros.markers import joints_to_pose_array
+
+    for topic in ("/pose_prior/joints", "/pose_prior/gait"):
+        graph.listen(PoseArray if topic.endswith("joints") else DiagnosticArray, topic)
+    graph.listen(JointState, "/pose_prior/gait_angles")
+    graph.listen(DiagnosticArray, "/diagnostics")
+    graph.add(make_nodes(["pose_prior"], context=graph.context,
+                         overrides={"pose_prior": {"observation_sigma_m": 0.02}}))
+    pub = graph.publisher(PoseArray, "/estimator/joints")
+    (truth,) = walking_joint_sequences(SequenceSpec(subjects=1, duration_s=3.0, fps=15.0, seed=3))
+    noisy = truth + np.random.default_rng(0).normal(0, 0.02 / np.sqrt(3), truth.shape)
+    time.sleep(1.0)  # discovery
+    start = graph.listener.get_clock().now().nanoseconds
+    stamps = {}
+    pub.publish(PoseArray(header=Header(stamp=graph.now(), frame_id="base_link")))   # no joints: dropped
+    for i, joints in enumerate(noisy):
+        msg = joints_to_pose_array(joints, Header(frame_id="base_link"))
+        ns = start + int(i / 15.0 * 1e9)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 10 ** 9)
+        stamps[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = i
+        pub.publish(msg)
+        time.sleep(1 / 15.0)
+    # Newest-frame policy: a loaded machine answers fewer frames, each within the filter's restart gap.
+    graph.wait_for(lambda r: len(r["/pose_prior/joints"]) >= 0.8 * len(noisy), 10)
+    assert len(graph.received["/pose_prior/joints"]) >= len(noisy) / 4
+    raw_err, ours_err = [], []
+    for msg in graph.received["/pose_prior/joints"]:
+        i = stamps[(msg.header.stamp.sec, msg.header.stamp.nanosec)]
+        out = pose_array_to_joints(msg)
+        ours_err.append(np.linalg.norm(out - truth[i], axis=1).mean())
+        raw_err.append(np.linalg.norm(noisy[i] - truth[i], axis=1).mean())
+        assert msg.header.frame_id == "base_link"
+    assert np.mean(ours_err) < np.mean(raw_err)
+    angles = graph.received["/pose_prior/gait_angles"][-1]
+    assert tuple(angles.name) == ANGLE_NAMES and np.isfinite(angles.position).all()
+    knees = [np.rad2deg(m.position[ANGLE_NAMES.index("left_knee_flexion")]) for m in graph.received["/pose_prior/gait_angles"]]
+    assert max(knees) > 40 and min(knees) < 20          # the knee's swing and stance
+    gait = {kv.key: kv.value for kv in graph.received["/pose_prior/gait"][-1].status[0].values}
+    assert {"cadence_spm", "stride_length_m", "left_peak_knee_flexion_deg"} <= set(gait)
+    assert gait["valid"] == "True" and 60 < float(gait["cadence_spm"]) < 170
+    assert graph.wait_for(lambda r: any("dropped_bad_joints" in _values(s) for s in _statuses(r, "pose_prior")), 10)

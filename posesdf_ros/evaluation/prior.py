@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..gait.kinematics import signed_knee_flexion
 from ..skeleton import JOINT_INDEX, bone_lengths
 
 METHODS: tuple[str, ...] = ("raw", "one_euro", "savgol", "posendf")
@@ -145,6 +144,8 @@ def run_prior(prior, stamps: np.ndarray, obs: np.ndarray, hidden: np.ndarray) ->
 
 def metrics(pred: np.ndarray, truth: np.ndarray, fps: float, hidden: np.ndarray | None = None) -> dict:
     """MPJPE (mm), jitter (mm/s^2), implausible frames (%), hidden-joint MPJPE (mm) of one sequence."""
+    from ..gait.kinematics import signed_knee_flexion
+
     ok = np.isfinite(pred).all((1, 2))
     pred, truth = pred[ok], truth[ok]
     err = np.linalg.norm(pred - truth, axis=-1) * 1000

@@ -30,6 +30,8 @@ from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere
 from .pretrained import weights_path
 
 
+#: Frame rate at which `PriorConfig.motion_sigma_m` is given.
+MOTION_REFERENCE_FPS = 30.0
 #: Knee, ankle and foot of each side: what a lateral view hides of the far leg.
 LEFT_LEG, RIGHT_LEG = (list(side_joints(s)[1:]) for s in ("left", "right"))
 
@@ -39,12 +41,14 @@ class PriorConfig:
     """Filter settings; defaults tuned on training bodies (`posesdf bench prior --tune`)."""
 
     observation_sigma_m: float = 0.02     # expected per-joint error of the estimator
-    motion_sigma_m: float = 0.05          # expected deviation from constant velocity in one frame
+    # Expected deviation from constant velocity over one frame at 30 FPS; it grows with the
+    # square of the time step (an acceleration's effect), so any frame rate or dropped frames work.
+    motion_sigma_m: float = 0.05
     hidden_motion_sigma_m: float = 0.1    # the same for joints not observed in this frame (the prior leads)
     prior_weight: float = 300.0           # weight of f (quaternion units) against the squared residuals
     velocity_damping: float = 1.0         # share of the last velocity carried into the prediction
     hidden_velocity_damping: float = 0.5  # the same while a joint is not observed (no drift)
-    iterations: int = 15                  # L-BFGS iterations per frame
+    iterations: int = 8                   # L-BFGS iterations per frame (at most twice as many evaluations)
     length_window: int = 60               # frames in the running median of each bone length
     length_prior_frames: float = 10.0     # weight of the population's proportions, in frames
     restart_gap_s: float = 0.5            # a longer gap between frames restarts the filter
@@ -258,11 +262,12 @@ class PosePrior:
         obs_t = torch.as_tensor(target, dtype=torch.float32)
         pred_t = torch.as_tensor(pred, dtype=torch.float32)
         data_w = torch.as_tensor(weight, dtype=torch.float32)[:, None]
-        motion_w = torch.as_tensor(np.where(seen, c.motion_sigma_m, c.hidden_motion_sigma_m) ** -2.0,
+        steps = ((stamp_s - self._stamps[-1]) * MOTION_REFERENCE_FPS) ** 2
+        motion_w = torch.as_tensor((steps * np.where(seen, c.motion_sigma_m, c.hidden_motion_sigma_m)) ** -2.0,
                                    dtype=torch.float32)[:, None]
         # Quasi-Newton: the energy is a well-scaled sum of squares plus a near-linear prior term,
         # which a handful of L-BFGS steps solve far better than first-order steps of fixed size.
-        opt = torch.optim.LBFGS([root, heading, rotations], lr=1.0, max_iter=c.iterations,
+        opt = torch.optim.LBFGS([root, heading, rotations], lr=1.0, max_iter=c.iterations, max_eval=2 * c.iterations,
                                 line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:

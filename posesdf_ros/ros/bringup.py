@@ -22,12 +22,14 @@ NODE_CLASSES = {
     "synthetic_camera": ("posesdf_ros.ros.synthetic_camera", "SyntheticCameraNode"),
     "canonicaliser": ("posesdf_ros.ros.canonicaliser", "CanonicaliserNode"),
     "estimator": ("posesdf_ros.ros.estimator", "EstimatorNode"),
+    "pose_prior": ("posesdf_ros.ros.pose_prior", "PosePriorNode"),
 }
-DEFAULT_NODES = ("synthetic_camera", "canonicaliser", "estimator")
+DEFAULT_NODES = ("synthetic_camera", "canonicaliser", "estimator", "pose_prior")
 
 #: node -> remappings that connect the pipeline (the launch files use the same).
 PIPELINE_REMAPS: dict[str, dict[str, str]] = {
     "estimator": {"legs": "/canonicaliser/legs", "person": "/canonicaliser/person"},
+    "pose_prior": {"joints": "/estimator/joints"},
 }
 #: With the synthetic camera in the process, its topics feed the pipeline.
 SYNTHETIC_CAMERA_REMAPS: dict[str, dict[str, str]] = {

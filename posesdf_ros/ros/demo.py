@@ -1,10 +1,10 @@
 """`posesdf demo`: the live walking demo over real ROS 2 topics, scored against ground truth.
 
-Starts `synthetic_camera`, `canonicaliser` and `estimator` in one process
-(the bringup), plus a recorder node that listens on the topics as any
-other ROS 2 node would: it pairs `/estimator/joints` with
-`/synthetic_camera/ground_truth/joints` by stamp, prints each frame's
-MPJPE and latency, and at the end writes to `--out`:
+Starts `synthetic_camera`, `canonicaliser`, `estimator` and `pose_prior`,
+one process each, plus a recorder node that listens on the topics as any
+other ROS 2 node would: it pairs `/estimator/joints` (and the prior's
+`/pose_prior/joints`) with `/synthetic_camera/ground_truth/joints` by
+stamp, prints each frame's MPJPE and latency, and at the end writes to `--out`:
 - `demo.mcap/` (rosbag2, MCAP): every output topic, the ground truth,
   camera_info and diagnostics, and the camera's cloud and image every
   `--bag-input-every`-th frame (a 640 x 360 cloud is 3.7 MB);
@@ -26,6 +26,7 @@ from .bag.writer import write_raw_bag
 
 GT_TOPIC = "/synthetic_camera/ground_truth/joints"
 JOINTS_TOPIC = "/estimator/joints"
+PRIOR_TOPIC = "/pose_prior/joints"
 #: topic -> (message type, record every n-th message); types are the rosbag2 names.
 RECORDED = {
     "/synthetic_camera/points": ("sensor_msgs/msg/PointCloud2", None),   # n from --bag-input-every
@@ -39,6 +40,10 @@ RECORDED = {
     "/estimator/markers": ("visualization_msgs/msg/MarkerArray", 1),
     "/estimator/mesh": ("shape_msgs/msg/Mesh", 1),
     "/estimator/overlay": ("sensor_msgs/msg/Image", 1),
+    PRIOR_TOPIC: ("geometry_msgs/msg/PoseArray", 1),
+    "/pose_prior/markers": ("visualization_msgs/msg/MarkerArray", 1),
+    "/pose_prior/gait_angles": ("sensor_msgs/msg/JointState", 1),
+    "/pose_prior/gait": ("diagnostic_msgs/msg/DiagnosticArray", 1),
     "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", 1),
 }
 
@@ -63,6 +68,7 @@ class DemoRecorder:
         self.counts: dict[str, int] = {}
         self.truth: dict[tuple[int, int], np.ndarray] = {}
         self.frames: list[dict] = []
+        self.prior_errors_mm: list[float] = []
         self.overlays: list[np.ndarray] = []
         self.mesh: tuple[np.ndarray, np.ndarray] | None = None
         self.diagnostics: dict[str, dict[str, str]] = {}
@@ -87,7 +93,7 @@ class DemoRecorder:
             self.counts[topic] = n + 1
             if n % every == 0:
                 self.messages.append((topic, now_ns, bytes(raw)))
-        if topic in (GT_TOPIC, JOINTS_TOPIC):
+        if topic in (GT_TOPIC, JOINTS_TOPIC, PRIOR_TOPIC):
             self._on_joints(topic, deserialize_message(raw, _msg_class(ros_type)), now_ns)
         elif topic == "/estimator/overlay" and len(self.overlays) < 64:
             from .conversions import image_to_rgb
@@ -116,6 +122,9 @@ class DemoRecorder:
         if truth is None:
             return
         err = np.linalg.norm(joints - truth, axis=1) * 1e3
+        if topic == PRIOR_TOPIC:
+            self.prior_errors_mm.append(float(err.mean()))
+            return
         frame = {"stamp_s": stamp_seconds(msg.header.stamp), "mpjpe_mm": float(err.mean()),
                  "per_joint_mm": err.tolist(), "latency_ms": (now_ns * 1e-9 - stamp_seconds(msg.header.stamp)) * 1e3,
                  "received_s": time.monotonic(), "joints": joints, "truth": truth, "mesh": self.mesh}
@@ -199,7 +208,7 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
     lat = np.array([f["latency_ms"] for f in frames]) if frames else np.array([])
     span = frames[-1]["received_s"] - frames[0]["received_s"] if len(frames) > 1 else 0.0
     diag = {name: next((v for k, v in rec.diagnostics.items() if k.startswith(name)), {})
-            for name in ("synthetic_camera", "canonicaliser", "estimator")}
+            for name in ("synthetic_camera", "canonicaliser", "estimator", "pose_prior")}
     from ..evaluation.benchmark import device_description
 
     return {
@@ -212,7 +221,10 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
         "fps": (len(frames) - 1) / span if span > 0 else None,
         "latency_mean_ms": float(lat.mean()) if len(lat) else None,
         "latency_p95_ms": float(np.percentile(lat, 95)) if len(lat) else None,
-        "dropped": {n: diag[n].get("frames_dropped") for n in ("canonicaliser", "estimator")},
+        # The prior restarts after gaps over its restart_gap_s: at CPU rates it mostly passes frames through.
+        "prior_frames_scored": len(rec.prior_errors_mm),
+        "prior_mpjpe_mm": float(np.mean(rec.prior_errors_mm)) if rec.prior_errors_mm else None,
+        "dropped": {n: diag[n].get("frames_dropped") for n in ("canonicaliser", "estimator", "pose_prior")},
         "walker": {k: diag["synthetic_camera"].get(k) for k in ("condition", "view", "body_index", "seed", "noise",
                                                                   "rate_hz")},
         "estimator": {k: diag["estimator"].get(k) for k in ("backend", "profile", "device")},
@@ -286,8 +298,8 @@ def run_demo(out: Path, duration_s: float = 20.0, max_frames: int = 200, params_
     out.mkdir(parents=True, exist_ok=True)
     params_file = params_file or default_params_file()
     overrides = overrides or {}
-    names = ["synthetic_camera", "canonicaliser", "estimator"]
-    print("starting synthetic_camera, canonicaliser and estimator, one process each (rendering the walk and "
+    names = ["synthetic_camera", "canonicaliser", "estimator", "pose_prior"]
+    print(f"starting {', '.join(names)}, one process each (rendering the walk and "
           f"loading the models takes a few seconds; node logs in {out / 'logs'})...", flush=True)
     procs = start_node_processes(names, params_file, overrides, out / "logs")
     context = rclpy.Context()
@@ -339,9 +351,10 @@ def print_summary(summary: dict, out: Path) -> None:
           f"{walker['condition']} gait at view {walker['view']} (test body {walker['body_index']}, seed "
           f"{walker['seed']}, {walker['noise']} noise); {est['backend']} {est['profile']} on {est['device']}; "
           f"heading from {summary['yaw_source']}")
-    print(f"  MPJPE  mean {fmt(summary['mpjpe_mm'], ' mm')}, median {fmt(summary['mpjpe_median_mm'], ' mm')}")
+    print(f"  MPJPE  mean {fmt(summary['mpjpe_mm'], ' mm')}, median {fmt(summary['mpjpe_median_mm'], ' mm')}; "
+          f"after pose_prior {fmt(summary['prior_mpjpe_mm'], ' mm')} over {summary['prior_frames_scored']} frames")
     print(f"  speed  {fmt(summary['fps'], ' FPS')}, latency mean {fmt(summary['latency_mean_ms'], ' ms')}, "
           f"p95 {fmt(summary['latency_p95_ms'], ' ms')} on {summary['device']}")
     print(f"  dropped frames (newest-frame policy): canonicaliser {summary['dropped']['canonicaliser']}, "
-          f"estimator {summary['dropped']['estimator']}")
+          f"estimator {summary['dropped']['estimator']}, pose_prior {summary['dropped']['pose_prior']}")
     print(f"  wrote {out}/demo.mcap, legs.gif, overlay.png, summary.json")

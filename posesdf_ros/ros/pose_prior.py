@@ -1,0 +1,123 @@
+"""`pose_prior`: the estimator's joints in; smoothed, plausible joints, joint angles and gait parameters out.
+
+Subscribes `joints` (geometry_msgs/PoseArray, JOINT_NAMES order, from the
+estimator; NaN positions are joints to fill). Runs the Pose-NDF filter
+(`PosePrior`: no look-ahead, so no added latency in frames) and the gait
+analysis over a sliding window. Publishes, with the input's stamp and frame:
+- `~/joints` (geometry_msgs/PoseArray), `~/markers` (visualization_msgs/MarkerArray);
+- `~/gait_angles` (sensor_msgs/JointState: hip flexion/adduction, knee
+  flexion, ankle dorsiflexion per side, radians, positive = flexion /
+  adduction / dorsiflexion; REP 155 expresses a body's pose as joint states);
+- `~/gait` (diagnostic_msgs/DiagnosticArray with one status whose key-values
+  are the gait parameters, units in the key names, e.g. `cadence_spm`,
+  `stride_length_m`; empty values until the window holds enough steps).
+"""
+from __future__ import annotations
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseArray
+from sensor_msgs.msg import JointState
+from visualization_msgs.msg import MarkerArray
+
+from .markers import joints_to_pose_array, pose_array_to_joints, skeleton_markers
+from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
+
+
+def gait_status(parameters: dict, frame_id: str) -> DiagnosticStatus:
+    """Gait parameters (`GaitParameters.to_dict()`) as key-values, units in the keys; unknown values empty."""
+    def text(v) -> str:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return ""
+        return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    values = [KeyValue(key=k, value=text(v)) for k, v in parameters.items()]
+    return DiagnosticStatus(level=DiagnosticStatus.OK, name="pose_prior: gait parameters", hardware_id=frame_id,
+                            message="gait parameters over the analysis window", values=values)
+
+
+class PosePriorNode(ManagedNode):
+    NODE_NAME = "pose_prior"
+    PARAMETERS = (
+        Param("weights", "", "Folder with posendf.pt/.json; empty: the shipped weights."),
+        Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
+        TORCH_THREADS,
+        Param("observation_sigma_m", 0.03, "Expected error of the incoming joints (m): the estimator's MPJPE.",
+              (0.001, 1.0)),
+        Param("motion_sigma_m", 0.05, "Expected deviation of a joint from constant velocity over 1/30 s (m), "
+                                      "scaled by the square of the actual time step; smaller smooths more.",
+              (0.001, 1.0)),
+        Param("prior_weight", 300.0, "Weight of the Pose-NDF prior; 0 turns it off.", (0.0, 10000.0)),
+        Param("periodic_fill", True, "Fill a hidden leg from the other leg half a gait cycle ago."),
+        Param("restart_gap_s", 0.5, "A longer gap between frames restarts the filter (s).", (0.0, 60.0)),
+        Param("gait_window_s", 6.0, "Window of the gait analysis (s).", (1.0, 120.0)),
+        Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0)),
+        Param("joint_diameter_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0)),
+    )
+
+    def configure(self) -> None:
+        from ..gait.parameters import GaitAnalyser
+        from ..inference.prior import PosePrior
+
+        p = self.p
+        set_torch_threads(p.torch_threads)
+        self.prior = PosePrior.from_pretrained(p.weights or None, p.device, observation_sigma_m=p.observation_sigma_m,
+                                               motion_sigma_m=p.motion_sigma_m, prior_weight=p.prior_weight,
+                                               periodic_fill=p.periodic_fill, restart_gap_s=p.restart_gap_s)
+        self.analyser = GaitAnalyser(window_s=p.gait_window_s)
+        qos = self.qos_overrides()
+        self.pub_joints = self.create_lifecycle_publisher(PoseArray, "~/joints", 10, qos_overriding_options=qos)
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 10, qos_overriding_options=qos)
+        self.pub_angles = self.create_lifecycle_publisher(JointState, "~/gait_angles", 10, qos_overriding_options=qos)
+        self.pub_gait = self.create_lifecycle_publisher(DiagnosticArray, "~/gait", 10, qos_overriding_options=qos)
+        # Joints are small and every frame matters to a temporal filter: reliable, not sensor-data QoS.
+        self.subs = [self.create_subscription(PoseArray, "joints", self._on_joints, 10, qos_overriding_options=qos)]
+
+    def cleanup(self) -> None:
+        for sub in getattr(self, "subs", []):
+            self.destroy_subscription(sub)
+        self.subs = []
+        self.prior = None
+
+    def diagnostic_values(self) -> dict[str, str]:
+        prior = getattr(self, "prior", None)
+        if prior is None:
+            return {}
+        lengths = prior.bone_lengths()
+        return {"ignored_out_of_order": str(prior.dropped),
+                "bone_lengths_m": " ".join(f"{v:.3f}" for v in lengths) if np.isfinite(lengths).all() else ""}
+
+    def _on_joints(self, msg: PoseArray) -> None:
+        if not self.check_stamp(msg.header):
+            self.submit(msg)
+
+    def process(self, msg: PoseArray) -> None:
+        from ..gait.angles import ANGLE_NAMES, joint_angles
+
+        try:
+            joints = pose_array_to_joints(msg)
+        except ValueError as err:
+            self.drop("bad_joints", f"cannot read the joints: {err}")
+            return
+        stamp = stamp_seconds(msg.header.stamp)
+        smooth = self.prior.filter(stamp, joints)
+        if not np.isfinite(smooth).all():
+            self.drop("warming_up", "waiting for a frame with all nine joints to start the filter")
+            return
+        header = msg.header
+        self.pub_joints.publish(joints_to_pose_array(smooth, header))
+        self.pub_markers.publish(MarkerArray(markers=skeleton_markers(smooth, header, self.p.marker_lifetime_s,
+                                                                      self.p.joint_diameter_m)))
+        angles = joint_angles(smooth[None])
+        self.pub_angles.publish(JointState(header=header, name=list(ANGLE_NAMES),
+                                           position=[float(angles[n][0]) for n in ANGLE_NAMES]))
+        self.analyser.update(stamp, smooth)
+        self.pub_gait.publish(DiagnosticArray(header=header, status=[
+            gait_status(self.analyser.parameters().to_dict(), header.frame_id)]))
+        self.mark_published(msg.header.stamp)
+
+
+def main(args=None) -> None:
+    from .bringup import run_single
+
+    run_single(PosePriorNode, args)

@@ -24,8 +24,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'posesdf_ros'
-#: What `ros2 bag record` keeps: the estimator's joints, the canonicaliser's person frames, diagnostics.
-RECORDED_TOPICS = ['/estimator/joints', '/canonicaliser/person', '/diagnostics']
+#: What `ros2 bag record` keeps: the estimator's and the prior's joints, the person frames, diagnostics.
+RECORDED_TOPICS = ['/estimator/joints', '/pose_prior/joints', '/canonicaliser/person', '/diagnostics']
 
 
 def generate_launch_description():

@@ -46,7 +46,7 @@ def evaluate_offline(bag: Path, source: FrameSource, settings: PipelineSettings,
     notes: list[str] = []
     with BagReader(bag) as reader:
         total = reader.topics[source.points_topic].count if source.points_topic in reader.topics else None
-        pipe = NodePipeline(settings, load_prior(prior, settings.device, notes), weights)
+        pipe = NodePipeline(settings, load_prior(prior, settings, notes), weights)
         prior_used = pipe.prior is not None
         records, dropped = [], 0
         bar = tqdm(total=min(total, limit) if total and limit else total, desc="bag eval", unit="frame",

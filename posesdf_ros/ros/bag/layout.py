@@ -14,8 +14,9 @@ TF_TOPIC = "/tf"
 GT_JOINTS_TOPIC = "/ground_truth/joints"
 GT_GAIT_TOPIC = "/ground_truth/gait"
 CLOCK_TOPIC = "/clock"
-#: What the live pipeline publishes and `eval --live` records.
+#: What the live pipeline publishes and `eval --live` records: the estimator's joints, the prior's.
 ESTIMATE_TOPIC = "/estimator/joints"
+PRIOR_TOPIC = "/pose_prior/joints"
 
 GRAVITY_FRAME = "base_link"
 CAMERA_FRAME = "camera_depth_optical_frame"

@@ -1,10 +1,11 @@
 """`posesdf bag eval --live`: the real nodes on a replay of the bag, their outputs recorded and scored (rclpy).
 
-The canonicaliser and the estimator run as `bringup` processes (as `ros2
-launch` starts them) with `use_sim_time`; this process plays the bag's
+The canonicaliser, the estimator and (with the prior on) the pose_prior
+node run as `bringup` processes (as `ros2 launch` starts them) with
+`use_sim_time`; this process plays the bag's
 camera topics with /clock at `rate` and records what the nodes publish
 into an output bag. Each cloud is then scored by the joints published
-with its stamp. Without tf2 (not on PyPI) the canonicaliser takes the
+with its stamp (the prior's when it is on). Without tf2 (not on PyPI) the canonicaliser takes the
 camera pose from its camera_* parameters, which are set from the bag's
 extrinsics; that needs a camera without roll, as the parameters describe.
 """
@@ -19,12 +20,13 @@ import numpy as np
 
 from .evaluate import NO_OUTPUT, frame_record, node_drops, summarise
 from .frames import FrameSource, iter_frames
-from .layout import ESTIMATE_TOPIC
+from .layout import ESTIMATE_TOPIC, PRIOR_TOPIC
 from .pipeline import PipelineSettings
 from .reader import BagReader
 
 #: What the output bag holds: topic -> type.
-RECORDED = {ESTIMATE_TOPIC: "geometry_msgs/msg/PoseArray", "/canonicaliser/person": "geometry_msgs/msg/PoseArray",
+RECORDED = {ESTIMATE_TOPIC: "geometry_msgs/msg/PoseArray", PRIOR_TOPIC: "geometry_msgs/msg/PoseArray",
+            "/canonicaliser/person": "geometry_msgs/msg/PoseArray",
             "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
 
 
@@ -45,13 +47,14 @@ def camera_parameters(T: np.ndarray) -> dict[str, float]:
 class OutputRecorder:
     """Subscribes to the nodes' outputs: joints by stamp, the latest diagnostics per node, the raw messages."""
 
-    def __init__(self, context):
+    def __init__(self, context, joints_topic: str = ESTIMATE_TOPIC):
         from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         from .play import message_class
 
         self.node = Node("posesdf_bag_recorder", context=context)
+        self.joints_topic = joints_topic
         self.lock = threading.Lock()
         self.messages: list[tuple[str, int, bytes]] = []
         self.joints: dict[int, np.ndarray] = {}
@@ -68,7 +71,7 @@ class OutputRecorder:
         with self.lock:
             self.messages.append((topic, time.time_ns(), bytes(raw)))
         msg = typestore().deserialize_cdr(bytes(raw), RECORDED[topic])
-        if topic == ESTIMATE_TOPIC:
+        if topic == self.joints_topic:
             with self.lock:
                 self.joints[stamp_ns(msg.header.stamp)] = pose_array_joints(msg)
                 self.received.append(time.monotonic())
@@ -78,7 +81,7 @@ class OutputRecorder:
 
 
 def _start_nodes(params_file: Path | None, settings: PipelineSettings, source: FrameSource, camera: dict,
-                 image_topic: str, camera_info_topic: str, logs: Path) -> dict:
+                 image_topic: str, camera_info_topic: str, logs: Path, prior: bool) -> dict:
     import subprocess
 
     from ..bringup import PIPELINE_REMAPS, default_params_file
@@ -94,6 +97,8 @@ def _start_nodes(params_file: Path | None, settings: PipelineSettings, source: F
                                | {"yaw_source": settings.yaw_source}, {"points": source.points_topic}),
              "estimator": (common | reliable | {"profile": settings.profile},
                            PIPELINE_REMAPS["estimator"] | {"image": image_topic, "camera_info": camera_info_topic})}
+    if prior:
+        nodes["pose_prior"] = (common, PIPELINE_REMAPS.get("pose_prior", {}))
     procs = {}
     for name, (overrides, remaps) in nodes.items():
         cmd = [sys.executable, "-m", "posesdf_ros.ros.bringup", "--nodes", name, "--params-file", str(params)]
@@ -117,9 +122,15 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
     from .play import BagPlayer
     from .writer import write_raw_bag
 
+    from ..bringup import NODE_CLASSES
+
     notes: list[str] = []
-    if prior:
-        notes.append("live: there is no pose_prior node yet, so the estimator's joints are scored (as --no-prior)")
+    if prior and "pose_prior" not in NODE_CLASSES:
+        notes.append("live: this checkout has no pose_prior node, so the estimator's joints are scored")
+        prior = False
+    if not prior:
+        notes.append("Pose-NDF prior off: the estimator's joints are scored")
+    joints_topic = PRIOR_TOPIC if prior else ESTIMATE_TOPIC
     with BagReader(bag) as reader:
         frames = [(f.stamp_ns, f.bag_ns, f.truth, f.labels, f.camera_to_gravity, f.problem)
                   for f in iter_frames(reader, source, limit)]
@@ -132,13 +143,13 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
     if placed is None:
         raise ValueError(f"no cloud of bag {bag} could be placed in {source.gravity_frame}: {frames[0][5]}")
     camera = camera_parameters(placed)
-    procs = _start_nodes(params_file, settings, source, camera, image_topic, camera_info_topic, out / "logs")
+    procs = _start_nodes(params_file, settings, source, camera, image_topic, camera_info_topic, out / "logs", prior)
     context = rclpy.Context()
     rclpy.init(context=context)
     stop = threading.Event()
     t0 = time.monotonic()
     try:
-        recorder = OutputRecorder(context)
+        recorder = OutputRecorder(context, joints_topic)
         player = BagPlayer(bag, context, played, rate, clock=True)
         executor = MultiThreadedExecutor(num_threads=2, context=context)
         executor.add_node(recorder.node)
@@ -179,7 +190,7 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
                 "camera_parameters": camera,
                 "source": {"points_topic": source.points_topic, "gt_topic": source.gt_topic,
                            "gravity_frame": source.gravity_frame},
-                "settings": vars(settings) | {"prior": False}}
+                "joints_topic": joints_topic, "settings": vars(settings) | {"prior": prior}}
     return summary, records
 
 

@@ -6,7 +6,8 @@ segment the person in the scene (following the previous frame's person
 until `track_timeout_s` passes without one), RotNet's heading kept free
 of flips by the HeadingTracker, then PoseSDF on the leg points with that
 heading, warm-started unless the previous frame is more than
-`track_reset_s` old; the Pose-NDF prior, when on, filters the joints.
+`track_reset_s` old; the Pose-NDF prior, when on, filters the joints of
+the frames with a person, as the `pose_prior` node does.
 """
 from __future__ import annotations
 
@@ -30,21 +31,34 @@ class PipelineSettings:
     max_range_m: float = 6.0
     yaw_source: str = "rotnet"
 
+    prior: tuple[tuple[str, object], ...] = ()   # the pose_prior node's parameters that PriorConfig has
+
     @classmethod
     def from_yaml(cls, path: Path | None = None, **overrides) -> "PipelineSettings":
-        """The canonicaliser's and estimator's values in a parameter file (`/**` shared, then per node)."""
+        """The nodes' values in a parameter file (`/**` shared, then canonicaliser, estimator, pose_prior)."""
         import yaml
 
         from ..bringup import default_params_file
 
         path = path or default_params_file()
         doc = yaml.safe_load(Path(path).read_text()) or {}
-        values = {}
-        for section in ("/**", "canonicaliser", "estimator"):
-            values |= (doc.get(section) or {}).get("ros__parameters", {}) or {}
-        names = {f.name for f in fields(cls)}
-        return cls(**({k: v for k, v in values.items() if k in names} | {k: v for k, v in overrides.items()
-                                                                          if v is not None}))
+
+        def section(name: str) -> dict:
+            return (doc.get(name) or {}).get("ros__parameters", {}) or {}
+
+        values = section("/**") | section("canonicaliser") | section("estimator")
+        names = {f.name for f in fields(cls)} - {"prior"}
+        prior = tuple(sorted((k, v) for k, v in section("pose_prior").items() if k in _prior_fields()))
+        return cls(**({k: v for k, v in values.items() if k in names} | {"prior": prior}
+                      | {k: v for k, v in overrides.items() if v is not None}))
+
+
+def _prior_fields() -> set[str]:
+    try:
+        from ...inference.prior import PriorConfig
+    except ImportError:
+        return set()
+    return {f.name for f in fields(PriorConfig)}
 
 
 @dataclass
@@ -80,8 +94,6 @@ class NodePipeline:
         if stamp - self.last_seen > s.track_timeout_s:      # canonicaliser: the person was lost
             self.previous_centre = None
             self.headings.reset()
-            if self.prior is not None:
-                self.prior.reset()
         seg = segment_legs(points, self.segmentation, self.previous_centre, camera_origin)
         if not seg.valid:
             return self._filtered(stamp, None, f"no person: {seg.reason}", t0)
@@ -103,24 +115,25 @@ class NodePipeline:
 
     def _filtered(self, stamp: float, joints: np.ndarray | None, reason: str, t0: float) -> StepResult:
         out = joints
-        if self.prior is not None:
-            # Frames without a person go to the prior too (it keeps its timing), but its fill-in for
-            # them is not scored: such a frame counts as one without a person.
+        if self.prior is not None and joints is not None:
+            # As the pose_prior node: it sees the estimator's outputs only, restarts itself after
+            # gaps, and gives NaN until its first complete frame.
             smooth = np.asarray(self.prior.filter(stamp, joints), dtype=np.float64)
-            out = smooth if joints is not None and np.isfinite(smooth).all() else None
+            out = smooth if np.isfinite(smooth).all() else None
+            reason = reason or "the prior is warming up"
         return StepResult(out, joints, "" if out is not None else (reason or "no estimate"),
                           time.perf_counter() - t0)
 
 
-def load_prior(enabled: bool, device: str, notes: list[str]):
-    """The Pose-NDF prior, or None (with a note) when it is off or not available in this checkout."""
+def load_prior(enabled: bool, settings: PipelineSettings, notes: list[str]):
+    """The Pose-NDF prior with the pose_prior node's parameters, or None (with a note) when it is off or missing."""
     if not enabled:
         notes.append("Pose-NDF prior off (--no-prior): the estimator's joints are scored")
         return None
     try:
         from ...inference.prior import PosePrior
 
-        return PosePrior.from_pretrained(device=device)
+        return PosePrior.from_pretrained(device=settings.device, **dict(settings.prior))
     except (ImportError, FileNotFoundError) as err:
         notes.append(f"Pose-NDF prior unavailable ({err}); the estimator's joints are scored")
         return None

@@ -1,4 +1,4 @@
-"""The whole pipeline on the synthetic camera: synthetic_camera + canonicaliser + estimator (+ RViz 2).
+"""The whole pipeline on the synthetic camera: synthetic_camera + canonicaliser + estimator + pose_prior (+ RViz 2).
 
     ros2 launch posesdf_ros demo.launch.py
     ros2 launch posesdf_ros demo.launch.py view:=V3 condition:=in_toeing profile:=accurate rviz:=false
@@ -90,6 +90,15 @@ def generate_launch_description():
             ('camera_info', '/synthetic_camera/camera_info'),
         ],
     )
+    pose_prior = Node(
+        package=PACKAGE,
+        executable='pose_prior',
+        name='pose_prior',
+        output='screen',
+        parameters=[params_file, {'device': device}],
+        # bringup.PIPELINE_REMAPS['pose_prior']
+        remappings=[('joints', '/estimator/joints')],
+    )
     rviz = Node(
         package='rviz2',
         executable='rviz2',
@@ -98,4 +107,4 @@ def generate_launch_description():
         arguments=['-d', PathJoinSubstitution([share, 'config', 'posesdf.rviz'])],
         condition=IfCondition(LaunchConfiguration('rviz')),
     )
-    return LaunchDescription(arguments + [synthetic_camera, canonicaliser, estimator, rviz])
+    return LaunchDescription(arguments + [synthetic_camera, canonicaliser, estimator, pose_prior, rviz])

@@ -1,4 +1,4 @@
-"""PoseSDF on a real depth camera: canonicaliser + estimator (+ RViz 2).
+"""PoseSDF on a real depth camera: canonicaliser + estimator + pose_prior (+ RViz 2).
 
     ros2 launch posesdf_ros posesdf.launch.py
     ros2 launch posesdf_ros posesdf.launch.py points_topic:=/points2 \
@@ -53,7 +53,7 @@ def generate_launch_description():
             'params_file', default_value=PathJoinSubstitution([share, 'config', 'posesdf.yaml']),
             description='YAML with the parameters of every posesdf_ros node.'),
         DeclareLaunchArgument(
-            'backend', default_value='posesdf', choices=['posesdf'],
+            'backend', default_value='posesdf', choices=['posesdf', 'nvf'],
             description='Joint estimator of the estimator node.'),
         DeclareLaunchArgument(
             'profile', default_value='fast', choices=['fast', 'accurate'],
@@ -69,7 +69,7 @@ def generate_launch_description():
             description='Start RViz 2 with config/posesdf.rviz.'),
         DeclareLaunchArgument(
             'namespace', default_value='',
-            description='Namespace of the canonicaliser and the estimator (empty: the root namespace).'),
+            description='Namespace of the canonicaliser, the estimator and the pose_prior (empty: the root namespace).'),
     ]
 
     params_file = LaunchConfiguration('params_file')
@@ -107,6 +107,16 @@ def generate_launch_description():
             ('camera_info', LaunchConfiguration('camera_info_topic')),
         ],
     )
+    pose_prior = Node(
+        package=PACKAGE,
+        executable='pose_prior',
+        name='pose_prior',
+        namespace=namespace,
+        output='screen',
+        parameters=[params_file, {'device': device, 'use_sim_time': use_sim_time}],
+        # bringup.PIPELINE_REMAPS['pose_prior'], relative so that it follows `namespace`.
+        remappings=[('joints', 'estimator/joints')],
+    )
     rviz = Node(
         package='rviz2',
         executable='rviz2',
@@ -116,4 +126,4 @@ def generate_launch_description():
         parameters=[{'use_sim_time': use_sim_time}],
         condition=IfCondition(LaunchConfiguration('rviz')),
     )
-    return LaunchDescription(arguments + [canonicaliser, estimator, rviz])
+    return LaunchDescription(arguments + [canonicaliser, estimator, pose_prior, rviz])

@@ -26,6 +26,7 @@ the sequence (straight-line walking; see `angles.heading`).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,13 +100,20 @@ def extrema(stamps_s: np.ndarray, signal: np.ndarray, maxima: bool = True) -> np
 
 def _refine(stamps_s: np.ndarray, y: np.ndarray, k: int) -> float | None:
     """Sub-frame time of the maximum of y at frame k (None if its window runs off an end)."""
-    half = max(2, int(round(EXTREMUM_HALF_WINDOW_S / (stamps_s[1] - stamps_s[0]))))
+    dt = stamps_s[1] - stamps_s[0]
+    half = max(2, int(round(EXTREMUM_HALF_WINDOW_S / dt)))
     if k - half < 0 or k + half >= len(y):
         return None
-    t = stamps_s[k - half:k + half + 1] - stamps_s[k]
-    a, b, _ = np.polyfit(t, y[k - half:k + half + 1], 2)
-    # A parabola opening downwards peaks at -b / 2a; keep it within the window.
-    return float(stamps_s[k] + (np.clip(-b / (2 * a), t[0], t[-1]) if a < 0 else 0.0))
+    a, b = _parabola_fit(half) @ y[k - half:k + half + 1]
+    # A parabola opening downwards peaks at -b / 2a (in frames); keep it within the window.
+    return float(stamps_s[k] + dt * (np.clip(-b / (2 * a), -half, half) if a < 0 else 0.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _parabola_fit(half: int) -> np.ndarray:
+    """Rows giving the x^2 and x coefficients of the least-squares parabola through y(-half..half)."""
+    x = np.arange(-half, half + 1, dtype=float)
+    return np.linalg.pinv(np.stack([x * x, x, np.ones_like(x)], axis=1))[:2]
 
 
 def _knee_extension(stamps_s: np.ndarray, knee_flexion: np.ndarray, near_s: float) -> float:

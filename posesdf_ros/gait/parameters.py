@@ -254,17 +254,20 @@ class GaitAnalyser:
     """Online gait parameters over a sliding window of the newest frames.
 
     `update(stamp_s, joints)` per estimated frame (joints (9, 3), NaN when
-    missing); `parameters()` analyses the last `window_s` seconds (cached
-    until the next update). Events are found `events.EXTREMUM_HALF_WINDOW_S`
-    after they happen, so the newest stride shows up with that delay.
+    missing); `parameters()` analyses the last `window_s` seconds, at most
+    once every `update_period_s` of stamp time. An event is found about
+    0.3 s after it happens (see `events`), so the newest stride shows up
+    with that delay.
     """
 
-    def __init__(self, window_s: float = 8.0):
-        if window_s <= 0:
-            raise ValueError(f"window_s must be positive, got {window_s}")
-        self.window_s = window_s
+    def __init__(self, window_s: float = 8.0, update_period_s: float = 0.5):
+        if window_s <= 0 or update_period_s < 0:
+            raise ValueError(f"window_s must be positive and update_period_s not negative, "
+                             f"got {window_s} and {update_period_s}")
+        self.window_s, self.update_period_s = window_s, update_period_s
         self._frames: deque[tuple[float, np.ndarray]] = deque()
         self._cached: GaitParameters | None = None
+        self._cached_stamp = -np.inf
 
     def update(self, stamp_s: float, joints: np.ndarray) -> None:
         joints = np.asarray(joints, float)
@@ -274,17 +277,21 @@ class GaitAnalyser:
             return                      # a repeated frame
         if self._frames and stamp_s < self._frames[-1][0]:
             self._frames.clear()        # time went back (a bag played again): start over
+            self._cached, self._cached_stamp = None, -np.inf
         self._frames.append((float(stamp_s), joints))
         while self._frames and self._frames[0][0] < stamp_s - self.window_s:
             self._frames.popleft()
-        self._cached = None
 
     def reset(self) -> None:
         self._frames.clear()
-        self._cached = None
+        self._cached, self._cached_stamp = None, -np.inf
 
     def parameters(self) -> GaitParameters:
-        if self._cached is None:
+        """The parameters of the window; recomputed once the newest frame is `update_period_s`
+        (stamp time) past the last computation, else the last result (analysis costs ~30 ms)."""
+        newest = self._frames[-1][0] if self._frames else -np.inf
+        if self._cached is None or newest >= self._cached_stamp + self.update_period_s or not self._frames:
+            self._cached_stamp = newest
             if len(self._frames) < 2:
                 self._cached = GaitParameters(valid=False, reason=f"only {len(self._frames)} frames",
                                               duration_s=0.0, n_frames=len(self._frames))

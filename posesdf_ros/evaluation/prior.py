@@ -262,8 +262,30 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
                                    prior_weight=settings["posendf"]["prior_weight"])
             rows += evaluate_methods(sequences, spec, noise, occlusion, settings, prior, progress=progress)
     truth_jitter = _mean_rows([metrics(s, s, spec.fps) for s in sequences])["jitter_mm_s2"]
-    return {"rows": rows, "settings": settings, "truth_jitter_mm_s2": truth_jitter, "spec": spec.__dict__,
+    from ..training.posesdf_trainer import git_commit
+    from .benchmark import device_description
+
+    return {"device": device_description("cpu"), "git_commit": git_commit(), "rows": rows, "settings": settings, "truth_jitter_mm_s2": truth_jitter, "spec": spec.__dict__,
             "weights": prior.meta.get("weights_dir"), "prior_config": prior.config.to_dict()}
+
+
+def table_lines(result: dict) -> list[str]:
+    """The markdown table of a `run_bench` result, with how it was made."""
+    spec = result["spec"]
+    lines = [f"Generated walkers: {spec['subjects']} {spec['split']} bodies (seed {spec['seed']}), "
+             f"{spec['duration_s']:g} s each at {spec['fps']:g} FPS, every condition, treadmill and overground; "
+             f"isotropic joint noise (RMS 3D error = noise); occlusion: the right knee, ankle and foot hidden for "
+             f"{spec['hidden_frames']} frames every {spec['hidden_frames'] + spec['hidden_every']}, from the "
+             f"second second on. Baselines and the prior's weights tuned on training bodies (settings in the "
+             f"JSON). The true motion's own jitter is {result['truth_jitter_mm_s2']:.0f} mm/s^2. "
+             f"Made by `{result.get('command', 'posesdf bench prior')}` on {result.get('device', 'cpu')}.", "",
+             "| noise (mm) | occlusion | method | MPJPE (mm) | hidden joints (mm) | jitter (mm/s^2) | implausible (%) "
+             "| latency (frames) |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        hidden = f"{r['hidden_mpjpe_mm']:.1f}" if "hidden_mpjpe_mm" in r else "-"
+        lines.append(f"| {r['noise_mm']:g} | {r['occlusion']} | {r['method']} | {r['mpjpe_mm']:.1f} | {hidden} | "
+                     f"{r['jitter_mm_s2']:.0f} | {r['implausible_pct']:.1f} | {r['latency_frames']} |")
+    return lines
 
 
 def write_report(result: dict, out: Path) -> Path:
@@ -276,19 +298,7 @@ def write_report(result: dict, out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "prior.json").write_text(json.dumps(result, indent=1))
-    spec = result["spec"]
-    lines = [f"Generated walkers: {spec['subjects']} {spec['split']} bodies (seed {spec['seed']}), "
-             f"{spec['duration_s']:g} s each at {spec['fps']:g} FPS, every condition, treadmill and overground; "
-             f"isotropic joint noise (RMS 3D error = noise); occlusion: the right knee, ankle and foot hidden for "
-             f"{spec['hidden_frames']} frames every {spec['hidden_frames'] + spec['hidden_every']}. "
-             f"Baselines and the prior tuned on {result['settings'].get('tune_subjects', 3)} training bodies. "
-             f"The true motion's own jitter is {result['truth_jitter_mm_s2']:.0f} mm/s^2.", "",
-             "| noise (mm) | occlusion | method | MPJPE (mm) | hidden joints (mm) | jitter (mm/s^2) | implausible (%) "
-             "| latency (frames) |", "|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        hidden = f"{r['hidden_mpjpe_mm']:.1f}" if "hidden_mpjpe_mm" in r else "-"
-        lines.append(f"| {r['noise_mm']:g} | {r['occlusion']} | {r['method']} | {r['mpjpe_mm']:.1f} | {hidden} | "
-                     f"{r['jitter_mm_s2']:.0f} | {r['implausible_pct']:.1f} | {r['latency_frames']} |")
+    lines = table_lines(result)
     (out / "prior.md").write_text("\n".join(lines) + "\n")
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))

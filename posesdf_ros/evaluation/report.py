@@ -145,7 +145,8 @@ def _segmentation_lines(seg: dict) -> list[str]:
 
 
 def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None = None,
-                       yaw_file: Path | None = None, segmentation_file: Path | None = None) -> Path:
+                       yaw_file: Path | None = None, segmentation_file: Path | None = None,
+                       prior_file: Path | None = None) -> Path:
     """docs/results.md: our measured rows next to the paper's, from eval JSON files."""
     runs = [json.loads(Path(f).read_text()) for f in run_files]
     lines = ["# Results", "",
@@ -206,6 +207,11 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
         lines += _yaw_lines(json.loads(Path(yaw_file).read_text()))
     if segmentation_file is not None and Path(segmentation_file).exists():
         lines += _segmentation_lines(json.loads(Path(segmentation_file).read_text()))
+    if prior_file is not None and Path(prior_file).exists():
+        from .prior import table_lines
+
+        lines += ["", "## Pose prior: denoising and occlusion filling (`posesdf bench prior`)", "",
+                  *table_lines(json.loads(Path(prior_file).read_text()))]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text("\n".join(lines) + "\n")
     return Path(out)

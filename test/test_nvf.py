@@ -8,12 +8,12 @@ import torch
 from posesdf_ros.evaluation.benchmark import leg_input
 from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
 from posesdf_ros.inference.estimator import GaitPoseEstimator
-from posesdf_ros.inference.nvf import VoteSelection, decode_votes
+from posesdf_ros.inference.nvf import VoteDecoding, decode_votes
 from posesdf_ros.inference.pretrained import WEIGHTS_DIR, load_nvf, load_posesdf
 from posesdf_ros.models.nvf import posesdf_features, vote_targets
 
 
-@pytest.mark.parametrize("selection", [VoteSelection("fraction", 0.5), VoteSelection("knn", k=16)])
+@pytest.mark.parametrize("selection", [VoteDecoding("fraction", 0.5), VoteDecoding("knn", k=16)])
 def test_vote_encoding_inverts_exactly_on_synthetic_points(selection):
     gen = torch.Generator().manual_seed(0)
     joints = torch.rand(1, 9, 3, generator=gen) - 0.5
@@ -35,12 +35,12 @@ def test_vote_decoding_weighs_by_w_and_falls_back_when_nobody_votes():
     u[..., 0] = 1.0
     w = torch.zeros(3, 9)
     w[:, 0] = torch.tensor([0.5, 0.25, -0.1])     # joint 0: two voters, top half keeps the first
-    c = decode_votes(points, w, u, 1.0, VoteSelection("fraction", 0.5, k=2))
+    c = decode_votes(points, w, u, 1.0, VoteDecoding("fraction", 0.5, k=2))
     assert torch.allclose(c[0], torch.tensor([0.5, 0.0, 0.0]))
     # Joints 1..8: no point has w > 0; the k = 2 best (w clamped to 0, equal weights) vote R along u.
     assert torch.allclose(c[1:], torch.tensor([1.0, 0.0, 0.0]).expand(8, 3))
     with pytest.raises(ValueError, match="selection"):
-        VoteSelection("median")
+        VoteDecoding("median")
 
 
 def test_features_reproduce_the_posesdf_forward_pass_exactly():

@@ -27,14 +27,14 @@ BACKENDS = ("posesdf", "nvf", "pn2")
 
 
 def load_estimator(backend: str, profile: str = "accurate", device: str = "cpu", weights: Path | None = None,
-                   vote_selection=None):
+                   vote_decoding=None):
     """An estimator for the benchmark: PoseSDF (either profile; joints from its sphere fields or,
     backend "nvf", by NVF voting) or the PN++ baseline."""
     if backend == "pn2":
         from ..inference.baselines import JointRegressorEstimator
         return JointRegressorEstimator.from_pretrained(device, weights)
     from ..inference.estimator import GaitPoseEstimator
-    return GaitPoseEstimator.from_pretrained(backend, profile, device, weights, vote_selection=vote_selection)
+    return GaitPoseEstimator.from_pretrained(backend, profile, device, weights, vote_decoding=vote_decoding)
 
 
 def select_samples(folder: Path, protocol: str, limit: int | None = None) -> list[dict]:
@@ -152,7 +152,7 @@ def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, in
            "profile": asdict(estimator.profile),
            "weights": {k: estimator.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "git_commit")}}
     if getattr(estimator, "nvf_head", None) is not None:
-        out["nvf"] = {"radius": estimator.nvf_head.config.radius, "vote_selection": asdict(estimator.vote_selection)}
+        out["nvf"] = {"radius": estimator.nvf_head.config.radius, "vote_decoding": asdict(estimator.vote_decoding)}
     if protocol == "all":
         out["by_protocol"] = {p: block([r for r in records if (r["condition"], r["view"]) in PROTOCOLS[p]])
                               for p in ("CC", "CV", "CCCV")}

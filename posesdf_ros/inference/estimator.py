@@ -34,7 +34,7 @@ from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
 from .latent import LatentFit, optimise_latent
 from .meshing import extract_mesh
-from .nvf import VoteSelection, nvf_joints
+from .nvf import VoteDecoding, nvf_joints
 from .pretrained import load_nvf, load_posesdf
 from ..perception.segment import SegmentationConfig, segment_legs
 
@@ -109,13 +109,13 @@ class GaitPoseEstimator:
 
     def __init__(self, model, meta: dict, profile: Profile, device: str = "cpu", backend: str = "posesdf",
                  segmentation: SegmentationConfig | None = None, yaw_estimator=None, nvf_head=None,
-                 vote_selection: VoteSelection | None = None):
+                 vote_decoding: VoteDecoding | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if backend == "nvf" and nvf_head is None:
             raise ValueError("the nvf backend needs its vote head (nvf_head)")
         self.model, self.meta, self.profile = model, meta, profile
-        self.nvf_head, self.vote_selection = nvf_head, vote_selection or VoteSelection()
+        self.nvf_head, self.vote_decoding = nvf_head, vote_decoding or VoteDecoding()
         self.segmentation = segmentation or SegmentationConfig()
         self.yaw_estimator = yaw_estimator
         self.device, self.backend = torch.device(device), backend
@@ -132,12 +132,13 @@ class GaitPoseEstimator:
     def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
                         weights: str | Path | None = None, rotnet: bool = True,
                         rotnet_weights: str | Path | None = None,
-                        vote_selection: VoteSelection | None = None) -> "GaitPoseEstimator":
+                        vote_decoding: VoteDecoding | None = None) -> "GaitPoseEstimator":
         """The shipped (or given) PoseSDF weights, and RotNet unless `rotnet=False`.
 
         backend "nvf" also loads the NVF vote head (nvf.pt/json) from the same
         folder, which must have been trained on these PoseSDF weights, and decodes
-        its votes with `vote_selection` (default: the top half by weight). Without RotNet, `estimate` needs `yaw=` or assumes view V1. Missing
+        its votes with `vote_decoding` (default: `inference.nvf.VoteDecoding()`).
+        Without RotNet, `estimate` needs `yaw=` or assumes view V1. Missing
         shipped RotNet weights give a warning and that fallback; missing
         `rotnet_weights` that were asked for are a FileNotFoundError.
         """
@@ -160,7 +161,7 @@ class GaitPoseEstimator:
                     raise
                 warnings.warn(f"RotNet unavailable ({err}); estimate() will assume view V1 unless given yaw=")
         return cls(model, meta, profile, device, backend, yaw_estimator=yaw_estimator, nvf_head=nvf_head,
-                   vote_selection=vote_selection)
+                   vote_decoding=vote_decoding)
 
     def reset(self) -> None:
         """Forget the tracked latent code (a new person or a cut in the sequence)."""
@@ -171,7 +172,7 @@ class GaitPoseEstimator:
         """A copy sharing the model with some profile settings changed (ablations, sweeps)."""
         return GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
                                  self.backend, self.segmentation, self.yaw_estimator, self.nvf_head,
-                                 self.vote_selection)
+                                 self.vote_decoding)
 
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
                  track: bool = False, mesh: bool = False, segment: bool | None = None) -> EstimateResult:
@@ -250,7 +251,8 @@ class GaitPoseEstimator:
 
         t = time.perf_counter()
         if self.backend == "nvf":
-            centres = nvf_joints(self.model, self.nvf_head, fit.z, fit.apply(obs_n), self.vote_selection)
+            centres = nvf_joints(self.model, self.nvf_head, fit.z, fit.apply(obs_n), self.vote_decoding,
+                                 generator=torch.Generator().manual_seed(p.seed))
         else:
             z = fit.z[None]
             field = lambda q: self.model(z, q[None])[1][0]  # noqa: E731  (N, 3) -> (N, 9)

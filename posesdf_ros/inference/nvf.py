@@ -2,9 +2,14 @@
 
 Each query point p casts, per joint, c = p + R (1 - w) u (u normalised),
 which inverts the vote encoding exactly (`models.nvf.vote_targets`) for
-points within R of the joint. Two selection rules pick the points whose
-votes count, both ranked by the predicted weight w (the nearer, the more
-reliable), and the joint is the w-weighted mean of their votes:
+points within R of the joint. The query points are the observed points
+(on the surface by construction) plus `probes` random points of the unit
+ball that the fitted shape puts within `band` of its surface: a partial
+view has no points on the far side, and joints far from every observed
+point (pelvis, hips, the far foot) are badly voted for without them.
+Two selection rules pick the points whose votes count, both ranked by the
+predicted weight w (the nearer, the more reliable), and the joint is the
+w-weighted mean of their votes:
 - `fraction`: the top `keep` share (the reference keeps 50 %) of the
   points that vote for the joint (w > 0);
 - `knn`: the K points with the largest w (the predicted K nearest).
@@ -23,32 +28,34 @@ SELECTIONS = ("fraction", "knn")
 
 
 @dataclass(frozen=True)
-class VoteSelection:
-    rule: str = "fraction"
+class VoteDecoding:
+    rule: str = "knn"
     keep: float = 0.5        # `fraction`: share of the voting points kept
-    k: int = 32              # `knn`: points per joint; also the fallback count
+    k: int = 16              # `knn`: points per joint; also the fallback count
+    probes: int = 2048       # random points of the unit ball tried as extra queries (0: observed points only)
+    band: float = 0.04       # a probe is kept when |shape SDF| < band (normalised units)
 
     def __post_init__(self):
         if self.rule not in SELECTIONS:
             raise ValueError(f"unknown vote selection {self.rule!r}; expected one of {SELECTIONS}")
-        if not 0 < self.keep <= 1 or self.k < 1:
-            raise ValueError(f"vote selection needs 0 < keep <= 1 and k >= 1, got keep={self.keep}, k={self.k}")
+        if not 0 < self.keep <= 1 or self.k < 1 or self.probes < 0 or self.band <= 0:
+            raise ValueError(f"vote decoding needs 0 < keep <= 1, k >= 1, probes >= 0 and band > 0, got {self}")
 
 
 def decode_votes(points: torch.Tensor, w: torch.Tensor, u: torch.Tensor, radius: float,
-                 selection: VoteSelection = VoteSelection()) -> torch.Tensor:
+                 decoding: VoteDecoding = VoteDecoding()) -> torch.Tensor:
     """points (N, 3), w (N, 9), u (N, 9, 3) -> joints (9, 3), same units as `points` and `radius`."""
     unit = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-9)
     w = w.clamp(0.0, 1.0)
     votes = points[:, None, :] + (radius * (1 - w))[..., None] * unit        # (N, 9, 3)
     n = len(points)
     order = torch.argsort(w, dim=0, descending=True)                         # (N, 9)
-    if selection.rule == "knn":
-        count = torch.full((w.shape[1],), min(selection.k, n), device=w.device)
+    if decoding.rule == "knn":
+        count = torch.full((w.shape[1],), min(decoding.k, n), device=w.device)
     else:
         voting = (w > 0).sum(0)
-        count = torch.where(voting > 0, (selection.keep * voting).ceil().long(),
-                            torch.full_like(voting, min(selection.k, n)))
+        count = torch.where(voting > 0, (decoding.keep * voting).ceil().long(),
+                            torch.full_like(voting, min(decoding.k, n)))
     rank = torch.empty_like(order)
     rank.scatter_(0, order, torch.arange(n, device=w.device)[:, None].expand_as(order))
     chosen = rank < count[None]                                              # (N, 9)
@@ -57,12 +64,21 @@ def decode_votes(points: torch.Tensor, w: torch.Tensor, u: torch.Tensor, radius:
 
 
 def nvf_joints(model: PoseSDF, head: NVFHead, z: torch.Tensor, points: torch.Tensor,
-               selection: VoteSelection = VoteSelection()) -> torch.Tensor:
-    """The nine joints (9, 3) of code z (L,) from the votes of `points` (N, 3), normalised frame.
-
-    One forward pass of PoseSDF and the head over the points: no search.
-    """
+               decoding: VoteDecoding = VoteDecoding(), generator: torch.Generator | None = None) -> torch.Tensor:
+    """The nine joints (9, 3) of code z (L,) from the votes of `points` (N, 3) and of the
+    near-surface probes, normalised frame. One pass of PoseSDF over points and probes, one
+    pass of the head over the kept ones: no search."""
     with torch.no_grad():
-        feats = posesdf_features(model, z[None], points[None])
-        w, u = head(feats)
-    return decode_votes(points, w[0], u[0], head.config.radius, selection)
+        probes = unit_ball(decoding.probes, generator or torch.Generator().manual_seed(0)).to(points)
+        feats = posesdf_features(model, z[None], torch.cat([points, probes])[None])
+        keep = torch.cat([torch.ones(len(points), dtype=torch.bool, device=points.device),
+                          feats.shape[0, len(points):].abs() < decoding.band])
+        w, u = head(feats.query[:, keep], feats.hidden[:, keep])
+    return decode_votes(torch.cat([points, probes])[keep], w[0], u[0], head.config.radius, decoding)
+
+
+def unit_ball(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, 3) uniform samples of the unit ball."""
+    d = torch.randn(n, 3, generator=generator)
+    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return d * torch.rand(n, 1, generator=generator) ** (1 / 3)

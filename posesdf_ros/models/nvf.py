@@ -22,14 +22,11 @@ from torch import nn
 
 from .posesdf import N_JOINTS, PoseSDF
 
-#: The reference's R is 80 mm; the training shapes' mean normalisation scale is
-#: about 1.56 per metre, so 80 mm is about 0.125 normalised units.
-REFERENCE_RADIUS_M = 0.08
-
-
 @dataclass
 class NVFConfig:
-    radius: float = 0.25           # R, normalised units (about 160 mm)
+    # R in normalised units. The training shapes' mean scale is about 1.69 per metre, so
+    # 0.25 is about 148 mm; the reference's 80 mm would be about 0.135.
+    radius: float = 0.25
     width: int = 128
     layers: int = 3                # hidden layers of the vote MLP
     hidden_slope: float = 0.01
@@ -81,7 +78,7 @@ def posesdf_features(model: PoseSDF, z: torch.Tensor, p: torch.Tensor) -> PoseSD
 
 
 class NVFHead(nn.Module):
-    """Votes from PoseSDF features: (B, N, in) -> weights (B, N, 9), directions (B, N, 9, 3).
+    """Votes from PoseSDF features: (B, N, ...) -> weights (B, N, 9), directions (B, N, 9, 3).
 
     The weights are raw regressions of w (trained with smooth L1, not
     squashed, as the reference); the directions are not normalised here.
@@ -95,8 +92,9 @@ class NVFHead(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.out = nn.Linear(c.width, 4 * N_JOINTS)
 
-    def forward(self, features: PoseSDFFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.cat([features.query, features.hidden], -1)
+    def forward(self, query: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """query, hidden: `PoseSDFFeatures.query` and `.hidden` of the same points."""
+        h = torch.cat([query, hidden], -1)
         for layer in self.hidden:
             h = nn.functional.leaky_relu(layer(h), self.config.hidden_slope)
         out = self.out(h).unflatten(-1, (N_JOINTS, 4))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
-from ..inference.nvf import VoteSelection, decode_votes
+from ..inference.nvf import VoteDecoding, decode_votes
 from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
 from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
@@ -120,8 +120,9 @@ def decoded_joint_error_mm(model, head: NVFHead, codes: torch.Tensor, shapes: Su
     with torch.no_grad():
         for i in ids:
             p = shapes.draw(torch.tensor([i]), points, gen)
-            w, u = head(posesdf_features(model, codes[i][None], p))
-            c = decode_votes(p[0], w[0], u[0], head.config.radius, VoteSelection())
+            f = posesdf_features(model, codes[i][None], p)
+            w, u = head(f.query, f.hidden)
+            c = decode_votes(p[0], w[0], u[0], head.config.radius, VoteDecoding())
             errs.append(((c - shapes.joints[i]).norm(dim=-1) / shapes.scale[i] * 1000).mean().item())
     return float(np.mean(errs))
 
@@ -182,7 +183,7 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
             with torch.no_grad():
                 feats = posesdf_features(model, codes[batch.to(dev)], pts)
             w_t, u_t = vote_targets(pts, shapes.joints[batch].to(dev), config.model.radius)
-            w, u = head(feats)
+            w, u = head(feats.query, feats.hidden)
             w_loss, u_loss = vote_losses(w, u, w_t, u_t)
             loss = w_loss + u_loss
             opt.zero_grad(set_to_none=True)

@@ -2,7 +2,7 @@
 from .skeleton import BONES, JOINT_NAMES
 
 __version__ = "0.2.0"
-__all__ = ["BONES", "JOINT_NAMES", "GaitPoseEstimator", "__version__"]
+__all__ = ["BONES", "JOINT_NAMES", "GaitPoseEstimator", "PosePrior", "__version__"]
 
 
 def __getattr__(name: str):
@@ -10,4 +10,7 @@ def __getattr__(name: str):
     if name == "GaitPoseEstimator":
         from .inference.estimator import GaitPoseEstimator
         return GaitPoseEstimator
+    if name == "PosePrior":
+        from .inference.prior import PosePrior
+        return PosePrior
     raise AttributeError(f"module 'posesdf_ros' has no attribute {name!r}")

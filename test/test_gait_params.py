@@ -197,6 +197,11 @@ def test_analyser_follows_a_stream(body_model):
     batch = gait_parameters(stamps[window], joints[window])
     assert online.valid and online.cadence_spm == pytest.approx(batch.cadence_spm)
     assert abs(online.cadence_spm - subject.gait.params.cadence_spm) <= 2.0
+    # Recomputed only every update_period_s (0.5 s) of stamp time.
+    analyser.update(stamps[-1] + 0.1, joints[-1])
+    assert analyser.parameters() is online
+    analyser.update(stamps[-1] + 0.6, joints[-1])
+    assert analyser.parameters() is not online
     analyser.update(0.0, joints[0])          # time went back: a replayed bag starts over
     assert analyser.parameters().n_frames == 1
     with pytest.raises(ValueError):

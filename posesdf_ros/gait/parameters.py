@@ -288,7 +288,7 @@ class GaitAnalyser:
 
     def parameters(self) -> GaitParameters:
         """The parameters of the window; recomputed once the newest frame is `update_period_s`
-        (stamp time) past the last computation, else the last result (analysis costs ~30 ms)."""
+        (stamp time) past the last computation, else the last result (an analysis costs tens of ms)."""
         newest = self._frames[-1][0] if self._frames else -np.inf
         if self._cached is None or newest >= self._cached_stamp + self.update_period_s or not self._frames:
             self._cached_stamp = newest

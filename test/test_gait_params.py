@@ -150,6 +150,10 @@ def test_bad_input_gives_a_reason_or_a_clear_error(body_model):
     assert not one_frame.valid and "frames" in one_frame.reason
     all_nan = gait_parameters(stamps, np.full_like(joints, np.nan))
     assert not all_nan.valid
+    # Standing still with joint noise is no gait (no foot travels 0.15 m).
+    standing = joints[[10] * len(joints)] + np.random.default_rng(0).normal(0.0, 0.015, joints.shape)
+    still = gait_parameters(stamps, standing)
+    assert not still.valid and "no complete gait cycle" in still.reason
     with pytest.raises(ValueError, match="increasing"):
         gait_parameters(stamps[::-1], joints)
     with pytest.raises(ValueError, match="9, 3"):

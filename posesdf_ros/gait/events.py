@@ -41,8 +41,11 @@ EXTREMUM_HALF_WINDOW_S = 0.12
 KNEE_SEARCH_S = 0.15
 #: Shortest gait cycle (s) considered: 0.5 s is 240 steps a minute, beyond walking.
 MIN_CYCLE_S = 0.5
-#: An extremum must stand out of the signal by this share of its 5-95 % range.
+#: An extremum must stand out of the signal by this share of its 5-95 % range,
 MIN_PROMINENCE = 0.3
+#: and by at least this much (m): a walking foot travels 0.3 m or more relative to the pelvis,
+#: joint noise while standing still does not.
+MIN_EXCURSION_M = 0.15
 
 
 @dataclass(frozen=True)
@@ -84,16 +87,17 @@ def forward_offsets(joints: np.ndarray, direction: np.ndarray) -> dict[str, np.n
 
 
 def extrema(stamps_s: np.ndarray, signal: np.ndarray, maxima: bool = True) -> np.ndarray:
-    """Sub-frame times (s) of the signal's gait-cycle maxima (or minima).
+    """Sub-frame times (s) of the gait-cycle maxima (or minima) of a foot's forward offset.
 
-    stamps_s: (T,) uniformly spaced, signal: (T,) finite -> (n,) sorted.
+    stamps_s: (T,) uniformly spaced, signal: (T,) finite, metres -> (n,) sorted.
     Extrema whose parabola window runs off either end are dropped, so an
     event is only reported once the frames after it have arrived.
     """
     y = signal if maxima else -signal
     dt = float(np.median(np.diff(stamps_s)))
     span = np.subtract(*np.percentile(y, [95, 5]))
-    peaks, _ = find_peaks(y, distance=max(1, int(MIN_CYCLE_S / dt)), prominence=MIN_PROMINENCE * span)
+    peaks, _ = find_peaks(y, distance=max(1, int(MIN_CYCLE_S / dt)),
+                          prominence=max(MIN_PROMINENCE * span, MIN_EXCURSION_M))
     times = [_refine(stamps_s, y, k) for k in peaks]
     return np.asarray([t for t in times if t is not None], float)
 

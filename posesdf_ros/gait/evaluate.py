@@ -174,6 +174,9 @@ def evaluate_gait(subjects: int = 10, conditions: tuple[str, ...] = CONDITIONS, 
     """
     from tqdm import tqdm
 
+    if subjects < 1 or fps <= 0 or cycles <= 0 or not conditions or min(noise_mm, default=-1.0) < 0:
+        raise ValueError(f"need subjects >= 1, fps > 0, cycles > 0, conditions and noise levels >= 0; got "
+                         f"{subjects}, {fps}, {cycles}, {conditions}, {noise_mm}")
     rng = np.random.default_rng([seed, 4242])
     records, generator = [], []
     sequences = walking_sequences(subjects, conditions, fps, cycles, seed)

@@ -34,9 +34,10 @@ ANGLE_NAMES: tuple[str, ...] = tuple(
     f"{side}_{name}" for side in SIDES
     for name in ("hip_flexion", "hip_adduction", "knee_flexion", "ankle_dorsiflexion")
 )
-#: Shank-to-foot angle (deg) at zero dorsiflexion: the mean over anny test
-#: bodies posed at zero ankle angle (102.7 to 106.7 deg across 12 bodies and
-#: the five conditions; pronation turns the toe base and reads lowest).
+#: Shank-to-foot angle (deg) at zero dorsiflexion: about its mean over anny
+#: test bodies posed at zero ankle angle. It varies by a few degrees with the
+#: body and the condition (pronation turns the toe base); `posesdf bench gait`
+#: reports the resulting ankle offsets.
 ANKLE_NEUTRAL_DEG = 105.5
 _UP = np.array([0.0, 0.0, 1.0])
 _EPS = 1e-12

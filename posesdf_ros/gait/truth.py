@@ -15,16 +15,16 @@ For a `WalkingSubject` (or a `SyntheticWalker`, through its `subject`):
 - peak knee flexion: the maximum over the cycle of the generator's knee
   flexion curve (`GaitModel.leg_angles`). The body model corrects anny's
   bent rest knee so that the angle between thigh and shank from the joints
-  equals that curve (measured within 0.3 deg over 3 bodies), so it is the
-  angle a clinician reads off the joints;
+  equals that curve (`posesdf bench gait` reports the difference: 0.1 deg),
+  so it is the angle a clinician reads off the joints;
 - step width: the distance between the two ankles across the subject's
   line of progression at each heel strike of the noise-free joints (the generator has no step-width
   parameter; its legs are set to about 0.1 m);
 - angle curves: the generator's hip flexion/adduction, knee flexion and
   ankle dorsiflexion over 0..100 % of the cycle. Hip angles are relative
-  to anny's rest thigh, which is not vertical: the joints read them 0.5 to
-  5.5 deg (flexion) and 0.3 to 3.3 deg (adduction) higher, depending on
-  the body and the hip rotation.
+  to anny's rest thigh, which is not vertical: the joints read them a few
+  degrees higher, depending on the body and the hip rotation (the
+  offsets are in `posesdf bench gait`'s second table).
 """
 from __future__ import annotations
 

@@ -6,15 +6,17 @@ the walking direction, relative to the pelvis,
 - heel strike is near the ankle's most forward position (the leg reaches
   out before it takes the weight),
 - toe off is the toe base's (`foot` joint's) most backward position.
-The ankle's forward extremum comes a little before initial contact (on
-the data engine's walkers 3.4 % of the cycle early, 0.5 % spread), while
+The ankle's forward extremum comes a little before initial contact (a
+few per cent of the cycle on the data engine's walkers), while
 the end of terminal-swing knee extension (the knee flexion minimum within
 `KNEE_SEARCH_S` of it) is close to contact but, being a shallow minimum
 of a noisy angle, jitters with joint noise. So each heel strike is the
 ankle extremum shifted by the median lag of the knee minimum behind it
 over all the strides of the sequence (both sides): the ankle's noise
 robustness with the knee's timing. Where the knee shows no minimum near
-the ankle extremum (noise, a stiff knee), the lag is 0.
+the ankle extremum (noise, a stiff knee), that stride's lag is 0. Feet
+that travel less than `MIN_EXCURSION_M` relative to the pelvis (standing,
+shuffling) give no events.
 Each extremum is refined to sub-frame time by a least-squares parabola
 over the frames around it, which also averages out joint noise. An event
 is known about `KNEE_SEARCH_S + EXTREMUM_HALF_WINDOW_S` after it happened

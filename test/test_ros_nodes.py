@@ -272,18 +272,22 @@ def test_demo_command_writes_bag_gif_overlays_and_summary(tmp_path):
 
     out = tmp_path / "demo"
     env = os.environ | {"ROS_DOMAIN_ID": str(DOMAIN + 1)}
+    # --view V2 sets two camera parameters: both must reach the node process.
     proc = subprocess.run([sys.executable, "-m", "posesdf_ros.cli", "demo", "--duration", "30", "--frames", "4",
-                           "--bag-input-every", "2", "--out", str(out)], env=env, capture_output=True, text=True,
-                          timeout=400)
+                           "--view", "V2", "--bag-input-every", "2", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "MPJPE" in proc.stdout and "FPS" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_scored"] >= 4 and summary["mpjpe_mm"] < 80.0
-    assert summary["settings"]["exit_codes"] == {"synthetic_camera": 0, "canonicaliser": 0, "estimator": 0}
+    assert summary["settings"]["exit_codes"] == {"synthetic_camera": 0, "canonicaliser": 0, "estimator": 0,
+                                                 "pose_prior": 0}
+    assert summary["walker"]["view"] == "V2"
     with AnyReader([out / "demo.mcap"]) as reader:
         topics = {c.topic for c in reader.connections}
         assert {"/synthetic_camera/points", "/estimator/joints", "/estimator/markers",
-                "/synthetic_camera/ground_truth/joints", "/diagnostics"} <= topics
+                "/synthetic_camera/ground_truth/joints", "/diagnostics", "/pose_prior/joints",
+                "/pose_prior/gait_angles", "/pose_prior/gait"} <= topics
         joints = [reader.deserialize(raw, c.msgtype) for c, _, raw in
                   reader.messages(connections=[c for c in reader.connections if c.topic == "/estimator/joints"])]
         assert len(joints) >= 4 and len(joints[0].poses) == 9

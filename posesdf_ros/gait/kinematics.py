@@ -131,22 +131,26 @@ def forward(pose: LimbPose) -> torch.Tensor:
     return torch.stack(joints, 1)
 
 
-def signed_knee_flexion(joints: np.ndarray) -> np.ndarray:
-    """Knee flexion (rad) per side, negative for hyperextension. (..., 9, 3) -> (..., 2) (left, right).
+def knee_flexion_signed(joints: torch.Tensor) -> torch.Tensor:
+    """Knee flexion (rad) per side, negative for hyperextension, differentiable. (B, 9, 3) -> (B, 2) (left, right).
 
     The sign is that of the shank's turn from the thigh about the pelvis'
     left axis: a healthy knee only flexes (shank turns backwards).
     """
-    j = torch.as_tensor(np.asarray(joints, np.float64)).reshape(-1, 9, 3)
-    _, frame = pelvis_frame(j)
+    _, frame = pelvis_frame(joints)
     out = []
     for side in SIDES:
         hip, knee, ankle, _ = side_joints(side)
-        thigh, shank = _unit(j[:, knee] - j[:, hip]), _unit(j[:, ankle] - j[:, knee])
-        angle = torch.arccos((thigh * shank).sum(-1).clamp(-1.0, 1.0))
-        sign = torch.sign((torch.cross(thigh, shank, dim=-1) * frame[..., 1]).sum(-1))
-        out.append(torch.where(sign < 0, -angle, angle))
-    return torch.stack(out, -1).reshape(*np.shape(joints)[:-2], 2).numpy()
+        thigh, shank = _unit(joints[:, knee] - joints[:, hip]), _unit(joints[:, ankle] - joints[:, knee])
+        sine = (torch.cross(thigh, shank, dim=-1) * frame[..., 1]).sum(-1)
+        out.append(torch.atan2(sine, (thigh * shank).sum(-1)))
+    return torch.stack(out, -1)
+
+
+def signed_knee_flexion(joints: np.ndarray) -> np.ndarray:
+    """`knee_flexion_signed` on numpy arrays. (..., 9, 3) -> (..., 2)."""
+    j = torch.as_tensor(np.asarray(joints, np.float64)).reshape(-1, 9, 3)
+    return knee_flexion_signed(j).reshape(*np.shape(joints)[:-2], 2).numpy()
 
 
 def geodesic_distance(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..gait.kinematics import LimbPose, forward, inverse
+from ..gait.kinematics import LimbPose, forward, inverse, knee_flexion_signed
 from ..skeleton import side_joints
 from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere
 from .pretrained import weights_path
@@ -49,8 +49,9 @@ class PriorConfig:
     velocity_damping: float = 1.0         # share of the last velocity carried into the prediction
     hidden_velocity_damping: float = 0.5  # the same while a joint is not observed (no drift)
     iterations: int = 8                   # L-BFGS iterations per frame (at most twice as many evaluations)
+    knee_limit_sigma_rad: float = 0.01    # stiffness of the knee's limit at full extension
     length_window: int = 60               # frames in the running median of each bone length
-    length_prior_frames: float = 10.0     # weight of the population's proportions, in frames
+    length_prior_frames: float = 5.0      # weight of the population's proportions, in frames
     restart_gap_s: float = 0.5            # a longer gap between frames restarts the filter
     periodic_fill: bool = True            # fill a hidden leg from the other leg half a gait cycle ago
     fill_sigma: float = 0.05              # expected error of that fill (quaternion units: half the angle, rad)
@@ -277,7 +278,9 @@ class PosePrior:
             energy = ((data_w * (joints - obs_t) ** 2).sum()
                       + (motion_w * (joints - pred_t) ** 2).sum()
                       + (rot_w_t * ((canonical_hemisphere(q[0]) - rot_target_t) ** 2).sum(-1)).sum()
-                      + c.prior_weight * self.model(canonical_hemisphere(q)).clamp_min(0).sum())
+                      + c.prior_weight * self.model(canonical_hemisphere(q)).clamp_min(0).sum()
+                      # The knee's anatomical limit, which the learned field only approximates.
+                      + (torch.relu(-knee_flexion_signed(joints[None])) ** 2).sum() / c.knee_limit_sigma_rad ** 2)
             energy.backward()
             return energy
 

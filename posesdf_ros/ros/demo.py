@@ -256,7 +256,7 @@ def start_node_processes(names: list[str], params_file: Path | None, overrides: 
         if params_file is not None:
             cmd += ["--params-file", str(params_file)]
         for key, value in overrides.get(name, {}).items():
-            cmd += ["--set", f"{key}:={value}"]
+            cmd.append(f"--set={key}:={value}")   # one token: rcl would take a lone "k:=v" for a remap rule
         cmd += ["--ros-args"]
         for src, dst in remaps_for(name, names).items():
             cmd += ["-r", f"{src}:={dst}"]

@@ -57,17 +57,6 @@ class GaitEvents:
     heel_strike_s: dict[str, np.ndarray]
     toe_off_s: dict[str, np.ndarray]
 
-    def frames(self, stamps_s: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Nearest frame index of each event: (heel strikes, toe offs), {side: (n,) int}."""
-        stamps_s = np.asarray(stamps_s, float)
-
-        def nearest(times: np.ndarray) -> np.ndarray:
-            return np.abs(stamps_s[None, :] - np.asarray(times)[:, None]).argmin(axis=1) if len(times) else \
-                np.zeros(0, int)
-
-        return ({s: nearest(t) for s, t in self.heel_strike_s.items()},
-                {s: nearest(t) for s, t in self.toe_off_s.items()})
-
 
 def walking_direction(joints: np.ndarray) -> np.ndarray:
     """Mean horizontal forward direction of the pelvis over a sequence. joints: (T, 9, 3) -> (3,)."""

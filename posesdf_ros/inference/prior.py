@@ -51,7 +51,7 @@ class PriorConfig:
     iterations: int = 8                   # L-BFGS iterations per frame (at most twice as many evaluations)
     knee_limit_sigma_rad: float = 0.01    # stiffness of the knee's limit at full extension
     length_window: int = 60               # frames in the running median of each bone length
-    length_prior_frames: float = 5.0      # weight of the population's proportions, in frames
+    length_prior_frames: float = 5.0      # weight of the population's proportions, in frames at 20 mm noise
     restart_gap_s: float = 0.5            # a longer gap between frames restarts the filter
     periodic_fill: bool = True            # fill a hidden leg from the other leg half a gait cycle ago
     fill_sigma: float = 0.05              # expected error of that fill (quaternion units: half the angle, rad)
@@ -229,7 +229,8 @@ class PosePrior:
         if ratios is not None:
             frames = np.isfinite(history).sum(0)
             population = np.asarray(ratios) * 0.5 * (lengths[1] + lengths[2] + lengths[4] + lengths[5])
-            k = self.config.length_prior_frames
+            # A frame's lengths are worth less the noisier the joints: the prior's weight grows with sigma^2.
+            k = self.config.length_prior_frames * (self.config.observation_sigma_m / 0.02) ** 2
             lengths = (frames * lengths + k * population) / (frames + k)
         return lengths
 

@@ -33,11 +33,14 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--input", choices=INPUTS, default="legs",
                     help="legs: the ground-truth leg points (default); scene: the whole scene cloud, "
                          "segmented by the estimator (posesdf backend)")
-    ev.add_argument("--vote-selection", choices=("fraction", "knn"), default="fraction",
-                    help="nvf backend: vote with the top --vote-keep share of the voting points by weight "
-                         "(default) or with the --vote-k points of largest weight")
+    ev.add_argument("--vote-rule", choices=("knn", "fraction"), default="knn",
+                    help="nvf backend: vote with the --vote-k points of largest weight (default) or with the top "
+                         "--vote-keep share of the voting points by weight (the reference's rule)")
+    ev.add_argument("--vote-k", type=int, default=16, help="nvf backend, knn rule: points per joint (16)")
     ev.add_argument("--vote-keep", type=float, default=0.5, help="nvf backend, fraction rule: share kept (0.5)")
-    ev.add_argument("--vote-k", type=int, default=32, help="nvf backend, knn rule: points per joint (32)")
+    ev.add_argument("--vote-probes", type=int, default=2048,
+                    help="nvf backend: random unit-ball points tried as extra near-surface queries (2048; 0: the "
+                         "observed points only)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
     ev.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ones)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -88,6 +91,7 @@ def add_parsers(subparsers) -> None:
     rep.add_argument("--bench", type=Path, default=None, help="JSON of `posesdf bench speed --json`")
     rep.add_argument("--yaw", type=Path, default=None, help="JSON of `posesdf eval-yaw --json`")
     rep.add_argument("--segmentation", type=Path, default=None, help="JSON of `posesdf eval-seg --json`")
+    rep.add_argument("--prior", type=Path, default=None, help="prior.json of `posesdf bench prior --out DIR`")
     rep.add_argument("--out", type=Path, default=Path("docs/results.md"))
     rep.set_defaults(func=_report)
 
@@ -110,10 +114,10 @@ def _eval(args: argparse.Namespace) -> int:
     from .benchmark import evaluate, load_estimator
     from .report import write_run_report
 
-    from ..inference.nvf import VoteSelection
+    from ..inference.nvf import VoteDecoding
 
     est = load_estimator(args.backend, args.profile, args.device, args.weights,
-                         VoteSelection(args.vote_selection, args.vote_keep, args.vote_k))
+                         VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes))
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
                                 progress=not args.quiet, input_mode=args.input)
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
@@ -195,5 +199,5 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import write_results_page
 
-    print(write_results_page(args.runs, args.out, args.bench, args.yaw, args.segmentation))
+    print(write_results_page(args.runs, args.out, args.bench, args.yaw, args.segmentation, args.prior))
     return 0

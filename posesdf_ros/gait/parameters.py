@@ -4,13 +4,22 @@ Definitions (a *stride* or gait cycle of a side runs from its heel strike
 to its next one; a *step* from the other side's heel strike to this
 side's):
 - cadence (steps/min) = 120 / mean stride time over both sides;
-- walking speed (m/s): the stance ankle's backward travel relative to the
-  pelvis, along the walking direction, from heel strike to toe off, over
-  the stance time, averaged over the strides of both sides. On a treadmill
-  that is the belt speed; overground the pelvis moves and the stance foot
-  stays, so the same formula holds;
-- stride length = speed x stride time; step length of a side = speed x its
-  step time (the treadmill definition, used overground too, so that the
+- walking mode: overground when the pelvis travels, i.e. its horizontal
+  velocity (least-squares line through its positions over the window) is
+  over `OVERGROUND_MIN_SPEED_MPS`; treadmill (walking in place) otherwise;
+- overground, from world-frame positions (the clinical definitions, which
+  hold whatever the feet do between contacts): walking speed (m/s) = the
+  pelvis' speed along its line of progression (the direction it travels);
+  stride length of a side = the forward distance (along that line) between
+  the ankle's positions at its successive heel strikes (its footprints),
+  averaged over the strides of both sides; step length of a side = the
+  forward distance from the other foot's last footprint to this side's
+  footprint at its heel strike, so that the two steps add up to a stride;
+- on a treadmill (no footprints in the world): walking speed (m/s) = the
+  stance ankle's backward travel relative to the pelvis, along the walking
+  direction, from heel strike to toe off, over the stance time, averaged
+  over the strides of both sides (the belt speed); stride length = speed x
+  stride time; step length of a side = speed x its step time (so that the
   two step lengths add up to the stride length);
 - step width (m): the distance between the two ankles across the line of
   progression (horizontal, perpendicular to the walking direction) at each
@@ -45,6 +54,8 @@ CURVE_POINTS = 101
 MAX_CYCLE_S = 2.5
 #: Gaps of missing (NaN) frames up to this long are interpolated; longer ones split the sequence.
 MAX_GAP_S = 0.25
+#: A pelvis travelling faster than this (m/s, horizontal, over the window) walks overground; else in place.
+OVERGROUND_MIN_SPEED_MPS = 0.2
 
 Sided = dict[str, float]
 _UP = np.array([0.0, 0.0, 1.0])
@@ -78,6 +89,7 @@ class GaitParameters:
     stance_pct: Sided = field(default_factory=_nan_sided)     # % of the cycle
     swing_pct: Sided = field(default_factory=_nan_sided)
     walking_speed_mps: float = float("nan")
+    walking_mode: str = ""          # "overground" (the pelvis travels) or "treadmill" (in place); "" if not valid
     peak_knee_flexion_deg: Sided = field(default_factory=_nan_sided)
     n_strides: dict[str, int] = field(default_factory=lambda: {s: 0 for s in SIDES})
     symmetry_pct: dict[str, float] = field(default_factory=dict)  # Robinson SI per parameter
@@ -152,7 +164,8 @@ def fix_leg_labels(joints: np.ndarray) -> np.ndarray:
     A frame that then faces the opposite way to the frame before (no one
     turns 90 deg between two frames) was flipped, as a front/back
     confusion of the heading estimate flips it: it is turned back by 180
-    deg about the vertical through its pelvis.
+    deg about the vertical through its pelvis. Which way is right is what
+    most frames say, so a flipped first frame is turned, not the rest.
     """
     swap = [0, *side_joints("right"), *side_joints("left")]
     out = joints.copy()
@@ -160,14 +173,31 @@ def fix_leg_labels(joints: np.ndarray) -> np.ndarray:
     toes = sum(np.sum((out[:, JOINT_INDEX[f"{s}_foot"]] - out[:, JOINT_INDEX[f"{s}_ankle"]]) * forward, axis=-1)
                for s in SIDES)
     out[toes < 0] = out[toes < 0][:, swap]
-    half_turn = np.diag([-1.0, -1.0, 1.0])
     heading = pelvis_frame(out)[:, 0]
+    turned = np.zeros(len(out), bool)
     for k in range(1, len(out)):
-        if heading[k] @ heading[k - 1] < 0:
-            pelvis = out[k, 0].copy()
-            out[k] = (out[k] - pelvis) @ half_turn.T + pelvis
-            heading[k] = -heading[k]
+        turned[k] = turned[k - 1] ^ bool(heading[k] @ heading[k - 1] < 0)
+    # Frames facing the way most frames face are the right ones (a flipped first frame must not
+    # turn the rest round: overground the feet's world positions would then move).
+    if turned.sum() > len(out) / 2:
+        turned = ~turned
+    pelvis = out[turned, :1].copy()
+    out[turned] = (out[turned] - pelvis) * np.array([-1.0, -1.0, 1.0]) + pelvis
     return out
+
+
+def pelvis_velocity(stamps_s: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """Horizontal velocity (m/s) of the pelvis over a sequence: the slope of the least-squares line
+    through its positions. stamps_s: (T,), joints: (T, 9, 3) -> (3,) with z = 0."""
+    pelvis = joints[:, JOINT_INDEX["pelvis"]]
+    centred = stamps_s - stamps_s.mean()
+    velocity = centred @ (pelvis - pelvis.mean(axis=0)) / (centred @ centred)
+    return velocity * np.array([1.0, 1.0, 0.0])
+
+
+def _positions(stamps_s: np.ndarray, points: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Linearly interpolated positions: stamps_s (T,), points (T, 3), times (n,) -> (n, 3)."""
+    return np.stack([np.interp(times, stamps_s, points[:, k]) for k in range(3)], axis=-1)
 
 
 def _strides(heel_strikes: np.ndarray) -> list[tuple[float, float]]:
@@ -192,7 +222,11 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
     except ValueError as err:
         return GaitParameters(valid=False, reason=str(err), **base)
     offsets = forward_offsets(j, direction)
-    lateral = np.cross(_UP, direction)      # across the line of progression
+    velocity = pelvis_velocity(t, j)
+    overground = bool(np.linalg.norm(velocity) > OVERGROUND_MIN_SPEED_MPS)
+    # The line of progression: where the pelvis travels overground, where it faces on a treadmill.
+    progression = velocity / np.linalg.norm(velocity) if overground else direction
+    lateral = np.cross(_UP, progression)    # across the line of progression
     events = detect_events(t, j)
     strides = {s: _strides(events.heel_strike_s[s]) for s in SIDES}
     if not all(strides.values()):
@@ -202,8 +236,11 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
 
     angle_splines = {k: CubicSpline(t, np.rad2deg(v)) for k, v in joint_angles(j).items()}
     percent = np.linspace(0.0, 1.0, CURVE_POINTS)
-    stride_times, speeds, widths = [], [], []
+    stride_times, speeds, widths, stride_lengths = [], [], [], []
     stance, curves = {}, {}
+    # Overground: each heel strike's footprint, the ankle's world position along the line of progression.
+    footprints = {s: _positions(t, j[:, JOINT_INDEX[f"{s}_ankle"]], events.heel_strike_s[s]) @ progression
+                  for s in SIDES}
     for side in SIDES:
         ankle = offsets[f"{side}_ankle"]
         side_stance = []
@@ -212,8 +249,11 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
             toe_off = events.toe_off_s[side][(events.toe_off_s[side] > a) & (events.toe_off_s[side] < b)]
             if len(toe_off):
                 side_stance.append(100.0 * (toe_off[0] - a) / (b - a))
-                # The stance ankle's backward travel relative to the pelvis: the belt's (or the pelvis') speed.
+                # The stance ankle's backward travel relative to the pelvis: the belt's speed (treadmill).
                 speeds.append((np.interp(a, t, ankle) - np.interp(toe_off[0], t, ankle)) / (toe_off[0] - a))
+        hs = events.heel_strike_s[side]
+        stride_lengths += [footprints[side][k + 1] - footprints[side][k] for k in range(len(hs) - 1)
+                           if MIN_CYCLE_S <= hs[k + 1] - hs[k] <= MAX_CYCLE_S]
         stance[side] = float(np.mean(side_stance)) if side_stance else float("nan")
         for name, spline in angle_splines.items():
             if name.startswith(side + "_"):
@@ -224,24 +264,34 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
             widths.append(abs(float(np.dot(between, lateral))))
 
     other = {"left": "right", "right": "left"}
-    step_time = {}
+    step_time, step_footprints = {}, {}
     for side in SIDES:
         hs, hs_other = events.heel_strike_s[side], events.heel_strike_s[other[side]]
-        steps = [h - hs_other[hs_other < h].max() for h in hs if (hs_other < h).any()]
-        steps = [s for s in steps if s <= MAX_CYCLE_S / 2]
-        step_time[side] = float(np.mean(steps)) if steps else float("nan")
+        # Each heel strike after one of the other side's, within half the longest cycle: a step.
+        steps = [(k, int(np.flatnonzero(hs_other < h)[-1])) for k, h in enumerate(hs) if (hs_other < h).any()]
+        steps = [(k, m) for k, m in steps if hs[k] - hs_other[m] <= MAX_CYCLE_S / 2]
+        step_time[side] = float(np.mean([hs[k] - hs_other[m] for k, m in steps])) if steps else float("nan")
+        step_footprints[side] = (float(np.mean([footprints[side][k] - footprints[other[side]][m] for k, m in steps]))
+                                 if steps else float("nan"))
 
     stride_time = float(np.mean(stride_times))
-    speed = float(np.mean(speeds)) if speeds else float("nan")
-    step_length = {s: speed * step_time[s] for s in SIDES}
+    if overground:
+        speed = float(velocity @ progression)
+        stride_length = float(np.mean(stride_lengths))
+        step_length = step_footprints
+    else:
+        speed = float(np.mean(speeds)) if speeds else float("nan")
+        stride_length = speed * stride_time
+        step_length = {s: speed * step_time[s] for s in SIDES}
     peak = {s: float(curves[f"{s}_knee_flexion"].max()) for s in SIDES}
     return GaitParameters(
         valid=True, reason="", **base,
         cadence_spm=120.0 / stride_time, stride_time_s=stride_time, step_time_s=step_time,
-        stride_length_m=speed * stride_time, step_length_m=step_length,
+        stride_length_m=stride_length, step_length_m=step_length,
         step_width_m=float(np.mean(widths)) if widths else float("nan"),
         stance_pct=stance, swing_pct={s: 100.0 - v for s, v in stance.items()},
-        walking_speed_mps=speed, peak_knee_flexion_deg=peak,
+        walking_speed_mps=speed, walking_mode="overground" if overground else "treadmill",
+        peak_knee_flexion_deg=peak,
         n_strides={s: len(strides[s]) for s in SIDES},
         symmetry_pct={"step_length": symmetry_index(step_length), "step_time": symmetry_index(step_time),
                       "stance": symmetry_index(stance), "peak_knee_flexion": symmetry_index(peak)},

@@ -7,10 +7,19 @@ For a `WalkingSubject` (or a `SyntheticWalker`, through its `subject`):
   times solve `w(p) = k` (resp. `k + TOE_OFF_PHASE`), not `p = k`;
 - cadence: `GaitParams.cadence_spm`; stride time: `cycle_s`; step time of
   a side: from the other side's heel strike to its own;
-- walking speed: `WalkingSubject.walking_speed_mps` (the speed at which
-  the stance ankle keeps its place from heel strike to toe off: the belt
-  speed on a treadmill); stride length = speed x cycle_s; step length of
-  a side = speed x its step time;
+- walking speed: `WalkingSubject.walking_speed_mps` (the left stance
+  ankle's travel relative to the pelvis from the unwarped phase 0 to
+  `TOE_OFF_PHASE`, over that time): the belt speed on a treadmill, and
+  overground the speed at which the generator moves the subject (its
+  pelvis); stride length = speed x cycle_s, which overground is the
+  pelvis' travel per cycle and so the distance between a foot's
+  successive heel strikes (the pose repeats every cycle);
+- step length of a side: on a treadmill speed x its step time; overground
+  the clinical (footprint) one: the forward distance, along the subject's
+  line of progression, from the other ankle at its heel strike to this
+  side's ankle at its next heel strike, on the noise-free joints (the two
+  add up to the stride; they differ from speed x step time where the
+  legs' amplitudes differ);
 - stance: toe off minus heel strike over the cycle;
 - peak knee flexion: the maximum over the cycle of the generator's knee
   flexion curve (`GaitModel.leg_angles`). The body model corrects anny's
@@ -33,7 +42,7 @@ from scipy.optimize import brentq
 
 from ..data.gait import TOE_OFF_PHASE
 from ..data.scene import WalkingSubject
-from ..skeleton import SIDES
+from ..skeleton import JOINT_INDEX, SIDES
 from .angles import ANGLE_NAMES
 from .events import GaitEvents
 from .parameters import CURVE_POINTS, GaitParameters, symmetry_index
@@ -104,12 +113,20 @@ def true_parameters(subject, t0: float = 0.0, t1: float | None = None) -> GaitPa
     events = true_events(subject, t0 - cycle, t1 + cycle)
     hs, to = events.heel_strike_s, events.toe_off_s
     other = {"left": "right", "right": "left"}
-    step_time, stance, width = {}, {}, []
+    step_time, stance, width, footprint_steps = {}, {}, [], {}
     for side in SIDES:
         # Step time of a side: the other side's heel strike -> this side's next one.
         prev = np.array([hs[other[side]][hs[other[side]] < t].max() for t in hs[side] if (hs[other[side]] < t).any()])
         later = hs[side][-len(prev):]
         step_time[side] = float(np.mean(later - prev))
+        if subject.mode == "overground":
+            forward = {}
+            for key, times, leg in (("later", later, side), ("prev", prev, other[side])):
+                body, transforms = subject.poses(times)
+                joints = body.joints @ transforms[:, :3, :3].transpose(0, 2, 1) + transforms[:, None, :3, 3]
+                # Along the line of progression: the subject's forward axis, which it travels along.
+                forward[key] = np.sum(joints[:, JOINT_INDEX[f"{leg}_ankle"]] * transforms[:, :3, 0], axis=-1)
+            footprint_steps[side] = float(np.mean(forward["later"] - forward["prev"]))
         after = np.array([to[side][to[side] > t].min() for t in hs[side][:-1]])
         stance[side] = float(np.mean((after - hs[side][:-1]) / cycle * 100.0))
         in_walk = hs[side][(hs[side] >= t0) & (hs[side] <= t1)]
@@ -120,14 +137,14 @@ def true_parameters(subject, t0: float = 0.0, t1: float | None = None) -> GaitPa
             width.extend(np.abs(np.sum((joints[:, 3] - joints[:, 7]) * lateral, axis=-1)))
     curves = true_curves(subject)
     peak = {s: float(curves[f"{s}_knee_flexion"].max()) for s in SIDES}
-    step_length = {s: speed * step_time[s] for s in SIDES}
+    step_length = footprint_steps if subject.mode == "overground" else {s: speed * step_time[s] for s in SIDES}
     return GaitParameters(
         valid=True, reason="", duration_s=float(t1 - t0), n_frames=0,
         cadence_spm=float(params.cadence_spm), stride_time_s=float(cycle),
         step_time_s=step_time, stride_length_m=float(speed * cycle), step_length_m=step_length,
         step_width_m=float(np.mean(width)) if width else float("nan"),
         stance_pct=stance, swing_pct={s: 100.0 - v for s, v in stance.items()},
-        walking_speed_mps=float(speed), peak_knee_flexion_deg=peak,
+        walking_speed_mps=float(speed), walking_mode=subject.mode, peak_knee_flexion_deg=peak,
         n_strides={s: int(np.sum((hs[s] >= t0) & (hs[s] <= t1))) - 1 for s in SIDES},
         symmetry_pct={"step_length": symmetry_index(step_length), "step_time": symmetry_index(step_time),
                       "stance": symmetry_index(stance), "peak_knee_flexion": symmetry_index(peak)},

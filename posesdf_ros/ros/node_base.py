@@ -58,6 +58,12 @@ COMMON_PARAMETERS: tuple[Param, ...] = (
 )
 
 
+def with_common(params: tuple[Param, ...]) -> tuple[Param, ...]:
+    """`COMMON_PARAMETERS` plus a node's own; a node's Param of a common name replaces its default."""
+    own = {p.name for p in params}
+    return tuple(p for p in COMMON_PARAMETERS if p.name not in own) + params
+
+
 #: For nodes that run torch models.
 TORCH_THREADS = Param("torch_threads", 1, "CPU threads of torch in this process; 0 keeps torch's default (all "
                       "cores). One is fastest when other nodes or processes share the cores.", (0, 256))
@@ -103,7 +109,7 @@ class ManagedNode(LifecycleNode):
 
     def __init__(self, node_name: str | None = None, **kwargs):
         super().__init__(node_name or self.NODE_NAME, **kwargs)
-        self.p = self._declare(COMMON_PARAMETERS + self.PARAMETERS)
+        self.p = self._declare(with_common(self.PARAMETERS))
         self.stats = FrameStats()
         self._warned: dict[str, float] = {}
         self._slot: Any = None

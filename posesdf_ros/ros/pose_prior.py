@@ -39,6 +39,8 @@ def gait_status(parameters: dict, frame_id: str) -> DiagnosticStatus:
 class PosePriorNode(ManagedNode):
     NODE_NAME = "pose_prior"
     PARAMETERS = (
+        Param("max_age_s", 10.0, "Drop joints older than this (s) when they arrive; their stamp is the camera "
+                                 "frame's, so the estimator's latency counts. 0 disables the check.", (0.0, 3600.0)),
         Param("weights", "", "Folder with posendf.pt/.json; empty: the shipped weights."),
         Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
         TORCH_THREADS,

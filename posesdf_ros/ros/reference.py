@@ -35,11 +35,16 @@ def render_yaml() -> str:
              "# `/**` applies to all nodes: the camera pose is shared by synthetic_camera and canonicaliser.",
              "/**:", "  ros__parameters:"]
     lines += [f"    {prm.name}: {_yaml_value(prm.default)}" for prm in SHARED]
-    shared = {prm.name for prm in SHARED}
     for node, params in node_parameters().items():
         lines += ["", f"{node}:", "  ros__parameters:"]
-        lines += [f"    {prm.name}: {_yaml_value(prm.default)}" for prm in params if prm.name not in shared]
+        lines += [f"    {prm.name}: {_yaml_value(prm.default)}" for prm in _own(params)]
     return "\n".join(lines) + "\n"
+
+
+def _own(params: tuple[Param, ...]) -> list[Param]:
+    """A node's parameters that the shared section does not already give (or gives another default)."""
+    shared = {prm.name: prm.default for prm in SHARED}
+    return [prm for prm in params if prm.name not in shared or shared[prm.name] != prm.default]
 
 
 def _row(prm: Param) -> str:
@@ -52,9 +57,8 @@ def render_markdown() -> str:
     out = ["### Parameters of every node", "", *head, *[_row(p) for p in COMMON_PARAMETERS], ""]
     out += ["### Camera pose (synthetic_camera, canonicaliser)", "", *head,
             *[_row(p) for p in CAMERA_POSE_PARAMETERS], ""]
-    shared = {prm.name for prm in SHARED}
     for node, params in node_parameters().items():
-        out += [f"### `{node}`", "", *head, *[_row(p) for p in params if p.name not in shared], ""]
+        out += [f"### `{node}`", "", *head, *[_row(p) for p in _own(params)], ""]
     return "\n".join(out)
 
 

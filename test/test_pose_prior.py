@@ -118,5 +118,5 @@ def test_filter_handles_missing_nan_and_out_of_order_frames(prior, sequences):
     assert np.isfinite(second).all()
     again = prior.filter(0.0, truth[1])                      # out of order: ignored, counted
     assert np.array_equal(again, second) and prior.dropped == 1
-    after_gap = prior.filter(5.0, truth[5])                  # a long gap restarts from the observation
+    after_gap = prior.filter(5.0, truth[5])                  # a long gap restarts from the observation (same bones)
     assert np.abs(after_gap - truth[5]).max() < 0.02

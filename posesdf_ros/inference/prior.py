@@ -85,12 +85,16 @@ class PosePrior:
 
     def reset(self) -> None:
         """Forget the subject (a new person, or a cut in the stream)."""
+        self._lengths: deque[np.ndarray] = deque(maxlen=self.config.length_window)
+        self.dropped = 0                    # calls ignored: out-of-order stamps
+        self._restart()
+
+    def _restart(self) -> None:
+        """Forget the motion after a gap, but keep the subject's bone lengths."""
         self._stamps: deque[float] = deque(maxlen=2)
         self._outputs: deque[np.ndarray] = deque(maxlen=2)
-        self._lengths: deque[np.ndarray] = deque(maxlen=self.config.length_window)
         self._unseen = np.zeros(9, int)     # frames since each joint was last observed
         self._history: deque[tuple[float, np.ndarray]] = deque()   # (stamp, rotations (7, 4)) of outputs
-        self.dropped = 0                    # calls ignored: out-of-order stamps
 
     # -- the field -----------------------------------------------------------------------------
     def distance(self, rotations: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -127,7 +131,7 @@ class PosePrior:
             self.dropped += 1
             return self._outputs[-1].copy()
         if self._stamps and stamp_s - self._stamps[-1] > self.config.restart_gap_s:
-            self.reset()
+            self._restart()
         if not self._outputs:
             if not seen.all():
                 return np.full((9, 3), np.nan)

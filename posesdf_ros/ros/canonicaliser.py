@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PoseArray
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
@@ -59,8 +58,7 @@ class CanonicaliserNode(ManagedNode):
         self.pub_person = self.create_lifecycle_publisher(PoseArray, "~/person", 5, qos_overriding_options=qos)
         self.pub_canonical = self.create_lifecycle_publisher(PointCloud2, "~/canonical_points", 5,
                                                              qos_overriding_options=qos)
-        self.sub = self.create_subscription(PointCloud2, "points", self._on_points, qos_profile_sensor_data,
-                                            qos_overriding_options=qos)
+        self.subscribe(PointCloud2, "points", self.on_frame)
         self.previous_centre, self.last_seen = None, -np.inf
         self.headings = HeadingTracker()
 
@@ -77,18 +75,11 @@ class CanonicaliserNode(ManagedNode):
 
     def cleanup(self) -> None:
         self.yaw_estimator = None
-        if getattr(self, "sub", None) is not None:
-            self.destroy_subscription(self.sub)
-            self.sub = None
 
     def diagnostic_values(self) -> dict[str, str]:
         return {"yaw_source": getattr(self, "yaw_note", "n/a"),
                 "heading_flips_corrected": str(self.headings.corrected) if hasattr(self, "headings") else "0",
                 "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
-
-    def _on_points(self, msg: PointCloud2) -> None:
-        if not self.check_stamp(msg.header):
-            self.submit(msg)
 
     def process(self, msg: PointCloud2) -> None:
         try:

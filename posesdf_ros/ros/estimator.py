@@ -19,7 +19,6 @@ from collections import OrderedDict, deque
 
 import numpy as np
 from geometry_msgs.msg import PoseArray
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from shape_msgs.msg import Mesh
 from visualization_msgs.msg import MarkerArray
@@ -85,20 +84,12 @@ class EstimatorNode(ManagedNode):
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 10, qos_overriding_options=qos)
         self.pub_mesh = self.create_lifecycle_publisher(Mesh, "~/mesh", 2, qos_overriding_options=qos)
         self.pub_overlay = self.create_lifecycle_publisher(Image, "~/overlay", 2, qos_overriding_options=qos)
-        sensor = qos_profile_sensor_data
-        self.subs = [
-            self.create_subscription(PointCloud2, "legs", lambda m: self._on_part("legs", m), sensor,
-                                     qos_overriding_options=qos),
-            self.create_subscription(PoseArray, "person", lambda m: self._on_part("person", m), sensor,
-                                     qos_overriding_options=qos),
-            self.create_subscription(Image, "image", self._on_image, sensor, qos_overriding_options=qos),
-            self.create_subscription(CameraInfo, "camera_info", self._on_info, sensor, qos_overriding_options=qos),
-        ]
+        self.subscribe(PointCloud2, "legs", lambda m: self._on_part("legs", m))
+        self.subscribe(PoseArray, "person", lambda m: self._on_part("person", m))
+        self.subscribe(Image, "image", self._on_image)
+        self.subscribe(CameraInfo, "camera_info", self._on_info)
 
     def cleanup(self) -> None:
-        for sub in getattr(self, "subs", []):
-            self.destroy_subscription(sub)
-        self.subs = []
         on_gpu = getattr(self, "estimator", None) is not None and self.estimator.device.type == "cuda"
         self.estimator = None
         if on_gpu:

@@ -20,6 +20,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 WARN_PERIOD_S = 5.0
@@ -117,6 +118,7 @@ class ManagedNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._running = False
         self._last_stamp: float | None = None
+        self._inputs: list = []            # subscriptions made by `subscribe`, removed on cleanup
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
         if self.p.autostart:
@@ -168,14 +170,30 @@ class ManagedNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._stop_worker()
-        self.cleanup()
+        self._release_inputs_and_models()
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._stop_worker()
-        self.cleanup()
+        self._release_inputs_and_models()
         return super().on_shutdown(state)
+
+    def _release_inputs_and_models(self) -> None:
+        self._stop_worker()
+        for sub in self._inputs:
+            self.destroy_subscription(sub)
+        self._inputs = []
+        self.cleanup()
+
+    def subscribe(self, msg_type, topic: str, callback, qos=qos_profile_sensor_data):
+        """An input subscription (sensor-data QoS unless given, overridable per REP 2003), removed on cleanup."""
+        sub = self.create_subscription(msg_type, topic, callback, qos, qos_overriding_options=self.qos_overrides())
+        self._inputs.append(sub)
+        return sub
+
+    def on_frame(self, msg) -> None:
+        """Callback of a frame topic: drop a stale or out-of-order stamp, else hand the frame to the worker."""
+        if not self.check_stamp(msg.header):
+            self.submit(msg)
 
     def release(self) -> None:
         """Shut down: the lifecycle transition while the context lives (after Ctrl-C it is gone),
@@ -186,8 +204,7 @@ class ManagedNode(LifecycleNode):
                 return
             except Exception as err:  # noqa: BLE001  (rcl errors when the context ends meanwhile)
                 self.get_logger().debug(f"shutdown transition failed: {err}")
-        self._stop_worker()
-        self.cleanup()
+        self._release_inputs_and_models()
 
     @property
     def is_active(self) -> bool:

@@ -74,12 +74,9 @@ class PosePriorNode(ManagedNode):
         self.pub_angles = self.create_lifecycle_publisher(JointState, "~/gait_angles", 10, qos_overriding_options=qos)
         self.pub_gait = self.create_lifecycle_publisher(DiagnosticArray, "~/gait", 10, qos_overriding_options=qos)
         # Joints are small and every frame matters to a temporal filter: reliable, not sensor-data QoS.
-        self.subs = [self.create_subscription(PoseArray, "joints", self._on_joints, 10, qos_overriding_options=qos)]
+        self.subscribe(PoseArray, "joints", self.on_frame, 10)
 
     def cleanup(self) -> None:
-        for sub in getattr(self, "subs", []):
-            self.destroy_subscription(sub)
-        self.subs = []
         self.prior = None
 
     def diagnostic_values(self) -> dict[str, str]:
@@ -89,10 +86,6 @@ class PosePriorNode(ManagedNode):
         lengths = prior.bone_lengths()
         return {"ignored_out_of_order": str(prior.dropped),
                 "bone_lengths_m": " ".join(f"{v:.3f}" for v in lengths) if np.isfinite(lengths).all() else ""}
-
-    def _on_joints(self, msg: PoseArray) -> None:
-        if not self.check_stamp(msg.header):
-            self.submit(msg)
 
     def process(self, msg: PoseArray) -> None:
         from ..gait.angles import ANGLE_NAMES, joint_angles

@@ -40,13 +40,13 @@ def test_inverse_then_forward_kinematics_reproduces_the_joints(sequences, rng):
 
 def test_signed_knee_flexion_is_negative_only_for_hyperextension(sequences):
     _, seqs = sequences
-    knee = np.rad2deg(K.signed_knee_flexion(seqs[0]))
+    knee = np.rad2deg(K.knee_flexion_signed(torch.as_tensor(seqs[0])).numpy())
     assert knee.min() > -1.0 and knee.max() > 45.0          # a walking knee only flexes, up to ~60 deg
     bent = seqs[0][int(np.argmax(knee[:, 0]))].copy()
     hip, kn, ankle = bent[1], bent[2], bent[3]
     mirrored = kn + (kn - hip) / np.linalg.norm(kn - hip) * np.dot(ankle - kn, (kn - hip) / np.linalg.norm(kn - hip))
     bent[3] = 2 * mirrored - ankle                           # the shank reflected to the thigh's front
-    assert K.signed_knee_flexion(bent)[0] < np.deg2rad(-30)
+    assert K.knee_flexion_signed(torch.as_tensor(bent[None]))[0, 0] < np.deg2rad(-30)
 
 
 def test_distance_is_near_zero_on_gait_poses_and_grows_with_noise(prior, sequences, rng):

@@ -144,7 +144,9 @@ def run_prior(prior, stamps: np.ndarray, obs: np.ndarray, hidden: np.ndarray) ->
 
 def metrics(pred: np.ndarray, truth: np.ndarray, fps: float, hidden: np.ndarray | None = None) -> dict:
     """MPJPE (mm), jitter (mm/s^2), implausible frames (%), hidden-joint MPJPE (mm) of one sequence."""
-    from ..gait.kinematics import signed_knee_flexion
+    import torch
+
+    from ..gait.kinematics import knee_flexion_signed
 
     ok = np.isfinite(pred).all((1, 2))
     pred, truth = pred[ok], truth[ok]
@@ -152,7 +154,8 @@ def metrics(pred: np.ndarray, truth: np.ndarray, fps: float, hidden: np.ndarray 
     accel = np.linalg.norm(pred[2:] - 2 * pred[1:-1] + pred[:-2], axis=-1) * fps ** 2 * 1000
     true_len = np.median(bone_lengths(truth), axis=0)
     bad_bone = (np.abs(bone_lengths(pred) / true_len - 1) > BONE_TOLERANCE).any(1)
-    bad_knee = (np.rad2deg(signed_knee_flexion(pred)) < -HYPEREXTENSION_DEG).any(1)
+    knees = knee_flexion_signed(torch.as_tensor(pred)).numpy()
+    bad_knee = (np.rad2deg(knees) < -HYPEREXTENSION_DEG).any(1)
     out = {"mpjpe_mm": float(err.mean()), "jitter_mm_s2": float(accel.mean()),
            "implausible_pct": float(100 * (bad_bone | bad_knee).mean()), "frames": int(ok.sum())}
     if hidden is not None and hidden[ok].any():
@@ -192,12 +195,12 @@ def evaluate_methods(sequences: list[np.ndarray], spec: SequenceSpec, noise_mm: 
         }
         for m in methods:
             per_method[m].append(metrics(outputs[m](), truth, spec.fps, hidden if occlusion else None))
-    latency = {"raw": 0, "one_euro": 0, "savgol": lambda: (settings["savgol"][f"{noise_mm:g}"] - 1) // 2, "posendf": 0}
     rows = []
     for m in methods:
-        lat = latency[m]() if callable(latency[m]) else latency[m]
+        # Only the offline filter looks ahead: half its window.
+        latency = (settings["savgol"][f"{noise_mm:g}"] - 1) // 2 if m == "savgol" else 0
         rows.append({"method": m, "noise_mm": noise_mm, "occlusion": "far_leg" if occlusion else "none",
-                     **_mean_rows(per_method[m]), "latency_frames": int(lat)})
+                     **_mean_rows(per_method[m]), "latency_frames": latency})
     return rows
 
 
@@ -247,6 +250,7 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
     import torch
 
     from ..inference.prior import PosePrior
+    from .benchmark import _git_commit, device_description
 
     torch.set_num_threads(1)
     prior = PosePrior.from_pretrained(weights)
@@ -263,11 +267,9 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
                                    prior_weight=settings["posendf"]["prior_weight"])
             rows += evaluate_methods(sequences, spec, noise, occlusion, settings, prior, progress=progress)
     truth_jitter = _mean_rows([metrics(s, s, spec.fps) for s in sequences])["jitter_mm_s2"]
-    from ..training.posesdf_trainer import git_commit
-    from .benchmark import device_description
-
-    return {"device": device_description("cpu"), "git_commit": git_commit(), "rows": rows, "settings": settings, "truth_jitter_mm_s2": truth_jitter, "spec": spec.__dict__,
-            "weights": prior.meta.get("weights_dir"), "prior_config": prior.config.to_dict()}
+    return {"device": device_description("cpu"), "git_commit": _git_commit(), "rows": rows, "settings": settings,
+            "truth_jitter_mm_s2": truth_jitter, "spec": spec.__dict__, "weights": prior.meta.get("weights_dir"),
+            "prior_config": prior.config.to_dict()}
 
 
 def table_lines(result: dict) -> list[str]:

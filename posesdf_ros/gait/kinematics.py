@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import roma
 import torch
 
@@ -40,6 +39,11 @@ LENGTHS: tuple[str, ...] = (
     "half_hip_width",
     "left_thigh", "left_shank", "left_foot",
     "right_thigh", "right_shank", "right_foot",
+)
+#: The two joints that measure each of `LENGTHS` (the hip width between the hips).
+LENGTH_JOINTS: tuple[tuple[int, int], ...] = (
+    (JOINT_INDEX["left_hip"], JOINT_INDEX["right_hip"]),
+    *((a, b) for side in SIDES for a, b in zip(side_joints(side)[:-1], side_joints(side)[1:])),
 )
 _DOWN = (0.0, 0.0, -1.0)
 _FORWARD = (1.0, 0.0, 0.0)
@@ -145,12 +149,6 @@ def knee_flexion_signed(joints: torch.Tensor) -> torch.Tensor:
         sine = (torch.cross(thigh, shank, dim=-1) * frame[..., 1]).sum(-1)
         out.append(torch.atan2(sine, (thigh * shank).sum(-1)))
     return torch.stack(out, -1)
-
-
-def signed_knee_flexion(joints: np.ndarray) -> np.ndarray:
-    """`knee_flexion_signed` on numpy arrays. (..., 9, 3) -> (..., 2)."""
-    j = torch.as_tensor(np.asarray(joints, np.float64)).reshape(-1, 9, 3)
-    return knee_flexion_signed(j).reshape(*np.shape(joints)[:-2], 2).numpy()
 
 
 def geodesic_distance(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -5,14 +5,17 @@ latency 0 frames), Pose-NDF's motion-denoising objective (seed 003) over
 the kinematic pose of `gait.kinematics` (root position, heading, seven
 local rotations) with the subject's running bone lengths held fixed:
 
-    E = sum_valid |FK - J_obs|^2 / sigma_obs^2          (data)
-      + sum_all   |FK - J_pred|^2 / sigma_motion^2        (motion)
-      + w_prior * f(rotations)                            (Pose-NDF prior)
+    E = sum_valid |FK - J_obs|^2 / sigma_obs^2                (data)
+      + sum_all   |FK - J_pred|^2 / (sigma_motion (dt 30)^2)^2  (motion)
+      + sum_rot   |q - q_periodic|^2 / sigma^2                  (gait periodicity)
+      + w_prior * f(rotations)                                  (Pose-NDF prior)
+      + sum_knees relu(-flexion)^2 / sigma_knee^2               (knee limit)
 
-J_pred continues each joint's last velocity (damped). Joints that are
-missing or flagged unreliable have no data term: the motion term and the
-prior fill them (the prior knows where one leg is given the other). Fixed
-bone lengths make every output skeleton consistent by construction.
+J_pred continues each joint's last velocity (damped while unobserved).
+q_periodic is each rotation one gait cycle ago and, for a leg whose
+joints are missing or flagged unreliable, the other leg half a cycle ago,
+mirrored. Fixed bone lengths make every output skeleton consistent by
+construction. docs/prior.md explains each term.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..gait.kinematics import LimbPose, forward, inverse, knee_flexion_signed
+from ..gait.kinematics import LENGTH_JOINTS, LimbPose, forward, inverse, knee_flexion_signed
 from ..skeleton import side_joints
 from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere
 from .pretrained import weights_path
@@ -38,7 +41,7 @@ LEFT_LEG, RIGHT_LEG = (list(side_joints(s)[1:]) for s in ("left", "right"))
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """Filter settings; defaults tuned on training bodies (`posesdf bench prior --tune`)."""
+    """Filter settings. `posesdf bench prior` tunes motion_sigma_m and prior_weight on training bodies."""
 
     observation_sigma_m: float = 0.02     # expected per-joint error of the estimator
     # Expected deviation from constant velocity over one frame at 30 FPS; it grows with the
@@ -208,8 +211,7 @@ class PosePrior:
 
     def _update_lengths(self, obs: np.ndarray, seen: np.ndarray) -> None:
         lengths = inverse(torch.as_tensor(np.nan_to_num(obs)[None])).lengths[0].numpy()
-        usable = np.array([seen[1] & seen[5], seen[1] & seen[2], seen[2] & seen[3], seen[3] & seen[4],
-                           seen[5] & seen[6], seen[6] & seen[7], seen[7] & seen[8]])
+        usable = np.array([seen[a] & seen[b] for a, b in LENGTH_JOINTS])
         self._lengths.append(np.where(usable, lengths, np.nan))
 
     def bone_lengths(self) -> np.ndarray:

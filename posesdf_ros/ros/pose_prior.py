@@ -83,9 +83,9 @@ class PosePriorNode(ManagedNode):
         prior = getattr(self, "prior", None)
         if prior is None:
             return {}
+        # Out-of-order stamps never reach the prior here: check_stamp drops and counts them.
         lengths = prior.bone_lengths()
-        return {"ignored_out_of_order": str(prior.dropped),
-                "bone_lengths_m": " ".join(f"{v:.3f}" for v in lengths) if np.isfinite(lengths).all() else ""}
+        return {"bone_lengths_m": " ".join(f"{v:.3f}" for v in lengths) if np.isfinite(lengths).all() else ""}
 
     def process(self, msg: PoseArray) -> None:
         from ..gait.angles import ANGLE_NAMES, joint_angles
@@ -104,9 +104,9 @@ class PosePriorNode(ManagedNode):
         self.pub_joints.publish(joints_to_pose_array(smooth, header))
         self.pub_markers.publish(MarkerArray(markers=skeleton_markers(smooth, header, self.p.marker_lifetime_s,
                                                                       self.p.joint_diameter_m)))
-        angles = joint_angles(smooth[None])
+        angles = joint_angles(smooth)
         self.pub_angles.publish(JointState(header=header, name=list(ANGLE_NAMES),
-                                           position=[float(angles[n][0]) for n in ANGLE_NAMES]))
+                                           position=[float(angles[n]) for n in ANGLE_NAMES]))
         self.analyser.update(stamp, smooth)
         self.pub_gait.publish(DiagnosticArray(header=header, status=[
             gait_status(self.analyser.parameters().to_dict(), header.frame_id)]))

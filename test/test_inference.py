@@ -7,7 +7,7 @@ from posesdf_ros import GaitPoseEstimator
 from posesdf_ros.data.dataset import SampleKey, make_test_sample, make_train_sample
 from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
 from posesdf_ros.inference.joints import METHODS, sphere_centres
-from posesdf_ros.inference.latent import optimise_latent
+from posesdf_ros.inference.latent import optimise_latent, screen_starts
 from posesdf_ros.inference.meshing import extract_mesh
 
 #: Bound on the shipped weights' mean MPJPE over four generated test scenes (segmented by the
@@ -63,6 +63,21 @@ def test_latent_optimisation_recovers_a_training_shape(estimator, body_model):
     dist = (codes - fit.z).norm(dim=-1)
     assert dist[0] < (codes - estimator.latent_mean).norm(dim=-1)[0]
     assert int((dist < dist[0]).sum()) < 0.1 * len(codes)
+
+
+def test_screening_picks_the_start_in_the_right_basin(estimator, body_model):
+    """Among start codes far off (the 1 % of training codes farthest from body 0's) and
+    body 0's own trained code, a short screening on body 0's surface keeps its code."""
+    arrays, _ = make_train_sample(body_model, SampleKey("train", 0), seed=0)
+    codes = torch.from_numpy(np.load(estimator.weights_dir / "posesdf_codes.npy"))
+    far = codes[(codes - codes[0]).norm(dim=-1).argsort(descending=True)[:3]]
+    surface = (arrays["gt_surface"][::60] - arrays["norm_centre"]) * arrays["norm_scale"]
+    fit = screen_starts(estimator.model, torch.as_tensor(surface, dtype=torch.float32),
+                        torch.cat([far, codes[:1]]), iterations=10)
+    assert (fit.z - codes[0]).norm() < (fit.z - far).norm(dim=-1).min()
+    alone = optimise_latent(estimator.model, torch.as_tensor(surface, dtype=torch.float32), z0=far[0],
+                            iterations=10, patience=10)
+    assert fit.loss < alone.loss
 
 
 def test_shipped_weights_estimate_generated_test_samples(estimator, body_model):

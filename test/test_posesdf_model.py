@@ -36,6 +36,14 @@ def test_per_point_codes_match_per_shape_codes():
     assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1])
 
 
+@pytest.mark.parametrize("changes", [{}, {"exchange_layers": 0}, {"exchange_layers": 4}, {"encoder_layers": 0}])
+def test_shape_only_pass_gives_the_same_shape_field(changes):
+    model = PoseSDF(PoseSDFConfig(width=32, **changes))
+    z, p = torch.randn(2, 64), torch.rand(2, 20, 3)
+    shape, pose = model(z, p, with_pose=False)
+    assert pose is None and torch.allclose(shape, model(z, p)[0])
+
+
 def _pose_change_when_shape_branch_changes(exchange_layers: int) -> float:
     torch.manual_seed(1)
     model = PoseSDF(PoseSDFConfig(width=32, exchange_layers=exchange_layers))

@@ -32,7 +32,7 @@ import torch
 
 from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
-from .latent import LatentFit, optimise_latent
+from .latent import LatentFit, optimise_latent, screen_starts, start_codes
 from .meshing import extract_mesh
 from .nvf import VoteDecoding, nvf_joints
 from .pretrained import load_nvf, load_posesdf
@@ -58,6 +58,9 @@ class Profile:
     lr: float = 5e-3
     similarity_lr: float = 2e-3
     patience: int = 15
+    starts: int = 8                 # cold fits first try the mean code and 7 training-code clusters
+    screen_iterations: int = 20     # ... for this many steps, on at most screen_points observed points
+    screen_points: int = 256
     refine_similarity: bool = True
     joint_method: str = "votes"
     coarse_queries: int = 1024
@@ -69,6 +72,7 @@ class Profile:
 PROFILES = {
     "accurate": Profile(),
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
+                    starts=4, screen_iterations=15, screen_points=128,
                     coarse_queries=256, fine_queries=24, mesh_resolution=33),
 }
 
@@ -124,6 +128,9 @@ class GaitPoseEstimator:
         self.prior = meta["normalisation_prior"]
         self.latent_mean = torch.tensor(meta.get("latent_mean") or [0.0] * model.config.latent_size,
                                         dtype=torch.float32, device=self.device)
+        codes_file = self.weights_dir / "posesdf_codes.npy" if self.weights_dir else None
+        training_codes = np.load(codes_file) if codes_file and codes_file.exists() else None
+        self.start_codes = start_codes(self.latent_mean, training_codes, profile.starts)
         self._previous: LatentFit | None = None
         self._reference_loss = float("inf")               # of the last cold-started fit
         self._previous_centre: np.ndarray | None = None   # xy of the tracked person
@@ -230,16 +237,24 @@ class GaitPoseEstimator:
         t = time.perf_counter()
         warm = track and self._previous is not None
 
-        def fit_from(start: LatentFit | None) -> LatentFit:
+        def fit_from(previous: LatentFit | None) -> LatentFit:
+            start, iterations = previous, p.track_iterations
+            if previous is None:
+                iterations = p.iterations
+                if len(self.start_codes) > 1:
+                    m = p.screen_points
+                    start = screen_starts(self.model, obs_n[:m], self.start_codes,
+                                          free_points=None if free_n is None else free_n[:m // 2],
+                                          iterations=p.screen_iterations, lr=p.lr,
+                                          refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)
             return optimise_latent(self.model, obs_n, free_points=free_n, z0=self.latent_mean, start=start,
-                                   iterations=p.track_iterations if start is not None else p.iterations, lr=p.lr,
-                                   refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
-                                   patience=p.patience)
+                                   iterations=iterations, lr=p.lr, refine_similarity=p.refine_similarity,
+                                   similarity_lr=p.similarity_lr, patience=p.patience)
 
         fit = fit_from(self._previous if warm else None)
         # A warm start can slide into a worse basin frame after frame (large gaps between
         # frames, a wrong frame): when its fit is clearly worse than the last cold fit's,
-        # start again from the mean code.
+        # start again cold.
         if warm and fit.loss > p.track_loss_ratio * self._reference_loss:
             fit, warm = fit_from(None), False
             timings["track_restarts"] = 1.0
@@ -281,7 +296,7 @@ class GaitPoseEstimator:
         z = fit.z[None]
         top_n0 = (canon.top - canon.centre[2]) * canon.scale
         top = float((top_n0 - fit.shift[2]) * torch.exp(fit.log_scale))
-        verts, faces = extract_mesh(lambda q: self.model(z, q[None])[0][0], self.profile.mesh_resolution, top,
+        verts, faces = extract_mesh(lambda q: self.model(z, q[None], with_pose=False)[0][0], self.profile.mesh_resolution, top,
                                     device=self.device)
         if len(faces) == 0:
             return None

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..models.posesdf import PoseSDF
-from ..training.losses import free_space_loss, latent_regulariser, tolerance_loss
+from ..training.losses import free_space_loss, tolerance_loss
 
 
 @dataclass
@@ -40,9 +41,9 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
     """Fit a latent code so that `points` (N, 3, normalised) lie on the shape's zero level set.
 
     `free_points` (M, 3) are known to be outside. `start` (a previous frame's
-    fit) warm-starts code and similarity; else the code starts at `z0` (or
-    zero). Stops early when the loss has not improved by `min_improvement`
-    (relative) for `patience` steps.
+    fit, or `screen_starts`' pick) warm-starts code and similarity; else the
+    code starts at `z0` (or zero). Stops early when the loss has not improved
+    by `min_improvement` (relative) for `patience` steps.
     """
     dev = points.device
     if start is not None:
@@ -50,6 +51,54 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
     else:
         z0 = z0 if z0 is not None else torch.zeros(model.config.latent_size, device=dev)
         shift0, log_scale0 = torch.zeros(3, device=dev), torch.zeros((), device=dev)
+    z, shift, log_scale, _, best, it = _descend(
+        model, points, free_points, z0[None], shift0[None], log_scale0[None], iterations=iterations, lr=lr,
+        latent_reg=latent_reg, refine_similarity=refine_similarity, similarity_lr=similarity_lr,
+        free_weight=free_weight, patience=patience, min_improvement=min_improvement)
+    return LatentFit(z[0], shift[0], log_scale[0], it, best)
+
+
+def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
+                  free_points: torch.Tensor | None = None, iterations: int = 20, lr: float = 5e-3,
+                  latent_reg: float = 1e-2, refine_similarity: bool = True, similarity_lr: float = 2e-3,
+                  free_weight: float = 0.5) -> LatentFit:
+    """Fit from each of the K start `codes` (K, L) at once for a few steps and return the
+    fit with the lowest loss, to be refined by `optimise_latent(start=...)`.
+
+    A single start (the mean code) lands in a wrong basin on some frames (a leg
+    bent the wrong way, legs crossed); the loss tells those apart, so trying
+    several codes of the training set is cheap insurance.
+    """
+    k = len(codes)
+    zeros = torch.zeros(k, 3, device=points.device)
+    z, shift, log_scale, per_fit, _, it = _descend(
+        model, points, free_points, codes, zeros, zeros[:, 0], iterations=iterations, lr=lr, latent_reg=latent_reg,
+        refine_similarity=refine_similarity, similarity_lr=similarity_lr, free_weight=free_weight,
+        patience=iterations, min_improvement=0.0)
+    i = int(per_fit.argmin())
+    return LatentFit(z[i], shift[i], log_scale[i], it, float(per_fit[i]))
+
+
+def start_codes(mean: torch.Tensor, training_codes: np.ndarray | None, count: int, seed: int = 0) -> torch.Tensor:
+    """`count` start codes (count, L): the mean code, then k-means centres of the
+    training codes (N, L), which spread the starts over the shapes seen in training."""
+    if count <= 1 or training_codes is None or len(training_codes) < count:
+        return mean[None]
+    from scipy.cluster.vq import kmeans2
+
+    centres, _ = kmeans2(np.asarray(training_codes, dtype=np.float64), count - 1, seed=seed, minit="++")
+    return torch.cat([mean[None], torch.as_tensor(centres, dtype=mean.dtype, device=mean.device)])
+
+
+def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | None, z0: torch.Tensor,
+             shift0: torch.Tensor, log_scale0: torch.Tensor, *, iterations: int, lr: float, latent_reg: float,
+             refine_similarity: bool, similarity_lr: float, free_weight: float, patience: int,
+             min_improvement: float):
+    """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,).
+
+    Returns z (K, L), shift (K, 3), log_scale (K,), each fit's loss at the last
+    step (K,), the lowest summed loss seen, and the steps run.
+    """
     z = z0.clone().detach().requires_grad_(True)
     shift = shift0.clone().detach().requires_grad_(True)
     log_scale = log_scale0.clone().detach().requires_grad_(True)
@@ -62,15 +111,16 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
     query = points if free_points is None else torch.cat([points, free_points])
     n_obs = len(points)
     best, stale, it = float("inf"), 0, 0
+    per_fit = torch.full((len(z0),), float("inf"))
     try:
         for it in range(1, iterations + 1):
-            q = (query - shift) * torch.exp(log_scale)
-            sdf, _ = model(z[None], q[None])
-            sdf = sdf[0]
-            loss = tolerance_loss(sdf[:n_obs], torch.zeros_like(sdf[:n_obs]), 0.0, 0.0).mean()
+            q = (query[None] - shift[:, None]) * torch.exp(log_scale)[:, None, None]
+            sdf, _ = model(z, q, with_pose=False)                                  # (K, N + M)
+            per_fit = tolerance_loss(sdf[:, :n_obs], torch.zeros_like(sdf[:, :n_obs]), 0.0, 0.0).mean(1)
             if free_points is not None:
-                loss = loss + free_weight * free_space_loss(sdf[n_obs:], torch.zeros((), device=dev)).mean()
-            loss = loss + latent_regulariser(z[None], latent_reg)
+                per_fit = per_fit + free_weight * free_space_loss(sdf[:, n_obs:], torch.zeros((), device=z.device)).mean(1)
+            per_fit = per_fit + latent_reg * z.pow(2).sum(-1)    # latent_regulariser of each fit
+            loss = per_fit.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -84,4 +134,4 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
-    return LatentFit(z.detach(), shift.detach(), log_scale.detach(), it, best)
+    return z.detach(), shift.detach(), log_scale.detach(), per_fit.detach(), best, it

@@ -103,28 +103,56 @@ class PoseSDF(nn.Module):
             layers.append(nn.Linear(src, c.width))
         return layers
 
-    def forward(self, z: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, z: torch.Tensor, p: torch.Tensor,
+                with_pose: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """with_pose=False returns (shape, None) and skips the pose layers the shape
+        output does not read (those after the exchange): latent optimisation and
+        meshing only need the shape field, and this is a third less work."""
         c = self.config
-        if z.dim() == 2:
-            z = z[:, None, :].expand(-1, p.shape[1], -1)
-        x = torch.cat([z, p, self.fourier(p)], dim=-1)
         act = lambda t: nn.functional.leaky_relu(t, c.hidden_slope)  # noqa: E731
-        h = x
-        for layer in self.encoder:
-            h = act(layer(h))
-        if c.encoder_layers:
-            x = torch.cat([h, x], dim=-1)
-        hs = act(self.shape_layers[0](x))
+        points = torch.cat([p, self.fourier(p)], dim=-1)
+        if z.dim() == 2:
+            # One code per shape: its share of the first layers is the same for every
+            # point, so it is projected once instead of once per point.
+            first = lambda layer, before=None: _per_shape_code_linear(layer, z, points, before)  # noqa: E731
+        else:
+            x = torch.cat([z, points], dim=-1)
+            first = lambda layer, before=None: layer(x if before is None else torch.cat([before, x], -1))  # noqa: E731
+        h = None
+        for i, layer in enumerate(self.encoder):
+            h = act(first(layer) if i == 0 else layer(h))
+        if not c.encoder_layers:
+            h = None
+        hs = act(first(self.shape_layers[0], h))
         if not c.pose_decoder:
             for layer in self.shape_layers[1:]:
                 hs = act(layer(hs))
             return nn.functional.leaky_relu(self.shape_out(hs), c.output_slope)[..., 0], None
-        hp = act(self.pose_layers[0](x))
+        hp = act(first(self.pose_layers[0], h))
         for i in range(1, c.decoder_layers):
             if i <= c.exchange_layers:
-                hs, hp = act(self.shape_layers[i](torch.cat([hs, hp], -1))), act(self.pose_layers[i](torch.cat([hp, hs], -1)))
+                hs_next = act(self.shape_layers[i](torch.cat([hs, hp], -1)))
+                if with_pose or i < c.exchange_layers:
+                    hp = act(self.pose_layers[i](torch.cat([hp, hs], -1)))
+                hs = hs_next
             else:
-                hs, hp = act(self.shape_layers[i](hs)), act(self.pose_layers[i](hp))
+                hs = act(self.shape_layers[i](hs))
+                if with_pose:
+                    hp = act(self.pose_layers[i](hp))
         shape = nn.functional.leaky_relu(self.shape_out(hs), c.output_slope)[..., 0]
+        if not with_pose:
+            return shape, None
         pose = nn.functional.leaky_relu(self.pose_out(hp), c.output_slope)
         return shape, pose
+
+
+def _per_shape_code_linear(layer: nn.Linear, z: torch.Tensor, points: torch.Tensor,
+                           before: torch.Tensor | None = None) -> torch.Tensor:
+    """layer(cat([before, z, points])) with z (B, L) one code per shape, points (B, N, D),
+    before (B, N, W) or None -> (B, N, out), without repeating z for every point."""
+    w = layer.weight
+    start = 0 if before is None else before.shape[-1]
+    w_code = w[:, start:start + z.shape[-1]]
+    w_rest = torch.cat([w[:, :start], w[:, start + z.shape[-1]:]], dim=1)
+    rest = points if before is None else torch.cat([before, points], dim=-1)
+    return rest @ w_rest.T + (z @ w_code.T + layer.bias)[:, None, :]

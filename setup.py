@@ -7,7 +7,7 @@ PACKAGE = "posesdf_ros"
 
 setup(
     name=PACKAGE,
-    version="0.2.0",
+    version="0.2.1",
     packages=find_packages(exclude=["test", "test.*"]),
     package_data={PACKAGE: ["weights/*.pt", "weights/*.json", "weights/*.npy"]},
     data_files=[

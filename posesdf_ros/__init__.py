@@ -1,7 +1,7 @@
 """posesdf_ros: live 3D gait monitoring from depth point clouds (PoseSDF, RotNet, Pose-NDF) for ROS 2."""
 from .skeleton import BONES, JOINT_NAMES
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 __all__ = ["BONES", "JOINT_NAMES", "GaitPoseEstimator", "PosePrior", "__version__"]
 
 

@@ -11,6 +11,7 @@ from posesdf_ros.gait.angles import ANGLE_NAMES, joint_angles
 from posesdf_ros.gait.evaluate import compare, event_errors
 from posesdf_ros.gait.parameters import GaitAnalyser, gait_parameters
 from posesdf_ros.gait.truth import true_events, true_parameters
+from posesdf_ros.skeleton import JOINT_INDEX
 
 FPS = 15.0
 
@@ -75,6 +76,34 @@ def test_true_heel_strikes_are_where_the_warped_curves_start(body_model):
         scale = params.amplitude["knee_flexion"] * (1.0 if side == "left" else 1.0 - params.asymmetry)
         np.testing.assert_allclose(knee, scale * normal_curve("knee_flexion", np.zeros(len(times))), atol=1e-6)
         np.testing.assert_allclose(np.diff(times), params.cycle_s, atol=1e-6)
+
+
+def test_walking_speed_is_both_stance_ankles_travel_between_the_true_events(body_model):
+    """The generator's speed is the mean over both legs of the stance ankle's backward travel relative
+    to the pelvis from true heel strike to true toe off, over that time (so a leg-symmetric measurement
+    reads it), and overground the subject moves at it."""
+    asymmetric = 0
+    for index, condition, mode, cadence in CASES:
+        _, _, subject = walk(body_model, index, condition, mode, cadence)
+        events = true_events(subject, 0.0, subject.duration_s)
+        speeds = {}
+        for side in ("left", "right"):
+            heel_strike = events.heel_strike_s[side][0]
+            toe_off = events.toe_off_s[side][events.toe_off_s[side] > heel_strike][0]
+            body, transforms = subject.poses(np.array([heel_strike, toe_off]))
+            joints = body.joints @ transforms[:, :3, :3].transpose(0, 2, 1) + transforms[:, None, :3, 3]
+            forward = np.sum((joints[:, JOINT_INDEX[f"{side}_ankle"]] - joints[:, 0]) * transforms[:, :3, 0], axis=-1)
+            speeds[side] = (forward[0] - forward[1]) / (toe_off - heel_strike)
+        # The legs differ by the gait's asymmetry (the right leg's amplitudes are the smaller); the
+        # generator's speed is their mean.
+        if subject.gait.params.asymmetry > 0.03:
+            asymmetric += 1
+            assert speeds["left"] > speeds["right"] * 1.01, index
+        assert subject.walking_speed_mps == pytest.approx(np.mean(list(speeds.values())), rel=1e-6)
+        if mode == "overground":
+            _, transforms = subject.poses(np.array([0.0, 1.0]))
+            assert np.linalg.norm(transforms[1, :2, 3] - transforms[0, :2, 3]) == pytest.approx(subject.walking_speed_mps)
+    assert asymmetric >= 2
 
 
 @pytest.mark.parametrize("noise_mm", [0.0, 20.0])

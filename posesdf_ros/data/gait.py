@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy.interpolate import CubicSpline
+from scipy.optimize import brentq
 
 from ..skeleton import SIDES
 
@@ -133,6 +134,16 @@ class GaitModel:
         a, off = self.params.phase_warp
         # Monotone for a < 1/(2 pi): a smooth timing jitter that keeps events in order.
         return phase + a * np.sin(2.0 * np.pi * (phase + off))
+
+    def unwarp(self, warped: float) -> float:
+        """The phase at which the warped phase, the one the angle curves run on, is `warped`.
+
+        A side's heel strike is at its unwarped phase `unwarp(k)` and its toe
+        off at `unwarp(k + TOE_OFF_PHASE)`, not at k and k + TOE_OFF_PHASE.
+        """
+        a = self.params.phase_warp[0]
+        # The warp is monotone (a < 1 / 2 pi) and moves the phase by at most a.
+        return float(brentq(lambda p: float(self._warp(p)) - warped, warped - a - 1e-9, warped + a + 1e-9))
 
     def leg_angles(self, phase: np.ndarray, side: str) -> dict[str, np.ndarray]:
         """Angles (rad) of one leg at its own gait phase(s). phase: (T,) -> {name: (T,)}."""

@@ -173,9 +173,9 @@ class WalkingSubject:
     """One subject walking with a gait model, posed and placed frame by frame.
 
     `mode` is `treadmill` (the subject stays in place) or `overground`
-    (the subject walks along its facing direction at the speed its own leg
-    kinematics give, so the stance foot does not slide; the camera sees it
-    at the setup's azimuth at mid-sequence).
+    (the subject walks along its facing direction at `walking_speed_mps`,
+    the speed its legs' stance kinematics give; the camera sees it at the
+    setup's azimuth at mid-sequence).
     """
 
     def __init__(self, body_model: BodyModel, build: dict[str, float], gait: GaitModel,
@@ -190,10 +190,24 @@ class WalkingSubject:
 
     @functools.cached_property
     def walking_speed_mps(self) -> float:
-        """Speed at which the stance foot stays put: ankle travel during stance / stance time."""
-        phase = np.array([0.0, TOE_OFF_PHASE])
-        ankle_x = self.body_model.pose(self.build, self.gait.angles(phase)).joints[:, JOINT_NAMES.index("left_ankle"), 0]
-        return float((ankle_x[0] - ankle_x[1]) / (TOE_OFF_PHASE * self.gait.params.cycle_s))
+        """The belt speed (treadmill) or the subject's speed (overground), m/s.
+
+        The stance ankle's backward travel relative to the pelvis, along the
+        subject's forward axis, from its heel strike to its toe off (the
+        warped phases 0 and TOE_OFF_PHASE, `GaitModel.unwarp`) over that
+        time, averaged over both legs. The right leg's amplitudes are scaled
+        by (1 - asymmetry), so its stance ankle travels slower than the left
+        one; no one speed keeps both feet put, and each slides by half the
+        difference.
+        """
+        heel_strike, toe_off = self.gait.unwarp(0.0), self.gait.unwarp(TOE_OFF_PHASE)
+        # Left leg's phases for both legs' events: the right leg runs half a cycle behind.
+        phases = np.array([heel_strike, toe_off, heel_strike + 0.5, toe_off + 0.5])
+        joints = self.body_model.pose(self.build, self.gait.angles(phases)).joints
+        forward = joints[..., 0] - joints[:, JOINT_NAMES.index("pelvis"), None, 0]
+        travel = [forward[2 * k, ankle] - forward[2 * k + 1, ankle]
+                  for k, ankle in enumerate((JOINT_NAMES.index("left_ankle"), JOINT_NAMES.index("right_ankle")))]
+        return float(np.mean(travel) / ((toe_off - heel_strike) * self.gait.params.cycle_s))
 
     @property
     def stride_length_m(self) -> float:

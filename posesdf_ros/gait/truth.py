@@ -4,14 +4,15 @@ For a `WalkingSubject` (or a `SyntheticWalker`, through its `subject`):
 - events: heel strike where a side's gait-angle curves are at phase 0 and
   toe off where they are at `TOE_OFF_PHASE`; the curves run on a warped
   phase `w = p + a sin(2 pi (p + off))` (`GaitModel._warp`), so the event
-  times solve `w(p) = k` (resp. `k + TOE_OFF_PHASE`), not `p = k`;
+  times solve `w(p) = k` (resp. `k + TOE_OFF_PHASE`), not `p = k`
+  (`GaitModel.unwarp`);
 - cadence: `GaitParams.cadence_spm`; stride time: `cycle_s`; step time of
   a side: from the other side's heel strike to its own;
-- walking speed: `WalkingSubject.walking_speed_mps` (the left stance
-  ankle's travel relative to the pelvis from the unwarped phase 0 to
-  `TOE_OFF_PHASE`, over that time): the belt speed on a treadmill, and
-  overground the speed at which the generator moves the subject (its
-  pelvis); stride length = speed x cycle_s, which overground is the
+- walking speed: `WalkingSubject.walking_speed_mps` (the stance ankle's
+  backward travel relative to the pelvis from the true heel strike to the
+  true toe off, over that time, averaged over both legs): the belt speed
+  on a treadmill, and overground the speed at which the generator moves
+  the subject (its pelvis); stride length = speed x cycle_s, which overground is the
   pelvis' travel per cycle and so the distance between a foot's
   successive heel strikes (the pose repeats every cycle);
 - step length of a side: on a treadmill speed x its step time; overground
@@ -38,7 +39,6 @@ For a `WalkingSubject` (or a `SyntheticWalker`, through its `subject`):
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import brentq
 
 from ..data.gait import TOE_OFF_PHASE
 from ..data.scene import WalkingSubject
@@ -59,21 +59,16 @@ def _subject(subject) -> WalkingSubject:
 def _phase_times(subject: WalkingSubject, side: str, target: float, t0: float, t1: float) -> np.ndarray:
     """Times in [t0, t1] at which a side's warped curve phase is `target` mod 1."""
     gait = subject.gait
-    a, off = gait.params.phase_warp
     cycle = gait.params.cycle_s
 
     def side_phase(t: float) -> float:
         return float(gait.phase_at(np.array([t]), subject.phase0)[0]) - _SIDE_LAG[side]
 
-    def warped(p: float) -> float:
-        return p + a * np.sin(2.0 * np.pi * (p + off))
-
     times = []
     lo, hi = side_phase(t0), side_phase(t1)
-    for k in range(int(np.floor(warped(lo) - target)) - 1, int(np.ceil(warped(hi) - target)) + 2):
-        # The warp is monotone (a < 1 / 2 pi) and moves phase by at most a.
-        p = brentq(lambda q: warped(q) - (k + target), k + target - 2 * a - 1e-9, k + target + 2 * a + 1e-9)
-        t = (p + _SIDE_LAG[side] - subject.phase0) * cycle
+    # The warp moves the phase by less than one, so warped phases k + target cover [lo, hi] for these k.
+    for k in range(int(np.floor(lo - target)) - 1, int(np.ceil(hi - target)) + 2):
+        t = (gait.unwarp(k + target) + _SIDE_LAG[side] - subject.phase0) * cycle
         if t0 <= t <= t1:
             times.append(t)
     return np.asarray(times, float)
@@ -91,9 +86,8 @@ def true_events(subject, t0: float, t1: float) -> GaitEvents:
 def true_curves(subject, points: int = CURVE_POINTS) -> dict[str, np.ndarray]:
     """The generator's angle curves (deg) over 0..100 % of each side's cycle: {ANGLE_NAMES: (points,)}."""
     subject = _subject(subject)
-    a, off = subject.gait.params.phase_warp
     # The cycle starts at heel strike, where the warped phase is 0; the unwarped phase runs 1 a cycle.
-    start = brentq(lambda p: p + a * np.sin(2.0 * np.pi * (p + off)), -2 * a - 1e-9, 2 * a + 1e-9)
+    start = subject.gait.unwarp(0.0)
     out = {}
     for side in SIDES:
         angles = subject.gait.leg_angles(start + np.linspace(0.0, 1.0, points), side)

@@ -39,6 +39,19 @@ def test_finds_the_legs_in_a_cluttered_scene(scenes, scene_index):
     assert set(result.timings) >= {"roi", "floor", "clusters", "pelvis", "total"}
 
 
+def test_rotnet_input_is_the_legs_below_the_hips(scenes):
+    """heading_indices: a subset of the legs, none above pelvis - 0.10 m (floor at z = 0 here),
+    and all of the legs' points well below that."""
+    scene = scenes[0]
+    result = segment_legs(scene["points"], sensor_origin=_sensor(scene))
+    heading, legs = result.heading_indices, result.indices
+    assert np.isin(heading, legs).all() and 200 <= len(heading) < len(legs)
+    z = scene["points"][:, 2]
+    assert z[heading].max() < result.pelvis_height - 0.10 + 0.02
+    low = legs[z[legs] < result.pelvis_height - 0.2]
+    assert np.isin(low, heading).all()
+
+
 def test_keeps_both_legs_up_close(body_model):
     """1.5 m away, side on, the frame ends near the hips: no torso joins the legs, each is a cluster."""
     scene = make_test_sample(body_model, SampleKey("test", 81, "in_toeing", "V5"), seed=1)[0]

@@ -201,7 +201,7 @@ def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = 
         if seg.valid:
             found += 1
             centre = seg.centre
-            yaw_estimator.predict(a["points"][seg.indices])
+            yaw_estimator.predict(a["points"][seg.heading_indices])
             stages["rotnet"].append(time.perf_counter() - t1)
         stages["total"].append(time.perf_counter() - t0)
     return {"stages_ms": {k: {"mean": 1000 * float(np.mean(v)), "p95": 1000 * float(np.percentile(v, 95))}

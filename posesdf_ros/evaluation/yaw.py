@@ -47,7 +47,7 @@ def evaluate_yaw(folder: Path, per_cell_limit: int | None, estimator, use_segmen
         clouds = {"gt_legs": leg_input(a)}
         if use_segmentation:
             seg = segment_legs(a["points"], sensor_origin=a["camera_to_gravity"][:3, 3])
-            clouds["segmented"] = a["points"][seg.indices] if seg.valid else None
+            clouds["segmented"] = a["points"][seg.heading_indices] if seg.valid else None
         gt = heading_of(a["subject_to_gravity"])
         rec = {"file": e["file"], "view": e["view"], "condition": e["condition"], "gt_yaw": gt}
         for source, cloud in clouds.items():
@@ -82,6 +82,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--segment", action="store_true", help="also from segment_legs on the scene cloud")
     p.add_argument("--weights", type=Path, default=None, help="folder of rotnet.pt/json (default: the shipped ones)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--turns", type=int, default=4,
+                   help="test-time turns of the cloud, a divisor of RotNet's bins (default 4)")
     p.add_argument("--json", type=Path, default=None, help="write the summary here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_eval_yaw)
@@ -96,7 +98,7 @@ def _eval_yaw(args) -> int:
     from .benchmark import _git_commit, device_description
     from .cli import _command
 
-    est = YawEstimator.from_pretrained(args.device, args.weights)
+    est = YawEstimator.from_pretrained(args.device, args.weights, args.turns)
     t0 = time.perf_counter()
     summary, records = evaluate_yaw(args.data, args.limit, est, args.segment, progress=not args.quiet)
     out = {"command": _command(), "data": str(args.data), "data_seed": load_manifest(args.data).get("seed"),

@@ -200,12 +200,13 @@ class GaitPoseEstimator:
         pts, reason = finite_points(points)
         if reason:
             return EstimateResult(False, reason)
+        heading_pts = None      # RotNet's input: the legs below the hips of a segmented scene
         if segment or (segment is None and looks_like_scene(pts)):
             seg = segment_legs(pts, self.segmentation, self._previous_centre if track else None, camera_origin)
             timings["segmentation"] = seg.timings.get("total", 0.0)
             if not seg.valid:
                 return EstimateResult(False, f"no person found: {seg.reason}", timings=timings)
-            pts = pts[seg.indices]
+            pts, heading_pts = pts[seg.indices], pts[seg.heading_indices]
             if track:
                 self._previous_centre = seg.centre
             if len(pts) < MIN_POINTS:
@@ -213,7 +214,7 @@ class GaitPoseEstimator:
         yaw_source = "given"
         if yaw is None and self.yaw_estimator is not None:
             t = time.perf_counter()
-            yaw, _ = self.yaw_estimator.predict(pts)
+            yaw, _ = self.yaw_estimator.predict(pts if heading_pts is None else heading_pts)
             timings["rotnet"] = time.perf_counter() - t
             yaw_source = "rotnet"
         t1 = time.perf_counter()

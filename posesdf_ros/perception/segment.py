@@ -92,6 +92,8 @@ class SegmentationConfig:
     head_max_width: float = 0.25        # a head is narrower; a torso cut by the frame is wider
     head_min_stature: float = 1.4       # a lower top is a body cut by the frame, not a head
     crop_margin: float = 0.10           # crop plane above the pelvis (benchmark spec)
+    heading_below_pelvis: float = 0.10  # RotNet reads only the legs this far below the pelvis estimate,
+    heading_min_points: int = 200       # ... unless fewer are left there
     # Hands cut free by the crop.
     limb_voxel: float = 0.015           # connectivity resolution
     hand_reach: float = 0.3             # fingertips hang at most this far below the pelvis
@@ -109,6 +111,7 @@ class SegmentationResult:
     pelvis_height: float = float("nan")
     crop_height: float = float("nan")
     pelvis_cue: str = ""                # "head" (proportions of the visible body) or "prior"
+    heading_indices: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # RotNet's input
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, and "total"
 
 
@@ -526,8 +529,13 @@ def segment_legs(points: np.ndarray, config: SegmentationConfig | None = None,
         return invalid("no points below the crop plane")
     legs = legs[reaches_below_hands(roi_points[legs], height[legs], pelvis, config)]
     timer.lap("detached_hands")
+    # Without the head in view the pelvis height is a population prior, often 10 cm off;
+    # a crop that high takes in the lower torso and the hands, which flips RotNet's
+    # front/back call, while the legs below the hips alone give it the heading as well.
+    hips_down = legs[height[legs] < pelvis - config.heading_below_pelvis]
+    heading = hips_down if len(hips_down) >= config.heading_min_points else legs
     return SegmentationResult(True, "", np.sort(roi[legs]), target.centre, float(pelvis), float(crop), cue,
-                              timer.finish())
+                              np.sort(roi[heading]), timer.finish())
 
 
 # ---------------------------------------------------------------- measurement

@@ -104,7 +104,7 @@ class CanonicaliserNode(ManagedNode):
         self.previous_centre, self.last_seen = seg.centre, stamp
         if self.yaw_estimator is not None:
             try:
-                yaw, _ = self.yaw_estimator.predict(legs)
+                yaw, _ = self.yaw_estimator.predict(points[seg.heading_indices])
             except ValueError as err:
                 self.drop("no_person", f"RotNet rejected the legs: {err}")
                 return

@@ -101,7 +101,7 @@ class NodePipeline:
         self.previous_centre, self.last_seen = seg.centre, stamp
         if self.estimator.yaw_estimator is not None:
             try:
-                yaw, _ = self.estimator.yaw_estimator.predict(legs)
+                yaw, _ = self.estimator.yaw_estimator.predict(points[seg.heading_indices])
             except ValueError as err:
                 return self._filtered(stamp, None, f"RotNet rejected the legs: {err}", t0)
             yaw, _ = self.headings.update(yaw, stamp)

@@ -120,3 +120,32 @@ def test_filter_handles_missing_nan_and_out_of_order_frames(prior, sequences):
     assert np.array_equal(again, second) and prior.dropped == 1
     after_gap = prior.filter(5.0, truth[5])                  # a long gap restarts from the observation (same bones)
     assert np.abs(after_gap - truth[5]).max() < 0.02
+
+
+def test_first_frames_bone_lengths_weigh_measurement_and_population_by_their_noise(prior, body_model):
+    """Bodies whose proportions are far from the training population (test bodies 8 and 9 of `posesdf bench
+    prior`): over many noisy starts, the first frames' bone lengths are closer to the truth than both the
+    population's proportions (scaled by the true leg length) and the frames' own measurement."""
+    from posesdf_ros.data.body import sample_phenotype
+    from posesdf_ros.data.gait import GaitModel, GaitParams
+
+    ratios = np.asarray(prior.meta["length_ratios"])
+    for body in (8, 9):
+        truth = body_model.pose(sample_phenotype("test", body), GaitModel(GaitParams()).angles(
+            np.linspace(0.0, 0.1, 3))).joints
+        true_lengths = K.inverse(torch.as_tensor(truth)).lengths[0].numpy()
+        population = ratios * 0.5 * (true_lengths[[1, 2, 4, 5]].sum())
+        for noise_m in (0.02, 0.04):
+            prior.config = prior.config.__class__(observation_sigma_m=noise_m)
+            ours, measured = [], []
+            for seed in range(40):
+                obs = truth + np.random.default_rng(seed).normal(0, noise_m / np.sqrt(3), truth.shape)
+                prior.reset()
+                for t, frame in enumerate(obs):
+                    prior.filter(t / 30, frame)
+                    ours.append(prior.bone_lengths() / true_lengths - 1)
+                    lengths = K.inverse(torch.as_tensor(obs[:t + 1])).lengths.numpy()
+                    measured.append(np.median(lengths, axis=0) / true_lengths - 1)
+            error = lambda e: np.abs(np.array(e)).mean()  # noqa: E731
+            assert error(ours) < error(measured), (body, noise_m, error(ours), error(measured))
+            assert error(ours) < error(population / true_lengths - 1), (body, noise_m, error(ours))

@@ -13,7 +13,10 @@ value forward), `one_euro` (Casiez et al.'s One-Euro filter per
 coordinate, hidden joints carried forward), `savgol` (an offline centred
 Savitzky-Golay filter over linearly interpolated gaps: an upper reference
 that looks ahead), `posendf` (our `PosePrior`). Metrics: MPJPE (mm),
-jitter (mean joint acceleration, mm/s^2), implausible frames (%: a bone
+jitter (mean joint acceleration, mm/s^2), error jitter (mean acceleration
+of the error, estimate minus truth, mm/s^2: the jitter without the true
+motion's own acceleration), both also as raw's over the method's (how
+many times lower than raw), implausible frames (%: a bone
 more than 10 % off the subject's true length, or a knee hyperextended by
 more than 5 deg), latency (frames of look-ahead), and for the occlusion
 setting the MPJPE of the hidden joints alone.
@@ -143,7 +146,8 @@ def run_prior(prior, stamps: np.ndarray, obs: np.ndarray, hidden: np.ndarray) ->
 
 
 def metrics(pred: np.ndarray, truth: np.ndarray, fps: float, hidden: np.ndarray | None = None) -> dict:
-    """MPJPE (mm), jitter (mm/s^2), implausible frames (%), hidden-joint MPJPE (mm) of one sequence."""
+    """MPJPE (mm), jitter and error jitter (mm/s^2), implausible frames (%), hidden-joint MPJPE (mm) of one
+    sequence."""
     import torch
 
     from ..gait.kinematics import knee_flexion_signed
@@ -151,16 +155,21 @@ def metrics(pred: np.ndarray, truth: np.ndarray, fps: float, hidden: np.ndarray 
     ok = np.isfinite(pred).all((1, 2))
     pred, truth = pred[ok], truth[ok]
     err = np.linalg.norm(pred - truth, axis=-1) * 1000
-    accel = np.linalg.norm(pred[2:] - 2 * pred[1:-1] + pred[:-2], axis=-1) * fps ** 2 * 1000
     true_len = np.median(bone_lengths(truth), axis=0)
     bad_bone = (np.abs(bone_lengths(pred) / true_len - 1) > BONE_TOLERANCE).any(1)
     knees = knee_flexion_signed(torch.as_tensor(pred)).numpy()
     bad_knee = (np.rad2deg(knees) < -HYPEREXTENSION_DEG).any(1)
-    out = {"mpjpe_mm": float(err.mean()), "jitter_mm_s2": float(accel.mean()),
+    out = {"mpjpe_mm": float(err.mean()), "jitter_mm_s2": _mean_acceleration_mm_s2(pred, fps),
+           "error_jitter_mm_s2": _mean_acceleration_mm_s2(pred - truth, fps),
            "implausible_pct": float(100 * (bad_bone | bad_knee).mean()), "frames": int(ok.sum())}
     if hidden is not None and hidden[ok].any():
         out["hidden_mpjpe_mm"] = float(err[hidden[ok]].mean())
     return out
+
+
+def _mean_acceleration_mm_s2(points: np.ndarray, fps: float) -> float:
+    """Mean magnitude of the second difference of (T, J, 3) metres, as an acceleration in mm/s^2."""
+    return float(np.linalg.norm(points[2:] - 2 * points[1:-1] + points[:-2], axis=-1).mean() * fps ** 2 * 1000)
 
 
 def _noisy(truth: np.ndarray, noise_mm: float, rng: np.random.Generator) -> np.ndarray:
@@ -201,6 +210,10 @@ def evaluate_methods(sequences: list[np.ndarray], spec: SequenceSpec, noise_mm: 
         latency = (settings["savgol"][f"{noise_mm:g}"] - 1) // 2 if m == "savgol" else 0
         rows.append({"method": m, "noise_mm": noise_mm, "occlusion": "far_leg" if occlusion else "none",
                      **_mean_rows(per_method[m]), "latency_frames": latency})
+    raw = next((r for r in rows if r["method"] == "raw"), None)
+    for r in rows if raw else []:
+        r["jitter_ratio_raw"] = raw["jitter_mm_s2"] / r["jitter_mm_s2"]
+        r["error_jitter_ratio_raw"] = raw["error_jitter_mm_s2"] / r["error_jitter_mm_s2"]
     return rows
 
 
@@ -227,19 +240,25 @@ def tune_baselines(sequences: list[np.ndarray], spec: SequenceSpec, noise_levels
 
 
 def tune_prior(prior, sequences: list[np.ndarray], spec: SequenceSpec, noise_mm: float = 20.0,
-               motion_sigmas=(0.02, 0.05, 0.1), prior_weights=(0.0, 100.0, 300.0, 1000.0)) -> dict:
-    """Best `motion_sigma_m` and `prior_weight` by MPJPE at one noise level (observation sigma = the noise)."""
+               motion_sigmas=(0.005, 0.01, 0.02, 0.05, 0.1), prior_weights=(0.0, 100.0, 300.0, 1000.0)) -> dict:
+    """Best `motion_sigma_m` and `prior_weight` by MPJPE at one noise level (observation sigma = the noise).
+
+    `grid` keeps every setting's MPJPE and jitters with raw's over them, so the trade-off of a smaller
+    motion sigma (smoother, but lagging) can be read from the result."""
     from dataclasses import replace
 
     base = prior.config
-    best = None
+    best, grid = None, []
     for ms in motion_sigmas:
         for pw in prior_weights:
             prior.config = replace(base, observation_sigma_m=noise_mm / 1000, motion_sigma_m=ms, prior_weight=pw)
-            err = evaluate_methods(sequences, spec, noise_mm, False, {}, prior, methods=("posendf",))[0]["mpjpe_mm"]
-            best = min(best or (err, ms, pw), (err, ms, pw))
+            raw, row = evaluate_methods(sequences, spec, noise_mm, False, {}, prior, methods=("raw", "posendf"))
+            grid.append({"motion_sigma_m": ms, "prior_weight": pw, **{k: row[k] for k in (
+                "mpjpe_mm", "jitter_mm_s2", "error_jitter_mm_s2", "jitter_ratio_raw", "error_jitter_ratio_raw")}})
+            best = min(best or (row["mpjpe_mm"], ms, pw), (row["mpjpe_mm"], ms, pw))
     prior.config = base
-    return {"motion_sigma_m": best[1], "prior_weight": best[2], "tuned_at_noise_mm": noise_mm}
+    return {"motion_sigma_m": best[1], "prior_weight": best[2], "tuned_at_noise_mm": noise_mm,
+            "raw_mpjpe_mm": raw["mpjpe_mm"], "grid": grid}
 
 
 def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3, weights: str | None = None,
@@ -258,6 +277,7 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
     tune_seqs = walking_joint_sequences(tune_spec)
     settings = tune_baselines(tune_seqs, tune_spec, noise_levels)
     settings["posendf"] = tune_prior(prior, tune_seqs, tune_spec)
+    settings["tune_subjects"] = tune_subjects
     sequences = walking_joint_sequences(spec)
     rows = []
     for occlusion in (False, True):
@@ -282,12 +302,26 @@ def table_lines(result: dict) -> list[str]:
              f"second second on. Baselines and the prior's weights tuned on training bodies (settings in the "
              f"JSON). The true motion's own jitter is {result['truth_jitter_mm_s2']:.0f} mm/s^2. "
              f"Made by `{result.get('command', 'posesdf bench prior')}` on {result.get('device', 'cpu')}.", "",
-             "| noise (mm) | occlusion | method | MPJPE (mm) | hidden joints (mm) | jitter (mm/s^2) | implausible (%) "
-             "| latency (frames) |", "|---|---|---|---|---|---|---|---|"]
+             "| noise (mm) | occlusion | method | MPJPE (mm) | hidden joints (mm) | jitter (mm/s^2) | raw / jitter "
+             "| error jitter (mm/s^2) | raw / error jitter | implausible (%) | latency (frames) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        hidden = f"{r['hidden_mpjpe_mm']:.1f}" if "hidden_mpjpe_mm" in r else "-"
-        lines.append(f"| {r['noise_mm']:g} | {r['occlusion']} | {r['method']} | {r['mpjpe_mm']:.1f} | {hidden} | "
-                     f"{r['jitter_mm_s2']:.0f} | {r['implausible_pct']:.1f} | {r['latency_frames']} |")
+        cells = {k: f"{r[k]:{fmt}}" if k in r else "-" for k, fmt in (
+            ("hidden_mpjpe_mm", ".1f"), ("jitter_ratio_raw", ".2f"), ("error_jitter_mm_s2", ".0f"),
+            ("error_jitter_ratio_raw", ".2f"))}
+        lines.append(f"| {r['noise_mm']:g} | {r['occlusion']} | {r['method']} | {r['mpjpe_mm']:.1f} | "
+                     f"{cells['hidden_mpjpe_mm']} | {r['jitter_mm_s2']:.0f} | {cells['jitter_ratio_raw']} | "
+                     f"{cells['error_jitter_mm_s2']} | {cells['error_jitter_ratio_raw']} | "
+                     f"{r['implausible_pct']:.2f} | {r['latency_frames']} |")
+    tuning = result["settings"]["posendf"]
+    if "grid" in tuning:
+        lines += ["", f"The prior's tuning grid ({result['settings'].get('tune_subjects', 'the')} training walkers, "
+                  f"{tuning['tuned_at_noise_mm']:g} mm noise, raw MPJPE {tuning['raw_mpjpe_mm']:.1f} mm; the "
+                  f"setting of lowest MPJPE is used above):", "",
+                  "| motion sigma (m) | prior weight | MPJPE (mm) | raw / jitter | raw / error jitter |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {g['motion_sigma_m']:g} | {g['prior_weight']:g} | {g['mpjpe_mm']:.1f} | "
+                  f"{g['jitter_ratio_raw']:.2f} | {g['error_jitter_ratio_raw']:.2f} |" for g in tuning["grid"]]
     return lines
 
 
@@ -334,8 +368,9 @@ def add_parser(bench_subparsers) -> None:
     p.add_argument("--seed", type=int, default=1, help="noise and gait seed (default 1)")
     p.add_argument("--weights", type=Path, default=None, help="Pose-NDF weights folder (default: shipped)")
     p.add_argument("--json", type=Path, default=None,
-                   help="write the rows {method, noise_mm, occlusion, mpjpe_mm, jitter_mm_s2, implausible_pct, "
-                        "latency_frames, hidden_mpjpe_mm (occluded rows)} here")
+                   help="write the rows {method, noise_mm, occlusion, mpjpe_mm, jitter_mm_s2, error_jitter_mm_s2, "
+                        "jitter_ratio_raw, error_jitter_ratio_raw, implausible_pct, latency_frames, "
+                        "hidden_mpjpe_mm (occluded rows)} here")
     p.add_argument("--out", type=Path, default=None, help="folder for prior.md, prior.json and prior.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_bench_prior)

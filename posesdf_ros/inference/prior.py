@@ -54,7 +54,6 @@ class PriorConfig:
     iterations: int = 8                   # L-BFGS iterations per frame (at most twice as many evaluations)
     knee_limit_sigma_rad: float = 0.01    # stiffness of the knee's limit at full extension
     length_window: int = 60               # frames in the running median of each bone length
-    length_prior_frames: float = 5.0      # weight of the population's proportions, in frames at 20 mm noise
     restart_gap_s: float = 0.5            # a longer gap between frames restarts the filter
     periodic_fill: bool = True            # fill a hidden leg from the other leg half a gait cycle ago
     fill_sigma: float = 0.05              # expected error of that fill (quaternion units: half the angle, rad)
@@ -217,28 +216,41 @@ class PosePrior:
     def bone_lengths(self) -> np.ndarray:
         """The subject's running bone lengths, (7,) metres, `kinematics.LENGTHS` order.
 
-        Joint noise lengthens bones on average (E|d + n|^2 = |d|^2 + 2 sigma^2 for
-        two joints with RMS error sigma), so the median squared length is debiased;
-        left and right are taken as equal; and while few frames are in, the
-        estimate leans on the training bodies' proportions scaled to this
-        subject's leg length (the best-measured length).
+        The measurement: each bone's median squared length over the recent
+        frames, debiased for the joint noise (E|d + n|^2 = |d|^2 + 2 sigma^2
+        for two joints with RMS error sigma), left and right taken as equal.
+        It is combined by inverse variance with the training bodies'
+        proportions scaled to this subject's leg length (thigh + shank): the
+        measurement's variance is one frame's (2 sigma^2 / 3 along the bone,
+        a quarter of it for the half hip width) times pi / 2 (a median) over
+        the frames in, the population's is the spread of the training
+        bodies' proportions plus the leg length's own uncertainty. So the
+        first frames lean on the population the more the noisier the joints,
+        and the subject's own lengths take over as frames come in.
         """
         if not self._lengths:
             return np.full(7, np.nan)
         history = np.stack(self._lengths)
-        bias = np.full(7, 2 * self.config.observation_sigma_m ** 2)
-        bias[0] /= 4   # the half hip width is half the distance between two joints
+        sigma2 = self.config.observation_sigma_m ** 2
+        # Variance of one frame's length along the bone: two joints' noise along one axis.
+        frame_var = np.full(7, 2 * sigma2 / 3)
+        frame_var[0] /= 4   # the half hip width is half the distance between two joints
         squared = np.nanmedian(history ** 2, axis=0)
-        lengths = np.sqrt(np.maximum(squared - bias, 0.25 * squared))
+        # The noise along all three axes lengthens the bone: debias by the noise's whole variance.
+        lengths = np.sqrt(np.maximum(squared - 3 * frame_var, 0.25 * squared))
+        frames = np.isfinite(history).sum(0).astype(float)
         lengths[1:4] = lengths[4:7] = 0.5 * (lengths[1:4] + lengths[4:7])
-        ratios = self.meta.get("length_ratios")
-        if ratios is not None:
-            frames = np.isfinite(history).sum(0)
-            population = np.asarray(ratios) * 0.5 * (lengths[1] + lengths[2] + lengths[4] + lengths[5])
-            # A frame's lengths are worth less the noisier the joints: the prior's weight grows with sigma^2.
-            k = self.config.length_prior_frames * (self.config.observation_sigma_m / 0.02) ** 2
-            lengths = (frames * lengths + k * population) / (frames + k)
-        return lengths
+        frames[1:4] = frames[4:7] = frames[1:4] + frames[4:7]
+        ratios, ratio_sds = self.meta.get("length_ratios"), self.meta.get("length_ratio_sds")
+        if ratios is None or ratio_sds is None:
+            return lengths
+        measured_var = np.pi / 2 * frame_var / np.maximum(frames, 1.0)
+        leg = 0.5 * (lengths[1] + lengths[2] + lengths[4] + lengths[5])
+        population = np.asarray(ratios) * leg
+        population_var = ((np.asarray(ratio_sds) * leg) ** 2
+                          + np.asarray(ratios) ** 2 * (measured_var[1] + measured_var[2]))
+        weight = population_var / (population_var + measured_var)
+        return np.where(frames > 0, weight * lengths + (1 - weight) * population, population)
 
     def _prediction(self, stamp_s: float) -> np.ndarray:
         last = self._outputs[-1]

@@ -94,10 +94,12 @@ def gait_manifold(config: PoseNDFTrainConfig, progress: bool = True) -> np.ndarr
     return canonical_hemisphere(torch.cat(poses)).numpy()
 
 
-def population_length_ratios(config: PoseNDFTrainConfig) -> list[float]:
-    """Mean bone lengths of the training bodies over their leg length (thigh + shank), `LENGTHS` order.
+def population_length_ratios(config: PoseNDFTrainConfig) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation over the training bodies of each bone length over the body's leg
+    length (thigh + shank), `LENGTHS` order.
 
-    The filter's prior on a new subject's proportions before its own bone lengths are known."""
+    The filter's prior on a new subject's proportions before its own bone lengths are known, and how
+    far a body may stray from it."""
     from ..data.body import BodyModel, sample_phenotype
     from ..data.gait import GaitModel, sample_gait_params
 
@@ -109,7 +111,7 @@ def population_length_ratios(config: PoseNDFTrainConfig) -> list[float]:
             np.array([0.0]))).joints
         lengths = inverse(torch.as_tensor(joints, dtype=torch.float64)).lengths[0].numpy()
         ratios.append(lengths / np.mean([lengths[1] + lengths[2], lengths[4] + lengths[5]]))
-    return [float(r) for r in np.mean(ratios, axis=0)]
+    return [float(r) for r in np.mean(ratios, axis=0)], [float(r) for r in np.std(ratios, axis=0)]
 
 
 def random_rotations(n: int, k: int, sigma: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
@@ -226,10 +228,11 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
             break
     bar.close()
     done = history[-1]["epoch"] if history else 0
+    ratio_means, ratio_sds = population_length_ratios(config)
     meta = {"model": "posendf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "rotations": list(ROTATIONS),
             "joint_weight": JOINT_WEIGHT, "manifold_poses": len(manifold), "off_manifold_poses": len(noisy),
-            "length_ratios": population_length_ratios(config),
+            "length_ratios": ratio_means, "length_ratio_sds": ratio_sds,
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
             "device": str(dev), "torch_threads": torch.get_num_threads(),
             "train_minutes": round(sum(h["seconds"] for h in history) / 60, 1), "git_commit": git_commit(),

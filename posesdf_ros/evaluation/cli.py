@@ -41,6 +41,9 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--vote-probes", type=int, default=2048,
                     help="nvf backend: random unit-ball points tried as extra near-surface queries (2048; 0: the "
                          "observed points only)")
+    ev.add_argument("--starts", type=int, default=None,
+                    help="posesdf/nvf: start codes screened for each cold fit (default: the profile's, "
+                         "accurate 8, fast 4; 1: the mean code only, as in the paper)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
     ev.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ones)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -118,6 +121,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     est = load_estimator(args.backend, args.profile, args.device, args.weights,
                          VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes))
+    if args.starts is not None:
+        if args.backend == "pn2":
+            raise SystemExit("--starts applies to the posesdf and nvf backends (latent optimisation)")
+        est = est.with_profile(starts=args.starts)
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
                                 progress=not args.quiet, input_mode=args.input)
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),

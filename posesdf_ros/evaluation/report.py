@@ -33,7 +33,10 @@ def run_label(summary: dict) -> str:
     source = summary.get("yaw_source", "")
     yaw = "GT yaw" if source.startswith("ground") else ("RotNet" if source == "RotNet" else "no RotNet")
     scene = ", scene input" if summary.get("input", "").startswith("whole scene") else ""
-    return f"{summary['backend']} ({prof.get('name', 'profile')}, {yaw}{scene})"
+    # Runs from before start screening existed fitted from the mean code only.
+    starts = prof.get("starts", 1) if summary["backend"] != "pn2" else None
+    screening = "" if starts is None else (", mean-code start" if starts == 1 else f", {starts} starts")
+    return f"{summary['backend']} ({prof.get('name', 'profile')}, {yaw}{scene}{screening})"
 
 
 def write_run_report(summary: dict, records: list[dict], out: Path) -> list[Path]:

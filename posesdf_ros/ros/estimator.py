@@ -59,7 +59,7 @@ class EstimatorNode(ManagedNode):
         TORCH_THREADS,
         Param("track", True, "Warm-start each frame's latent code from the previous frame."),
         Param("track_reset_s", 0.25, "Warm-start only from a frame at most this old (s); the gait changes too much "
-                                     "in longer gaps, so a slower model starts each frame from the mean code.",
+                                     "in longer gaps, so a slower model fits each frame cold.",
               (0.0, 60.0)),
         Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0)),
         Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0)),

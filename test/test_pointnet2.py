@@ -47,3 +47,18 @@ def test_gather_and_encoder_shapes_and_permutation_invariance():
     # The global layer max-pools: shuffling points other than the first (the FPS seed) changes nothing.
     perm = torch.cat([torch.zeros(1, dtype=torch.long), 1 + torch.randperm(299)])
     assert torch.allclose(enc(x[:, perm]), out, atol=1e-5)
+
+
+def test_turned_copies_can_share_sampling_and_grouping():
+    """A batch of vertical turns of one cloud: grouping the first and sharing it gives the
+    features of grouping each (the distances are the same)."""
+    x = torch.rand(300, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    turns = []
+    for angle in (0.0, 0.7, 2.0):
+        c, s = np.cos(angle), np.sin(angle)
+        turns.append(x @ torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64).T)
+    batch = torch.stack(turns)
+    enc = PointNet2Encoder().double().eval()
+    with torch.no_grad():
+        assert torch.allclose(enc(batch, same_distances=True), enc(batch), atol=1e-9)
+        assert not torch.allclose(enc(batch[[0, 0, 0]]), enc(batch), atol=1e-3)

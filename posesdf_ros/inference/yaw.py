@@ -60,7 +60,7 @@ class YawEstimator:
             R = torch.tensor([[c, -si, 0.0], [si, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float32)
             turned.append(x @ R.T)
         with torch.no_grad():
-            logits, residual = self.model(torch.stack(turned).to(self.device))
+            logits, residual = self.model(torch.stack(turned).to(self.device), same_distances=True)
         # Turning the input by s bins moves the answer s bins on: roll each back, then average.
         prob = torch.stack([torch.softmax(logits[i], -1).roll(-s) for i, s in enumerate(shifts)]).mean(0)
         res = torch.stack([residual[i].roll(-s) for i, s in enumerate(shifts)]).mean(0)

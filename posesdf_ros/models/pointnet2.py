@@ -57,6 +57,9 @@ class SetAbstraction(nn.Module):
 
     forward(xyz (B, N, 3), features (B, N, C) or None) -> (centres (B, S, 3), features (B, S, mlp[-1]))
     `npoint=None` groups all points around the origin (the global layer).
+    `same_distances=True` says that the batch members are rigid motions of one
+    cloud (test-time turns): sampling and grouping only read distances, so they
+    are computed on the first member and shared.
     """
 
     def __init__(self, npoint: int | None, radius: float, nsample: int, in_channels: int, mlp: list[int]):
@@ -64,18 +67,23 @@ class SetAbstraction(nn.Module):
         self.npoint, self.radius, self.nsample = npoint, radius, nsample
         layers, c = [], in_channels + 3
         for width in mlp:
-            layers += [nn.Linear(c, width), nn.LayerNorm(width), nn.ReLU()]
+            layers += [nn.Linear(c, width), nn.LayerNorm(width), nn.ReLU(inplace=True)]
             c = width
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, xyz: torch.Tensor, features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, xyz: torch.Tensor, features: torch.Tensor | None,
+                same_distances: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         if self.npoint is None:
             centres = xyz.new_zeros(xyz.shape[0], 1, 3)
             local = xyz[:, None]                                          # (B, 1, N, 3)
             grouped = features[:, None] if features is not None else None
         else:
-            centres = gather(xyz, farthest_point_sample(xyz, self.npoint))
-            idx = ball_query(self.radius, self.nsample, xyz, centres)
+            first = xyz[:1] if same_distances else xyz
+            sampled = farthest_point_sample(first, self.npoint)
+            idx = ball_query(self.radius, self.nsample, first, gather(first, sampled))
+            if same_distances:
+                sampled, idx = sampled.expand(len(xyz), -1), idx.expand(len(xyz), -1, -1)
+            centres = gather(xyz, sampled)
             local = (gather(xyz, idx) - centres[:, :, None]) / self.radius
             grouped = gather(features, idx) if features is not None else None
         x = local if grouped is None else torch.cat([local, grouped], -1)
@@ -99,7 +107,8 @@ class PointNet2Config:
 
 
 class PointNet2Encoder(nn.Module):
-    """Three set-abstraction levels to a global feature: (B, N, 3) -> (B, out_dim)."""
+    """Three set-abstraction levels to a global feature: (B, N, 3) -> (B, out_dim).
+    `same_distances`: see `SetAbstraction`."""
 
     def __init__(self, config: PointNet2Config | None = None):
         super().__init__()
@@ -112,10 +121,10 @@ class PointNet2Encoder(nn.Module):
         self.levels = nn.ModuleList(levels)
         self.out_dim = chans
 
-    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+    def forward(self, xyz: torch.Tensor, same_distances: bool = False) -> torch.Tensor:
         feats = None
         for level in self.levels:
-            xyz, feats = level(xyz, feats)
+            xyz, feats = level(xyz, feats, same_distances)
         return feats[:, 0]
 
 

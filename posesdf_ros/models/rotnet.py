@@ -62,7 +62,8 @@ class RotNet(nn.Module):
 
     forward(xyz (B, N, 3), centred) -> (logits (B, bins), residual (B, bins)):
     residual[k] is the heading's offset from bin k's centre k * bin_width,
-    in bin widths.
+    in bin widths. `same_distances=True` for a batch of turns of one cloud
+    (shares the encoder's sampling and grouping).
     """
 
     def __init__(self, config: RotNetConfig | None = None):
@@ -72,8 +73,8 @@ class RotNet(nn.Module):
         self.head = nn.Sequential(nn.Linear(self.encoder.out_dim, c.hidden), nn.LayerNorm(c.hidden), nn.ReLU(),
                                   nn.Dropout(c.dropout), nn.Linear(c.hidden, 2 * c.bins))
 
-    def forward(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.head(self.encoder(xyz))
+    def forward(self, xyz: torch.Tensor, same_distances: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.head(self.encoder(xyz, same_distances))
         return out[:, :self.config.bins], out[:, self.config.bins:]
 
 

@@ -70,11 +70,12 @@ def nvf_joints(model: PoseSDF, head: NVFHead, z: torch.Tensor, points: torch.Ten
     pass of the head over the kept ones: no search."""
     with torch.no_grad():
         probes = unit_ball(decoding.probes, generator or torch.Generator().manual_seed(0)).to(points)
-        feats = posesdf_features(model, z[None], torch.cat([points, probes])[None])
-        keep = torch.cat([torch.ones(len(points), dtype=torch.bool, device=points.device),
-                          feats.shape[0, len(points):].abs() < decoding.band])
-        w, u = head(feats.query[:, keep], feats.hidden[:, keep])
-    return decode_votes(torch.cat([points, probes])[keep], w[0], u[0], head.config.radius, decoding)
+        # The shape-only pass is cheaper: it finds the near-surface probes before the full one.
+        near = model(z[None], probes[None], with_pose=False)[0][0].abs() < decoding.band
+        voters = torch.cat([points, probes[near]])
+        feats = posesdf_features(model, z[None], voters[None])
+        w, u = head(feats.query, feats.hidden)
+    return decode_votes(voters, w[0], u[0], head.config.radius, decoding)
 
 
 def unit_ball(n: int, generator: torch.Generator) -> torch.Tensor:

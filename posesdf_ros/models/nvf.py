@@ -49,32 +49,13 @@ class PoseSDFFeatures:
 
 
 def posesdf_features(model: PoseSDF, z: torch.Tensor, p: torch.Tensor) -> PoseSDFFeatures:
-    """PoseSDF.forward, keeping what the vote head reads. z (B, L) or (B, N, L), p (B, N, 3).
-
-    Walks the same layers as `PoseSDF.forward` (a test checks that the
-    outputs agree exactly); needs the pose decoder.
-    """
-    c = model.config
-    if not c.pose_decoder:
+    """PoseSDF's pass (`PoseSDF.decode`) with what the vote head reads. z (B, L) or (B, N, L),
+    p (B, N, 3); needs the pose decoder."""
+    if not model.config.pose_decoder:
         raise ValueError("NVF needs a PoseSDF with its pose decoder")
-    if z.dim() == 2:
-        z = z[:, None, :].expand(-1, p.shape[1], -1)
-    query = torch.cat([z, p, model.fourier(p)], dim=-1)
-    act = lambda t: nn.functional.leaky_relu(t, c.hidden_slope)  # noqa: E731
-    h, x = query, query
-    for layer in model.encoder:
-        h = act(layer(h))
-    if c.encoder_layers:
-        x = torch.cat([h, x], dim=-1)
-    hs, hp = act(model.shape_layers[0](x)), act(model.pose_layers[0](x))
-    for i in range(1, c.decoder_layers):
-        if i <= c.exchange_layers:
-            hs, hp = act(model.shape_layers[i](torch.cat([hs, hp], -1))), act(model.pose_layers[i](torch.cat([hp, hs], -1)))
-        else:
-            hs, hp = act(model.shape_layers[i](hs)), act(model.pose_layers[i](hp))
-    shape = nn.functional.leaky_relu(model.shape_out(hs), c.output_slope)[..., 0]
-    pose = nn.functional.leaky_relu(model.pose_out(hp), c.output_slope)
-    return PoseSDFFeatures(shape, pose, query, torch.cat([hs, hp], -1))
+    shape, pose, hidden = model.decode(z, p)
+    codes = z[:, None, :].expand(-1, p.shape[1], -1) if z.dim() == 2 else z
+    return PoseSDFFeatures(shape, pose, torch.cat([codes, p, model.fourier(p)], dim=-1), hidden)
 
 
 class NVFHead(nn.Module):

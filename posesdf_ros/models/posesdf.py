@@ -108,6 +108,13 @@ class PoseSDF(nn.Module):
         """with_pose=False returns (shape, None) and skips the pose layers the shape
         output does not read (those after the exchange): latent optimisation and
         meshing only need the shape field, and this is a third less work."""
+        shape, pose, _ = self.decode(z, p, with_pose)
+        return shape, pose
+
+    def decode(self, z: torch.Tensor, p: torch.Tensor, with_pose: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """`forward` keeping the last hidden features: (shape (B, N), pose (B, N, 9) or None,
+        hidden (B, N, W), or (B, N, 2 W) [shape, pose] with the pose decoder and with_pose)."""
         c = self.config
         act = lambda t: nn.functional.leaky_relu(t, c.hidden_slope)  # noqa: E731
         points = torch.cat([p, self.fourier(p)], dim=-1)
@@ -127,7 +134,7 @@ class PoseSDF(nn.Module):
         if not c.pose_decoder:
             for layer in self.shape_layers[1:]:
                 hs = act(layer(hs))
-            return nn.functional.leaky_relu(self.shape_out(hs), c.output_slope)[..., 0], None
+            return nn.functional.leaky_relu(self.shape_out(hs), c.output_slope)[..., 0], None, hs
         hp = act(first(self.pose_layers[0], h))
         for i in range(1, c.decoder_layers):
             if i <= c.exchange_layers:
@@ -141,9 +148,9 @@ class PoseSDF(nn.Module):
                     hp = act(self.pose_layers[i](hp))
         shape = nn.functional.leaky_relu(self.shape_out(hs), c.output_slope)[..., 0]
         if not with_pose:
-            return shape, None
+            return shape, None, hs
         pose = nn.functional.leaky_relu(self.pose_out(hp), c.output_slope)
-        return shape, pose
+        return shape, pose, torch.cat([hs, hp], -1)
 
 
 def _per_shape_code_linear(layer: nn.Linear, z: torch.Tensor, points: torch.Tensor,

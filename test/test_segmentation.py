@@ -79,6 +79,17 @@ def test_survives_a_floor_that_is_not_level(scenes):
     assert result.valid and precision > 0.75 and recall > 0.95
 
 
+def test_a_box_nearer_than_the_person_is_not_taken_for_them(body_model):
+    """Test scene (seed 1) with a 1.1 m box, round enough at its corner not to read as flat,
+    nearer the sensor than the person: the target is the cluster that stands as tall as a
+    person (its head is in view), not the nearest person-like one."""
+    scene = make_test_sample(body_model, SampleKey("test", 1, "pronation", "V3"), seed=1)[0]
+    result = segment_legs(scene["points"], sensor_origin=_sensor(scene))
+    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
+    precision, recall = _precision_recall(result, scene["leg_mask"])
+    assert precision > 0.85 and recall > 0.9
+
+
 def _column(centre_xy, radius=0.15, height=1.7, spacing=0.01, rng=None):
     """Points on a round column standing on the floor: person-sized, not flat."""
     angles = np.arange(0.0, 2 * np.pi, spacing / radius)

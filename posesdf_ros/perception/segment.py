@@ -333,13 +333,35 @@ def looks_like_person(cluster: Cluster, points: np.ndarray, height: np.ndarray, 
             and not is_flat(points[cluster.members], sensor, config))
 
 
+def elevation(points: np.ndarray, sensor: np.ndarray) -> np.ndarray:
+    """Each point's elevation seen from the sensor (rad)."""
+    offset = points.astype(np.float64) - sensor
+    return np.arctan2(offset[:, 2], np.hypot(offset[:, 0], offset[:, 1]))
+
+
+def stands_tall(cluster: Cluster, points: np.ndarray, sensor: np.ndarray, frame_top: float,
+                config: SegmentationConfig) -> bool:
+    """Whether the cluster's top is an adult's (at least `head_min_stature`) or the frame's top
+    edge cuts it (its topmost point within two pixels of the scene's, `frame_top` rad): a box or
+    a bin shows its whole top below that, a person in view shows a head or is cut."""
+    if cluster.top >= config.head_min_stature:
+        return True
+    return float(elevation(points[cluster.members], sensor).max()) >= frame_top - 2.0 / config.sensor_focal_px
+
+
 def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
                   sensor: np.ndarray, config: SegmentationConfig) -> Cluster | None:
-    """The person-like cluster nearest to `reference_xy`; the shape test runs nearest first."""
+    """The person-like cluster nearest to `reference_xy` that `stands_tall`, else the nearest
+    person-like one (so that a child or a seated person alone in view is still found); the
+    shape tests run nearest first."""
+    frame_top = float(elevation(points, sensor).max())
+    fallback = None
     for cluster in sorted(clusters, key=lambda c: float(np.linalg.norm(c.centre - reference_xy))):
         if looks_like_person(cluster, points, height, sensor, config):
-            return cluster
-    return None
+            if stands_tall(cluster, points, sensor, frame_top, config):
+                return cluster
+            fallback = fallback or cluster
+    return fallback
 
 
 def target_points(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, above: np.ndarray,
@@ -409,10 +431,10 @@ def head_in_view(points: np.ndarray, height: np.ndarray, sensor: np.ndarray, con
         return False
     offset = points.astype(np.float64) - sensor
     distance = np.hypot(offset[:, 0], offset[:, 1])
-    elevation = np.arctan2(offset[:, 2], distance)
+    up = elevation(points, sensor)
     azimuth = np.arctan2(offset[:, 1], offset[:, 0])
     pixel = 1.0 / config.sensor_focal_px
-    edge = azimuth[elevation >= elevation.max() - pixel]
+    edge = azimuth[up >= up.max() - pixel]
     band = azimuth[height >= top - config.head_band]
     if np.ptp(edge) + pixel >= config.head_max_edge_ratio * (np.ptp(band) + pixel):
         return False

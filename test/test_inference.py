@@ -72,9 +72,9 @@ def test_screening_picks_the_start_in_the_right_basin(estimator, body_model):
     codes = torch.from_numpy(np.load(estimator.weights_dir / "posesdf_codes.npy"))
     far = codes[(codes - codes[0]).norm(dim=-1).argsort(descending=True)[:3]]
     surface = (arrays["gt_surface"][::60] - arrays["norm_centre"]) * arrays["norm_scale"]
-    fit = screen_starts(estimator.model, torch.as_tensor(surface, dtype=torch.float32),
-                        torch.cat([far, codes[:1]]), iterations=10)
-    assert (fit.z - codes[0]).norm() < (fit.z - far).norm(dim=-1).min()
+    fit, index = screen_starts(estimator.model, torch.as_tensor(surface, dtype=torch.float32),
+                               torch.cat([far, codes[:1]]), iterations=10)
+    assert index == 3 and (fit.z - codes[0]).norm() < (fit.z - far).norm(dim=-1).min()
     alone = optimise_latent(estimator.model, torch.as_tensor(surface, dtype=torch.float32), z0=far[0],
                             iterations=10, patience=10)
     assert fit.loss < alone.loss
@@ -92,6 +92,22 @@ def test_shipped_weights_estimate_generated_test_samples(estimator, body_model):
         assert res.mesh.vertices[:, 2].min() > -0.1 and res.mesh.vertices[:, 2].max() < a["joints"][0, 2] + 0.3
         errors.append(mpjpe_mm(res.joints, a["joints"]))
     assert np.mean(errors) < MPJPE_BOUND_MM, errors
+
+
+def test_heading_check_turns_a_front_back_confusion_round(estimator, body_model):
+    """Given the heading turned by 180 deg (RotNet's typical failure), the check fits both
+    headings and keeps the one the shape fits: the true one; without the check the joints
+    are far off."""
+    a, _ = make_test_sample(body_model, SampleKey("test", 0, "normal", "V2"), seed=1)
+    pts, truth = a["points"][a["leg_mask"]], heading_of(a["subject_to_gravity"])
+    camera = a["camera_to_gravity"][:3, 3]
+    checked = estimator.estimate(pts, yaw=truth + np.pi, camera_origin=camera, check_heading=True)
+    assert checked.yaw_source == "given_turned" and abs(np.angle(np.exp(1j * (checked.yaw - truth)))) < 1e-6
+    assert mpjpe_mm(checked.joints, a["joints"]) < MPJPE_BOUND_MM
+    unchecked = estimator.estimate(pts, yaw=truth + np.pi, camera_origin=camera)
+    assert unchecked.yaw_source == "given" and mpjpe_mm(unchecked.joints, a["joints"]) > 150
+    right = estimator.estimate(pts, yaw=truth, camera_origin=camera, check_heading=True)
+    assert right.yaw_source == "given" and mpjpe_mm(right.joints, a["joints"]) < MPJPE_BOUND_MM
 
 
 def test_tracking_warm_starts_and_reset_forgets(estimator, body_model):

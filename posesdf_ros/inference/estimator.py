@@ -84,7 +84,7 @@ class EstimateResult:
     joints: np.ndarray | None = None          # (9, 3) input frame, JOINT_NAMES order
     mesh: object | None = None                # trimesh.Trimesh in the input frame, or None
     yaw: float | None = None                  # canonicalisation angle (rad)
-    yaw_source: str = ""                      # "given", "rotnet" or "assumed_v1"
+    yaw_source: str = ""                      # "given", "rotnet" or "assumed_v1"; + "_turned" if check_heading turned it
     timings: dict = field(default_factory=dict)
     iterations: int = 0
     latent: np.ndarray | None = None
@@ -182,7 +182,8 @@ class GaitPoseEstimator:
                                  self.vote_decoding)
 
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
-                 track: bool = False, mesh: bool = False, segment: bool | None = None) -> EstimateResult:
+                 track: bool = False, mesh: bool = False, segment: bool | None = None,
+                 check_heading: bool | None = None) -> EstimateResult:
         """Estimate the nine joints (and optionally the lower-limb mesh) of a person.
 
         points: (N, 3) gravity-aligned, z-up, metres, floor at z = 0: a whole
@@ -194,6 +195,9 @@ class GaitPoseEstimator:
         track: warm-start from the previous call's code and prefer the
             previous call's person in the segmentation.
         segment: True for a scene, False for a leg cloud, None to tell by extent.
+        check_heading: cold fits also try the opposite heading and keep the one
+            the shape fits better (RotNet's rare front/back confusions); None:
+            only when the heading comes from RotNet here.
         """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -217,53 +221,68 @@ class GaitPoseEstimator:
             yaw, _ = self.yaw_estimator.predict(pts if heading_pts is None else heading_pts)
             timings["rotnet"] = time.perf_counter() - t
             yaw_source = "rotnet"
+        if check_heading is None:
+            check_heading = yaw_source == "rotnet"
         t1 = time.perf_counter()
         p = self.profile
         rng = np.random.default_rng(p.seed)
         if yaw is None:
             yaw_source = "assumed_v1"
             yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
-        canon = first_guess(pts, float(yaw), self.prior, camera_origin)
         obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
-        obs_n = torch.as_tensor(canon.to_normalised(obs), dtype=torch.float32, device=self.device)
-        free_n = None
+        free = None
         if p.free_points and camera_origin is not None:
             base = obs[rng.choice(len(obs), min(p.free_points, len(obs)), replace=False)]
             ray = np.asarray(camera_origin, float)[None] - base
             ray /= np.linalg.norm(ray, axis=1, keepdims=True)
             free = base + ray * rng.uniform(*p.free_range_m, (len(base), 1))
-            free_n = torch.as_tensor(canon.to_normalised(free), dtype=torch.float32, device=self.device)
+        # The heading, and with check_heading the opposite one (RotNet's front/back
+        # confusions): each canonicalises the same points its own way.
+        headings = [float(yaw), float(yaw) + np.pi] if check_heading else [float(yaw)]
+        views = [self._canonical_view(pts, h, obs, free, camera_origin) for h in headings]
         timings["canonicalise"] = time.perf_counter() - t1
 
         t = time.perf_counter()
         warm = track and self._previous is not None
+        chosen = 0
 
-        def fit_from(previous: LatentFit | None) -> LatentFit:
-            start, iterations = previous, p.track_iterations
-            if previous is None:
-                iterations = p.iterations
-                if len(self.start_codes) > 1:
-                    m = p.screen_points
-                    start = screen_starts(self.model, obs_n[:m], self.start_codes,
-                                          free_points=None if free_n is None else free_n[:m // 2],
-                                          iterations=p.screen_iterations, lr=p.lr,
-                                          refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)
+        def cold_fit() -> LatentFit:
+            nonlocal chosen
+            start = None
+            if len(self.start_codes) * len(views) > 1:
+                m = p.screen_points
+                codes = self.start_codes.repeat(len(views), 1)
+                k = len(self.start_codes)
+                obs_subsets = torch.stack([v[1][:m] for v in views]).repeat_interleave(k, 0)
+                free_subsets = None if free is None else \
+                    torch.stack([v[2][:m // 2] for v in views]).repeat_interleave(k, 0)
+                start, index = screen_starts(self.model, obs_subsets, codes, free_points=free_subsets,
+                                             iterations=p.screen_iterations, lr=p.lr,
+                                             refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)
+                chosen = index // k
+            return refine(start, p.iterations)
+
+        def refine(start: LatentFit | None, iterations: int) -> LatentFit:
+            _, obs_n, free_n = views[chosen]
             return optimise_latent(self.model, obs_n, free_points=free_n, z0=self.latent_mean, start=start,
                                    iterations=iterations, lr=p.lr, refine_similarity=p.refine_similarity,
                                    similarity_lr=p.similarity_lr, patience=p.patience)
 
-        fit = fit_from(self._previous if warm else None)
+        fit = refine(self._previous, p.track_iterations) if warm else cold_fit()
         # A warm start can slide into a worse basin frame after frame (large gaps between
         # frames, a wrong frame): when its fit is clearly worse than the last cold fit's,
         # start again cold.
         if warm and fit.loss > p.track_loss_ratio * self._reference_loss:
-            fit, warm = fit_from(None), False
+            fit, warm = cold_fit(), False
             timings["track_restarts"] = 1.0
         if track:
             self._previous = fit
             if not warm:
                 self._reference_loss = fit.loss
         timings["latent_optimisation"] = time.perf_counter() - t
+        canon, obs_n, _ = views[chosen]
+        if chosen:
+            yaw, yaw_source = float(np.angle(np.exp(1j * headings[chosen]))), f"{yaw_source}_turned"
 
         t = time.perf_counter()
         if self.backend == "nvf":
@@ -285,6 +304,14 @@ class GaitPoseEstimator:
         timings["total"] = time.perf_counter() - t0
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fit.apply(obs_n).cpu().numpy())
+
+    def _canonical_view(self, pts: np.ndarray, yaw: float, obs: np.ndarray, free: np.ndarray | None,
+                        camera_origin: np.ndarray | None) -> tuple[Canonical, torch.Tensor, torch.Tensor | None]:
+        """The first-guess canonicalisation for heading `yaw` and the observed (and free-space)
+        points mapped by it, as tensors."""
+        canon = first_guess(pts, yaw, self.prior, camera_origin)
+        to_tensor = lambda a: torch.as_tensor(canon.to_normalised(a), dtype=torch.float32, device=self.device)  # noqa: E731
+        return canon, to_tensor(obs), None if free is None else to_tensor(free)
 
     @staticmethod
     def _unrefine(fit: LatentFit, p_n: torch.Tensor) -> np.ndarray:

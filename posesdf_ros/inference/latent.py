@@ -61,13 +61,15 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
 def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
                   free_points: torch.Tensor | None = None, iterations: int = 20, lr: float = 5e-3,
                   latent_reg: float = 1e-2, refine_similarity: bool = True, similarity_lr: float = 2e-3,
-                  free_weight: float = 0.5) -> LatentFit:
-    """Fit from each of the K start `codes` (K, L) at once for a few steps and return the
-    fit with the lowest loss, to be refined by `optimise_latent(start=...)`.
+                  free_weight: float = 0.5) -> tuple[LatentFit, int]:
+    """Fit from each of the K start `codes` (K, L) at once for a few steps; return the fit
+    with the lowest loss, to be refined by `optimise_latent(start=...)`, and its index.
 
     A single start (the mean code) lands in a wrong basin on some frames (a leg
     bent the wrong way, legs crossed); the loss tells those apart, so trying
-    several codes of the training set is cheap insurance.
+    several codes of the training set is cheap insurance. `points` (N, 3) is
+    shared by all starts, or (K, N, 3) gives each start its own (the same cloud
+    canonicalised with other headings); `free_points` likewise.
     """
     k = len(codes)
     zeros = torch.zeros(k, 3, device=points.device)
@@ -76,7 +78,7 @@ def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
         refine_similarity=refine_similarity, similarity_lr=similarity_lr, free_weight=free_weight,
         patience=iterations, min_improvement=0.0)
     i = int(per_fit.argmin())
-    return LatentFit(z[i], shift[i], log_scale[i], it, float(per_fit[i]))
+    return LatentFit(z[i], shift[i], log_scale[i], it, float(per_fit[i])), i
 
 
 def start_codes(mean: torch.Tensor, training_codes: np.ndarray | None, count: int, seed: int = 0) -> torch.Tensor:
@@ -94,7 +96,8 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
              shift0: torch.Tensor, log_scale0: torch.Tensor, *, iterations: int, lr: float, latent_reg: float,
              refine_similarity: bool, similarity_lr: float, free_weight: float, patience: int,
              min_improvement: float):
-    """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,).
+    """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,); points
+    (N, 3) shared or (K, N, 3) one set per fit, free_points likewise.
 
     Returns z (K, L), shift (K, 3), log_scale (K,), each fit's loss at the last
     step (K,), the lowest summed loss seen, and the steps run.
@@ -108,13 +111,14 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
     opt = torch.optim.Adam(groups)
     for p in model.parameters():
         p.requires_grad_(False)
-    query = points if free_points is None else torch.cat([points, free_points])
-    n_obs = len(points)
+    query = points if free_points is None else torch.cat([points, free_points], dim=-2)
+    query = query if query.dim() == 3 else query[None]
+    n_obs = points.shape[-2]
     best, stale, it = float("inf"), 0, 0
     per_fit = torch.full((len(z0),), float("inf"))
     try:
         for it in range(1, iterations + 1):
-            q = (query[None] - shift[:, None]) * torch.exp(log_scale)[:, None, None]
+            q = (query - shift[:, None]) * torch.exp(log_scale)[:, None, None]
             sdf, _ = model(z, q, with_pose=False)                                  # (K, N + M)
             per_fit = tolerance_loss(sdf[:, :n_obs], torch.zeros_like(sdf[:, :n_obs]), 0.0, 0.0).mean(1)
             if free_points is not None:

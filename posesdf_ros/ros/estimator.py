@@ -61,6 +61,8 @@ class EstimatorNode(ManagedNode):
         Param("track_reset_s", 0.25, "Warm-start only from a frame at most this old (s); the gait changes too much "
                                      "in longer gaps, so a slower model fits each frame cold.",
               (0.0, 60.0)),
+        Param("check_heading", True, "Cold fits also try the heading turned round and keep the one the shape "
+                                     "fits better: catches RotNet's front/back confusions for a second screening."),
         Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0)),
         Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0)),
         Param("joint_diameter_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0)),
@@ -128,7 +130,8 @@ class EstimatorNode(ManagedNode):
         camera = pose_to_matrix(person.poses[1])
         want_mesh = self.p.mesh_rate_hz > 0 and stamp - self.last_mesh >= 1.0 / self.p.mesh_rate_hz
         res = self.estimator.estimate(points, yaw=yaw_of(person.poses[0]), camera_origin=camera[:3, 3],
-                                      track=self.p.track, mesh=want_mesh, segment=False)
+                                      track=self.p.track, mesh=want_mesh, segment=False,
+                                      check_heading=self.p.check_heading)
         self.last_stamp = stamp
         self.last_timings = res.timings
         if not res.valid:

@@ -26,6 +26,7 @@ class PipelineSettings:
     device: str = "cpu"
     track: bool = True
     track_reset_s: float = 0.25
+    check_heading: bool = True
     track_timeout_s: float = 1.0
     min_range_m: float = 0.3
     max_range_m: float = 6.0
@@ -109,7 +110,8 @@ class NodePipeline:
             yaw = heading_assuming_canonical_view(legs, None if camera_origin is None else camera_origin[:2])
         if stamp - self.last_stamp > s.track_reset_s:        # estimator: too old to warm-start from
             self.estimator.reset()
-        res = self.estimator.estimate(legs, yaw=yaw, camera_origin=camera_origin, track=s.track, segment=False)
+        res = self.estimator.estimate(legs, yaw=yaw, camera_origin=camera_origin, track=s.track, segment=False,
+                                      check_heading=s.check_heading)
         self.last_stamp = stamp
         return self._filtered(stamp, res.joints if res.valid else None, res.reason, t0)
 

@@ -248,27 +248,31 @@ class GaitPoseEstimator:
 
         def cold_fit() -> LatentFit:
             nonlocal chosen
-            start = None
-            if len(self.start_codes) * len(views) > 1:
-                m = p.screen_points
-                codes = self.start_codes.repeat(len(views), 1)
-                k = len(self.start_codes)
-                obs_subsets = torch.stack([v[1][:m] for v in views]).repeat_interleave(k, 0)
-                free_subsets = None if free is None else \
-                    torch.stack([v[2][:m // 2] for v in views]).repeat_interleave(k, 0)
-                start, index = screen_starts(self.model, obs_subsets, codes, free_points=free_subsets,
-                                             iterations=p.screen_iterations, lr=p.lr,
-                                             refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)
-                chosen = index // k
-            return refine(start, p.iterations)
+            if len(self.start_codes) * len(views) == 1:
+                chosen = 0
+                return refine(0, None, p.iterations)
+            m = p.screen_points
+            screened = [screen_starts(self.model, obs_n[:m], self.start_codes,
+                                      free_points=None if free_n is None else free_n[:m // 2],
+                                      iterations=p.screen_iterations, lr=p.lr,
+                                      refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0]
+                        for _, obs_n, free_n in views]
+            if min(range(len(views)), key=lambda i: screened[i].loss) == 0:
+                chosen = 0
+                return refine(0, screened[0], p.iterations)
+            # The turned heading screened better; the screening is short and on a subset,
+            # so both are refined and the full fits decide.
+            fits = [refine(i, start, p.iterations) for i, start in enumerate(screened)]
+            chosen = min(range(len(fits)), key=lambda i: fits[i].loss)
+            return fits[chosen]
 
-        def refine(start: LatentFit | None, iterations: int) -> LatentFit:
-            _, obs_n, free_n = views[chosen]
+        def refine(view: int, start: LatentFit | None, iterations: int) -> LatentFit:
+            _, obs_n, free_n = views[view]
             return optimise_latent(self.model, obs_n, free_points=free_n, z0=self.latent_mean, start=start,
                                    iterations=iterations, lr=p.lr, refine_similarity=p.refine_similarity,
                                    similarity_lr=p.similarity_lr, patience=p.patience)
 
-        fit = refine(self._previous, p.track_iterations) if warm else cold_fit()
+        fit = refine(0, self._previous, p.track_iterations) if warm else cold_fit()
         # A warm start can slide into a worse basin frame after frame (large gaps between
         # frames, a wrong frame): when its fit is clearly worse than the last cold fit's,
         # start again cold.

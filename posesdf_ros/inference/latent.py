@@ -67,9 +67,7 @@ def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
 
     A single start (the mean code) lands in a wrong basin on some frames (a leg
     bent the wrong way, legs crossed); the loss tells those apart, so trying
-    several codes of the training set is cheap insurance. `points` (N, 3) is
-    shared by all starts, or (K, N, 3) gives each start its own (the same cloud
-    canonicalised with other headings); `free_points` likewise.
+    several codes of the training set is cheap insurance.
     """
     k = len(codes)
     zeros = torch.zeros(k, 3, device=points.device)
@@ -96,8 +94,8 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
              shift0: torch.Tensor, log_scale0: torch.Tensor, *, iterations: int, lr: float, latent_reg: float,
              refine_similarity: bool, similarity_lr: float, free_weight: float, patience: int,
              min_improvement: float):
-    """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,); points
-    (N, 3) shared or (K, N, 3) one set per fit, free_points likewise.
+    """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,), all
+    against the same points (N, 3) and free_points (M, 3).
 
     Returns z (K, L), shift (K, 3), log_scale (K,), each fit's loss at the last
     step (K,), the lowest summed loss seen, and the steps run.
@@ -111,9 +109,8 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
     opt = torch.optim.Adam(groups)
     for p in model.parameters():
         p.requires_grad_(False)
-    query = points if free_points is None else torch.cat([points, free_points], dim=-2)
-    query = query if query.dim() == 3 else query[None]
-    n_obs = points.shape[-2]
+    query = (points if free_points is None else torch.cat([points, free_points]))[None]
+    n_obs = len(points)
     best, stale, it = float("inf"), 0, 0
     per_fit = torch.full((len(z0),), float("inf"))
     try:

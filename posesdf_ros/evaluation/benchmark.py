@@ -193,6 +193,10 @@ def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = 
     samples = list(samples)
     stages = defaultdict(list)
     found, centre = 0, None
+    # Untimed warm-up: the first call of each pays one-off costs (allocations, torch's first pass).
+    first = segment_legs(samples[0]["points"], sensor_origin=samples[0]["camera_to_gravity"][:3, 3])
+    if first.valid:
+        yaw_estimator.predict(samples[0]["points"][first.heading_indices])
     for a in tqdm(samples, desc="bench canonicalise", unit="frame", disable=not progress):
         t0 = time.perf_counter()
         seg = segment_legs(a["points"], previous_centre=centre, sensor_origin=a["camera_to_gravity"][:3, 3])

@@ -22,7 +22,7 @@ points on the target's legs below the crop plane, pelvis + `crop_margin`
 
 Heavy steps work on grids (cells, voxels) and map back to the original
 points through each point's cell, so the indices are those of the input.
-Core module: numpy and scipy only (no ROS, no torch; planes by its own
+Core module: numpy, scipy and threadpoolctl only (no ROS, no torch; planes by its own
 seeded RANSAC, so the same cloud always gives the same result).
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 
 @dataclass(frozen=True)
@@ -494,6 +495,15 @@ def segment_legs(points: np.ndarray, config: SegmentationConfig | None = None,
     (empty, NaN-only, person-free clouds give valid=False and a reason);
     a cloud that is not (N, 3) is a ValueError.
     """
+    # numpy's OpenBLAS would spread the small matrix products here over every core, and its
+    # threads keep spinning after each call, starving the torch threads that run next (RotNet,
+    # PoseSDF): on 2 cores RotNet took about three times as long right after segmentation.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _segment_legs(points, config, previous_centre, sensor_origin)
+
+
+def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
+                  previous_centre: np.ndarray | None, sensor_origin: np.ndarray | None) -> SegmentationResult:
     config = config or SegmentationConfig()
     timer = _StageTimer()
     points = np.asarray(points, dtype=np.float32)

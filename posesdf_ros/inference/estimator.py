@@ -6,7 +6,9 @@ Steps for one frame (all in the input frame's metres until step 2):
    faces +x (the training frame), then map it into the unit sphere with a
    first-guess normalisation regressed from the cloud's top height (the
    lower-limb crop plane; the floor is z = 0) and its horizontal centre;
-3. optimise the latent code and refine the normalisation (`optimise_latent`);
+3. optimise the latent code and refine the normalisation (`optimise_latent`); a cold
+   fit first screens several start codes (`screen_starts`), and with `check_heading`
+   the heading turned round as well;
 4. read the nine sphere centres off the pose field (`sphere_centres`), or,
    with the `nvf` backend, decode the NVF votes of the observed points (`nvf_joints`);
 5. optionally run marching cubes on the shape field;

@@ -327,7 +327,8 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     graph.add(make_nodes(["pose_prior"], context=graph.context,
                          overrides={"pose_prior": {"observation_sigma_m": 0.02}}))
     pub = graph.publisher(PoseArray, "/estimator/joints")
-    (truth,) = walking_joint_sequences(SequenceSpec(subjects=1, duration_s=3.0, fps=15.0, seed=3))
+    # 4 s: the gait analysis needs two heel strikes of each leg inside what reached it
+    (truth,) = walking_joint_sequences(SequenceSpec(subjects=1, duration_s=4.0, fps=15.0, seed=3))
     noisy = truth + np.random.default_rng(0).normal(0, 0.02 / np.sqrt(3), truth.shape)
     time.sleep(1.0)  # discovery
     start = graph.listener.get_clock().now().nanoseconds
@@ -355,7 +356,12 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     assert tuple(angles.name) == ANGLE_NAMES and np.isfinite(angles.position).all()
     knees = [np.rad2deg(m.position[ANGLE_NAMES.index("left_knee_flexion")]) for m in graph.received["/pose_prior/gait_angles"]]
     assert max(knees) > 40 and min(knees) < 20          # the knee's swing and stance
-    gait = {kv.key: kv.value for kv in graph.received["/pose_prior/gait"][-1].status[0].values}
+    def gaits(r):
+        return [{kv.key: kv.value for kv in m.status[0].values} for m in r["/pose_prior/gait"]]
+
+    # The analysis publishes every 0.5 s: wait for the update that has seen the whole walk.
+    graph.wait_for(lambda r: any(g["valid"] == "True" for g in gaits(r)), 5)
+    gait = gaits(graph.received)[-1]
     assert {"cadence_spm", "stride_length_m", "left_peak_knee_flexion_deg"} <= set(gait)
-    assert gait["valid"] == "True" and 60 < float(gait["cadence_spm"]) < 170
+    assert gait["valid"] == "True" and 60 < float(gait["cadence_spm"]) < 170, gait
     assert graph.wait_for(lambda r: any("dropped_bad_joints" in _values(s) for s in _statuses(r, "pose_prior")), 10)

@@ -78,6 +78,9 @@ class EstimatorNode(ManagedNode):
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
         self.pairer = StampPairer()
         self.images: deque[Image] = deque(maxlen=15)
+        # Results waiting for their RGB frame: (stamp, joints, camera_to_gravity). A slow
+        # estimate can be done before the executor has taken that frame's image in.
+        self.undrawn: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=5)
         self.camera_info: CameraInfo | None = None
         self.last_stamp, self.last_mesh = -np.inf, -np.inf
         self.last_timings: dict[str, float] = {}
@@ -105,6 +108,8 @@ class EstimatorNode(ManagedNode):
 
     def _on_image(self, msg: Image) -> None:
         self.images.append(msg)
+        if self.undrawn:
+            self._draw_overlays()
 
     def _on_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -149,16 +154,28 @@ class EstimatorNode(ManagedNode):
             self.pub_mesh.publish(mesh_to_msg(verts, faces))
         self.pub_markers.publish(MarkerArray(markers=markers))
         if self.p.overlay:
-            self._publish_overlay(stamp, res.joints, camera)
+            self.undrawn.append((stamp, res.joints, camera))
+            self._draw_overlays()
         self.mark_published(legs.header.stamp)
 
-    def _publish_overlay(self, stamp: float, joints: np.ndarray, camera_to_gravity: np.ndarray) -> None:
+    def _draw_overlays(self) -> None:
+        """Draw each waiting result on its RGB frame (the nearest stamp within the tolerance)
+        once that frame is in; give up on a result once newer frames came without it."""
         if self.camera_info is None or not self.images:
             return
-        image = min(list(self.images), key=lambda m: abs(stamp_seconds(m.header.stamp) - stamp))
-        if abs(stamp_seconds(image.header.stamp) - stamp) > self.p.image_sync_tolerance_s:
-            self.warn("sync", f"no RGB image within {self.p.image_sync_tolerance_s} s of the depth frame")
-            return
+        tolerance = self.p.image_sync_tolerance_s
+        newest = stamp_seconds(self.images[-1].header.stamp)
+        for entry in list(self.undrawn):
+            stamp, joints, camera_to_gravity = entry
+            image = min(self.images, key=lambda m: abs(stamp_seconds(m.header.stamp) - stamp))
+            if abs(stamp_seconds(image.header.stamp) - stamp) <= tolerance:
+                self.undrawn.remove(entry)
+                self._publish_overlay(image, joints, camera_to_gravity)
+            elif newest > stamp + tolerance:
+                self.undrawn.remove(entry)
+                self.warn("sync", f"no RGB image within {tolerance} s of the depth frame")
+
+    def _publish_overlay(self, image: Image, joints: np.ndarray, camera_to_gravity: np.ndarray) -> None:
         info = self.camera_info
         if (image.width, image.height) != (info.width, info.height):
             self.warn("image", f"image is {image.width}x{image.height} but camera_info says "

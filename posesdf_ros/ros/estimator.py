@@ -15,6 +15,7 @@ stamp, in the gravity frame:
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict, deque
 
 import numpy as np
@@ -78,9 +79,11 @@ class EstimatorNode(ManagedNode):
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
         self.pairer = StampPairer()
         self.images: deque[Image] = deque(maxlen=15)
-        # Results waiting for their RGB frame: (stamp, joints, camera_to_gravity). A slow
-        # estimate can be done before the executor has taken that frame's image in.
-        self.undrawn: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=5)
+        # Results waiting for their RGB frame: (stamp, joints, camera_to_gravity, image or None).
+        # The worker takes the frame's image when it starts on the frame, since newer images push
+        # it out of `images` during a slow estimate; one that comes later is drawn on arrival.
+        self.undrawn: deque[tuple[float, np.ndarray, np.ndarray, Image | None]] = deque(maxlen=5)
+        self.overlay_lock = threading.Lock()    # the worker and the image callback both draw
         self.camera_info: CameraInfo | None = None
         self.last_stamp, self.last_mesh = -np.inf, -np.inf
         self.last_timings: dict[str, float] = {}
@@ -109,7 +112,8 @@ class EstimatorNode(ManagedNode):
     def _on_image(self, msg: Image) -> None:
         self.images.append(msg)
         if self.undrawn:
-            self._draw_overlays()
+            with self.overlay_lock:
+                self._draw_overlays()
 
     def _on_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -130,6 +134,7 @@ class EstimatorNode(ManagedNode):
             self.drop("bad_cloud", f"cannot read the legs cloud: {err}")
             return
         stamp = stamp_seconds(legs.header.stamp)
+        frame_image = self._image_near(stamp) if self.p.overlay else None
         if stamp - self.last_stamp > self.p.track_reset_s:
             self.estimator.reset()
         camera = pose_to_matrix(person.poses[1])
@@ -154,21 +159,30 @@ class EstimatorNode(ManagedNode):
             self.pub_mesh.publish(mesh_to_msg(verts, faces))
         self.pub_markers.publish(MarkerArray(markers=markers))
         if self.p.overlay:
-            self.undrawn.append((stamp, res.joints, camera))
-            self._draw_overlays()
+            with self.overlay_lock:
+                self.undrawn.append((stamp, res.joints, camera, frame_image))
+                self._draw_overlays()
         self.mark_published(legs.header.stamp)
 
+    def _image_near(self, stamp: float) -> Image | None:
+        """The buffered RGB image nearest to `stamp` if within the sync tolerance."""
+        images = list(self.images)      # a copy: the image callback appends meanwhile
+        if not images:
+            return None
+        image = min(images, key=lambda m: abs(stamp_seconds(m.header.stamp) - stamp))
+        return image if abs(stamp_seconds(image.header.stamp) - stamp) <= self.p.image_sync_tolerance_s else None
+
     def _draw_overlays(self) -> None:
-        """Draw each waiting result on its RGB frame (the nearest stamp within the tolerance)
-        once that frame is in; give up on a result once newer frames came without it."""
+        """Draw each waiting result on its RGB frame once that is in; give up on a result once
+        newer frames came without it. The caller holds `overlay_lock`."""
         if self.camera_info is None or not self.images:
             return
         tolerance = self.p.image_sync_tolerance_s
         newest = stamp_seconds(self.images[-1].header.stamp)
         for entry in list(self.undrawn):
-            stamp, joints, camera_to_gravity = entry
-            image = min(self.images, key=lambda m: abs(stamp_seconds(m.header.stamp) - stamp))
-            if abs(stamp_seconds(image.header.stamp) - stamp) <= tolerance:
+            stamp, joints, camera_to_gravity, image = entry
+            image = image or self._image_near(stamp)
+            if image is not None:
                 self.undrawn.remove(entry)
                 self._publish_overlay(image, joints, camera_to_gravity)
             elif newest > stamp + tolerance:

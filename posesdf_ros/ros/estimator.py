@@ -79,11 +79,13 @@ class EstimatorNode(ManagedNode):
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
         self.pairer = StampPairer()
         self.images: deque[Image] = deque(maxlen=15)
-        # Results waiting for their RGB frame: (stamp, joints, camera_to_gravity, image or None).
-        # The worker takes the frame's image when it starts on the frame, since newer images push
-        # it out of `images` during a slow estimate; one that comes later is drawn on arrival.
-        self.undrawn: deque[tuple[float, np.ndarray, np.ndarray, Image | None]] = deque(maxlen=5)
-        self.overlay_lock = threading.Lock()    # the worker and the image callback both draw
+        # The RGB image of each frame handed to the worker, kept from when the frame or the image
+        # comes in (whichever is later), since newer images push it out of `images` during a
+        # slow estimate: stamp -> image or None (not in yet).
+        self.frame_images: OrderedDict[float, Image | None] = OrderedDict()
+        # Results whose image had not come in: (stamp, joints, camera_to_gravity), drawn on arrival.
+        self.undrawn: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=5)
+        self.overlay_lock = threading.Lock()    # the worker and the executor's callbacks share these
         self.camera_info: CameraInfo | None = None
         self.last_stamp, self.last_mesh = -np.inf, -np.inf
         self.last_timings: dict[str, float] = {}
@@ -111,8 +113,12 @@ class EstimatorNode(ManagedNode):
 
     def _on_image(self, msg: Image) -> None:
         self.images.append(msg)
-        if self.undrawn:
-            with self.overlay_lock:
+        with self.overlay_lock:
+            stamp = stamp_seconds(msg.header.stamp)
+            for frame in self.frame_images:
+                if self.frame_images[frame] is None and abs(frame - stamp) <= self.p.image_sync_tolerance_s:
+                    self.frame_images[frame] = msg
+            if self.undrawn:
                 self._draw_overlays()
 
     def _on_info(self, msg: CameraInfo) -> None:
@@ -121,6 +127,12 @@ class EstimatorNode(ManagedNode):
     def _on_part(self, kind: str, msg) -> None:
         pair = self.pairer.add(kind, msg)
         if pair is not None and not self.check_stamp(msg.header):
+            if self.p.overlay:
+                stamp = stamp_seconds(msg.header.stamp)
+                with self.overlay_lock:
+                    self.frame_images[stamp] = self._image_near(stamp)
+                    while len(self.frame_images) > 8:
+                        self.frame_images.popitem(last=False)
             self.submit(pair)
 
     def process(self, pair: dict) -> None:
@@ -134,7 +146,6 @@ class EstimatorNode(ManagedNode):
             self.drop("bad_cloud", f"cannot read the legs cloud: {err}")
             return
         stamp = stamp_seconds(legs.header.stamp)
-        frame_image = self._image_near(stamp) if self.p.overlay else None
         if stamp - self.last_stamp > self.p.track_reset_s:
             self.estimator.reset()
         camera = pose_to_matrix(person.poses[1])
@@ -160,8 +171,12 @@ class EstimatorNode(ManagedNode):
         self.pub_markers.publish(MarkerArray(markers=markers))
         if self.p.overlay:
             with self.overlay_lock:
-                self.undrawn.append((stamp, res.joints, camera, frame_image))
-                self._draw_overlays()
+                image = self.frame_images.pop(stamp, None) or self._image_near(stamp)
+                if image is not None:
+                    self._publish_overlay(image, res.joints, camera)
+                else:
+                    self.undrawn.append((stamp, res.joints, camera))
+                    self._draw_overlays()
         self.mark_published(legs.header.stamp)
 
     def _image_near(self, stamp: float) -> Image | None:
@@ -180,8 +195,8 @@ class EstimatorNode(ManagedNode):
         tolerance = self.p.image_sync_tolerance_s
         newest = stamp_seconds(self.images[-1].header.stamp)
         for entry in list(self.undrawn):
-            stamp, joints, camera_to_gravity, image = entry
-            image = image or self._image_near(stamp)
+            stamp, joints, camera_to_gravity = entry
+            image = self._image_near(stamp)
             if image is not None:
                 self.undrawn.remove(entry)
                 self._publish_overlay(image, joints, camera_to_gravity)
@@ -191,6 +206,9 @@ class EstimatorNode(ManagedNode):
 
     def _publish_overlay(self, image: Image, joints: np.ndarray, camera_to_gravity: np.ndarray) -> None:
         info = self.camera_info
+        if info is None:
+            self.warn("camera_info", "no camera_info received yet; no overlay")
+            return
         if (image.width, image.height) != (info.width, info.height):
             self.warn("image", f"image is {image.width}x{image.height} but camera_info says "
                                f"{info.width}x{info.height}; no overlay")

@@ -66,8 +66,9 @@ def decode_votes(points: torch.Tensor, w: torch.Tensor, u: torch.Tensor, radius:
 def nvf_joints(model: PoseSDF, head: NVFHead, z: torch.Tensor, points: torch.Tensor,
                decoding: VoteDecoding = VoteDecoding(), generator: torch.Generator | None = None) -> torch.Tensor:
     """The nine joints (9, 3) of code z (L,) from the votes of `points` (N, 3) and of the
-    near-surface probes, normalised frame. One pass of PoseSDF over points and probes, one
-    pass of the head over the kept ones: no search."""
+    near-surface probes, normalised frame. A shape-only pass of PoseSDF over the probes picks
+    the near-surface ones, then one full pass and one pass of the head over the points and
+    those probes: no search."""
     with torch.no_grad():
         probes = unit_ball(decoding.probes, generator or torch.Generator().manual_seed(0)).to(points)
         # The shape-only pass is cheaper: it finds the near-surface probes before the full one.

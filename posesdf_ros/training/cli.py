@@ -23,6 +23,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
+    p.add_argument("--lr", type=float, default=None,
+                   help="override the preset's learning rate, for the network and the codes alike")
+    p.add_argument("--lr-step-epochs", type=int, default=None,
+                   help="override the preset's lr halving period in epochs")
     p.add_argument("--limit", type=int, default=None, help="train on the first N shapes only")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -118,6 +122,10 @@ def _train_posesdf(args: argparse.Namespace) -> int:
     config = preset(args.config)
     if args.epochs is not None:
         config.epochs = args.epochs
+    if args.lr is not None:
+        config.lr = config.latent_lr = args.lr
+    if args.lr_step_epochs is not None:
+        config.lr_step_epochs = args.lr_step_epochs
     if args.no_exchange:
         config.model.exchange_layers = 0
     if args.no_encoder:

@@ -179,6 +179,10 @@ def _command(config: PoseSDFTrainConfig, data: Path, out: Path, device: str, ini
         flags.append("--shape-only")
     if config.epochs != base.epochs:
         flags.append(f"--epochs {config.epochs}")
+    if config.lr != base.lr:
+        flags.append(f"--lr {config.lr:g}")
+    if config.lr_step_epochs != base.lr_step_epochs:
+        flags.append(f"--lr-step-epochs {config.lr_step_epochs}")
     if init_from:
         flags.append(f"--init-from {init_from}")
     return " ".join([f"posesdf train posesdf --config {config.name} --data {data} --out {out} --device {device}",

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..models.posesdf import PoseSDF
-from ..training.losses import free_space_loss, tolerance_loss
+from ..training.losses import free_space_loss, latent_penalty, tolerance_loss
 
 
 @dataclass
@@ -120,7 +120,7 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
             per_fit = tolerance_loss(sdf[:, :n_obs], torch.zeros_like(sdf[:, :n_obs]), 0.0, 0.0).mean(1)
             if free_points is not None:
                 per_fit = per_fit + free_weight * free_space_loss(sdf[:, n_obs:], torch.zeros((), device=z.device)).mean(1)
-            per_fit = per_fit + latent_reg * z.pow(2).sum(-1)    # latent_regulariser of each fit
+            per_fit = per_fit + latent_penalty(z, latent_reg)
             loss = per_fit.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()

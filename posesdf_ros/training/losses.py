@@ -18,9 +18,14 @@ def tolerance_loss(pred: torch.Tensor, target: torch.Tensor, lam: float, eps: fl
     return weight * torch.clamp(diff.abs() - eps, min=0)
 
 
+def latent_penalty(z: torch.Tensor, weight: float) -> torch.Tensor:
+    """weight * |z|^2 of each code (the 1/σ² |z|² prior of eq. 7 and 8). z: (B, L) -> (B,)."""
+    return weight * z.pow(2).sum(-1)
+
+
 def latent_regulariser(z: torch.Tensor, weight: float) -> torch.Tensor:
-    """weight * mean over codes of |z|^2 (the 1/σ² |z|² prior of eq. 7 and 8). z: (B, L)."""
-    return weight * z.pow(2).sum(-1).mean()
+    """`latent_penalty` averaged over the codes of a batch (training). z: (B, L) -> ()."""
+    return latent_penalty(z, weight).mean()
 
 
 def free_space_loss(pred: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,7 @@ stamp, in the gravity frame:
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 import numpy as np
 from geometry_msgs.msg import PoseArray
@@ -28,7 +27,7 @@ from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
 from .frames import pose_to_matrix, yaw_of
 from .markers import joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
 from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
-from .overlay import draw_skeleton
+from .overlay import OverlayFrames, draw_skeleton
 
 
 class StampPairer:
@@ -78,14 +77,7 @@ class EstimatorNode(ManagedNode):
         set_torch_threads(p.torch_threads)
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
         self.pairer = StampPairer()
-        self.images: deque[Image] = deque(maxlen=15)
-        # The RGB image of each frame handed to the worker, kept from when the frame or the image
-        # comes in (whichever is later), since newer images push it out of `images` during a
-        # slow estimate: stamp -> image or None (not in yet).
-        self.frame_images: OrderedDict[float, Image | None] = OrderedDict()
-        # Results whose image had not come in: (stamp, joints, camera_to_gravity), drawn on arrival.
-        self.undrawn: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=5)
-        self.overlay_lock = threading.Lock()    # the worker and the executor's callbacks share these
+        self.overlays = OverlayFrames(p.image_sync_tolerance_s)
         self.camera_info: CameraInfo | None = None
         self.last_stamp, self.last_mesh = -np.inf, -np.inf
         self.last_timings: dict[str, float] = {}
@@ -112,14 +104,8 @@ class EstimatorNode(ManagedNode):
             f"time_{k}_ms": f"{1e3 * v:.1f}" for k, v in self.last_timings.items()}
 
     def _on_image(self, msg: Image) -> None:
-        self.images.append(msg)
-        with self.overlay_lock:
-            stamp = stamp_seconds(msg.header.stamp)
-            for frame in self.frame_images:
-                if self.frame_images[frame] is None and abs(frame - stamp) <= self.p.image_sync_tolerance_s:
-                    self.frame_images[frame] = msg
-            if self.undrawn:
-                self._draw_overlays()
+        if self.p.overlay:
+            self._publish_overlays(*self.overlays.add_image(stamp_seconds(msg.header.stamp), msg))
 
     def _on_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -128,11 +114,7 @@ class EstimatorNode(ManagedNode):
         pair = self.pairer.add(kind, msg)
         if pair is not None and not self.check_stamp(msg.header):
             if self.p.overlay:
-                stamp = stamp_seconds(msg.header.stamp)
-                with self.overlay_lock:
-                    self.frame_images[stamp] = self._image_near(stamp)
-                    while len(self.frame_images) > 8:
-                        self.frame_images.popitem(last=False)
+                self.overlays.add_frame(stamp_seconds(msg.header.stamp))
             self.submit(pair)
 
     def process(self, pair: dict) -> None:
@@ -170,39 +152,15 @@ class EstimatorNode(ManagedNode):
             self.pub_mesh.publish(mesh_to_msg(verts, faces))
         self.pub_markers.publish(MarkerArray(markers=markers))
         if self.p.overlay:
-            with self.overlay_lock:
-                image = self.frame_images.pop(stamp, None) or self._image_near(stamp)
-                if image is not None:
-                    self._publish_overlay(image, res.joints, camera)
-                else:
-                    self.undrawn.append((stamp, res.joints, camera))
-                    self._draw_overlays()
+            self._publish_overlays(*self.overlays.add_result(stamp, (res.joints, camera)))
         self.mark_published(legs.header.stamp)
 
-    def _image_near(self, stamp: float) -> Image | None:
-        """The buffered RGB image nearest to `stamp` if within the sync tolerance."""
-        images = list(self.images)      # a copy: the image callback appends meanwhile
-        if not images:
-            return None
-        image = min(images, key=lambda m: abs(stamp_seconds(m.header.stamp) - stamp))
-        return image if abs(stamp_seconds(image.header.stamp) - stamp) <= self.p.image_sync_tolerance_s else None
-
-    def _draw_overlays(self) -> None:
-        """Draw each waiting result on its RGB frame once that is in; give up on a result once
-        newer frames came without it. The caller holds `overlay_lock`."""
-        if self.camera_info is None or not self.images:
-            return
-        tolerance = self.p.image_sync_tolerance_s
-        newest = stamp_seconds(self.images[-1].header.stamp)
-        for entry in list(self.undrawn):
-            stamp, joints, camera_to_gravity = entry
-            image = self._image_near(stamp)
-            if image is not None:
-                self.undrawn.remove(entry)
-                self._publish_overlay(image, joints, camera_to_gravity)
-            elif newest > stamp + tolerance:
-                self.undrawn.remove(entry)
-                self.warn("sync", f"no RGB image within {tolerance} s of the depth frame")
+    def _publish_overlays(self, ready: list, expired: int) -> None:
+        """Draw the results whose RGB image is in; warn about those given up."""
+        if expired:
+            self.warn("sync", f"no RGB image within {self.p.image_sync_tolerance_s} s of the depth frame")
+        for image, (joints, camera_to_gravity) in ready:
+            self._publish_overlay(image, joints, camera_to_gravity)
 
     def _publish_overlay(self, image: Image, joints: np.ndarray, camera_to_gravity: np.ndarray) -> None:
         info = self.camera_info

@@ -1,5 +1,10 @@
-"""The skeleton drawn on the RGB image, projected through the camera's intrinsics (numpy only)."""
+"""The skeleton drawn on the RGB image, projected through the camera's intrinsics, and the pairing of
+estimated depth frames with their RGB images (no ROS imports)."""
 from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from typing import Any
 
 import numpy as np
 
@@ -51,3 +56,68 @@ def draw_skeleton(rgb: np.ndarray, joints_gravity: np.ndarray, camera_to_gravity
     for i in range(len(JOINT_NAMES)):
         _disk(out, px[i], joint_radius_px, colours[i])
     return out
+
+
+class OverlayFrames:
+    """Pairs each estimated depth frame with its RGB image, whichever of the two comes last.
+
+    The frame's image is pinned when the frame is handed to the worker (or
+    when the image arrives, if later), because a slow estimate lets newer
+    images push it out of the image buffer. A result whose image is not in
+    yet waits for it, and is given up once an image newer than its stamp
+    plus the tolerance arrives. Stamps are seconds; images and results are
+    opaque. Thread-safe: the executor adds frames and images, the worker
+    adds results.
+    """
+
+    def __init__(self, tolerance_s: float, frames: int = 8, images: int = 15):
+        self.tolerance_s = tolerance_s
+        self._images: deque[tuple[float, Any]] = deque(maxlen=images)
+        self._frames: OrderedDict[float, dict] = OrderedDict()   # stamp -> {"image": ..., "result": ...}
+        self._frames_kept = frames
+        self._lock = threading.Lock()
+
+    def add_frame(self, stamp: float) -> None:
+        """A depth frame goes to the worker."""
+        with self._lock:
+            self._frames[stamp] = {"image": self._image_near(stamp), "result": None}
+            while len(self._frames) > self._frames_kept:
+                self._frames.popitem(last=False)
+
+    def add_image(self, stamp: float, image: Any) -> tuple[list[tuple[Any, Any]], int]:
+        """An RGB image came in. Returns the (image, result) pairs now complete and how many
+        results were given up."""
+        with self._lock:
+            self._images.append((stamp, image))
+            for frame, entry in self._frames.items():
+                if entry["image"] is None and abs(frame - stamp) <= self.tolerance_s:
+                    entry["image"] = image
+            return self._take_ready()
+
+    def add_result(self, stamp: float, result: Any) -> tuple[list[tuple[Any, Any]], int]:
+        """The worker's result for a frame. Returns what `add_image` does."""
+        with self._lock:
+            entry = self._frames.setdefault(stamp, {"image": None, "result": None})
+            entry["image"] = entry["image"] or self._image_near(stamp)
+            entry["result"] = result
+            return self._take_ready()
+
+    def _image_near(self, stamp: float) -> Any | None:
+        near = min(self._images, key=lambda item: abs(item[0] - stamp), default=None)
+        return near[1] if near is not None and abs(near[0] - stamp) <= self.tolerance_s else None
+
+    def _take_ready(self) -> tuple[list[tuple[Any, Any]], int]:
+        newest = self._images[-1][0] if self._images else -np.inf
+        ready, expired = [], 0
+        for frame in list(self._frames):
+            entry = self._frames[frame]
+            if entry["result"] is None:
+                continue
+            if entry["image"] is not None:
+                ready.append((entry["image"], entry["result"]))
+            elif newest > frame + self.tolerance_s:
+                expired += 1
+            else:
+                continue
+            del self._frames[frame]
+        return ready, expired

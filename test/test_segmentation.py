@@ -145,3 +145,49 @@ def test_clouds_without_a_person_are_invalid_with_a_reason(points, reason):
 def test_a_cloud_that_is_not_n_by_3_is_an_error():
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         segment_legs(np.zeros((10, 2)))
+
+
+class _FixedYaw:
+    """A stand-in for RotNet that reports a fixed heading (and records what it was given)."""
+
+    def __init__(self, yaw):
+        self.yaw, self.inputs = yaw, []
+
+    def predict(self, points):
+        self.inputs.append(len(points))
+        return self.yaw, {}
+
+
+def test_person_tracker_follows_the_person_and_forgets_it_after_the_timeout(scenes):
+    from posesdf_ros.inference.canonical import PersonTracker, heading_assuming_canonical_view
+
+    scene = scenes[0]
+    points, sensor = scene["points"].astype(np.float64), _sensor(scene)
+    tracker = PersonTracker(timeout_s=0.5)                       # no RotNet: the view is taken as V1
+    frame = tracker.update(0.0, points, sensor)
+    assert frame.valid and frame.reason == ""
+    assert len(frame.legs) == len(frame.segmentation.indices)
+    assert frame.yaw == pytest.approx(heading_assuming_canonical_view(frame.legs, sensor[:2]))
+    assert np.array_equal(tracker.previous_centre, frame.segmentation.centre)
+
+    empty = tracker.update(0.1, points[:0], sensor)
+    assert not empty.valid and empty.reason.startswith("no person: ") and empty.legs is None
+    assert tracker.previous_centre is not None                  # kept within the timeout
+    tracker.update(1.0, points[:0], sensor)
+    assert tracker.previous_centre is None                       # forgotten after it
+
+
+def test_person_tracker_turns_a_lone_heading_flip_round(scenes):
+    from posesdf_ros.inference.canonical import PersonTracker
+
+    scene = scenes[0]
+    points, sensor = scene["points"].astype(np.float64), _sensor(scene)
+    rotnet = _FixedYaw(0.3)
+    tracker = PersonTracker(yaw_estimator=rotnet)
+    first = tracker.update(0.0, points, sensor)
+    assert first.yaw == pytest.approx(0.3)
+    assert rotnet.inputs == [len(first.segmentation.heading_indices)]   # RotNet reads the legs below the hips
+    tracker.update(0.1, points, sensor)
+    rotnet.yaw = 0.3 + np.pi
+    assert tracker.update(0.2, points, sensor).yaw == pytest.approx(0.3)
+    assert tracker.headings.corrected == 1

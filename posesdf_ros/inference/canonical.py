@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.scene import VIEWS, yaw_matrix
+from ..perception.segment import SegmentationConfig, SegmentationResult, segment_legs
 
 #: How far (m) the shape's centre lies beyond the observed side's centre, away from the camera.
 VISIBLE_SIDE_OFFSET_M = 0.03
@@ -87,3 +88,59 @@ class HeadingTracker:
             self.corrected += 1
             return float(np.angle(np.exp(1j * (yaw + np.pi)))), True
         return yaw, False
+
+
+@dataclass
+class TrackedFrame:
+    """One frame of `PersonTracker`: the target's legs and heading, or why there are none."""
+
+    reason: str                                  # empty when the person was found
+    legs: np.ndarray | None = None               # (M, 3) leg points, the input's frame
+    segmentation: SegmentationResult | None = None
+    yaw: float = float("nan")                    # heading (rad): the subject's +x in the input frame
+
+    @property
+    def valid(self) -> bool:
+        return not self.reason
+
+
+class PersonTracker:
+    """The canonicaliser's steps, frame after frame (the node and the bag pipeline share them).
+
+    Segments the target person, preferring the one nearest the last
+    frame's target until `timeout_s` passes without one; takes the heading
+    from RotNet (`yaw_estimator`, on the legs below the hips), kept free of
+    front/back flips by a `HeadingTracker`, or without RotNet assumes the
+    canonical view V1.
+    """
+
+    def __init__(self, segmentation: SegmentationConfig | None = None, yaw_estimator=None, timeout_s: float = 1.0):
+        self.segmentation = segmentation or SegmentationConfig()
+        self.yaw_estimator = yaw_estimator
+        self.timeout_s = timeout_s
+        self.headings = HeadingTracker()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the person."""
+        self.previous_centre: np.ndarray | None = None
+        self.last_seen = -np.inf
+        self.headings.reset()
+
+    def update(self, stamp: float, points: np.ndarray, sensor_origin: np.ndarray | None) -> TrackedFrame:
+        """One gravity-aligned scene cloud (N, 3) at `stamp` (s); `sensor_origin` (3,) or None."""
+        if stamp - self.last_seen > self.timeout_s:
+            self.reset()
+        seg = segment_legs(points, self.segmentation, self.previous_centre, sensor_origin)
+        if not seg.valid:
+            return TrackedFrame(f"no person: {seg.reason}", segmentation=seg)
+        legs = points[seg.indices]
+        self.previous_centre, self.last_seen = seg.centre, stamp
+        if self.yaw_estimator is None:
+            yaw = heading_assuming_canonical_view(legs, None if sensor_origin is None else sensor_origin[:2])
+            return TrackedFrame("", legs, seg, yaw)
+        try:
+            yaw, _ = self.yaw_estimator.predict(points[seg.heading_indices])
+        except ValueError as err:
+            return TrackedFrame(f"RotNet rejected the legs: {err}", legs, seg)
+        return TrackedFrame("", legs, seg, self.headings.update(yaw, stamp)[0])

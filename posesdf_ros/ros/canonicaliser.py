@@ -3,7 +3,8 @@
 Subscribes `points` (sensor_msgs/PointCloud2, sensor-data QoS, any frame
 whose pose is known: tf2 or the camera_* parameters). Per frame: move the
 cloud into the gravity frame, segment the target person's lower limbs
-(`perception.segment_legs`, tracking the person from frame to frame),
+(`perception.segment_legs`, tracking the person from frame to frame:
+`inference.canonical.PersonTracker`, shared with the bag replay),
 and predict the heading with RotNet. Publishes, all with the input's stamp:
 - `~/legs` (PointCloud2, gravity frame): the lower-limb points;
 - `~/person` (geometry_msgs/PoseArray, gravity frame): pose 0 is the
@@ -21,8 +22,8 @@ from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
 from ..data.scene import yaw_matrix
-from ..inference.canonical import HeadingTracker, heading_assuming_canonical_view
-from ..perception.segment import SegmentationConfig, segment_legs
+from ..inference.canonical import PersonTracker
+from ..perception.segment import SegmentationConfig
 from .conversions import cloud_to_xyz, xyz_to_cloud
 from .frames import Extrinsics, heading_pose, matrix_to_pose
 from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
@@ -47,20 +48,17 @@ class CanonicaliserNode(ManagedNode):
 
     def configure(self) -> None:
         p = self.p
-        self.segmentation = SegmentationConfig(roi_min_range=p.min_range_m, roi_max_range=p.max_range_m)
         self.extrinsics = Extrinsics(self, p.use_tf)
-        self.yaw_estimator, self.yaw_note = None, "assume_v1"
         set_torch_threads(p.torch_threads)
-        if p.yaw_source == "rotnet":
-            self.yaw_estimator, self.yaw_note = self._load_rotnet()
+        yaw_estimator, self.yaw_note = self._load_rotnet() if p.yaw_source == "rotnet" else (None, "assume_v1")
         qos = self.qos_overrides()
         self.pub_legs = self.create_lifecycle_publisher(PointCloud2, "~/legs", 5, qos_overriding_options=qos)
         self.pub_person = self.create_lifecycle_publisher(PoseArray, "~/person", 5, qos_overriding_options=qos)
         self.pub_canonical = self.create_lifecycle_publisher(PointCloud2, "~/canonical_points", 5,
                                                              qos_overriding_options=qos)
         self.subscribe(PointCloud2, "points", self.on_frame)
-        self.previous_centre, self.last_seen = None, -np.inf
-        self.headings = HeadingTracker()
+        self.tracker = PersonTracker(SegmentationConfig(roi_min_range=p.min_range_m, roi_max_range=p.max_range_m),
+                                     yaw_estimator, p.track_timeout_s)
 
     def _load_rotnet(self):
         try:
@@ -74,11 +72,11 @@ class CanonicaliserNode(ManagedNode):
             return None, f"assume_v1 (RotNet unavailable: {err})"
 
     def cleanup(self) -> None:
-        self.yaw_estimator = None
+        self.tracker = None     # and with it RotNet
 
     def diagnostic_values(self) -> dict[str, str]:
         return {"yaw_source": getattr(self, "yaw_note", "n/a"),
-                "heading_flips_corrected": str(self.headings.corrected) if hasattr(self, "headings") else "0",
+                "heading_flips_corrected": str(self.tracker.headings.corrected) if getattr(self, "tracker", None) else "0",
                 "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
 
     def process(self, msg: PointCloud2) -> None:
@@ -92,30 +90,16 @@ class CanonicaliserNode(ManagedNode):
             xyz = xyz[np.linspace(0, len(xyz) - 1, self.p.max_points).astype(np.int64)]
         T = self.extrinsics.camera_to_gravity(msg.header, self.p.gravity_frame)
         points = xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
-        stamp = stamp_seconds(msg.header.stamp)
-        if stamp - self.last_seen > self.p.track_timeout_s:
-            self.previous_centre = None
-            self.headings.reset()
-        seg = segment_legs(points, self.segmentation, self.previous_centre, T[:3, 3])
-        if not seg.valid:
-            self.drop("no_person", f"no person: {seg.reason}")
+        frame = self.tracker.update(stamp_seconds(msg.header.stamp), points, T[:3, 3])
+        if not frame.valid:
+            self.drop("no_person", frame.reason)
             return
-        legs = points[seg.indices]
-        self.previous_centre, self.last_seen = seg.centre, stamp
-        if self.yaw_estimator is not None:
-            try:
-                yaw, _ = self.yaw_estimator.predict(points[seg.heading_indices])
-            except ValueError as err:
-                self.drop("no_person", f"RotNet rejected the legs: {err}")
-                return
-            yaw, _ = self.headings.update(yaw, stamp)
-        else:
-            yaw = heading_assuming_canonical_view(legs, T[:2, 3])
+        legs, centre, yaw = frame.legs, frame.segmentation.centre, frame.yaw
         header = Header(stamp=msg.header.stamp, frame_id=self.p.gravity_frame)
-        person = PoseArray(header=header, poses=[heading_pose(seg.centre, yaw), matrix_to_pose(T)])
+        person = PoseArray(header=header, poses=[heading_pose(centre, yaw), matrix_to_pose(T)])
         self.pub_person.publish(person)
         self.pub_legs.publish(xyz_to_cloud(legs.astype(np.float32), header))
-        canonical = (legs - [seg.centre[0], seg.centre[1], 0.0]) @ yaw_matrix(-yaw).T
+        canonical = (legs - [centre[0], centre[1], 0.0]) @ yaw_matrix(-yaw).T
         self.pub_canonical.publish(xyz_to_cloud(canonical.astype(np.float32),
                                                 Header(stamp=msg.header.stamp, frame_id=self.p.canonical_frame)))
         self.mark_published(msg.header.stamp)

@@ -1,10 +1,10 @@
 """The canonicaliser's and estimator's per-frame steps without ROS, for offline evaluation.
 
 Same order and state as the nodes (posesdf_ros/ros/canonicaliser.py and
-estimator.py), with their parameters read from config/posesdf.yaml:
-segment the person in the scene (following the previous frame's person
-until `track_timeout_s` passes without one), RotNet's heading kept free
-of flips by the HeadingTracker, then PoseSDF on the leg points with that
+estimator.py), with their parameters read from config/posesdf.yaml: the
+canonicaliser's `PersonTracker` (segment the person in the scene, following
+the previous frame's person until `track_timeout_s` passes without one,
+RotNet's heading kept free of flips), then PoseSDF on the leg points with that
 heading, warm-started unless the previous frame is more than
 `track_reset_s` old; the Pose-NDF prior, when on, filters the joints of
 the frames with a person, as the `pose_prior` node does.
@@ -74,44 +74,29 @@ class NodePipeline:
     """One track's state across frames; `step` is one camera frame."""
 
     def __init__(self, settings: PipelineSettings, prior=None, weights: Path | None = None):
-        from ...inference.canonical import HeadingTracker
+        from ...inference.canonical import PersonTracker
         from ...inference.estimator import GaitPoseEstimator
         from ...perception.segment import SegmentationConfig
 
         self.settings = settings
         self.estimator = GaitPoseEstimator.from_pretrained("posesdf", settings.profile, settings.device, weights,
                                                            rotnet=settings.yaw_source == "rotnet")
-        self.segmentation = SegmentationConfig(roi_min_range=settings.min_range_m, roi_max_range=settings.max_range_m)
-        self.headings = HeadingTracker()
+        self.tracker = PersonTracker(SegmentationConfig(roi_min_range=settings.min_range_m,
+                                                        roi_max_range=settings.max_range_m),
+                                     self.estimator.yaw_estimator, settings.track_timeout_s)
         self.prior = prior
-        self.previous_centre, self.last_seen, self.last_stamp = None, -np.inf, -np.inf
+        self.last_stamp = -np.inf
 
     def step(self, stamp: float, points: np.ndarray, camera_origin: np.ndarray | None) -> StepResult:
-        from ...inference.canonical import heading_assuming_canonical_view
-        from ...perception.segment import segment_legs
-
         t0 = time.perf_counter()
         s = self.settings
-        if stamp - self.last_seen > s.track_timeout_s:      # canonicaliser: the person was lost
-            self.previous_centre = None
-            self.headings.reset()
-        seg = segment_legs(points, self.segmentation, self.previous_centre, camera_origin)
-        if not seg.valid:
-            return self._filtered(stamp, None, f"no person: {seg.reason}", t0)
-        legs = points[seg.indices]
-        self.previous_centre, self.last_seen = seg.centre, stamp
-        if self.estimator.yaw_estimator is not None:
-            try:
-                yaw, _ = self.estimator.yaw_estimator.predict(points[seg.heading_indices])
-            except ValueError as err:
-                return self._filtered(stamp, None, f"RotNet rejected the legs: {err}", t0)
-            yaw, _ = self.headings.update(yaw, stamp)
-        else:
-            yaw = heading_assuming_canonical_view(legs, None if camera_origin is None else camera_origin[:2])
+        frame = self.tracker.update(stamp, points, camera_origin)      # the canonicaliser
+        if not frame.valid:
+            return self._filtered(stamp, None, frame.reason, t0)
         if stamp - self.last_stamp > s.track_reset_s:        # estimator: too old to warm-start from
             self.estimator.reset()
-        res = self.estimator.estimate(legs, yaw=yaw, camera_origin=camera_origin, track=s.track, segment=False,
-                                      check_heading=s.check_heading)
+        res = self.estimator.estimate(frame.legs, yaw=frame.yaw, camera_origin=camera_origin, track=s.track,
+                                      segment=False, check_heading=s.check_heading)
         self.last_stamp = stamp
         return self._filtered(stamp, res.joints if res.valid else None, res.reason, t0)
 

@@ -38,9 +38,9 @@ def add_parsers(subparsers) -> None:
                          "--vote-keep share of the voting points by weight (the reference's rule)")
     ev.add_argument("--vote-k", type=int, default=16, help="nvf backend, knn rule: points per joint (16)")
     ev.add_argument("--vote-keep", type=float, default=0.5, help="nvf backend, fraction rule: share kept (0.5)")
-    ev.add_argument("--vote-probes", type=int, default=2048,
-                    help="nvf backend: random unit-ball points tried as extra near-surface queries (2048; 0: the "
-                         "observed points only)")
+    ev.add_argument("--vote-probes", type=int, default=None,
+                    help="nvf backend: random unit-ball points tried as extra near-surface queries (default: the "
+                         "profile's, accurate 2048, fast 512; 0: the observed points only)")
     ev.add_argument("--starts", type=int, default=None,
                     help="posesdf/nvf: start codes screened for each cold fit (default: the profile's, "
                          "accurate 8, fast 4; 1: the mean code only, as in the paper)")

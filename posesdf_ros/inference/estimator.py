@@ -67,6 +67,7 @@ class Profile:
     joint_method: str = "votes"
     coarse_queries: int = 1024
     fine_queries: int = 48
+    vote_probes: int = 2048         # nvf backend: unit-ball probes (the coarse queries' counterpart)
     mesh_resolution: int = 64
     seed: int = 0
 
@@ -75,7 +76,7 @@ PROFILES = {
     "accurate": Profile(),
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128,
-                    coarse_queries=256, fine_queries=24, mesh_resolution=33),
+                    coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33),
 }
 
 
@@ -274,7 +275,7 @@ class GaitPoseEstimator:
                                    iterations=iterations, lr=p.lr, refine_similarity=p.refine_similarity,
                                    similarity_lr=p.similarity_lr, patience=p.patience)
 
-        fit = refine(0, self._previous, p.track_iterations) if warm else cold_fit()
+        fit = refine(0, self._warm_start(), p.track_iterations) if warm else cold_fit()
         # A warm start can slide into a worse basin frame after frame (large gaps between
         # frames, a wrong frame): when its fit is clearly worse than the last cold fit's,
         # start again cold.
@@ -292,7 +293,10 @@ class GaitPoseEstimator:
 
         t = time.perf_counter()
         if self.backend == "nvf":
-            centres = nvf_joints(self.model, self.nvf_head, fit.z, fit.apply(obs_n), self.vote_decoding,
+            decoding = self.vote_decoding
+            if decoding.probes is None:
+                decoding = replace(decoding, probes=p.vote_probes)
+            centres = nvf_joints(self.model, self.nvf_head, fit.z, fit.apply(obs_n), decoding,
                                  generator=torch.Generator().manual_seed(p.seed))
         else:
             z = fit.z[None]
@@ -310,6 +314,11 @@ class GaitPoseEstimator:
         timings["total"] = time.perf_counter() - t0
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fit.apply(obs_n).cpu().numpy())
+
+    def _warm_start(self) -> LatentFit:
+        """The previous frame's code with the similarity back at this frame's first guess."""
+        prev = self._previous
+        return LatentFit(prev.z, torch.zeros_like(prev.shift), torch.zeros_like(prev.log_scale), 0, prev.loss)
 
     def _canonical_view(self, pts: np.ndarray, yaw: float, obs: np.ndarray, free: np.ndarray | None,
                         camera_origin: np.ndarray | None) -> tuple[Canonical, torch.Tensor, torch.Tensor | None]:

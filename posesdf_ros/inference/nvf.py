@@ -25,6 +25,7 @@ from ..models.nvf import NVFHead, posesdf_features
 from ..models.posesdf import PoseSDF
 
 SELECTIONS = ("fraction", "knn")
+DEFAULT_PROBES = 2048
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,14 @@ class VoteDecoding:
     rule: str = "knn"
     keep: float = 0.5        # `fraction`: share of the voting points kept
     k: int = 16              # `knn`: points per joint; also the fallback count
-    probes: int = 2048       # random points of the unit ball tried as extra queries (0: observed points only)
+    probes: int | None = None  # random points of the unit ball tried as extra queries (0: observed points
+                               # only; None: the estimator profile's `vote_probes`, else 2048)
     band: float = 0.04       # a probe is kept when |shape SDF| < band (normalised units)
 
     def __post_init__(self):
         if self.rule not in SELECTIONS:
             raise ValueError(f"unknown vote selection {self.rule!r}; expected one of {SELECTIONS}")
-        if not 0 < self.keep <= 1 or self.k < 1 or self.probes < 0 or self.band <= 0:
+        if not 0 < self.keep <= 1 or self.k < 1 or (self.probes or 0) < 0 or self.band <= 0:
             raise ValueError(f"vote decoding needs 0 < keep <= 1, k >= 1, probes >= 0 and band > 0, got {self}")
 
 
@@ -70,7 +72,8 @@ def nvf_joints(model: PoseSDF, head: NVFHead, z: torch.Tensor, points: torch.Ten
     the near-surface ones, then one full pass and one pass of the head over the points and
     those probes: no search."""
     with torch.no_grad():
-        probes = unit_ball(decoding.probes, generator or torch.Generator().manual_seed(0)).to(points)
+        count = DEFAULT_PROBES if decoding.probes is None else decoding.probes
+        probes = unit_ball(count, generator or torch.Generator().manual_seed(0)).to(points)
         # The shape-only pass is cheaper: it finds the near-surface probes before the full one.
         near = model(z[None], probes[None], with_pose=False)[0][0].abs() < decoding.band
         voters = torch.cat([points, probes[near]])

@@ -74,6 +74,19 @@ def test_builds_are_deterministic_and_subsets_of_bigger_builds(tmp_path, body_mo
         assert f.read_bytes() == (tmp_path / "d" / "samples" / f.name).read_bytes()
 
 
+def test_val_split_holds_test_like_scenes_of_training_bodies(tmp_path, body_model):
+    from posesdf_ros.evaluation.benchmark import select_samples
+
+    val = build_dataset(tmp_path / "val", "val", protocol="CC", limit=1, progress=False, body_model=body_model)
+    test = build_dataset(tmp_path / "test", "test", protocol="CC", limit=1, progress=False, body_model=body_model)
+    assert (val["split"], val["seed"], val["count"]) == ("val", 2, len(PROTOCOLS["CC"]))
+    assert all(e["subject"].startswith("train-") and e["file"].startswith("samples/val_") for e in val["samples"])
+    assert all(e["subject"].startswith("test-") and e["file"].startswith("samples/test_") for e in test["samples"])
+    with np.load(tmp_path / "val" / val["samples"][0]["file"]) as sample:
+        assert sample["leg_mask"].any() and str(sample["subject"]).startswith("train-")
+    assert len(select_samples(tmp_path / "val", "CC")) == len(PROTOCOLS["CC"])    # posesdf eval takes it
+
+
 def test_preview_writes_pngs(tmp_path):
     run = _posesdf("data", "preview", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr
@@ -87,5 +100,5 @@ def test_help_texts():
     for args in (["--help"], ["data", "--help"], ["data", "build", "--help"], ["data", "preview", "--help"]):
         run = _posesdf(*args)
         assert run.returncode == 0 and "usage: posesdf" in run.stdout
-    bad = _posesdf("data", "build", "--split", "val", "--out", "x")
+    bad = _posesdf("data", "build", "--split", "holdout", "--out", "x")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr

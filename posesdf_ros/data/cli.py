@@ -13,18 +13,19 @@ def add_parser(subparsers) -> None:
     sub = data.add_subparsers(dest="data_command", required=True)
 
     build = sub.add_parser(
-        "build", help="write a train or test dataset (npz samples + manifest.json)",
+        "build", help="write a train, test or val dataset (npz samples + manifest.json)",
         description="Write a dataset folder of the benchmark spec. Deterministic (same seed, same bytes) "
                     "and safe to rerun: samples already written are kept.")
     build.add_argument("--split", choices=SPLITS, required=True,
                        help=f"train: {TRAIN_BODIES} training bodies, SDF samples; "
-                            "test: scene clouds of test bodies, per (condition, view) cell")
+                            "test: scene clouds of test bodies, per (condition, view) cell; val: the same scenes "
+                            "of the training bodies, to tune on without touching the test bodies")
     build.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all",
-                       help="test cells to build: CC, CV, CCCV or all (default; ignored for train)")
+                       help="test/val cells to build: CC, CV, CCCV or all (default; ignored for train)")
     build.add_argument("--limit", type=int, default=None,
                        help=f"train: number of bodies (default {TRAIN_BODIES}); "
-                            f"test: samples per (condition, view) cell (default {TEST_SAMPLES_PER_CELL})")
-    build.add_argument("--seed", type=int, default=None, help="data seed (default 0 for train, 1 for test)")
+                            f"test/val: samples per (condition, view) cell (default {TEST_SAMPLES_PER_CELL})")
+    build.add_argument("--seed", type=int, default=None, help="data seed (default 0 for train, 1 for test, 2 for val)")
     build.add_argument("--out", type=Path, required=True, help="dataset folder")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)

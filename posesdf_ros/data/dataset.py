@@ -26,13 +26,17 @@ from .gait import ABNORMAL_CONDITIONS, CONDITIONS, GaitModel, sample_gait_params
 from .scene import VIEWS, WalkingSubject, render_scene, sample_camera, sample_clutter, yaw_matrix
 from .sdf import lower_limb_surface, sdf_samples, unit_sphere_normalisation, SURFACE_SAMPLES
 
-SPLITS = ("train", "test")
+#: "val" holds scenes like the test split's, but of the training bodies (data seed 2): a split to
+#: tune inference and perception on without touching the test bodies.
+SPLITS = ("train", "test", "val")
+SCENE_SPLITS = ("test", "val")
 TRAIN_BODIES = 300
 TEST_BODIES = 100
 TEST_SAMPLES_PER_CELL = 100
 TRAIN_YAW_JITTER_DEG = 5.0
 TRAIN_SURFACE_NOISE_M = 0.0015
 TEST_NOISE = "realistic"
+DEFAULT_SEEDS = {"train": 0, "test": 1, "val": 2}
 
 _NON_CANONICAL = ("V2", "V3", "V4", "V5", "V6")
 #: Protocol -> (condition, view) cells, after the PoseSDF paper.
@@ -72,7 +76,7 @@ class SampleKey:
     def filename(self) -> str:
         if self.split == "train":
             return f"train_{self.index:04d}.npz"
-        return f"test_{self.condition}_{self.view}_{self.index:03d}.npz"
+        return f"{self.split}_{self.condition}_{self.view}_{self.index:03d}.npz"
 
     def rng(self, seed: int) -> np.random.Generator:
         return np.random.default_rng([seed, SPLITS.index(self.split), CONDITIONS.index(self.condition),
@@ -80,25 +84,26 @@ class SampleKey:
 
 
 def sample_keys(split: str, protocol: str = "all", limit: int | None = None) -> list[SampleKey]:
-    """The samples of a split. Train: `limit` bodies; test: the cells of
+    """The samples of a split. Train: `limit` bodies; test and val: the cells of
     `protocol`, `limit` capping the samples per (condition, view) cell."""
     if split == "train":
         return [SampleKey("train", i) for i in range(TRAIN_BODIES if limit is None else min(limit, TRAIN_BODIES))]
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {tuple(PROTOCOLS)}")
     n = TEST_SAMPLES_PER_CELL if limit is None else min(limit, TEST_SAMPLES_PER_CELL)
-    return [SampleKey("test", i, c, v) for c, v in PROTOCOLS[protocol] for i in range(n)]
+    return [SampleKey(split, i, c, v) for c, v in PROTOCOLS[protocol] for i in range(n)]
 
 
 def make_test_sample(body_model: BodyModel, key: SampleKey, seed: int,
                      noise: str = TEST_NOISE, clutter: bool = True) -> tuple[dict, dict]:
-    """One test sample: a scene cloud of a test body in a random gait phase.
+    """One test (or val) sample: a scene cloud of a test (training) body in a random gait phase.
 
     Returns the arrays of the spec and the manifest entry.
     """
     rng = key.rng(seed)
-    subject_index = int(rng.integers(0, TEST_BODIES))
-    build = sample_phenotype("test", subject_index)
+    bodies = "train" if key.split == "val" else "test"
+    subject_index = int(rng.integers(0, TRAIN_BODIES if bodies == "train" else TEST_BODIES))
+    build = sample_phenotype(bodies, subject_index)
     params = sample_gait_params(rng, key.condition)
     camera = sample_camera(rng, VIEWS[key.view])
     walker = WalkingSubject(body_model, build, GaitModel(params), camera, mode="treadmill",
@@ -119,11 +124,11 @@ def make_test_sample(body_model: BodyModel, key: SampleKey, seed: int,
         "subject_to_gravity": subject_to_gravity[0], "K": frame.intrinsics.K,
         "rgb": frame.rgb, "depth": frame.depth,
         "condition": np.str_(key.condition), "view": np.str_(key.view),
-        "azimuth_deg": np.float64(camera.azimuth_deg), "subject": np.str_(subject_id("test", subject_index)),
+        "azimuth_deg": np.float64(camera.azimuth_deg), "subject": np.str_(subject_id(bodies, subject_index)),
     }
     entry = {
-        "file": f"samples/{key.filename}", "split": "test", "condition": key.condition, "view": key.view,
-        "azimuth_deg": camera.azimuth_deg, "subject": subject_id("test", subject_index),
+        "file": f"samples/{key.filename}", "split": key.split, "condition": key.condition, "view": key.view,
+        "azimuth_deg": camera.azimuth_deg, "subject": subject_id(bodies, subject_index),
         "protocols": protocols_of(key.condition, key.view), "points": int(len(points)),
         "leg_points": int(leg_mask.sum()), "noise": noise, "clutter_objects": len(boxes),
         "camera": camera.to_dict(), "gait": params.to_dict(), "phase": walker.phase0,
@@ -172,12 +177,12 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
     """Write (or complete) a dataset folder and return its manifest."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    seed = (0 if split == "train" else 1) if seed is None else seed
+    seed = DEFAULT_SEEDS[split] if seed is None else seed
     out = Path(out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
-    params = {"split": split, "seed": seed, "protocol": protocol if split == "test" else None,
-              "noise": TEST_NOISE if split == "test" else "train surface noise",
+    params = {"split": split, "seed": seed, "protocol": protocol if split in SCENE_SPLITS else None,
+              "noise": TEST_NOISE if split in SCENE_SPLITS else "train surface noise",
               "intrinsics": Intrinsics().to_dict()}
     entries: dict[str, dict] = {}
     if manifest_path.exists():

@@ -99,6 +99,7 @@ class DemoRecorder:
             from .conversions import image_to_rgb
 
             self.overlays.append(image_to_rgb(deserialize_message(raw, _msg_class(ros_type))))
+            self._check_done()
         elif topic == "/estimator/mesh":
             msg = deserialize_message(raw, _msg_class(ros_type))
             self.mesh = (np.array([[v.x, v.y, v.z] for v in msg.vertices]),
@@ -131,7 +132,12 @@ class DemoRecorder:
         self.frames.append(frame)
         print(f"  frame {len(self.frames):4d}  MPJPE {frame['mpjpe_mm']:6.1f} mm  "
               f"latency {frame['latency_ms']:6.0f} ms", flush=True)
-        if len(self.frames) >= self.max_frames:
+        self._check_done()
+
+    def _check_done(self) -> None:
+        # Also wait for a first overlay: on a busy CPU best-effort RGB images get lost, and a
+        # short run could end with scored frames but no image drawn.
+        if len(self.frames) >= self.max_frames and self.overlays:
             self.done.set()
 
 

@@ -68,6 +68,9 @@ class EstimatorNode(ManagedNode):
         Param("joint_diameter_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0)),
         Param("overlay", True, "Publish ~/overlay (needs image and camera_info)."),
         Param("image_sync_tolerance_s", 0.05, "Largest stamp difference between depth and RGB (s).", (0.0, 1.0)),
+        Param("image_buffer_s", 4.0, "RGB images kept for the overlay (s, at most 120): a depth frame reaches the "
+                                     "estimator only after the canonicaliser, seconds late on a busy CPU.",
+              (0.1, 60.0)),
     )
 
     def configure(self) -> None:
@@ -77,7 +80,7 @@ class EstimatorNode(ManagedNode):
         set_torch_threads(p.torch_threads)
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
         self.pairer = StampPairer()
-        self.overlays = OverlayFrames(p.image_sync_tolerance_s)
+        self.overlays = OverlayFrames(p.image_sync_tolerance_s, p.image_buffer_s)
         self.camera_info: CameraInfo | None = None
         self.last_stamp, self.last_mesh = -np.inf, -np.inf
         self.last_timings: dict[str, float] = {}
@@ -128,6 +131,8 @@ class EstimatorNode(ManagedNode):
             self.drop("bad_cloud", f"cannot read the legs cloud: {err}")
             return
         stamp = stamp_seconds(legs.header.stamp)
+        if self.p.overlay:
+            self.overlays.start(stamp)
         if stamp - self.last_stamp > self.p.track_reset_s:
             self.estimator.reset()
         camera = pose_to_matrix(person.poses[1])

@@ -61,34 +61,51 @@ def draw_skeleton(rgb: np.ndarray, joints_gravity: np.ndarray, camera_to_gravity
 class OverlayFrames:
     """Pairs each estimated depth frame with its RGB image, whichever of the two comes last.
 
-    The frame's image is pinned when the frame is handed to the worker (or
-    when the image arrives, if later), because a slow estimate lets newer
-    images push it out of the image buffer. A result whose image is not in
-    yet waits for it, and is given up once an image newer than its stamp
-    plus the tolerance arrives. Stamps are seconds; images and results are
-    opaque. Thread-safe: the executor adds frames and images, the worker
-    adds results.
+    For a worker that takes only the newest frame (`ManagedNode.submit`): a
+    submitted frame pins its image (or takes it when it arrives, if later),
+    because a slow estimate lets newer images push it out of the image
+    buffer; a newer submission supersedes a frame the worker has not
+    started, and the worker's next start retires the frame before. A result
+    whose image is not in yet waits for it, and is given up once an image
+    newer than its stamp plus the tolerance arrives. Stamps are seconds;
+    images and results are opaque. Thread-safe: the executor adds frames
+    and images, the worker starts frames and adds results.
     """
 
-    def __init__(self, tolerance_s: float, frames: int = 8, images: int = 15):
-        self.tolerance_s = tolerance_s
-        self._images: deque[tuple[float, Any]] = deque(maxlen=images)
-        self._frames: OrderedDict[float, dict] = OrderedDict()   # stamp -> {"image": ..., "result": ...}
-        self._frames_kept = frames
+    def __init__(self, tolerance_s: float, buffer_s: float = 4.0, max_images: int = 120, waiting: int = 4):
+        self.tolerance_s, self.buffer_s = tolerance_s, buffer_s
+        # The RGB images of the last `buffer_s` seconds: a depth frame reaches the estimator only
+        # after the canonicaliser, seconds late when the CPU is busy.
+        self._images: deque[tuple[float, Any]] = deque(maxlen=max_images)
+        # stamp -> {"image": ..., "result": ..., "state": "pending" | "running" | "done"}
+        self._frames: OrderedDict[float, dict] = OrderedDict()
+        self._waiting = waiting     # results kept waiting for their image
         self._lock = threading.Lock()
 
     def add_frame(self, stamp: float) -> None:
-        """A depth frame goes to the worker."""
+        """A depth frame is submitted to the worker."""
         with self._lock:
-            self._frames[stamp] = {"image": self._image_near(stamp), "result": None}
-            while len(self._frames) > self._frames_kept:
-                self._frames.popitem(last=False)
+            self._retire("pending")
+            self._frames[stamp] = {"image": self._image_near(stamp), "result": None, "state": "pending"}
+
+    def start(self, stamp: float) -> None:
+        """The worker starts on the frame at `stamp`."""
+        with self._lock:
+            self._retire("running")
+            entry = self._frames.setdefault(stamp, {"image": self._image_near(stamp), "result": None})
+            entry["state"] = "running"
+
+    def _retire(self, state: str) -> None:
+        for frame in [f for f, e in self._frames.items() if e["state"] == state]:
+            del self._frames[frame]
 
     def add_image(self, stamp: float, image: Any) -> tuple[list[tuple[Any, Any]], int]:
         """An RGB image came in. Returns the (image, result) pairs now complete and how many
         results were given up."""
         with self._lock:
             self._images.append((stamp, image))
+            while self._images[0][0] < stamp - self.buffer_s:
+                self._images.popleft()
             for frame, entry in self._frames.items():
                 if entry["image"] is None and abs(frame - stamp) <= self.tolerance_s:
                     entry["image"] = image
@@ -99,8 +116,13 @@ class OverlayFrames:
         with self._lock:
             entry = self._frames.setdefault(stamp, {"image": None, "result": None})
             entry["image"] = entry["image"] or self._image_near(stamp)
-            entry["result"] = result
-            return self._take_ready()
+            entry["result"], entry["state"] = result, "done"
+            done = [f for f, e in self._frames.items() if e["state"] == "done"]
+            stale = done[:len(done) - self._waiting] if len(done) > self._waiting else []
+            for frame in stale:
+                del self._frames[frame]
+            ready, expired = self._take_ready()
+            return ready, expired + len(stale)
 
     def _image_near(self, stamp: float) -> Any | None:
         near = min(self._images, key=lambda item: abs(item[0] - stamp), default=None)

@@ -36,7 +36,7 @@ from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
 from .latent import LatentFit, optimise_latent, screen_starts, start_codes
 from .meshing import extract_mesh
-from .nvf import VoteDecoding, nvf_joints
+from .nvf import DEFAULT_PROBES, VoteDecoding, nvf_joints
 from .pretrained import load_nvf, load_posesdf
 from ..perception.segment import SegmentationConfig, segment_legs
 
@@ -67,7 +67,7 @@ class Profile:
     joint_method: str = "votes"
     coarse_queries: int = 1024
     fine_queries: int = 48
-    vote_probes: int = 2048         # nvf backend: unit-ball probes (the coarse queries' counterpart)
+    vote_probes: int = DEFAULT_PROBES   # nvf backend: unit-ball probes (the coarse queries' counterpart)
     mesh_resolution: int = 64
     seed: int = 0
 

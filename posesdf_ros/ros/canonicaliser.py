@@ -75,8 +75,9 @@ class CanonicaliserNode(ManagedNode):
         self.tracker = None     # and with it RotNet
 
     def diagnostic_values(self) -> dict[str, str]:
+        tracker = getattr(self, "tracker", None)
         return {"yaw_source": getattr(self, "yaw_note", "n/a"),
-                "heading_flips_corrected": str(self.tracker.headings.corrected) if getattr(self, "tracker", None) else "0",
+                "heading_flips_corrected": str(tracker.headings.corrected) if tracker else "0",
                 "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
 
     def process(self, msg: PointCloud2) -> None:

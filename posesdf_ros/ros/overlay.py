@@ -117,12 +117,12 @@ class OverlayFrames:
             entry = self._frames.setdefault(stamp, {"image": None, "result": None})
             entry["image"] = entry["image"] or self._image_near(stamp)
             entry["result"], entry["state"] = result, "done"
-            done = [f for f, e in self._frames.items() if e["state"] == "done"]
-            stale = done[:len(done) - self._waiting] if len(done) > self._waiting else []
-            for frame in stale:
-                del self._frames[frame]
             ready, expired = self._take_ready()
-            return ready, expired + len(stale)
+            waiting = [f for f, e in self._frames.items() if e["state"] == "done"]
+            for frame in waiting[:max(len(waiting) - self._waiting, 0)]:
+                del self._frames[frame]
+                expired += 1
+            return ready, expired
 
     def _image_near(self, stamp: float) -> Any | None:
         near = min(self._images, key=lambda item: abs(item[0] - stamp), default=None)

@@ -59,3 +59,24 @@ def test_eval_refuses_a_train_build_with_a_clear_message(train_build):
     run = subprocess.run([POSESDF, "eval", "--data", str(train_build), "--quiet"], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode != 0 and "--split test" in run.stderr
+
+
+def test_an_interrupted_eval_resumes_where_it_stopped(test_build, tmp_path):
+    out, whole, resumed = tmp_path / "run", tmp_path / "whole.json", tmp_path / "resumed.json"
+    args = ("eval", "--protocol", "CV", "--profile", "fast", "--no-mesh", "--data", str(test_build),
+            "--out", str(out), "--quiet")
+    _run(*args, "--json", str(whole))
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 5
+    # A run killed during its fourth sample: three records and a torn line.
+    (out / "records.jsonl").write_text("\n".join(lines[:3]) + '\n{"file": "sam')
+    run = _run(*args, "--resume", "--json", str(resumed))
+    assert "resuming: 3 samples" in run.stderr
+    a, b = json.loads(whole.read_text()), json.loads(resumed.read_text())
+    assert b["count"] == 5 and b["failed"] == 0 and abs(a["mpjpe_mm"] - b["mpjpe_mm"]) < 1e-6
+    assert len((out / "records.jsonl").read_text().splitlines()) == 5
+    assert len(json.loads((out / "records.json").read_text())) == 5
+
+    other = subprocess.run([POSESDF, *args, "--resume", "--profile", "accurate"], capture_output=True, text=True,
+                           timeout=300)
+    assert other.returncode != 0 and "other settings (profile)" in other.stderr

@@ -5,6 +5,7 @@ import platform
 from dataclasses import asdict
 import resource
 import time
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -80,11 +81,16 @@ def with_yaw_source(estimator, yaw_source: str):
 
 
 def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, yaw_source: str = "gt",
-             mesh: bool = True, progress: bool = True, input_mode: str = "legs") -> tuple[dict, list[dict]]:
+             mesh: bool = True, progress: bool = True, input_mode: str = "legs",
+             done: dict[str, dict] | None = None, on_record=None) -> tuple[dict, list[dict]]:
     """Run the estimator over the samples; returns (summary of the spec's JSON, per-sample records).
 
     input_mode "legs" feeds the ground-truth leg points, "scene" the whole
-    scene cloud (PoseSDF segments it itself).
+    scene cloud (PoseSDF segments it itself). `done` maps sample files to
+    records of an earlier, interrupted run of the same settings: those
+    samples are not run again. `on_record(record)` is called after each
+    newly run sample (the CLI appends it to a records file, so a long run
+    can be resumed).
     """
     from tqdm import tqdm
 
@@ -94,9 +100,13 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
         raise ValueError(f"--input scene needs the posesdf or nvf backend (they segment); {estimator.backend} does not")
     runner = with_yaw_source(estimator, yaw_source)
     entries = select_samples(folder, protocol, limit)
+    done = done or {}
     records = []
-    rng = np.random.default_rng(0)
-    for e in tqdm(entries, desc=f"eval {protocol}", unit="sample", disable=not progress):
+    for e in tqdm(entries, desc=f"eval {protocol}", unit="sample", disable=not progress,
+                  initial=sum(e["file"] in done for e in entries)):
+        if e["file"] in done:
+            records.append(done[e["file"]])
+            continue
         with np.load(Path(folder) / e["file"]) as z:
             a = {k: z[k] for k in z.files}
         gt_yaw = heading_of(a["subject_to_gravity"])
@@ -112,10 +122,13 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
                     "yaw_error_deg": float(angle_error_deg(res.yaw, gt_yaw)),
                     "iterations": res.iterations, "timings": res.timings, "joints": res.joints.tolist()}
             if res.mesh is not None:
-                surf = res.mesh.sample(CD_POINTS, seed=int(rng.integers(1 << 31))) if _has_seed_arg() \
-                    else res.mesh.sample(CD_POINTS)
+                # Seeded by the sample's name, so a resumed run samples each mesh as an uninterrupted one.
+                seed = zlib.crc32(e["file"].encode())
+                surf = res.mesh.sample(CD_POINTS, seed=seed) if _has_seed_arg() else res.mesh.sample(CD_POINTS)
                 rec["cd_1e3"] = chamfer_1e3(surf, a["gt_surface"], float(a["norm_scale"]))
         records.append(rec)
+        if on_record is not None:
+            on_record(rec)
     return summarise(records, protocol, estimator, yaw_source, input_mode), records
 
 

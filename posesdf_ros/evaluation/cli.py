@@ -48,7 +48,12 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ones)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
     ev.add_argument("--json", type=Path, default=None, help="write the run's JSON here")
-    ev.add_argument("--out", type=Path, default=None, help="folder for report.md, plots and per-sample records")
+    ev.add_argument("--out", type=Path, default=None,
+                    help="folder for report.md, plots and per-sample records (records.jsonl grows as the run "
+                         "goes, records.json at the end)")
+    ev.add_argument("--resume", action="store_true",
+                    help="with --out: skip the samples already in its records.jsonl (an interrupted run with "
+                         "the same settings) and run the rest")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
@@ -112,6 +117,47 @@ def _command() -> str:
     return "posesdf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+# The arguments that change a sample's record: a resumed run must match the interrupted one in all of them.
+_RECORD_SETTINGS = ("protocol", "backend", "profile", "data", "limit", "yaw", "input", "vote_rule", "vote_k",
+                    "vote_keep", "vote_probes", "starts", "no_mesh", "weights", "device")
+
+
+def _records_checkpoint(args: argparse.Namespace):
+    """(records of an interrupted run keyed by sample file, a callback appending each new record),
+    from and to OUT/records.jsonl; ({}, None) without --out."""
+    if args.out is None:
+        if args.resume:
+            raise SystemExit("--resume needs --out, the folder of the interrupted run")
+        return {}, None
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {k: str(getattr(args, k)) for k in _RECORD_SETTINGS}
+    settings_file, records_file = args.out / "settings.json", args.out / "records.jsonl"
+    done = {}
+    if args.resume and records_file.exists():
+        earlier = json.loads(settings_file.read_text()) if settings_file.exists() else None
+        if earlier != settings:
+            changed = sorted(k for k in settings if (earlier or {}).get(k) != settings[k])
+            raise SystemExit(f"--resume: {args.out} holds a run with other settings ({', '.join(changed)}); "
+                             "use the same arguments or another --out")
+        for line in records_file.read_text().splitlines():
+            if line.strip():   # a run killed mid-write leaves at most a torn last line
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                done[rec["file"]] = rec
+        print(f"resuming: {len(done)} samples already in {records_file}", file=sys.stderr)
+        records_file.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+    else:
+        records_file.write_text("")
+    settings_file.write_text(json.dumps(settings, indent=1))
+
+    def append(rec: dict) -> None:
+        with records_file.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+    return done, append
+
+
 def _eval(args: argparse.Namespace) -> int:
     from ..data.dataset import load_manifest
     from .benchmark import evaluate, load_estimator
@@ -125,8 +171,9 @@ def _eval(args: argparse.Namespace) -> int:
         if args.backend == "pn2":
             raise SystemExit("--starts applies to the posesdf and nvf backends (latent optimisation)")
         est = est.with_profile(starts=args.starts)
+    done, on_record = _records_checkpoint(args)
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
-                                progress=not args.quiet, input_mode=args.input)
+                                progress=not args.quiet, input_mode=args.input, done=done, on_record=on_record)
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
                 "samples_per_cell": args.limit or "all"}
     if args.json:

@@ -25,6 +25,8 @@ def test_farthest_point_sampling_matches_brute_force():
     idx = farthest_point_sample(x, 20)
     for b in range(3):
         assert idx[b].tolist() == _fps_reference(x[b].numpy(), 20)
+        # A single cloud takes the numpy path: the same indices.
+        assert farthest_point_sample(x[b:b + 1], 20)[0].tolist() == idx[b].tolist()
 
 
 def test_ball_query_matches_brute_force():

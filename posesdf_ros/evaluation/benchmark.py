@@ -27,6 +27,16 @@ CD_POINTS = 30_000
 BACKENDS = ("posesdf", "nvf", "pn2")
 
 
+def add_classifier_arguments(parser) -> None:
+    """--classifier and --legseg-weights: how the segmentation picks the leg points of a scene."""
+    parser.add_argument("--classifier", choices=("legseg", "none"), default="legseg",
+                        help="how segmentation picks the person's leg points: legseg (default), LegSegNet on the "
+                             "person's points below the pelvis guess + 0.3 m; none, the rule-based crop at the "
+                             "pelvis guess + 0.1 m without detached hands")
+    parser.add_argument("--legseg-weights", type=Path, default=None,
+                        help="folder of legseg.pt/legseg.json (default: the shipped weights)")
+
+
 def load_estimator(backend: str, profile: str = "accurate", device: str = "cpu", weights: Path | None = None,
                    vote_decoding=None):
     """An estimator for the benchmark: PoseSDF (either profile; joints from its sphere fields or,
@@ -198,8 +208,9 @@ def _git_commit() -> str:
     return git_commit()
 
 
-def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = True) -> dict:
-    """Latency of the canonicaliser's work on whole scene clouds: segmentation, then RotNet."""
+def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = True, leg_classifier=None) -> dict:
+    """Latency of the canonicaliser's work on whole scene clouds: segmentation (with LegSegNet's
+    share when `leg_classifier` is given), then RotNet."""
     from tqdm import tqdm
 
     from ..perception.segment import segment_legs
@@ -208,14 +219,18 @@ def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = 
     stages = defaultdict(list)
     found, centre = 0, None
     # Untimed warm-up: the first call of each pays one-off costs (allocations, torch's first pass).
-    first = segment_legs(samples[0]["points"], sensor_origin=samples[0]["camera_to_gravity"][:3, 3])
+    first = segment_legs(samples[0]["points"], sensor_origin=samples[0]["camera_to_gravity"][:3, 3],
+                         leg_classifier=leg_classifier)
     if first.valid:
         yaw_estimator.predict(samples[0]["points"][first.heading_indices])
     for a in tqdm(samples, desc="bench canonicalise", unit="frame", disable=not progress):
         t0 = time.perf_counter()
-        seg = segment_legs(a["points"], previous_centre=centre, sensor_origin=a["camera_to_gravity"][:3, 3])
+        seg = segment_legs(a["points"], previous_centre=centre, sensor_origin=a["camera_to_gravity"][:3, 3],
+                           leg_classifier=leg_classifier)
         t1 = time.perf_counter()
         stages["segmentation"].append(t1 - t0)
+        if "leg_classifier" in seg.timings:
+            stages["of which leg_classifier"].append(seg.timings["leg_classifier"])
         if seg.valid:
             found += 1
             centre = seg.centre
@@ -226,7 +241,8 @@ def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = 
                           for k, v in stages.items()},
             "frames": len(samples), "frames_with_person": found,
             "scene_points": float(np.mean([len(a["points"]) for a in samples])),
-            "rotnet_turns": yaw_estimator.turns, "device": device_description(yaw_estimator.device)}
+            "rotnet_turns": yaw_estimator.turns, "leg_points_by": "LegSegNet" if leg_classifier else "pelvis crop",
+            "device": device_description(yaw_estimator.device)}
 
 
 def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, repeats: int = 1,

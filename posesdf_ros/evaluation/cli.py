@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data.dataset import PROTOCOLS
 from . import prior as prior_bench
-from .benchmark import BACKENDS, INPUTS, YAW_SOURCES
+from .benchmark import BACKENDS, INPUTS, YAW_SOURCES, add_classifier_arguments
 
 DEFAULT_TEST = Path("data/test")
 
@@ -33,6 +33,7 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--input", choices=INPUTS, default="legs",
                     help="legs: the ground-truth leg points (default); scene: the whole scene cloud, "
                          "segmented by the estimator (posesdf backend)")
+    add_classifier_arguments(ev)
     ev.add_argument("--vote-rule", choices=("knn", "fraction"), default="knn",
                     help="nvf backend: vote with the --vote-k points of largest weight (default) or with the top "
                          "--vote-keep share of the voting points by weight (the reference's rule)")
@@ -98,7 +99,8 @@ def add_parsers(subparsers) -> None:
     rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")
     rep.add_argument("--bench", type=Path, default=None, help="JSON of `posesdf bench speed --json`")
     rep.add_argument("--yaw", type=Path, default=None, help="JSON of `posesdf eval-yaw --json`")
-    rep.add_argument("--segmentation", type=Path, default=None, help="JSON of `posesdf eval-seg --json`")
+    rep.add_argument("--segmentation", type=Path, nargs="+", default=None,
+                     help="JSON files of `posesdf eval-seg --json`, one row each")
     rep.add_argument("--prior", type=Path, default=None, help="prior.json of `posesdf bench prior --out DIR`")
     rep.add_argument("--out", type=Path, default=Path("docs/results.md"))
     rep.set_defaults(func=_report)
@@ -109,6 +111,7 @@ def add_parsers(subparsers) -> None:
                     "precision and recall against leg_mask, failures, pelvis-height errors and stage timings.")
     seg.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build folder (default {DEFAULT_TEST})")
     seg.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
+    add_classifier_arguments(seg)
     seg.add_argument("--json", type=Path, default=None, help="write the summary here (without per-sample rows)")
     seg.set_defaults(func=_eval_segmentation)
 
@@ -118,8 +121,9 @@ def _command() -> str:
 
 
 # The arguments that change a sample's record: a resumed run must match the interrupted one in all of them.
-_RECORD_SETTINGS = ("protocol", "backend", "profile", "data", "limit", "yaw", "input", "vote_rule", "vote_k",
-                    "vote_keep", "vote_probes", "starts", "no_mesh", "weights", "device")
+_RECORD_SETTINGS = ("protocol", "backend", "profile", "data", "limit", "yaw", "input", "classifier",
+                    "legseg_weights", "vote_rule", "vote_k", "vote_keep", "vote_probes", "starts", "no_mesh",
+                    "weights", "device")
 
 
 def _records_checkpoint(args: argparse.Namespace):
@@ -167,6 +171,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     est = load_estimator(args.backend, args.profile, args.device, args.weights,
                          VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes))
+    if args.input == "scene":
+        from ..inference.legseg import load_for_cli
+
+        est.leg_classifier = load_for_cli(args.classifier, args.legseg_weights, args.device)
     if args.starts is not None:
         if args.backend == "pn2":
             raise SystemExit("--starts applies to the posesdf and nvf backends (latent optimisation)")
@@ -176,6 +184,8 @@ def _eval(args: argparse.Namespace) -> int:
                                 progress=not args.quiet, input_mode=args.input, done=done, on_record=on_record)
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
                 "samples_per_cell": args.limit or "all"}
+    if args.input == "scene":
+        summary["leg_points_by"] = "LegSegNet" if est.leg_classifier is not None else "pelvis crop"
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1))
@@ -203,9 +213,10 @@ def _bench_speed(args: argparse.Namespace) -> int:
     out = {"command": _command(), "data": f"walking sequence, view {args.view}, seed {args.seed}, 15 Hz",
            "frames": len(frames), "track": not args.no_track,
            "git_commit": _git_commit(), "profiles": result}
-    rotnet = next(iter(ests.values())).yaw_estimator
-    if rotnet is not None:
-        out["canonicalise"] = bench_canonicalise(frames, rotnet, progress=not args.quiet)
+    first = next(iter(ests.values()))
+    if first.yaw_estimator is not None:
+        out["canonicalise"] = bench_canonicalise(frames, first.yaw_estimator, progress=not args.quiet,
+                                                 leg_classifier=first.leg_classifier)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
@@ -238,10 +249,16 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
     from ..perception.segment import measure_segmentation
     from .benchmark import _git_commit, device_description
 
-    summary = {k: v for k, v in measure_segmentation(args.data, args.limit).items() if k != "samples"}
+    from ..inference.legseg import load_for_cli
+
+    classifier = load_for_cli(args.classifier, args.legseg_weights)
+    summary = {k: v for k, v in measure_segmentation(args.data, args.limit, leg_classifier=classifier).items()
+               if k != "samples"}
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
                 "generator_version": load_manifest(args.data).get("generator_version"),
                 "samples_per_cell": args.limit or "all", "device": device_description("cpu"),
+                "classifier": None if classifier is None else {
+                    k: classifier.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "command")},
                 "git_commit": _git_commit()}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

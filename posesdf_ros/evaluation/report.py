@@ -135,20 +135,32 @@ def _yaw_lines(yaw: dict) -> list[str]:
     return lines
 
 
-def _segmentation_lines(seg: dict) -> list[str]:
-    t = seg.get("timing_ms", {}).get("total", {})
-    return ["", "## Segmentation: lower-limb points against `leg_mask`", "",
-            "| samples | found | precision (pooled) | recall (pooled) | precision (median) | recall (median) | "
-            "time median (ms) | time p95 (ms) |", "|---|---|---|---|---|---|---|---|",
-            f"| {seg['count']} | {seg['valid']} | {seg['precision_pooled']:.3f} | {seg['recall_pooled']:.3f} | "
-            f"{seg['precision_median']:.3f} | {seg['recall_median']:.3f} | {_fmt(t.get('median'))} | {_fmt(t.get('p95'))} |",
-            "", f"Made by `{seg.get('command')}` on scene clouds of about {seg.get('median_points')} points "
-                f"(test data seed {seg.get('data_seed')}, generator {seg.get('generator_version')}), "
-                f"device {seg.get('device')}, commit {seg.get('git_commit')}."]
+def _segmentation_method(seg: dict) -> str:
+    c = seg.get("classifier")
+    return "pelvis crop (rules)" if not c else f"LegSegNet ({c.get('epochs_done')}/{c.get('epochs_planned')} epochs)"
+
+
+def _segmentation_lines(runs: list[dict]) -> list[str]:
+    lines = ["", "## Segmentation: lower-limb points against `leg_mask`", "",
+             "| leg points by | samples | found | precision (pooled) | recall (pooled) | precision (median) | "
+             "recall (median) | time median (ms) | time p95 (ms) |", "|---|---|---|---|---|---|---|---|---|"]
+    for seg in runs:
+        t = seg.get("timing_ms", {}).get("total", {})
+        lines.append(f"| {_segmentation_method(seg)} | {seg['count']} | {seg['valid']} | {seg['precision_pooled']:.3f} | "
+                     f"{seg['recall_pooled']:.3f} | {seg['precision_median']:.3f} | {seg['recall_median']:.3f} | "
+                     f"{_fmt(t.get('median'))} | {_fmt(t.get('p95'))} |")
+    lines.append("")
+    for seg in runs:
+        lines.append(f"- {_segmentation_method(seg)}: made by `{seg.get('command')}` on scene clouds of about "
+                     f"{seg.get('median_points')} points (test data seed {seg.get('data_seed')}, generator "
+                     f"{seg.get('generator_version')}), device {seg.get('device')}, commit {seg.get('git_commit')}"
+                     + (f"; LegSegNet trained by `{seg['classifier'].get('command')}` (scene seed "
+                        f"{seg['classifier'].get('data_seed')})" if seg.get("classifier") else "") + ".")
+    return lines
 
 
 def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None = None,
-                       yaw_file: Path | None = None, segmentation_file: Path | None = None,
+                       yaw_file: Path | None = None, segmentation_files: list[Path] | None = None,
                        prior_file: Path | None = None) -> Path:
     """docs/results.md: our measured rows next to the paper's, from eval JSON files."""
     runs = [json.loads(Path(f).read_text()) for f in run_files]
@@ -208,8 +220,9 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
             lines += [f"| {k} | {v['mean']:.1f} | {v['p95']:.1f} |" for k, v in st.items()]
     if yaw_file is not None and Path(yaw_file).exists():
         lines += _yaw_lines(json.loads(Path(yaw_file).read_text()))
-    if segmentation_file is not None and Path(segmentation_file).exists():
-        lines += _segmentation_lines(json.loads(Path(segmentation_file).read_text()))
+    segmentation = [json.loads(Path(f).read_text()) for f in segmentation_files or [] if Path(f).exists()]
+    if segmentation:
+        lines += _segmentation_lines(segmentation)
     if prior_file is not None and Path(prior_file).exists():
         from .prior import table_lines
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmark import leg_input, select_samples
+from .benchmark import add_classifier_arguments, leg_input, select_samples
 from .metrics import angle_error_deg, heading_of
 
 OVER_DEG = 30.0
@@ -29,11 +29,12 @@ def error_stats(errors_deg: list[float], failed: int = 0) -> dict:
 
 
 def evaluate_yaw(folder: Path, per_cell_limit: int | None, estimator, use_segmentation: bool,
-                 progress: bool = True) -> tuple[dict, list[dict]]:
+                 progress: bool = True, leg_classifier=None) -> tuple[dict, list[dict]]:
     """Yaw errors over all test cells (at most `per_cell_limit` samples each).
 
-    `estimator.predict((N, 3)) -> (yaw, confidence)`. Returns (summary by
-    input source: overall and per view, per-sample records)."""
+    `estimator.predict((N, 3)) -> (yaw, confidence)`; `leg_classifier` goes
+    to `segment_legs`. Returns (summary by input source: overall and per
+    view, per-sample records)."""
     from tqdm import tqdm
 
     from ..perception.segment import segment_legs
@@ -46,7 +47,8 @@ def evaluate_yaw(folder: Path, per_cell_limit: int | None, estimator, use_segmen
             a = {k: z[k] for k in z.files}
         clouds = {"gt_legs": leg_input(a)}
         if use_segmentation:
-            seg = segment_legs(a["points"], sensor_origin=a["camera_to_gravity"][:3, 3])
+            seg = segment_legs(a["points"], sensor_origin=a["camera_to_gravity"][:3, 3],
+                               leg_classifier=leg_classifier)
             clouds["segmented"] = a["points"][seg.heading_indices] if seg.valid else None
         gt = heading_of(a["subject_to_gravity"])
         rec = {"file": e["file"], "view": e["view"], "condition": e["condition"], "gt_yaw": gt}
@@ -80,6 +82,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", type=Path, required=True, help="test build folder")
     p.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
     p.add_argument("--segment", action="store_true", help="also from segment_legs on the scene cloud")
+    add_classifier_arguments(p)
     p.add_argument("--weights", type=Path, default=None, help="folder of rotnet.pt/json (default: the shipped ones)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--turns", type=int, default=4,
@@ -94,17 +97,22 @@ def _eval_yaw(args) -> int:
     import time
 
     from ..data.dataset import load_manifest
+    from ..inference.legseg import load_for_cli
     from ..inference.yaw import YawEstimator
     from .benchmark import _git_commit, device_description
     from .cli import _command
 
     est = YawEstimator.from_pretrained(args.device, args.weights, args.turns)
+    classifier = load_for_cli(args.classifier, args.legseg_weights, args.device) if args.segment else None
     t0 = time.perf_counter()
-    summary, records = evaluate_yaw(args.data, args.limit, est, args.segment, progress=not args.quiet)
+    summary, records = evaluate_yaw(args.data, args.limit, est, args.segment, progress=not args.quiet,
+                                    leg_classifier=classifier)
     out = {"command": _command(), "data": str(args.data), "data_seed": load_manifest(args.data).get("seed"),
            "samples_per_cell": args.limit or "all", "count": len(records),
            "device": device_description(est.device), "rotnet_points": est.model.config.encoder.points,
-           "test_time_turns": est.turns, "seconds": round(time.perf_counter() - t0, 1),
+           "test_time_turns": est.turns,
+           "leg_points_by": "LegSegNet" if classifier is not None else ("pelvis crop" if args.segment else None),
+           "seconds": round(time.perf_counter() - t0, 1),
            "git_commit": _git_commit(),
            "weights": {k: est.meta.get(k) for k in ("epochs_done", "epochs_planned", "train_minutes", "data_seed",
                                                     "git_commit", "device")},

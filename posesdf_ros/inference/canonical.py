@@ -111,12 +111,14 @@ class PersonTracker:
     frame's target until `timeout_s` passes without one; takes the heading
     from RotNet (`yaw_estimator`, on the legs below the hips), kept free of
     front/back flips by a `HeadingTracker`, or without RotNet assumes the
-    canonical view V1.
+    canonical view V1. `leg_classifier` (an `inference.legseg.LegClassifier`)
+    picks the leg points of the person's window; None crops at the pelvis guess.
     """
 
-    def __init__(self, segmentation: SegmentationConfig | None = None, yaw_estimator=None, timeout_s: float = 1.0):
+    def __init__(self, segmentation: SegmentationConfig | None = None, yaw_estimator=None, timeout_s: float = 1.0,
+                 leg_classifier=None):
         self.segmentation = segmentation or SegmentationConfig()
-        self.yaw_estimator = yaw_estimator
+        self.yaw_estimator, self.leg_classifier = yaw_estimator, leg_classifier
         self.timeout_s = timeout_s
         self.headings = HeadingTracker()
         self.reset()
@@ -131,7 +133,7 @@ class PersonTracker:
         """One gravity-aligned scene cloud (N, 3) at `stamp` (s); `sensor_origin` (3,) or None."""
         if stamp - self.last_seen > self.timeout_s:
             self.reset()
-        seg = segment_legs(points, self.segmentation, self.previous_centre, sensor_origin)
+        seg = segment_legs(points, self.segmentation, self.previous_centre, sensor_origin, self.leg_classifier)
         if not seg.valid:
             return TrackedFrame(f"no person: {seg.reason}", segmentation=seg)
         legs = points[seg.indices]

@@ -116,7 +116,7 @@ class GaitPoseEstimator:
 
     def __init__(self, model, meta: dict, profile: Profile, device: str = "cpu", backend: str = "posesdf",
                  segmentation: SegmentationConfig | None = None, yaw_estimator=None, nvf_head=None,
-                 vote_decoding: VoteDecoding | None = None):
+                 vote_decoding: VoteDecoding | None = None, leg_classifier=None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if backend == "nvf" and nvf_head is None:
@@ -124,7 +124,7 @@ class GaitPoseEstimator:
         self.model, self.meta, self.profile = model, meta, profile
         self.nvf_head, self.vote_decoding = nvf_head, vote_decoding or VoteDecoding()
         self.segmentation = segmentation or SegmentationConfig()
-        self.yaw_estimator = yaw_estimator
+        self.yaw_estimator, self.leg_classifier = yaw_estimator, leg_classifier
         self.device, self.backend = torch.device(device), backend
         self.weights_dir = Path(meta["weights_dir"]) if "weights_dir" in meta else None
         self.radius = model.config.sphere_radius
@@ -142,15 +142,19 @@ class GaitPoseEstimator:
     def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
                         weights: str | Path | None = None, rotnet: bool = True,
                         rotnet_weights: str | Path | None = None,
-                        vote_decoding: VoteDecoding | None = None) -> "GaitPoseEstimator":
-        """The shipped (or given) PoseSDF weights, and RotNet unless `rotnet=False`.
+                        vote_decoding: VoteDecoding | None = None,
+                        leg_classifier: bool = True) -> "GaitPoseEstimator":
+        """The shipped (or given) PoseSDF weights, RotNet unless `rotnet=False` and the
+        segmentation's LegSegNet unless `leg_classifier=False`.
 
         backend "nvf" also loads the NVF vote head (nvf.pt/json) from the same
         folder, which must have been trained on these PoseSDF weights, and decodes
         its votes with `vote_decoding` (default: `inference.nvf.VoteDecoding()`).
         Without RotNet, `estimate` needs `yaw=` or assumes view V1. Missing
         shipped RotNet weights give a warning and that fallback; missing
-        `rotnet_weights` that were asked for are a FileNotFoundError.
+        `rotnet_weights` that were asked for are a FileNotFoundError. Missing
+        LegSegNet weights give a warning, and scenes are cropped at the pelvis
+        guess (`perception.segment_legs` without a classifier).
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -170,8 +174,16 @@ class GaitPoseEstimator:
                 if rotnet_weights is not None:
                     raise
                 warnings.warn(f"RotNet unavailable ({err}); estimate() will assume view V1 unless given yaw=")
+        classifier = None
+        if leg_classifier:
+            from .legseg import LegClassifier
+
+            try:
+                classifier = LegClassifier.from_pretrained(device)
+            except FileNotFoundError as err:
+                warnings.warn(f"LegSegNet unavailable ({err}); scenes are cropped at the pelvis guess")
         return cls(model, meta, profile, device, backend, yaw_estimator=yaw_estimator, nvf_head=nvf_head,
-                   vote_decoding=vote_decoding)
+                   vote_decoding=vote_decoding, leg_classifier=classifier)
 
     def reset(self) -> None:
         """Forget the tracked latent code (a new person or a cut in the sequence)."""
@@ -182,7 +194,7 @@ class GaitPoseEstimator:
         """A copy sharing the model with some profile settings changed (ablations, sweeps)."""
         return GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
                                  self.backend, self.segmentation, self.yaw_estimator, self.nvf_head,
-                                 self.vote_decoding)
+                                 self.vote_decoding, self.leg_classifier)
 
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
                  track: bool = False, mesh: bool = False, segment: bool | None = None,
@@ -209,7 +221,8 @@ class GaitPoseEstimator:
             return EstimateResult(False, reason)
         heading_pts = None      # RotNet's input: the legs below the hips of a segmented scene
         if segment or (segment is None and looks_like_scene(pts)):
-            seg = segment_legs(pts, self.segmentation, self._previous_centre if track else None, camera_origin)
+            seg = segment_legs(pts, self.segmentation, self._previous_centre if track else None, camera_origin,
+                               self.leg_classifier)
             timings["segmentation"] = seg.timings.get("total", 0.0)
             if not seg.valid:
                 return EstimateResult(False, f"no person found: {seg.reason}", timings=timings)

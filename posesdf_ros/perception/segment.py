@@ -20,6 +20,11 @@ points on the target's legs below the crop plane, pelvis + `crop_margin`
 7. parts that end above the reach of the hands (a hand cut free by the
    crop) dropped.
 
+Given a `leg_classifier` (`inference.legseg.LegClassifier`, a learned
+model, so it lives outside this module), steps 6 and 7 keep only the
+pelvis guess: the classifier labels the person's points below the guess
++ its `window_above_pelvis`, and its leg points replace the crop.
+
 Heavy steps work on grids (cells, voxels) and map back to the original
 points through each point's cell, so the indices are those of the input.
 Core module: numpy, scipy and threadpoolctl only (no ROS, no torch; planes by its own
@@ -484,43 +489,51 @@ def reaches_below_hands(points: np.ndarray, height: np.ndarray, pelvis: float,
 
 def segment_legs(points: np.ndarray, config: SegmentationConfig | None = None,
                  previous_centre: np.ndarray | None = None,
-                 sensor_origin: np.ndarray | None = None) -> SegmentationResult:
+                 sensor_origin: np.ndarray | None = None, leg_classifier=None) -> SegmentationResult:
     """The target person's lower-limb points in a scene cloud (gravity frame).
 
     points: (N, 3); NaN or inf rows are ignored. previous_centre: xy of the
     target in the last frame; the person-like cluster nearest to it is the
     target, else the one nearest the sensor. sensor_origin: the sensor's
     position; without it the sensor is taken above the frame's origin and
-    the pelvis height falls back to the prior. Never raises on the data
-    (empty, NaN-only, person-free clouds give valid=False and a reason);
-    a cloud that is not (N, 3) is a ValueError.
+    the pelvis height falls back to the prior. leg_classifier: an object
+    with `window_above_pelvis` (m) and `leg_mask(points (M, 3), heights
+    (M,)) -> (M,) bool` that picks the legs from the person's points below
+    the pelvis guess + that window; None crops at the pelvis guess. Never
+    raises on the data (empty, NaN-only, person-free clouds give
+    valid=False and a reason); a cloud that is not (N, 3) is a ValueError.
     """
     # numpy's OpenBLAS would spread the small matrix products here over every core, and its
     # threads keep spinning after each call, starving the torch threads that run next (RotNet,
     # PoseSDF): on 2 cores RotNet took about three times as long right after segmentation.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _segment_legs(points, config, previous_centre, sensor_origin)
+        return _segment_legs(points, config, previous_centre, sensor_origin, leg_classifier)
 
 
-def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
-                  previous_centre: np.ndarray | None, sensor_origin: np.ndarray | None) -> SegmentationResult:
-    config = config or SegmentationConfig()
-    timer = _StageTimer()
-    points = np.asarray(points, dtype=np.float32)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"points must be (N, 3), got {points.shape}")
+@dataclass
+class Person:
+    """The target person found in a scene: everything `segment_legs` knows before the crop."""
+
+    roi: np.ndarray                     # (R,) indices of the input cloud's ROI points
+    roi_points: np.ndarray              # (R, 3) float32, those points
+    height: np.ndarray                  # (R,) above the fitted floor plane
+    members: np.ndarray                 # (P,) indices into roi: the person's points, flying pixels dropped
+    centre: np.ndarray                  # (2,) xy of the target cluster
+    pelvis_height: float
+    pelvis_cue: str
+
+
+def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
+                sensor_origin: np.ndarray | None, timer: _StageTimer) -> Person | str:
+    """Steps 1 to 6 of the module docstring: the target person and its pelvis height, or why there is none."""
     sensor = np.array([0.0, 0.0, 1.0]) if sensor_origin is None else np.asarray(sensor_origin, float)
-
-    def invalid(reason: str) -> SegmentationResult:
-        return SegmentationResult(False, reason, timings=timer.finish())
-
     if len(points) == 0:
-        return invalid("empty cloud")
+        return "empty cloud"
     roi = region_of_interest(points, sensor, config)
     timer.lap("roi")
     if len(roi) < config.person_min_points:
-        return invalid("no finite points in the region of interest" if len(roi) == 0
-                       else f"only {len(roi)} points in the region of interest")
+        return ("no finite points in the region of interest" if len(roi) == 0
+                else f"only {len(roi)} points in the region of interest")
     roi_points = points[roi]
 
     floor = fit_floor(roi_points, sensor[:2], config)
@@ -528,7 +541,7 @@ def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
     above = np.flatnonzero((height > config.floor_clearance) & (height < config.person_max_height))
     timer.lap("floor")
     if len(above) < config.person_min_points:
-        return invalid("nothing above the floor")
+        return "nothing above the floor"
 
     grid = BirdEyeGrid(roi_points[:, :2], sensor[:2], config)
     clusters = []
@@ -540,12 +553,12 @@ def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
     people = [c for c in clusters if is_person_sized(c, config)]
     timer.lap("clusters")
     if not people:
-        return invalid("no person-sized cluster")
+        return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
     target = choose_target(people, reference, roi_points, height, sensor, config)
     timer.lap("target")
     if target is None:
-        return invalid("no person-like cluster (the person-sized ones are flat or do not reach the floor)")
+        return "no person-like cluster (the person-sized ones are flat or do not reach the floor)"
 
     person = target_points(target, clusters, grid, above, roi_points, height, sensor, config)
     timer.lap("target_points")
@@ -553,32 +566,55 @@ def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
     timer.lap("flying_pixels")
     pelvis, cue = estimate_pelvis_height(roi_points[person], height[person],
                                          None if sensor_origin is None else sensor, config)
-    crop = pelvis + config.crop_margin
     timer.lap("pelvis")
+    return Person(roi, roi_points, height, person, target.centre, float(pelvis), cue)
 
-    legs = person[height[person] < crop]
+
+def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
+                  previous_centre: np.ndarray | None, sensor_origin: np.ndarray | None,
+                  leg_classifier=None) -> SegmentationResult:
+    config = config or SegmentationConfig()
+    timer = _StageTimer()
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be (N, 3), got {points.shape}")
+    person = find_person(points, config, previous_centre, sensor_origin, timer)
+    if isinstance(person, str):
+        return SegmentationResult(False, person, timings=timer.finish())
+    pelvis, height = person.pelvis_height, person.height
+    crop = pelvis + config.crop_margin
+    if leg_classifier is not None:
+        window = person.members[height[person.members] < pelvis + leg_classifier.window_above_pelvis]
+        legs = window[leg_classifier.leg_mask(person.roi_points[window], height[window])] \
+            if len(window) else window
+        timer.lap("leg_classifier")
+    else:
+        legs = person.members[height[person.members] < crop]
+        legs = legs[reaches_below_hands(person.roi_points[legs], height[legs], pelvis, config)] \
+            if len(legs) else legs
+        timer.lap("detached_hands")
     if len(legs) == 0:
-        return invalid("no points below the crop plane")
-    legs = legs[reaches_below_hands(roi_points[legs], height[legs], pelvis, config)]
-    timer.lap("detached_hands")
+        return SegmentationResult(False, "no points below the crop plane", timings=timer.finish())
     # Without the head in view the pelvis height is a population prior, often 10 cm off;
     # a crop that high takes in the lower torso and the hands, which flips RotNet's
     # front/back call, while the legs below the hips alone give it the heading as well.
     hips_down = legs[height[legs] < pelvis - config.heading_below_pelvis]
     heading = hips_down if len(hips_down) >= config.heading_min_points else legs
-    return SegmentationResult(True, "", np.sort(roi[legs]), target.centre, float(pelvis), float(crop), cue,
-                              np.sort(roi[heading]), timer.finish())
+    roi = person.roi
+    return SegmentationResult(True, "", np.sort(roi[legs]), person.centre, float(pelvis), float(crop),
+                              person.pelvis_cue, np.sort(roi[heading]), timer.finish())
 
 
 # ---------------------------------------------------------------- measurement
 
 def measure_segmentation(folder: str | Path, per_cell: int | None = 3,
-                         config: SegmentationConfig | None = None) -> dict:
+                         config: SegmentationConfig | None = None, leg_classifier=None) -> dict:
     """Point precision and recall against `leg_mask`, and stage timings, on a test build.
 
     The subset: the first `per_cell` samples (by file name, i.e. by index)
     of every (condition, view) cell in the manifest; None takes all. Each
     sample's sensor origin is the translation of its `camera_to_gravity`;
+    `leg_classifier` is handed to `segment_legs`;
     its floor is z = 0, so the pelvis error is the estimate minus the true
     pelvis z. A warm-up call on the first sample (first-call overheads) is
     not timed. Returns pooled and median per-sample precision and recall,
@@ -597,13 +633,14 @@ def measure_segmentation(folder: str | Path, per_cell: int | None = 3,
             subset.append(entry)
     if subset:  # keep first-call overheads out of the timings
         with np.load(folder / subset[0]["file"]) as sample:
-            segment_legs(sample["points"], config, sensor_origin=sample["camera_to_gravity"][:3, 3])
+            segment_legs(sample["points"], config, sensor_origin=sample["camera_to_gravity"][:3, 3],
+                         leg_classifier=leg_classifier)
     rows = []
     for entry in subset:
         with np.load(folder / entry["file"]) as sample:
             points, truth = sample["points"], sample["leg_mask"]
             sensor, true_pelvis = sample["camera_to_gravity"][:3, 3], float(sample["joints"][0, 2])
-        result = segment_legs(points, config, sensor_origin=sensor)
+        result = segment_legs(points, config, sensor_origin=sensor, leg_classifier=leg_classifier)
         kept = np.zeros(len(points), bool)
         kept[result.indices] = True
         wrong = kept & ~truth

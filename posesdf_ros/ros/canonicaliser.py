@@ -37,7 +37,9 @@ class CanonicaliserNode(ManagedNode):
         Param("yaw_source", "rotnet", "Heading from RotNet, or assume the canonical view V1 (the paper's "
                                       "'w/o RotNet' ablation).", choices=("rotnet", "assume_v1")),
         Param("rotnet_weights", "", "RotNet weights file; empty: the shipped weights."),
-        Param("device", "cpu", "Torch device of RotNet.", choices=("cpu", "cuda")),
+        Param("leg_classifier", True, "Pick the person's leg points with LegSegNet (shipped weights); false: "
+                                      "crop at the pelvis guess and drop detached hands (rule-based)."),
+        Param("device", "cpu", "Torch device of RotNet and LegSegNet.", choices=("cpu", "cuda")),
         TORCH_THREADS,
         Param("max_points", 400000, "Clouds with more valid points are decimated to this many.", (1000, 10000000)),
         Param("min_range_m", 0.3, "Ignore points horizontally nearer the camera than this (m).", (0.0, 10.0)),
@@ -57,8 +59,9 @@ class CanonicaliserNode(ManagedNode):
         self.pub_canonical = self.create_lifecycle_publisher(PointCloud2, "~/canonical_points", 5,
                                                              qos_overriding_options=qos)
         self.subscribe(PointCloud2, "points", self.on_frame)
+        classifier, self.classifier_note = self._load_leg_classifier() if p.leg_classifier else (None, "off")
         self.tracker = PersonTracker(SegmentationConfig(roi_min_range=p.min_range_m, roi_max_range=p.max_range_m),
-                                     yaw_estimator, p.track_timeout_s)
+                                     yaw_estimator, p.track_timeout_s, classifier)
 
     def _load_rotnet(self):
         try:
@@ -71,12 +74,22 @@ class CanonicaliserNode(ManagedNode):
                                 "only right for a camera at the person's front-left")
             return None, f"assume_v1 (RotNet unavailable: {err})"
 
+    def _load_leg_classifier(self):
+        try:
+            from ..inference.legseg import LegClassifier
+
+            return LegClassifier.from_pretrained(self.p.device), "legseg"
+        except (ImportError, FileNotFoundError, RuntimeError) as err:
+            self.warn("legseg", f"LegSegNet unavailable ({err}); cropping the person at the pelvis guess")
+            return None, f"pelvis crop (LegSegNet unavailable: {err})"
+
     def cleanup(self) -> None:
-        self.tracker = None     # and with it RotNet
+        self.tracker = None     # and with it RotNet and LegSegNet
 
     def diagnostic_values(self) -> dict[str, str]:
         tracker = getattr(self, "tracker", None)
         return {"yaw_source": getattr(self, "yaw_note", "n/a"),
+                "leg_points": getattr(self, "classifier_note", "n/a"),
                 "heading_flips_corrected": str(tracker.headings.corrected) if tracker else "0",
                 "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
 

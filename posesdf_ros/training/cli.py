@@ -76,6 +76,31 @@ def add_parser(subparsers) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_train_rotnet)
 
+    g = sub.add_parser(
+        "legseg", help="LegSegNet: the lower-limb points of a person's window in a scene (PointNet++ segmentation)",
+        description="Render scenes of the training bodies like the test split's (every condition and view, "
+                    "clutter, realistic noise; data seed 3 by default, apart from val's 2 and test's 1), cut out "
+                    "each person's points below the pelvis guess + 0.3 m with perception.find_person, cache them "
+                    "in --out/windows.npz, and train LegSegNet on their leg_mask labels under fresh augmentation. "
+                    "Writes checkpoint.pt (resumable), loss.csv, loss.png and legseg.pt/legseg.json into --out.")
+    g.add_argument("--config", choices=("small", "tiny"), default="small",
+                   help="small: 70 scenes per (condition, view) cell, 40 epochs; tiny: tests only")
+    g.add_argument("--out", type=Path, required=True, help="run folder")
+    g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    g.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
+    g.add_argument("--scenes-per-cell", type=int, default=None, help="override the preset's scenes per cell")
+    g.add_argument("--data-seed", type=int, default=None, help="seed of the training scenes (default 3)")
+    g.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
+    g.add_argument("--max-minutes", type=float, default=None,
+                   help="stop cleanly after this wall time (checkpoint written); rerun to continue")
+    g.add_argument("--export-only", action="store_true",
+                   help="export the checkpoint in --out as it is (a run cut short), without training")
+    g.add_argument("--tune-on", type=Path, default=None,
+                   help="a val build (`posesdf data build --split val`): after training, pick the probability "
+                        "threshold with the best min(precision, recall) there and store it in legseg.json")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=_train_legseg)
+
     v = sub.add_parser(
         "nvf", help="the NVF vote head on top of the frozen PoseSDF (its training codes, same frame)",
         description="Train the Neural Voting Field head: per near-surface point and joint a vote (weight, "
@@ -159,6 +184,22 @@ def _train_rotnet(args: argparse.Namespace) -> int:
         config.epochs = args.epochs
     summary = train_rotnet(args.data, args.out, config, args.device, resume=not args.no_resume, limit=args.limit,
                            progress=not args.quiet, max_minutes=args.max_minutes, export_only=args.export_only)
+    print(json.dumps(summary, indent=1, default=float))
+    return 0
+
+
+def _train_legseg(args: argparse.Namespace) -> int:
+    from .legseg_trainer import preset, train_legseg, tune_threshold
+
+    config = preset(args.config)
+    for field, value in (("epochs", args.epochs), ("scenes_per_cell", args.scenes_per_cell),
+                         ("data_seed", args.data_seed)):
+        if value is not None:
+            setattr(config, field, value)
+    summary = train_legseg(args.out, config, args.device, resume=not args.no_resume, progress=not args.quiet,
+                           max_minutes=args.max_minutes, export_only=args.export_only)
+    if args.tune_on is not None:
+        summary["threshold"] = tune_threshold(args.out, args.tune_on, progress=not args.quiet)
     print(json.dumps(summary, indent=1, default=float))
     return 0
 

@@ -31,6 +31,7 @@ class PipelineSettings:
     min_range_m: float = 0.3
     max_range_m: float = 6.0
     yaw_source: str = "rotnet"
+    leg_classifier: bool = True
 
     prior: tuple[tuple[str, object], ...] = ()   # the pose_prior node's parameters that PriorConfig has
 
@@ -80,10 +81,12 @@ class NodePipeline:
 
         self.settings = settings
         self.estimator = GaitPoseEstimator.from_pretrained("posesdf", settings.profile, settings.device, weights,
-                                                           rotnet=settings.yaw_source == "rotnet")
+                                                           rotnet=settings.yaw_source == "rotnet",
+                                                           leg_classifier=settings.leg_classifier)
         self.tracker = PersonTracker(SegmentationConfig(roi_min_range=settings.min_range_m,
                                                         roi_max_range=settings.max_range_m),
-                                     self.estimator.yaw_estimator, settings.track_timeout_s)
+                                     self.estimator.yaw_estimator, settings.track_timeout_s,
+                                     self.estimator.leg_classifier)
         self.prior = prior
         self.last_stamp = -np.inf
 

@@ -1,0 +1,78 @@
+"""Lower-limb points of a person's window by LegSegNet (see `models.legseg`).
+
+`LegClassifier` plugs into `perception.segment_legs(..., leg_classifier=)`:
+the segmentation finds the person and its pelvis guess, hands over the
+person's points below `pelvis guess + window_above_pelvis` with their
+heights above the floor, and keeps those `leg_mask` marks. The network
+labels a fixed-seed subsample of the window (so the same window always
+gives the same answer); every other point takes the inverse-distance
+mean of its three nearest labelled neighbours' probabilities, which on
+windows of 6k to 19k points matched labelling each point by the network
+at two thirds of the cost.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from ..models.legseg import LegSegConfig, LegSegNet, to_network_frame
+from .pretrained import weights_path
+
+class LegClassifier:
+    def __init__(self, model: LegSegNet, meta: dict | None = None, device: str = "cpu",
+                 threshold: float | None = None, seed: int = 0):
+        """threshold: on the leg probability; None takes the weights' tuned one (`threshold` in
+        legseg.json, chosen on the val split by `posesdf train legseg --tune-on`), else 0.5."""
+        threshold = float((meta or {}).get("threshold", 0.5)) if threshold is None else threshold
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+        self.model, self.meta, self.device = model.eval().to(device), meta or {}, torch.device(device)
+        self.window_above_pelvis = float(self.meta.get("window_above_pelvis", 0.30))
+        self.threshold, self.seed = threshold, seed
+
+    @classmethod
+    def from_pretrained(cls, device: str = "cpu", weights: str | Path | None = None,
+                        threshold: float | None = None) -> "LegClassifier":
+        """The shipped weights (posesdf_ros/weights/legseg.*) or those in the folder `weights`."""
+        path = weights_path("legseg", Path(weights) if weights else None)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        model = LegSegNet(LegSegConfig.from_dict(meta["config"]))
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return cls(model, meta, device, threshold)
+
+    def leg_probability(self, points: np.ndarray, height: np.ndarray) -> np.ndarray:
+        """points (M, 3) of one person's window (gravity frame), height (M,) above the floor ->
+        (M,) probability that each lies on the lower limbs."""
+        pts = torch.as_tensor(np.asarray(points, np.float32))
+        h = torch.as_tensor(np.asarray(height, np.float32))
+        if pts.ndim != 2 or pts.shape[1] != 3 or h.shape != pts.shape[:1]:
+            raise ValueError(f"points must be (M, 3) with heights (M,), got {tuple(pts.shape)}, {tuple(h.shape)}")
+        if len(pts) == 0:
+            return np.zeros(0)
+        n = self.model.config.points
+        pick = np.random.default_rng(self.seed).choice(len(pts), n, replace=len(pts) < n)
+        x = to_network_frame(pts, h, pts[:, :2].mean(0))
+        with torch.no_grad():
+            sampled = torch.sigmoid(self.model(x[pick][None].to(self.device))[0]).cpu().numpy()
+        distance, nearest = cKDTree(x[pick].numpy()).query(x.numpy(), k=3)
+        weight = 1.0 / (distance ** 2 + 1e-8)
+        return (sampled[nearest] * weight).sum(1) / weight.sum(1)
+
+    def leg_mask(self, points: np.ndarray, height: np.ndarray) -> np.ndarray:
+        """(M,) bool: the window's points on the lower limbs."""
+        return self.leg_probability(points, height) > self.threshold
+
+
+def load_for_cli(choice: str, weights: str | Path | None = None, device: str = "cpu") -> "LegClassifier | None":
+    """The `--classifier legseg|none` option of the evaluation commands: the classifier, or None for
+    the rule-based pelvis crop. Missing weights stop the command with what to do."""
+    if choice == "none":
+        return None
+    try:
+        return LegClassifier.from_pretrained(device, weights)
+    except FileNotFoundError as err:
+        raise SystemExit(f"{err}\n(or pass --classifier none for the rule-based pelvis crop)") from None

@@ -1,0 +1,275 @@
+"""LegSegNet training: lower-limb points of a person's window, from scenes of the training bodies.
+
+The scenes are made like those of the test split (every condition and
+view, clutter, the `realistic` noise profile), but of the 300 training
+bodies and with their own data seed (default 3; the val split uses 2,
+test 1), so neither the test bodies nor the val scenes are seen. Each
+scene goes through `segment_legs`' person finder (`find_person`); the
+points of the person below `pelvis guess + window` and their `leg_mask`
+labels are cached once in OUT/windows.npz. Batches draw a fresh variant
+of each window: a random turn about the vertical, a mirror image half the
+time, scale +-8 %, floor height +-2 cm, a tilt up to 2 deg, jitter up to
+5 mm, and a random subsample.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.legseg import LegSegConfig, LegSegNet, leg_loss, to_network_frame
+from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
+from .posesdf_trainer import git_commit, write_loss_log
+
+#: Points kept per cached window (a random subset of larger ones).
+CACHE_POINTS = 3072
+
+
+@dataclass
+class LegSegTrainConfig:
+    name: str = "small"
+    model: LegSegConfig = field(default_factory=LegSegConfig)
+    scenes_per_cell: int = 70            # x 29 (condition, view) cells
+    data_seed: int = 3
+    window_above_pelvis: float = 0.30    # m above the pelvis guess: the window's top
+    epochs: int = 40
+    batch: int = 16
+    lr: float = 1e-3
+    lr_step_epochs: int = 15
+    checkpoint_every: int = 1
+    seed: int = 0
+    scale: float = 0.08
+    floor_shift: float = 0.02
+    tilt_deg: float = 2.0
+    jitter: float = 0.005
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def preset(name: str) -> LegSegTrainConfig:
+    if name == "small":
+        return LegSegTrainConfig()
+    if name == "tiny":      # tests: a few scenes, a few epochs
+        return LegSegTrainConfig(name="tiny", model=LegSegConfig(points=256, sa1=(64, 0.1, 16, (16, 32)),
+                                                                  sa2=(16, 0.25, 16, (32, 64)),
+                                                                  sa3=(None, 0.0, 0, (64,)), fp2=(64,),
+                                                                  fp1=(32,), fp0=(32,)),
+                                 scenes_per_cell=1, epochs=3, batch=4)
+    raise ValueError(f"unknown LegSegNet config {name!r}; expected small or tiny")
+
+
+def person_window(points: np.ndarray, sensor: np.ndarray, window_above_pelvis: float):
+    """(indices into points, heights above the floor) of the found person's points below the
+    pelvis guess + `window_above_pelvis`, or None when no person is found."""
+    from ..perception.segment import SegmentationConfig, _StageTimer, find_person
+
+    person = find_person(np.asarray(points, np.float32), SegmentationConfig(), None, sensor, _StageTimer())
+    if isinstance(person, str):
+        return None
+    members = person.members[person.height[person.members] < person.pelvis_height + window_above_pelvis]
+    return person.roi[members], person.height[members]
+
+
+def make_windows(config: LegSegTrainConfig, progress: bool = True) -> dict[str, np.ndarray]:
+    """Render the training scenes and cut out the person windows (see the module docstring)."""
+    from tqdm import tqdm
+
+    from ..data.body import BodyModel
+    from ..data.dataset import make_test_sample, sample_keys
+
+    body_model = BodyModel()
+    keys = sample_keys("val", "all", config.scenes_per_cell)
+    pts, hts, labels, offsets, cells = [], [], [], [0], []
+    for key in tqdm(keys, desc="legseg scenes", unit="scene", disable=not progress):
+        arrays, _ = make_test_sample(body_model, key, config.data_seed)
+        found = person_window(arrays["points"], arrays["camera_to_gravity"][:3, 3], config.window_above_pelvis)
+        if found is None or len(found[0]) < 100:
+            continue
+        idx, height = found
+        rng = key.rng(config.data_seed + 1000)
+        keep = rng.choice(len(idx), min(len(idx), CACHE_POINTS), replace=False)
+        pts.append(arrays["points"][idx[keep]].astype(np.float32))
+        hts.append(height[keep].astype(np.float32))
+        labels.append(arrays["leg_mask"][idx[keep]])
+        offsets.append(offsets[-1] + len(keep))
+        cells.append(f"{key.condition}/{key.view}")
+    return {"points": np.concatenate(pts), "height": np.concatenate(hts), "label": np.concatenate(labels),
+            "offsets": np.array(offsets), "cells": np.array(cells), "scenes": np.int64(len(keys))}
+
+
+def load_or_make_windows(out: Path, config: LegSegTrainConfig, progress: bool = True) -> dict[str, np.ndarray]:
+    cache = out / "windows.npz"
+    stamp = np.array([config.scenes_per_cell, config.data_seed, int(1000 * config.window_above_pelvis)])
+    if cache.exists():
+        with np.load(cache) as z:
+            if np.array_equal(z["stamp"], stamp):
+                return {k: z[k] for k in z.files}
+    windows = make_windows(config, progress)
+    np.savez(cache, stamp=stamp, **windows)
+    return windows
+
+
+def _turn(points: np.ndarray, yaw: float, tilt: np.ndarray) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    tx, ty = tilt
+    Rx = np.array([[1, 0, 0], [0, np.cos(tx), -np.sin(tx)], [0, np.sin(tx), np.cos(tx)]])
+    Ry = np.array([[np.cos(ty), 0, np.sin(ty)], [0, 1, 0], [-np.sin(ty), 0, np.cos(ty)]])
+    return points @ (Rx @ Ry @ R).T
+
+
+def augmented(points: np.ndarray, height: np.ndarray, label: np.ndarray, n: int, config: LegSegTrainConfig,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One variant of a window: (network input (n, 3), labels (n,))."""
+    pick = rng.choice(len(points), n, replace=len(points) < n)
+    centre = points[:, :2].mean(0)
+    local = np.column_stack([points[pick, :2] - centre, height[pick]])
+    if rng.random() < 0.5:
+        local[:, 1] = -local[:, 1]
+    tilt = np.deg2rad(rng.uniform(-config.tilt_deg, config.tilt_deg, 2))
+    local = _turn(local, rng.uniform(-np.pi, np.pi), tilt)
+    local = local * (1 + rng.uniform(-config.scale, config.scale))
+    local[:, 2] += rng.uniform(-config.floor_shift, config.floor_shift)
+    local += rng.normal(0, rng.uniform(0, config.jitter), local.shape)
+    x = to_network_frame(torch.from_numpy(local[None]).float(), torch.from_numpy(local[None, :, 2]).float(),
+                         torch.from_numpy(local[None, :, :2].mean(1)).float())[0]
+    return x.numpy(), label[pick]
+
+
+#: Thresholds on the leg probability tried by `sweep_thresholds`.
+THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(13))
+
+
+def sweep_thresholds(folder: Path, classifier, thresholds=THRESHOLDS, progress: bool = True) -> list[dict]:
+    """Pooled point precision and recall against `leg_mask` of `segment_legs` with `classifier`
+    at each threshold, over a val (or test) build's scenes: one network pass per scene."""
+    from tqdm import tqdm
+
+    from ..data.dataset import load_manifest
+
+    folder = Path(folder)
+    hits, kept = np.zeros(len(thresholds)), np.zeros(len(thresholds))
+    truth_total = 0
+    for entry in tqdm(load_manifest(folder)["samples"], desc="legseg thresholds", unit="scene",
+                      disable=not progress):
+        with np.load(folder / entry["file"]) as z:
+            points, truth, sensor = z["points"], z["leg_mask"], z["camera_to_gravity"][:3, 3]
+        truth_total += int(truth.sum())
+        found = person_window(points, sensor, classifier.window_above_pelvis)
+        if found is None:
+            continue
+        idx, height = found
+        probability = classifier.leg_probability(points[idx], height)
+        for i, t in enumerate(thresholds):
+            mask = probability > t
+            hits[i] += truth[idx[mask]].sum()
+            kept[i] += mask.sum()
+    return [{"threshold": t, "precision": float(h / max(k, 1)), "recall": float(h / max(truth_total, 1))}
+            for t, h, k in zip(thresholds, hits, kept)]
+
+
+def tune_threshold(out: Path, folder: Path, progress: bool = True) -> dict:
+    """Pick the threshold of the exported legseg.pt in `out` that maximises min(precision, recall)
+    on the build in `folder` (a val split: training bodies, not the test ones) and store it,
+    with the sweep, in legseg.json."""
+    import json
+
+    from ..data.dataset import load_manifest
+    from ..inference.legseg import LegClassifier
+
+    split = load_manifest(folder).get("split")
+    if split != "val":
+        raise SystemExit(f"{folder} is a {split} build; tune the threshold on `posesdf data build --split val`")
+    sweep = sweep_thresholds(folder, LegClassifier.from_pretrained(weights=out), progress=progress)
+    best = max(sweep, key=lambda r: min(r["precision"], r["recall"]))
+    meta_path = Path(out) / "legseg.json"
+    meta = json.loads(meta_path.read_text())
+    meta |= {"threshold": best["threshold"], "threshold_sweep": sweep,
+             "threshold_data": {"folder": str(folder), "split": split, "data_seed": load_manifest(folder).get("seed"),
+                                "scenes": load_manifest(folder).get("count")}}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return best
+
+
+def train_legseg(out: Path, config: LegSegTrainConfig, device: str = "cpu", resume: bool = True,
+                 progress: bool = True, max_minutes: float | None = None, export_only: bool = False) -> dict:
+    """Train (or resume) into `out`: windows.npz, checkpoint.pt, loss.csv, loss.png, legseg.pt/legseg.json."""
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    torch.manual_seed(config.seed)
+    model = LegSegNet(config.model).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs, 0.5)
+    ckpt_path = out / "checkpoint.pt"
+    same_run = config.to_dict() | {"epochs": None}
+    start, history = (resume_from(ckpt_path, same_run, dev, model=model, optimizer=opt, scheduler=sched)
+                      if resume else (0, []))
+    train_seconds = sum(h["seconds"] for h in history)
+    end = start if export_only else config.epochs
+    windows = load_or_make_windows(out, config, progress)
+    offsets = windows["offsets"]
+    count = len(offsets) - 1
+
+    def checkpoint(epoch: int) -> None:
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
+                                    "config": same_run})
+        write_loss_log(out, history, ("loss", "precision", "recall"))
+
+    bar = tqdm(range(start, end), initial=start, total=config.epochs, desc=f"legseg[{config.name}]",
+               unit="epoch", disable=not progress)
+    stopped_early = False
+    for epoch in bar:
+        rng = np.random.default_rng([config.seed, epoch])
+        model.train()
+        t0, loss_sum, tp, fp, fn = time.perf_counter(), 0.0, 0, 0, 0
+        for ids in np.array_split(rng.permutation(count), max(1, count // config.batch)):
+            pairs = [augmented(windows["points"][offsets[i]:offsets[i + 1]],
+                               windows["height"][offsets[i]:offsets[i + 1]],
+                               windows["label"][offsets[i]:offsets[i + 1]], config.model.points, config, rng)
+                     for i in ids]
+            x = torch.from_numpy(np.stack([p for p, _ in pairs])).to(dev)
+            y = torch.from_numpy(np.stack([lab for _, lab in pairs])).to(dev)
+            logits = model(x)
+            loss = leg_loss(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(ids)
+            pred = logits.detach() > 0
+            tp += int((pred & y).sum())
+            fp += int((pred & ~y).sum())
+            fn += int((~pred & y).sum())
+        sched.step()
+        history.append({"epoch": epoch + 1, "loss": loss_sum / count, "precision": tp / max(1, tp + fp),
+                        "recall": tp / max(1, tp + fn), "lr": opt.param_groups[0]["lr"],
+                        "seconds": time.perf_counter() - t0})
+        train_seconds += history[-1]["seconds"]
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", p=f"{history[-1]['precision']:.3f}",
+                        r=f"{history[-1]['recall']:.3f}")
+        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t_start, max_minutes, checkpoint):
+            stopped_early = True
+            break
+    bar.close()
+    done = history[-1]["epoch"] if history else 0
+    meta = {"model": "legseg", "config": config.model.to_dict(), "train_config": config.to_dict(),
+            "window_above_pelvis": config.window_above_pelvis,
+            "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
+            "data_seed": config.data_seed, "scenes": int(windows["scenes"]), "windows": count,
+            "device": str(dev), "torch_threads": torch.get_num_threads(),
+            "train_minutes": round(train_seconds / 60, 1), "git_commit": git_commit(),
+            "final": history[-1] if history else None,
+            "command": f"posesdf train legseg --config {config.name} --epochs {config.epochs} "
+                       f"--scenes-per-cell {config.scenes_per_cell} --data-seed {config.data_seed} "
+                       f"--out {out} --device {device}"}
+    export_weights(out, "legseg", model, meta)
+    return {"out": str(out), "epochs_done": done, "epochs_planned": config.epochs, "stopped_early": stopped_early,
+            "final": history[-1] if history else None}

@@ -1,0 +1,114 @@
+"""LegSegNet: the model, its training, and the shipped classifier inside segment_legs."""
+import numpy as np
+import pytest
+import torch
+
+from posesdf_ros.data.dataset import SampleKey, make_test_sample
+from posesdf_ros.models.legseg import LegSegNet, interpolate, leg_loss
+from posesdf_ros.perception import segment_legs
+from posesdf_ros.training.legseg_trainer import person_window, preset, train_legseg
+
+# Test-split scenes (seed 1): clutter, realistic noise, the head out of view in both (pelvis from the prior).
+SCENES = [SampleKey("test", 0, "in_toeing", "V1"), SampleKey("test", 3, "in_toeing", "V5"),
+          SampleKey("test", 1, "normal", "V3"), SampleKey("test", 2, "normal", "V4")]
+
+
+@pytest.fixture(scope="module")
+def scenes(body_model):
+    return [make_test_sample(body_model, key, seed=1)[0] for key in SCENES]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from posesdf_ros.inference.legseg import LegClassifier
+
+    return LegClassifier.from_pretrained()
+
+
+def _pooled(results, scenes):
+    hits = kept = truth = 0
+    for result, scene in zip(results, scenes):
+        mask = np.zeros(len(scene["points"]), bool)
+        mask[result.indices] = True
+        hits += (mask & scene["leg_mask"]).sum()
+        kept += mask.sum()
+        truth += scene["leg_mask"].sum()
+    return hits / kept, hits / truth
+
+
+def test_interpolation_returns_a_centre_feature_at_that_centre():
+    centres = torch.rand(2, 10, 3)
+    features = torch.randn(2, 10, 5)
+    out = interpolate(centres[:, [3, 7]], centres, features)
+    assert torch.allclose(out, features[:, [3, 7]], atol=1e-4)
+
+
+def test_model_labels_every_point_and_passes_gradients():
+    config = preset("tiny").model
+    model = LegSegNet(config)
+    logits = model(torch.randn(2, config.points, 3) * 0.3)
+    assert logits.shape == (2, config.points)
+    leg_loss(logits, torch.rand(2, config.points) > 0.5).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_a_tiny_training_run_lowers_the_loss(tmp_path):
+    config = preset("tiny")
+    config.epochs = 6
+    summary = train_legseg(tmp_path, config, progress=False)
+    history = [float(line.split(",")[1]) for line in (tmp_path / "loss.csv").read_text().splitlines()[1:]]
+    assert summary["epochs_done"] == 6 and len(history) == 6
+    assert history[-1] < history[0]
+    assert (tmp_path / "legseg.pt").exists() and (tmp_path / "legseg.json").exists()
+
+
+def test_shipped_classifier_is_more_precise_than_the_pelvis_crop(scenes, classifier):
+    sensors = [s["camera_to_gravity"][:3, 3] for s in scenes]
+    rule = [segment_legs(s["points"], sensor_origin=o) for s, o in zip(scenes, sensors)]
+    learned = [segment_legs(s["points"], sensor_origin=o, leg_classifier=classifier) for s, o in zip(scenes, sensors)]
+    assert all(r.valid for r in learned)
+    assert all("leg_classifier" in r.timings for r in learned)
+    rule_precision, rule_recall = _pooled(rule, scenes)
+    precision, recall = _pooled(learned, scenes)
+    assert precision > rule_precision and precision > 0.93 and recall > 0.93
+
+
+def test_the_same_window_gives_the_same_labels(scenes, classifier):
+    scene = scenes[0]
+    idx, height = person_window(scene["points"], scene["camera_to_gravity"][:3, 3], classifier.window_above_pelvis)
+    first = classifier.leg_mask(scene["points"][idx], height)
+    assert first.shape == idx.shape and first.dtype == bool
+    assert np.array_equal(first, classifier.leg_mask(scene["points"][idx], height))
+    assert classifier.leg_mask(np.zeros((0, 3)), np.zeros(0)).shape == (0,)
+    with pytest.raises(ValueError):
+        classifier.leg_mask(np.zeros((5, 2)), np.zeros(5))
+
+
+def test_eval_seg_reports_the_classifier_and_the_rule_based_crop(test_build, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    posesdf = str(Path(sys.executable).parent / "posesdf")
+    for choice in ("legseg", "none"):
+        js = tmp_path / f"{choice}.json"
+        run = subprocess.run([posesdf, "eval-seg", "--data", str(test_build), "--classifier", choice,
+                              "--json", str(js)], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        s = json.loads(js.read_text())
+        assert s["count"] == 9 and s["valid"] == 9 and 0.5 < s["precision_pooled"] <= 1 and 0.5 < s["recall_pooled"] <= 1
+        assert (s["classifier"] is None) == (choice == "none")
+        assert ("leg_classifier" in s["timing_ms"]) == (choice == "legseg")
+
+
+def test_threshold_sweep_trades_recall_for_precision(test_build, classifier, tmp_path):
+    from posesdf_ros.training.legseg_trainer import sweep_thresholds, tune_threshold
+
+    sweep = sweep_thresholds(test_build, classifier, thresholds=(0.2, 0.5, 0.9), progress=False)
+    recall = [r["recall"] for r in sweep]
+    precision = [r["precision"] for r in sweep]
+    assert recall[0] >= recall[1] >= recall[2] and recall[0] > recall[2]
+    assert precision[2] > precision[0]
+    with pytest.raises(SystemExit, match="split val"):
+        tune_threshold(tmp_path, test_build, progress=False)

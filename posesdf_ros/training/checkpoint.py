@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -57,3 +58,37 @@ def end_of_epoch(done: int, epochs: int, every: int, started: float, max_minutes
         checkpoint(done)
         return True
     return False
+
+
+@dataclass
+class NetworkRun:
+    """One network's training state in a run folder: Adam, its step schedule (halving every
+    `lr_step_epochs`), and where a rerun resumes (`start` epochs done, `history`)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.StepLR
+    checkpoint_path: Path
+    config: dict                # must match for a rerun to resume
+    start: int
+    history: list[dict]
+
+    def save(self, epoch: int) -> None:
+        save_checkpoint(self.checkpoint_path, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "epoch": epoch, "history": self.history,
+            "config": self.config})
+
+
+def open_network_run(out: Path, model: torch.nn.Module, lr: float, lr_step_epochs: int, config: dict,
+                     device: torch.device, resume: bool = True) -> NetworkRun:
+    """The `NetworkRun` of `model` in `out` (created if need be), resumed from its
+    checkpoint.pt unless `resume` is False."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step_epochs, 0.5)
+    path = out / "checkpoint.pt"
+    start, history = (resume_from(path, config, device, model=model, optimizer=opt, scheduler=sched)
+                      if resume else (0, []))
+    return NetworkRun(model, opt, sched, path, config, start, history)

@@ -6,6 +6,16 @@ import json
 from pathlib import Path
 
 
+def add_resume_arguments(parser, export_only: bool) -> None:
+    """--no-resume, --max-minutes and (for trainers that can export a run cut short) --export-only."""
+    parser.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop cleanly after this wall time (checkpoint written); rerun to continue")
+    if export_only:
+        parser.add_argument("--export-only", action="store_true",
+                            help="export the checkpoint in --out as it is (a run cut short), without training")
+
+
 def add_parser(subparsers) -> None:
     train = subparsers.add_parser("train", help="train a model (PoseSDF, ...) on a training build")
     sub = train.add_subparsers(dest="train_command", required=True)
@@ -28,9 +38,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr-step-epochs", type=int, default=None,
                    help="override the preset's lr halving period in epochs")
     p.add_argument("--limit", type=int, default=None, help="train on the first N shapes only")
-    p.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly after this wall time (checkpoint written); rerun to continue")
+    add_resume_arguments(p, export_only=False)
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from another run's checkpoint.pt (same model, same bodies) with a fresh schedule: "
                         "fine-tuning on a revised build")
@@ -68,11 +76,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     r.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     r.add_argument("--limit", type=int, default=None, help="train on the first N shapes only")
-    r.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
-    r.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly after this wall time (checkpoint written); rerun to continue")
-    r.add_argument("--export-only", action="store_true",
-                   help="export the checkpoint in --out as it is (a run cut short), without training")
+    add_resume_arguments(r, export_only=True)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_train_rotnet)
 
@@ -90,11 +94,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     g.add_argument("--scenes-per-cell", type=int, default=None, help="override the preset's scenes per cell")
     g.add_argument("--data-seed", type=int, default=None, help="seed of the training scenes (default 3)")
-    g.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
-    g.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly after this wall time (checkpoint written); rerun to continue")
-    g.add_argument("--export-only", action="store_true",
-                   help="export the checkpoint in --out as it is (a run cut short), without training")
+    add_resume_arguments(g, export_only=True)
     g.add_argument("--tune-on", type=Path, default=None,
                    help="a val build (`posesdf data build --split val`): after training, pick the probability "
                         "threshold with the best min(precision, recall) there and store it in legseg.json")
@@ -117,9 +117,7 @@ def add_parser(subparsers) -> None:
     v.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     v.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     v.add_argument("--limit", type=int, default=None, help="train on the first N shapes only")
-    v.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
-    v.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly after this wall time (checkpoint written); rerun to continue")
+    add_resume_arguments(v, export_only=False)
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=_train_nvf)
 
@@ -134,9 +132,7 @@ def add_parser(subparsers) -> None:
     n.add_argument("--out", type=Path, required=True, help="run folder")
     n.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     n.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
-    n.add_argument("--no-resume", action="store_true", help="start afresh even if --out has a checkpoint")
-    n.add_argument("--max-minutes", type=float, default=None,
-                   help="stop cleanly after this wall time (checkpoint written); rerun to continue")
+    add_resume_arguments(n, export_only=False)
     n.add_argument("--quiet", action="store_true", help="no progress bar")
     n.set_defaults(func=_train_posendf)
 

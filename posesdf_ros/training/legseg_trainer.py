@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..models.legseg import LegSegConfig, LegSegNet, leg_loss, to_network_frame
-from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
+from .checkpoint import end_of_epoch, export_weights, open_network_run
 from .posesdf_trainer import git_commit, write_loss_log
 
 #: Points kept per cached window (a random subset of larger ones).
@@ -202,16 +202,11 @@ def train_legseg(out: Path, config: LegSegTrainConfig, device: str = "cpu", resu
 
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     model = LegSegNet(config.model).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs, 0.5)
-    ckpt_path = out / "checkpoint.pt"
-    same_run = config.to_dict() | {"epochs": None}
-    start, history = (resume_from(ckpt_path, same_run, dev, model=model, optimizer=opt, scheduler=sched)
-                      if resume else (0, []))
+    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None}, dev, resume)   # a rerun may extend the epochs, nothing else
+    opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
     train_seconds = sum(h["seconds"] for h in history)
     end = start if export_only else config.epochs
     windows = load_or_make_windows(out, config, progress)
@@ -219,9 +214,7 @@ def train_legseg(out: Path, config: LegSegTrainConfig, device: str = "cpu", resu
     count = len(offsets) - 1
 
     def checkpoint(epoch: int) -> None:
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
-                                    "config": same_run})
+        run.save(epoch)
         write_loss_log(out, history, ("loss", "precision", "recall"))
 
     bar = tqdm(range(start, end), initial=start, total=config.epochs, desc=f"legseg[{config.name}]",

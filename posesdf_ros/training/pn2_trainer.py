@@ -19,7 +19,7 @@ from ..data.dataset import load_manifest
 from ..data.scene import VIEWS
 from ..inference.canonical import first_guess
 from ..models.pointnet2 import PointNet2Config, PointNet2Regressor
-from .checkpoint import export_weights, resume_from, save_checkpoint
+from .checkpoint import export_weights, open_network_run
 from .posesdf_trainer import write_loss_log, git_commit, normalisation_prior
 
 
@@ -101,16 +101,12 @@ def train_pn2(data: Path, out: Path, config: PN2TrainConfig, device: str = "cpu"
     from tqdm import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     views = LegViewSet(data, config, limit, progress)
     model = PointNet2Regressor(config.model).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs, 0.5)
-    ckpt_path = out / "checkpoint.pt"
-    start, history = (resume_from(ckpt_path, config.to_dict(), dev, model=model, optimizer=opt, scheduler=sched)
-                      if resume else (0, []))
+    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict(), dev, resume)
+    opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
     gen = torch.Generator().manual_seed(config.seed + start)
     bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc=f"pn2[{config.name}]",
                unit="epoch", disable=not progress)
@@ -128,9 +124,7 @@ def train_pn2(data: Path, out: Path, config: PN2TrainConfig, device: str = "cpu"
                         "seconds": time.perf_counter() - t0})
         bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
         if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
-            save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                        "scheduler": sched.state_dict(), "epoch": epoch + 1,
-                                        "history": history, "config": config.to_dict()})
+            run.save(epoch + 1)
             write_loss_log(out, history, ("loss",))
     meta = {"model": "pn2", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": len(history), "epochs_planned": config.epochs, "complete": len(history) >= config.epochs,

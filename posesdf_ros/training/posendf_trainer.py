@@ -31,7 +31,7 @@ import torch
 
 from ..gait.kinematics import ROTATIONS, geodesic_distance, inverse
 from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere, distance_loss, eikonal_loss
-from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
+from .checkpoint import end_of_epoch, export_weights, open_network_run
 from .posesdf_trainer import git_commit, write_loss_log
 
 #: The seed's geodesic-distance weight of every rotation (see the module docstring).
@@ -166,16 +166,11 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
 
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     model = PoseNDF(config.model).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs, 0.5)
-    ckpt_path = out / "checkpoint.pt"
-    same_run = config.to_dict() | {"epochs": None}
-    start, history = (resume_from(ckpt_path, same_run, dev, model=model, optimizer=opt, scheduler=sched)
-                      if resume else (0, []))
+    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None}, dev, resume)   # a rerun may extend the epochs, nothing else
+    opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
 
     cache = out / "manifold.npz"
     data_key = json.dumps({k: v for k, v in config.to_dict().items()
@@ -191,9 +186,7 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
     manifold_t = torch.as_tensor(manifold)
 
     def checkpoint(epoch: int) -> None:
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
-                                    "config": same_run})
+        run.save(epoch)
         write_loss_log(out, history, ("loss", "distance_loss", "eikonal_loss"))
 
     n_manifold = max(1, int(config.batch * config.manifold_share))

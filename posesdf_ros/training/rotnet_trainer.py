@@ -31,7 +31,7 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..models.rotnet import RotNet, RotNetConfig, centre_cloud, decode_heading, heading_loss
-from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
+from .checkpoint import end_of_epoch, export_weights, open_network_run
 from .pn2_trainer import hidden_point_removal
 from .posesdf_trainer import git_commit, write_loss_log
 
@@ -172,24 +172,17 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
 
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     model = RotNet(config.model).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs, 0.5)
-    ckpt_path = out / "checkpoint.pt"
-    same_run = config.to_dict() | {"epochs": None}      # a rerun may extend the epochs, nothing else
-    start, history = (resume_from(ckpt_path, same_run, dev, model=model, optimizer=opt, scheduler=sched)
-                      if resume else (0, []))
+    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None}, dev, resume)   # a rerun may extend the epochs, nothing else
+    opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
     train_seconds = sum(h["seconds"] for h in history)
     end = start if export_only else config.epochs
     views = make_views(data, config, limit, progress) if start < end else []
 
     def checkpoint(epoch: int) -> None:
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
-                                    "config": same_run})
+        run.save(epoch)
         write_loss_log(out, history, ("loss", "class_loss", "residual_loss"))
 
     bar = tqdm(range(start, end), initial=start, total=config.epochs, desc=f"rotnet[{config.name}]",

@@ -110,6 +110,7 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
         raise ValueError(f"--input scene needs the posesdf or nvf backend (they segment); {estimator.backend} does not")
     runner = with_yaw_source(estimator, yaw_source)
     entries = select_samples(folder, protocol, limit)
+    commit = _git_commit()      # of the code that runs, read before a long run in which the checkout may move
     done = done or {}
     records = []
     for e in tqdm(entries, desc=f"eval {protocol}", unit="sample", disable=not progress,
@@ -139,7 +140,7 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
         records.append(rec)
         if on_record is not None:
             on_record(rec)
-    return summarise(records, protocol, estimator, yaw_source, input_mode), records
+    return summarise(records, protocol, estimator, yaw_source, input_mode, commit), records
 
 
 def _has_seed_arg() -> bool:
@@ -149,7 +150,8 @@ def _has_seed_arg() -> bool:
     return "seed" in inspect.signature(trimesh.Trimesh.sample).parameters
 
 
-def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, input_mode: str = "legs") -> dict:
+def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, input_mode: str = "legs",
+              git_commit: str | None = None) -> dict:
     """The spec's JSON object, plus a breakdown by protocol, view and condition."""
     def block(recs: list[dict]) -> dict:
         ok = [r for r in recs if r["valid"]]
@@ -169,7 +171,7 @@ def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, in
     totals = [r["timings"]["total"] for r in ok]
     out = {"protocol": protocol, "backend": estimator.backend, **block(records),
            "fps": float(1.0 / np.mean(totals)) if totals else None,
-           "device": device_description(estimator.device), "git_commit": _git_commit(),
+           "device": device_description(estimator.device), "git_commit": git_commit or _git_commit(),
            "yaw_source": YAW_DESCRIPTIONS[yaw_source],
            "input": INPUT_DESCRIPTIONS[input_mode],
            "profile": asdict(estimator.profile),

@@ -32,7 +32,9 @@ def run_label(summary: dict) -> str:
     prof = summary.get("profile", {})
     source = summary.get("yaw_source", "")
     yaw = "GT yaw" if source.startswith("ground") else ("RotNet" if source == "RotNet" else "no RotNet")
-    scene = ", scene input" if summary.get("input", "").startswith("whole scene") else ""
+    scene = ""
+    if summary.get("input", "").startswith("whole scene"):
+        scene = ", scene input" + (", LegSegNet" if summary.get("leg_points_by") == "LegSegNet" else "")
     # Runs from before start screening existed fitted from the mean code only.
     starts = prof.get("starts", 1) if summary["backend"] != "pn2" else None
     screening = "" if starts is None else (", mean-code start" if starts == 1 else f", {starts} starts")
@@ -105,8 +107,9 @@ def _rotnet_ratio_lines(runs: list[dict]) -> list[str]:
     for s in runs:
         if s.get("yaw_source") != "RotNet":
             continue
-        twin = next((t for t in runs if t.get("yaw_source") == "ground truth" and t.get("input") == s.get("input")
-                     and t.get("profile") == s.get("profile") and t.get("backend") == s.get("backend")), None)
+        twin = next((t for t in runs if t.get("yaw_source") == "ground truth"
+                     and all(t.get(k) == s.get(k) for k in ("input", "profile", "backend", "count", "leg_points_by"))),
+                    None)
         if twin is None:
             continue
         ratios = []
@@ -115,7 +118,8 @@ def _rotnet_ratio_lines(runs: list[dict]) -> list[str]:
             if a is not None and b:
                 ratios.append(f"{p}: {a:.1f} vs {b:.1f} mm ({100 * (a / b - 1):+.0f} %)")
         if ratios:
-            lines.append(f"- {run_label(s)} against the same with the ground-truth heading: " + "; ".join(ratios) + ".")
+            lines.append(f"- {run_label(s)}, {s['count']} samples, against the same with the ground-truth heading: "
+                         + "; ".join(ratios) + ".")
     return lines
 
 

@@ -58,7 +58,8 @@ class LegClassifier:
         x = to_network_frame(pts, h, pts[:, :2].mean(0))
         with torch.no_grad():
             sampled = torch.sigmoid(self.model(x[pick][None].to(self.device))[0]).cpu().numpy()
-        distance, nearest = cKDTree(x[pick].numpy()).query(x.numpy(), k=3)
+        # As many query threads as torch may use (the node's `torch_threads`).
+        distance, nearest = cKDTree(x[pick].numpy()).query(x.numpy(), k=3, workers=torch.get_num_threads())
         weight = 1.0 / (distance ** 2 + 1e-8)
         return (sampled[nearest] * weight).sum(1) / weight.sum(1)
 

@@ -4,8 +4,9 @@ Subscribes `points` (sensor_msgs/PointCloud2, sensor-data QoS, any frame
 whose pose is known: tf2 or the camera_* parameters). Per frame: move the
 cloud into the gravity frame, segment the target person's lower limbs
 (`perception.segment_legs`, tracking the person from frame to frame:
-`inference.canonical.PersonTracker`, shared with the bag replay),
-and predict the heading with RotNet. Publishes, all with the input's stamp:
+`inference.canonical.PersonTracker`, shared with the bag replay; the leg
+points picked by LegSegNet unless `leg_classifier` is false), and predict
+the heading with RotNet. Publishes, all with the input's stamp:
 - `~/legs` (PointCloud2, gravity frame): the lower-limb points;
 - `~/person` (geometry_msgs/PoseArray, gravity frame): pose 0 is the
   person's heading frame (on the floor below the legs, x along the heading),

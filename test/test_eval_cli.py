@@ -80,3 +80,18 @@ def test_an_interrupted_eval_resumes_where_it_stopped(test_build, tmp_path):
     other = subprocess.run([POSESDF, *args, "--resume", "--profile", "accurate"], capture_output=True, text=True,
                            timeout=300)
     assert other.returncode != 0 and "other settings (profile)" in other.stderr
+
+    # Two shards in their own folders, then merged by a resume in a third: the same result.
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    for i in (0, 1):
+        shard_args = [str(tmp_path / f"shard{i}") if x == str(out) else x for x in args]
+        _run(*shard_args, "--shard", f"{i}/2")
+        lines = (tmp_path / f"shard{i}" / "records.jsonl").read_text().splitlines()
+        assert len(lines) == (3 if i == 0 else 2)
+        with (merged / "records.jsonl").open("a") as f:
+            f.write("\n".join(lines) + "\n")
+    (merged / "settings.json").write_text((out / "settings.json").read_text())
+    run = _run(*[str(merged) if x == str(out) else x for x in args], "--resume", "--json", str(resumed))
+    assert "resuming: 5 samples" in run.stderr
+    assert abs(json.loads(resumed.read_text())["mpjpe_mm"] - a["mpjpe_mm"]) < 1e-6

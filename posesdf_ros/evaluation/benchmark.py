@@ -92,7 +92,8 @@ def with_yaw_source(estimator, yaw_source: str):
 
 def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, yaw_source: str = "gt",
              mesh: bool = True, progress: bool = True, input_mode: str = "legs",
-             done: dict[str, dict] | None = None, on_record=None) -> tuple[dict, list[dict]]:
+             done: dict[str, dict] | None = None, on_record=None,
+             shard: tuple[int, int] = (0, 1)) -> tuple[dict, list[dict]]:
     """Run the estimator over the samples; returns (summary of the spec's JSON, per-sample records).
 
     input_mode "legs" feeds the ground-truth leg points, "scene" the whole
@@ -100,7 +101,9 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
     records of an earlier, interrupted run of the same settings: those
     samples are not run again. `on_record(record)` is called after each
     newly run sample (the CLI appends it to a records file, so a long run
-    can be resumed).
+    can be resumed). `shard` (i, n) runs every n-th sample from the i-th
+    only: n processes (or machines) share a run, and their records files,
+    put together in one folder, complete it by a `--resume`.
     """
     from tqdm import tqdm
 
@@ -109,7 +112,10 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
     if input_mode == "scene" and estimator.backend not in ("posesdf", "nvf"):
         raise ValueError(f"--input scene needs the posesdf or nvf backend (they segment); {estimator.backend} does not")
     runner = with_yaw_source(estimator, yaw_source)
-    entries = select_samples(folder, protocol, limit)
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: expected 0 <= i < n")
+    entries = select_samples(folder, protocol, limit)[index::count]
     commit = _git_commit()      # of the code that runs, read before a long run in which the checkout may move
     done = done or {}
     records = []

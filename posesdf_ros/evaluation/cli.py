@@ -52,6 +52,9 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--out", type=Path, default=None,
                     help="folder for report.md, plots and per-sample records (records.jsonl grows as the run "
                          "goes, records.json at the end)")
+    ev.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+                    help="run only every N-th sample from the I-th (0-based), e.g. 0/2 and 1/2 in two processes; "
+                         "put their records.jsonl files together in one --out folder and --resume there to merge")
     ev.add_argument("--resume", action="store_true",
                     help="with --out: skip the samples already in its records.jsonl (an interrupted run with "
                          "the same settings) and run the rest")
@@ -120,6 +123,16 @@ def _command() -> str:
     return "posesdf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"expected 0 <= I < N, got {text!r}")
+    return index, count
+
+
 # The arguments that change a sample's record: a resumed run must match the interrupted one in all of them.
 _RECORD_SETTINGS = ("protocol", "backend", "profile", "data", "limit", "yaw", "input", "classifier",
                     "legseg_weights", "vote_rule", "vote_k", "vote_keep", "vote_probes", "starts", "no_mesh",
@@ -181,9 +194,12 @@ def _eval(args: argparse.Namespace) -> int:
         est = est.with_profile(starts=args.starts)
     done, on_record = _records_checkpoint(args)
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
-                                progress=not args.quiet, input_mode=args.input, done=done, on_record=on_record)
+                                progress=not args.quiet, input_mode=args.input, done=done, on_record=on_record,
+                                shard=args.shard)
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
                 "samples_per_cell": args.limit or "all"}
+    if args.shard[1] > 1:
+        summary["shard"] = "{}/{}".format(*args.shard)
     if args.input == "scene":
         summary["leg_points_by"] = "LegSegNet" if est.leg_classifier is not None else "pelvis crop"
     if args.json:

@@ -38,14 +38,16 @@ def add_classifier_arguments(parser) -> None:
 
 
 def load_estimator(backend: str, profile: str = "accurate", device: str = "cpu", weights: Path | None = None,
-                   vote_decoding=None):
+                   vote_decoding=None, leg_classifier=True):
     """An estimator for the benchmark: PoseSDF (either profile; joints from its sphere fields or,
-    backend "nvf", by NVF voting) or the PN++ baseline."""
+    backend "nvf", by NVF voting; `leg_classifier` as in `GaitPoseEstimator.from_pretrained`)
+    or the PN++ baseline."""
     if backend == "pn2":
         from ..inference.baselines import JointRegressorEstimator
         return JointRegressorEstimator.from_pretrained(device, weights)
     from ..inference.estimator import GaitPoseEstimator
-    return GaitPoseEstimator.from_pretrained(backend, profile, device, weights, vote_decoding=vote_decoding)
+    return GaitPoseEstimator.from_pretrained(backend, profile, device, weights, vote_decoding=vote_decoding,
+                                             leg_classifier=leg_classifier)
 
 
 def select_samples(folder: Path, protocol: str, limit: int | None = None) -> list[dict]:

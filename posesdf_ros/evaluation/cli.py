@@ -180,14 +180,13 @@ def _eval(args: argparse.Namespace) -> int:
     from .benchmark import evaluate, load_estimator
     from .report import write_run_report
 
+    from ..inference.legseg import load_for_cli
     from ..inference.nvf import VoteDecoding
 
+    # Scenes are segmented with the --classifier choice; leg clouds keep the estimator's default.
+    classifier = load_for_cli(args.classifier, args.legseg_weights, args.device) if args.input == "scene" else True
     est = load_estimator(args.backend, args.profile, args.device, args.weights,
-                         VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes))
-    if args.input == "scene":
-        from ..inference.legseg import load_for_cli
-
-        est.leg_classifier = load_for_cli(args.classifier, args.legseg_weights, args.device)
+                         VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes), classifier)
     if args.starts is not None:
         if args.backend == "pn2":
             raise SystemExit("--starts applies to the posesdf and nvf backends (latent optimisation)")

@@ -143,9 +143,10 @@ class GaitPoseEstimator:
                         weights: str | Path | None = None, rotnet: bool = True,
                         rotnet_weights: str | Path | None = None,
                         vote_decoding: VoteDecoding | None = None,
-                        leg_classifier: bool = True) -> "GaitPoseEstimator":
+                        leg_classifier=True) -> "GaitPoseEstimator":
         """The shipped (or given) PoseSDF weights, RotNet unless `rotnet=False` and the
-        segmentation's LegSegNet unless `leg_classifier=False`.
+        segmentation's shipped LegSegNet unless `leg_classifier` is False or None (the
+        pelvis crop) or a classifier of its own (`inference.legseg.LegClassifier`).
 
         backend "nvf" also loads the NVF vote head (nvf.pt/json) from the same
         folder, which must have been trained on these PoseSDF weights, and decodes
@@ -174,13 +175,14 @@ class GaitPoseEstimator:
                 if rotnet_weights is not None:
                     raise
                 warnings.warn(f"RotNet unavailable ({err}); estimate() will assume view V1 unless given yaw=")
-        classifier = None
-        if leg_classifier:
+        classifier = leg_classifier or None
+        if leg_classifier is True:
             from .legseg import LegClassifier
 
             try:
                 classifier = LegClassifier.from_pretrained(device)
             except FileNotFoundError as err:
+                classifier = None
                 warnings.warn(f"LegSegNet unavailable ({err}); scenes are cropped at the pelvis guess")
         return cls(model, meta, profile, device, backend, yaw_estimator=yaw_estimator, nvf_head=nvf_head,
                    vote_decoding=vote_decoding, leg_classifier=classifier)

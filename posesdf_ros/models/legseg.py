@@ -13,19 +13,22 @@ the vertical, so the heading does not matter.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .pointnet2 import SetAbstraction, gather
+from .pointnet2 import PointNet2Config, SetAbstraction, gather, shared_mlp
 
 #: Heights are shifted by this much (m) so that the network's inputs are centred on the hips.
 HEIGHT_OFFSET_M = 0.7
 
 
 @dataclass
-class LegSegConfig:
+class LegSegConfig(PointNet2Config):
+    """The set abstraction's settings (`PointNet2Config`, radii in metres) and the feature
+    propagation's widths."""
+
     points: int = 1024                         # points the set abstraction reads (resampled)
     sa1: tuple = (256, 0.08, 32, (32, 32, 64))
     sa2: tuple = (64, 0.2, 32, (64, 64, 128))
@@ -33,21 +36,6 @@ class LegSegConfig:
     fp2: tuple = (128, 128)                    # global + level 2 -> level 2 centres
     fp1: tuple = (128, 64)                     # level 2 + level 1 -> level 1 centres
     fp0: tuple = (64, 32)                      # level 1 + input xyz -> every query point
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LegSegConfig":
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
-                      if k in cls.__dataclass_fields__})
-
-
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.LayerNorm(b), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers)
 
 
 def interpolate(xyz: torch.Tensor, centres: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -68,9 +56,9 @@ class LegSegNet(nn.Module):
         self.sa1 = SetAbstraction(c.sa1[0], c.sa1[1], c.sa1[2], 0, list(c.sa1[3]))
         self.sa2 = SetAbstraction(c.sa2[0], c.sa2[1], c.sa2[2], c.sa1[3][-1], list(c.sa2[3]))
         self.sa3 = SetAbstraction(None, 0.0, 0, c.sa2[3][-1], list(c.sa3[3]))
-        self.fp2 = _mlp([c.sa3[3][-1] + c.sa2[3][-1], *c.fp2])
-        self.fp1 = _mlp([c.fp2[-1] + c.sa1[3][-1], *c.fp1])
-        self.fp0 = _mlp([c.fp1[-1] + 3, *c.fp0])
+        self.fp2 = shared_mlp([c.sa3[3][-1] + c.sa2[3][-1], *c.fp2])
+        self.fp1 = shared_mlp([c.fp2[-1] + c.sa1[3][-1], *c.fp1])
+        self.fp0 = shared_mlp([c.fp1[-1] + 3, *c.fp0])
         self.head = nn.Linear(c.fp0[-1], 1)
 
     def forward(self, xyz: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,15 @@ def gather(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return out.reshape(*idx.shape, points.shape[-1])
 
 
+def shared_mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear, LayerNorm and ReLU per layer, `sizes[0]` channels in, `sizes[-1]` out, applied to
+    every point (or group member) alike."""
+    layers = []
+    for c_in, c_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(c_in, c_out), nn.LayerNorm(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
 class SetAbstraction(nn.Module):
     """Sample `npoint` centres, group `nsample` neighbours within `radius`, shared MLP, max-pool.
 
@@ -92,11 +101,7 @@ class SetAbstraction(nn.Module):
     def __init__(self, npoint: int | None, radius: float, nsample: int, in_channels: int, mlp: list[int]):
         super().__init__()
         self.npoint, self.radius, self.nsample = npoint, radius, nsample
-        layers, c = [], in_channels + 3
-        for width in mlp:
-            layers += [nn.Linear(c, width), nn.LayerNorm(width), nn.ReLU(inplace=True)]
-            c = width
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = shared_mlp([in_channels + 3, *mlp])
 
     def forward(self, xyz: torch.Tensor, features: torch.Tensor | None,
                 same_distances: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -522,10 +522,16 @@ class Person:
     pelvis_height: float
     pelvis_cue: str
 
+    def members_below(self, top: float) -> np.ndarray:
+        """Indices into `roi` of the person's points lower than `top` above the floor."""
+        return self.members[self.height[self.members] < top]
+
 
 def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
-                sensor_origin: np.ndarray | None, timer: _StageTimer) -> Person | str:
-    """Steps 1 to 6 of the module docstring: the target person and its pelvis height, or why there is none."""
+                sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Person | str:
+    """Steps 1 to 6 of the module docstring: the target person and its pelvis height, or why there is none.
+    points: (N, 3) float32; `timer` records the stages' times."""
+    timer = timer or _StageTimer()
     sensor = np.array([0.0, 0.0, 1.0]) if sensor_origin is None else np.asarray(sensor_origin, float)
     if len(points) == 0:
         return "empty cloud"
@@ -584,12 +590,12 @@ def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
     pelvis, height = person.pelvis_height, person.height
     crop = pelvis + config.crop_margin
     if leg_classifier is not None:
-        window = person.members[height[person.members] < pelvis + leg_classifier.window_above_pelvis]
+        window = person.members_below(pelvis + leg_classifier.window_above_pelvis)
         legs = window[leg_classifier.leg_mask(person.roi_points[window], height[window])] \
             if len(window) else window
         timer.lap("leg_classifier")
     else:
-        legs = person.members[height[person.members] < crop]
+        legs = person.members_below(crop)
         legs = legs[reaches_below_hands(person.roi_points[legs], height[legs], pelvis, config)] \
             if len(legs) else legs
         timer.lap("detached_hands")

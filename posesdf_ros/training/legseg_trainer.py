@@ -65,12 +65,12 @@ def preset(name: str) -> LegSegTrainConfig:
 def person_window(points: np.ndarray, sensor: np.ndarray, window_above_pelvis: float):
     """(indices into points, heights above the floor) of the found person's points below the
     pelvis guess + `window_above_pelvis`, or None when no person is found."""
-    from ..perception.segment import SegmentationConfig, _StageTimer, find_person
+    from ..perception.segment import SegmentationConfig, find_person
 
-    person = find_person(np.asarray(points, np.float32), SegmentationConfig(), None, sensor, _StageTimer())
+    person = find_person(np.asarray(points, np.float32), SegmentationConfig(), None, sensor)
     if isinstance(person, str):
         return None
-    members = person.members[person.height[person.members] < person.pelvis_height + window_above_pelvis]
+    members = person.members_below(person.pelvis_height + window_above_pelvis)
     return person.roi[members], person.height[members]
 
 
@@ -181,7 +181,8 @@ def tune_threshold(out: Path, folder: Path, progress: bool = True) -> dict:
     from ..data.dataset import load_manifest
     from ..inference.legseg import LegClassifier
 
-    split = load_manifest(folder).get("split")
+    manifest = load_manifest(folder)
+    split = manifest.get("split")
     if split != "val":
         raise SystemExit(f"{folder} is a {split} build; tune the threshold on `posesdf data build --split val`")
     sweep = sweep_thresholds(folder, LegClassifier.from_pretrained(weights=out), progress=progress)
@@ -189,8 +190,8 @@ def tune_threshold(out: Path, folder: Path, progress: bool = True) -> dict:
     meta_path = Path(out) / "legseg.json"
     meta = json.loads(meta_path.read_text())
     meta |= {"threshold": best["threshold"], "threshold_sweep": sweep,
-             "threshold_data": {"folder": str(folder), "split": split, "data_seed": load_manifest(folder).get("seed"),
-                                "scenes": load_manifest(folder).get("count")}}
+             "threshold_data": {"folder": str(folder), "split": split, "data_seed": manifest.get("seed"),
+                                "scenes": manifest.get("count")}}
     meta_path.write_text(json.dumps(meta, indent=1))
     return best
 
@@ -205,7 +206,9 @@ def train_legseg(out: Path, config: LegSegTrainConfig, device: str = "cpu", resu
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     model = LegSegNet(config.model).to(dev)
-    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None}, dev, resume)   # a rerun may extend the epochs, nothing else
+    # A rerun may extend the epochs, nothing else.
+    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None},
+                           dev, resume)
     opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
     train_seconds = sum(h["seconds"] for h in history)
     end = start if export_only else config.epochs

@@ -169,7 +169,9 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     model = PoseNDF(config.model).to(dev)
-    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None}, dev, resume)   # a rerun may extend the epochs, nothing else
+    # A rerun may extend the epochs, nothing else.
+    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None},
+                           dev, resume)
     opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
 
     cache = out / "manifold.npz"

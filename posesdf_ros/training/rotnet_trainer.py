@@ -175,7 +175,9 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     model = RotNet(config.model).to(dev)
-    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None}, dev, resume)   # a rerun may extend the epochs, nothing else
+    # A rerun may extend the epochs, nothing else.
+    run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None},
+                           dev, resume)
     opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
     train_seconds = sum(h["seconds"] for h in history)
     end = start if export_only else config.epochs

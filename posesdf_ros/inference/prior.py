@@ -134,14 +134,8 @@ class PosePrior:
             return self._outputs[-1].copy()
         if self._stamps and stamp_s - self._stamps[-1] > self.config.restart_gap_s:
             self._restart()
-        if not self._outputs:
-            if not seen.all():
-                return np.full((9, 3), np.nan)
-            self._update_lengths(obs, seen)
-            # The first frame as a skeleton with the (prior-informed) bone lengths.
-            pose = inverse(torch.as_tensor(obs[None]))
-            pose.lengths = torch.as_tensor(self.bone_lengths()[None])
-            return self._accept(stamp_s, forward(pose)[0].numpy())
+        if not self._outputs and not seen.all():
+            return np.full((9, 3), np.nan)
         self._update_lengths(obs, seen)
         self._unseen = np.where(seen, 0, self._unseen + 1)
         return self._accept(stamp_s, self._solve(stamp_s, obs, seen))
@@ -263,7 +257,9 @@ class PosePrior:
 
     def _solve(self, stamp_s: float, obs: np.ndarray, seen: np.ndarray) -> np.ndarray:
         c = self.config
-        pred = self._prediction(stamp_s)
+        # The first frame has no motion to follow yet: data, prior and knee limit alone.
+        first = not self._outputs
+        pred = obs if first else self._prediction(stamp_s)
         # Start from the observation where there is one, the prediction elsewhere.
         start = np.where(seen[:, None], obs, pred)
         pose = inverse(torch.as_tensor(start[None], dtype=torch.float32))
@@ -282,9 +278,10 @@ class PosePrior:
         obs_t = torch.as_tensor(target, dtype=torch.float32)
         pred_t = torch.as_tensor(pred, dtype=torch.float32)
         data_w = torch.as_tensor(weight, dtype=torch.float32)[:, None]
-        steps = ((stamp_s - self._stamps[-1]) * MOTION_REFERENCE_FPS) ** 2
-        motion_w = torch.as_tensor((steps * np.where(seen, c.motion_sigma_m, c.hidden_motion_sigma_m)) ** -2.0,
-                                   dtype=torch.float32)[:, None]
+        steps = 0.0 if first else ((stamp_s - self._stamps[-1]) * MOTION_REFERENCE_FPS) ** 2
+        motion_w = torch.as_tensor(0.0 if first else
+                                   (steps * np.where(seen, c.motion_sigma_m, c.hidden_motion_sigma_m)) ** -2.0,
+                                   dtype=torch.float32).expand(9)[:, None]
         # Quasi-Newton: the energy is a well-scaled sum of squares plus a near-linear prior term,
         # which a handful of L-BFGS steps solve far better than first-order steps of fixed size.
         opt = torch.optim.LBFGS([root, heading, rotations], lr=1.0, max_iter=c.iterations, max_eval=2 * c.iterations,

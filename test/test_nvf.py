@@ -78,6 +78,49 @@ def test_head_trains_on_a_tiny_set_and_loads_as_a_backend(train_build, tmp_path)
         load_nvf(tmp_path / "run")
 
 
+def test_fits_of_val_views_train_the_head_in_the_fit_frame(train_build, test_build, body_model, tmp_path):
+    """`nvf-fits` keeps codes fitted to val views with their voters and ground truth in the fit's
+    frame (the frame of `canonical_points`, exactly), and `train nvf --fits` learns from them."""
+    from posesdf_ros.data.dataset import build_dataset, load_manifest
+    from posesdf_ros.training.nvf_fits import FittedSet, collect_fits
+    from posesdf_ros.training.nvf_trainer import preset, train_nvf
+
+    val = tmp_path / "val"
+    build_dataset(val, "val", protocol="CC", limit=1, progress=False, body_model=body_model)
+    # The fit frame: every optimised point is one of the leg points mapped by to_fit_frame.
+    with np.load(val / load_manifest(val)["samples"][0]["file"]) as z:
+        a = {k: z[k] for k in z.files}
+    est = GaitPoseEstimator.from_pretrained("posesdf", "fast", rotnet=False, leg_classifier=False)
+    res = est.estimate(leg_input(a), yaw=heading_of(a["subject_to_gravity"]),
+                       camera_origin=a["camera_to_gravity"][:3, 3])
+    mapped = torch.as_tensor(res.to_fit_frame(leg_input(a)))
+    nearest = torch.cdist(torch.as_tensor(res.canonical_points), mapped,
+                          compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+    assert nearest.max() < 1e-5, nearest.max()
+
+    for shard in ((0, 2), (1, 2)):
+        collect_fits(val, tmp_path / "fits", "fast", shard=shard, progress=False)
+    fits = FittedSet.load(tmp_path / "fits")
+    assert len(fits) == 4 and (fits.counts > fits.observed).all() and (fits.observed == 256).all()
+    assert np.all((fits.sphere_mm > 0) & (fits.sphere_mm < 200))
+    assert (fits.joints.norm(dim=-1) < 1.2).all() and ((fits.scale > 1.0) & (fits.scale < 2.5)).all()
+    with pytest.raises(ValueError, match="is a test build"):     # never fitted to the test bodies
+        collect_fits(test_build, tmp_path / "nope", "fast", progress=False)
+
+    trunk = tmp_path / "trunk"
+    trunk.mkdir()
+    for name in ("posesdf.pt", "posesdf.json", "posesdf_codes.npy"):
+        shutil.copy(WEIGHTS_DIR / name, trunk / name)
+    summary = train_nvf(train_build, tmp_path / "run", preset("tiny"), trunk, progress=False,
+                        fits=tmp_path / "fits", val_fits=tmp_path / "fits")
+    history = _history(tmp_path / "run")
+    assert summary["epochs_done"] == len(history)
+    assert history[-1]["val_fit_error_mm"] < history[0]["val_fit_error_mm"]
+    assert history[0]["val_fit_sphere_mm"] == pytest.approx(fits.sphere_mm.mean())
+    meta = load_nvf(tmp_path / "run")[1]
+    assert meta["fitted_views"] == 4 and "--fits" in meta["command"]
+
+
 def _history(run):
     import csv
 

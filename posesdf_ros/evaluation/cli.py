@@ -52,7 +52,7 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--out", type=Path, default=None,
                     help="folder for report.md, plots and per-sample records (records.jsonl grows as the run "
                          "goes, records.json at the end)")
-    ev.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+    ev.add_argument("--shard", type=shard_argument, default=(0, 1), metavar="I/N",
                     help="run only every N-th sample from the I-th (0-based), e.g. 0/2 and 1/2 in two processes; "
                          "put their records.jsonl files together in one --out folder and --resume there to merge")
     ev.add_argument("--resume", action="store_true",
@@ -123,7 +123,8 @@ def _command() -> str:
     return "posesdf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _shard(text: str) -> tuple[int, int]:
+def shard_argument(text: str) -> tuple[int, int]:
+    """argparse type of --shard I/N: (i, n) with 0 <= i < n."""
     try:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:

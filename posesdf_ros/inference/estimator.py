@@ -92,6 +92,14 @@ class EstimateResult:
     iterations: int = 0
     latent: np.ndarray | None = None
     canonical_points: np.ndarray | None = None   # (N, 3) the optimised points, normalised frame
+    canonical: Canonical | None = None           # the first-guess canonicalisation of the chosen heading
+    fit: LatentFit | None = None                 # the latent fit, with its refinement of that normalisation
+
+    def to_fit_frame(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) input frame -> the refined normalised frame the code was fitted in (where
+        `canonical_points`, the sphere centres and NVF's votes live)."""
+        p_n0 = torch.as_tensor(self.canonical.to_normalised(np.asarray(points, np.float64)), dtype=torch.float32)
+        return self.fit.apply(p_n0.to(self.fit.z.device)).cpu().numpy()
 
 
 def looks_like_scene(points: np.ndarray) -> bool:
@@ -328,7 +336,7 @@ class GaitPoseEstimator:
             timings["meshing"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
-                              fit.z.cpu().numpy(), fit.apply(obs_n).cpu().numpy())
+                              fit.z.cpu().numpy(), fit.apply(obs_n).cpu().numpy(), canon, fit)
 
     def _warm_start(self) -> LatentFit:
         """The previous frame's code with the similarity back at this frame's first guess."""

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..evaluation.cli import shard_argument
+
 
 def add_resume_arguments(parser, export_only: bool) -> None:
     """--no-resume, --max-minutes and (for trainers that can export a run cut short) --export-only."""
@@ -117,9 +119,37 @@ def add_parser(subparsers) -> None:
     v.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     v.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     v.add_argument("--limit", type=int, default=None, help="train on the first N shapes only")
+    v.add_argument("--fits", type=Path, default=None,
+                   help="folder of `posesdf train nvf-fits` output: the head also learns from codes fitted to "
+                        "depth views (their observed points and near-surface probes), as it reads them at "
+                        "inference")
+    v.add_argument("--val-fits", type=Path, default=None,
+                   help="another such folder (other scenes) whose decoded joint error is logged each epoch, "
+                        "next to the sphere centres' error on the same fits")
+    v.add_argument("--init", type=Path, default=None,
+                   help="start from the head in this folder (nvf.pt, same config), e.g. the shipped one")
     add_resume_arguments(v, export_only=False)
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=_train_nvf)
+
+    f = sub.add_parser(
+        "nvf-fits", help="fit PoseSDF codes to the depth views of a val build, for `train nvf --fits`",
+        description="Run the estimator (PoseSDF, ground-truth heading and leg points) over a val build "
+                    "(training bodies; never the test split) and write, per scene, the fitted code, the "
+                    "voters the nvf backend would read and the ground-truth joints in the fit's frame, to "
+                    "--out/fits_IofN.npz.")
+    f.add_argument("--data", type=Path, required=True, help="a val build (`posesdf data build --split val`)")
+    f.add_argument("--out", type=Path, required=True, help="fits folder")
+    f.add_argument("--profile", choices=("accurate", "fast"), default="accurate",
+                   help="estimator profile of the fits (default accurate, as `posesdf eval`)")
+    f.add_argument("--weights", type=Path, default=None, help="PoseSDF weights folder (default: the shipped ones)")
+    f.add_argument("--limit", type=int, default=None, help="at most N scenes per (condition, view) cell")
+    f.add_argument("--shard", type=shard_argument, default=(0, 1), metavar="I/N",
+                   help="fit every N-th scene from the I-th (0-based): N processes share the work, each "
+                        "writing its own fits_IofN.npz into --out")
+    f.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=_nvf_fits)
 
     n = sub.add_parser(
         "posendf", help="Pose-NDF: the distance of a lower-limb pose from the gait manifold (the pose prior)",
@@ -221,6 +251,16 @@ def _train_nvf(args: argparse.Namespace) -> int:
     if args.radius is not None:
         config.model.radius = args.radius
     summary = train_nvf(args.data, args.out, config, args.posesdf_weights, args.device, resume=not args.no_resume,
-                        limit=args.limit, progress=not args.quiet, max_minutes=args.max_minutes)
+                        limit=args.limit, progress=not args.quiet, max_minutes=args.max_minutes, fits=args.fits,
+                        val_fits=args.val_fits, init=args.init)
     print(json.dumps(summary, indent=1, default=float))
+    return 0
+
+
+def _nvf_fits(args: argparse.Namespace) -> int:
+    from .nvf_fits import collect_fits
+
+    path = collect_fits(args.data, args.out, args.profile, args.weights, limit=args.limit, shard=args.shard,
+                        device=args.device, progress=not args.quiet)
+    print(path)
     return 0

@@ -6,6 +6,10 @@ head learns. Each epoch visits every training shape once, in batches of
 near-surface SDF samples (|s| < `surface_band`): what the observed points
 of a depth view are at inference. Their vote targets come from the shape's
 ground-truth joints in the same normalised frame (`models.nvf.vote_targets`).
+With `fits` (`training.nvf_fits`), every epoch also visits each fitted
+depth view once, in batches of the same size: its fitted code and points
+drawn from its voters (observed points and near-surface probes), which is
+what the head reads at inference.
 
 The run folder gets checkpoint.pt (resumable), loss.csv, loss.png,
 config.json, nvf.pt/nvf.json and a copy of the PoseSDF weights the head was
@@ -27,6 +31,7 @@ from ..data.dataset import load_manifest
 from ..inference.nvf import VoteDecoding, decode_votes
 from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
+from .nvf_fits import FittedSet
 from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
 from .posesdf_trainer import git_commit, write_loss_log
 from .schedules import step_lr
@@ -127,14 +132,32 @@ def decoded_joint_error_mm(model, head: NVFHead, codes: torch.Tensor, shapes: Su
     return float(np.mean(errs))
 
 
+def fitted_joint_error_mm(model, head: NVFHead, fits: FittedSet) -> np.ndarray:
+    """(S, 9) joint errors (mm) of the votes decoded from each fitted view's own voters."""
+    errs = []
+    with torch.no_grad():
+        for i in range(len(fits)):
+            p = fits.voters[i, :int(fits.counts[i])][None]
+            f = posesdf_features(model, fits.code[i][None], p)
+            w, u = head(f.query, f.hidden)
+            c = decode_votes(p[0], w[0], u[0], head.config.radius, VoteDecoding())
+            errs.append(((c - fits.joints[i]).norm(dim=-1) / fits.scale[i] * 1000).numpy())
+    return np.stack(errs)
+
+
 def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Path | None = None,
               device: str = "cpu", resume: bool = True, limit: int | None = None, progress: bool = True,
-              max_minutes: float | None = None) -> dict:
+              max_minutes: float | None = None, fits: Path | None = None, val_fits: Path | None = None,
+              init: Path | None = None) -> dict:
     """Train (or resume) the vote head into `out`; returns a summary dict.
 
     `posesdf_weights`: a folder with posesdf.pt/json and posesdf_codes.npy
     (default: the shipped ones) whose codes are in the training build's order.
-    `max_minutes` stops cleanly (checkpoint written) after that wall time.
+    `fits`: a `posesdf train nvf-fits` folder to learn from as well; `val_fits`:
+    one whose decoded joint error is logged each epoch (`val_fit_error_mm`, next
+    to its sphere centres' `val_fit_sphere_mm`). `init`: a folder whose nvf.pt
+    (same head config) the head starts from. `max_minutes` stops cleanly
+    (checkpoint written) after that wall time.
     """
     from tqdm import tqdm
 
@@ -155,6 +178,14 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
         raise ValueError(f"{data} has {len(shapes)} shapes but {codes_path} only {len(codes)} codes")
     codes = codes[:len(shapes)]
     head = NVFHead(config.model, model.config).to(dev)
+    if init is not None:
+        init_meta = json.loads(weights_path("nvf", Path(init)).with_suffix(".json").read_text())
+        if NVFConfig.from_dict(init_meta["config"]) != config.model:
+            raise ValueError(f"{init} holds a head of another config ({init_meta['config']}); expected "
+                             f"{config.model.to_dict()}")
+        head.load_state_dict(torch.load(weights_path("nvf", Path(init)), map_location=dev, weights_only=True))
+    fitted = FittedSet.load(fits) if fits else None
+    val_fitted = FittedSet.load(val_fits) if val_fits else None
     opt = torch.optim.Adam(head.parameters(), lr=config.lr)
     ckpt_path = out / "checkpoint.pt"
     start_epoch, history = (resume_from(ckpt_path, config.to_dict(), dev, head=head, optimizer=opt)
@@ -177,12 +208,17 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
         opt.param_groups[0]["lr"] = lr
         sums = np.zeros(3)
         epoch_start = time.perf_counter()
-        order = torch.randperm(len(shapes), generator=gen)
-        for batch in order.split(config.shapes_per_batch):
-            pts = shapes.draw(batch, config.points_per_shape, gen).to(dev)
+        batches = [(shapes, b) for b in torch.randperm(len(shapes), generator=gen).split(config.shapes_per_batch)]
+        if fitted is not None:
+            batches += [(fitted, b) for b in torch.randperm(len(fitted), generator=gen).split(config.shapes_per_batch)]
+        visits = sum(len(b) for _, b in batches)
+        for k in torch.randperm(len(batches), generator=gen).tolist():
+            source, batch = batches[k]
+            pts = source.draw(batch, config.points_per_shape, gen).to(dev)
+            z = codes[batch.to(dev)] if source is shapes else source.code[batch].to(dev)
             with torch.no_grad():
-                feats = posesdf_features(model, codes[batch.to(dev)], pts)
-            w_t, u_t = vote_targets(pts, shapes.joints[batch].to(dev), config.model.radius)
+                feats = posesdf_features(model, z, pts)
+            w_t, u_t = vote_targets(pts, source.joints[batch].to(dev), config.model.radius)
             w, u = head(feats.query, feats.hidden)
             w_loss, u_loss = vote_losses(w, u, w_t, u_t)
             loss = w_loss + u_loss
@@ -190,11 +226,15 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
             loss.backward()
             opt.step()
             sums += np.array([loss.item(), w_loss.item(), u_loss.item()]) * len(batch)
-        sums /= len(shapes)
+        sums /= visits
         history.append({"epoch": epoch + 1, "loss": sums[0], "w_loss": sums[1], "u_loss": sums[2], "lr": lr,
                         "seconds": time.perf_counter() - epoch_start,
                         "train_joint_error_mm": decoded_joint_error_mm(model, head, codes, shapes, val_ids)})
-        bar.set_postfix(loss=f"{sums[0]:.4f}", joints_mm=f"{history[-1]['train_joint_error_mm']:.1f}")
+        if val_fitted is not None:
+            history[-1] |= {"val_fit_error_mm": float(fitted_joint_error_mm(model, head, val_fitted).mean()),
+                            "val_fit_sphere_mm": float(val_fitted.sphere_mm.mean())}
+        bar.set_postfix(loss=f"{sums[0]:.4f}", joints_mm=f"{history[-1]['train_joint_error_mm']:.1f}",
+                        **({"val_fits_mm": f"{history[-1]['val_fit_error_mm']:.1f}"} if val_fitted else {}))
         if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t0, max_minutes, checkpoint):
             stopped_early = True
             break
@@ -207,7 +247,9 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
             "device": str(dev), "git_commit": git_commit(), "final_loss": history[-1] if history else None,
             "radius_m_at_mean_scale": config.model.radius / float(shapes.scale.mean()),
             "posesdf_sha256": file_sha256(trunk_pt), "posesdf_weights": str(trunk_dir),
-            "command": _command(config, data, out, device, posesdf_weights)}
+            "fits": str(fits) if fits else None, "fitted_views": len(fitted) if fitted else 0,
+            "init": str(init) if init else None,
+            "command": _command(config, data, out, device, posesdf_weights, fits, val_fits, init)}
     export_weights(out, "nvf", head, meta)
     if trunk_pt.parent.resolve() != out.resolve():
         for suffix in (".pt", ".json"):
@@ -216,7 +258,8 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
             "final": history[-1] if history else None}
 
 
-def _command(config: NVFTrainConfig, data: Path, out: Path, device: str, posesdf_weights: Path | None) -> str:
+def _command(config: NVFTrainConfig, data: Path, out: Path, device: str, posesdf_weights: Path | None,
+             fits: Path | None, val_fits: Path | None, init: Path | None) -> str:
     """The `posesdf train nvf` command line that reproduces this run."""
     base = preset(config.name)
     flags = []
@@ -226,4 +269,6 @@ def _command(config: NVFTrainConfig, data: Path, out: Path, device: str, posesdf
         flags.append(f"--radius {config.model.radius}")
     if posesdf_weights:
         flags.append(f"--posesdf-weights {posesdf_weights}")
+    flags += [f"--{name} {value}" for name, value in (("fits", fits), ("val-fits", val_fits), ("init", init))
+              if value]
     return " ".join([f"posesdf train nvf --config {config.name} --data {data} --out {out} --device {device}", *flags])

@@ -26,16 +26,21 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
 def resume_from(path: Path, config: dict, device: str | torch.device, **stateful) -> tuple[int, list[dict]]:
     """Load `stateful` objects (name -> module/optimiser/scheduler) from the checkpoint at
     `path`, if any. Returns (epochs done, loss history); (0, []) without a checkpoint.
-    Refuses a checkpoint trained with another config."""
+    Refuses a checkpoint trained with another config; only the epoch count may differ, so a
+    finished run can be extended (the learning-rate schedule goes by the epoch index)."""
     path = Path(path)
     if not path.exists():
         return 0, []
     ckpt = load_checkpoint(path, device)
-    if ckpt["config"] != config:
+    if _without_epochs(ckpt["config"]) != _without_epochs(config):
         raise SystemExit(f"{path} was trained with another config; use another --out or --no-resume")
     for name, obj in stateful.items():
         obj.load_state_dict(ckpt[name])
     return ckpt["epoch"], ckpt["history"]
+
+
+def _without_epochs(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "epochs"}
 
 
 def export_weights(folder: Path, name: str, model: torch.nn.Module, meta: dict) -> Path:

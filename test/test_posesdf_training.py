@@ -82,6 +82,11 @@ def test_cli_trains_stops_on_time_and_resumes(train_build, tmp_path):
     assert [h["epoch"] for h in history] == list(range(1, 31))
     refused = subprocess.run(cmd + ["--no-exchange"], capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "another config" in refused.stderr
+    # A finished run is extended by a larger --epochs: it resumes where it ended.
+    extended = subprocess.run(cmd + ["--epochs", "32"], capture_output=True, text=True, timeout=300)
+    assert extended.returncode == 0, extended.stderr
+    history = torch.load(out / "checkpoint.pt", weights_only=False)["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 33))
 
 
 def test_pn2_baseline_trains_on_partial_views_and_estimates(train_build, tmp_path):

@@ -37,7 +37,7 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--vote-rule", choices=("knn", "fraction"), default="knn",
                     help="nvf backend: vote with the --vote-k points of largest weight (default) or with the top "
                          "--vote-keep share of the voting points by weight (the reference's rule)")
-    ev.add_argument("--vote-k", type=int, default=16, help="nvf backend, knn rule: points per joint (16)")
+    ev.add_argument("--vote-k", type=int, default=32, help="nvf backend, knn rule: points per joint (32)")
     ev.add_argument("--vote-keep", type=float, default=0.5, help="nvf backend, fraction rule: share kept (0.5)")
     ev.add_argument("--vote-probes", type=int, default=None,
                     help="nvf backend: random unit-ball points tried as extra near-surface queries (default: the "

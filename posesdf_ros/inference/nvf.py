@@ -32,7 +32,7 @@ DEFAULT_PROBES = 2048
 class VoteDecoding:
     rule: str = "knn"
     keep: float = 0.5        # `fraction`: share of the voting points kept
-    k: int = 16              # `knn`: points per joint; also the fallback count
+    k: int = 32              # `knn`: points per joint; also the fallback count (chosen on val fits)
     probes: int | None = None  # random points of the unit ball tried as extra queries (0: observed points
                                # only; None: the estimator profile's `vote_probes`, else 2048)
     band: float = 0.04       # a probe is kept when |shape SDF| < band (normalised units)

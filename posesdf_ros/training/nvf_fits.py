@@ -66,6 +66,8 @@ def collect_fits(data: Path, out: Path, profile: str = "accurate", weights: Path
         rows["joints"].append(res.to_fit_frame(a["joints"]))
         rows["scale"].append(float(res.canonical.scale * torch.exp(res.fit.log_scale)))
         rows["sphere_mm"].append(joint_errors_mm(res.joints, a["joints"]))
+    if not rows["code"]:
+        raise ValueError(f"no scene of {data} (shard {index}/{count}) could be fitted")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / FITS_FILE.format(index=index, count=count)
@@ -98,7 +100,10 @@ class FittedSet:
         files = sorted(Path(folder).glob("fits_*of*.npz"))
         if not files:
             raise FileNotFoundError(f"no fits_*.npz in {folder}; make them with `posesdf train nvf-fits`")
-        parts = [dict(np.load(f)) for f in files]
+        parts = []
+        for f in files:
+            with np.load(f) as z:
+                parts.append({k: z[k] for k in z.files})
         voters, counts, observed = [], [], []
         for p in parts:
             voters += np.split(p["voters"], np.cumsum(p["voter_counts"])[:-1])

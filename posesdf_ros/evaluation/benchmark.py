@@ -71,6 +71,14 @@ def select_samples(folder: Path, protocol: str, limit: int | None = None) -> lis
     return out
 
 
+def shard_of(entries: list, shard: tuple[int, int]) -> list:
+    """Every n-th of `entries` from the i-th, for shard (i, n): n processes share a run."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: expected 0 <= i < n")
+    return entries[index::count]
+
+
 def leg_input(arrays: dict) -> np.ndarray:
     """The ground-truth leg points of a test sample (the `legs` input)."""
     return arrays["points"][arrays["leg_mask"]]
@@ -114,10 +122,7 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
     if input_mode == "scene" and estimator.backend not in ("posesdf", "nvf"):
         raise ValueError(f"--input scene needs the posesdf or nvf backend (they segment); {estimator.backend} does not")
     runner = with_yaw_source(estimator, yaw_source)
-    index, count = shard
-    if not 0 <= index < count:
-        raise ValueError(f"shard {index}/{count}: expected 0 <= i < n")
-    entries = select_samples(folder, protocol, limit)[index::count]
+    entries = shard_of(select_samples(folder, protocol, limit), shard)
     commit = _git_commit()      # of the code that runs, read before a long run in which the checkout may move
     done = done or {}
     records = []

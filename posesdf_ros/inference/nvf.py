@@ -71,12 +71,25 @@ def nvf_joints(model: PoseSDF, head: NVFHead, z: torch.Tensor, points: torch.Ten
     near-surface probes, normalised frame. A shape-only pass of PoseSDF over the probes picks
     the near-surface ones, then one full pass and one pass of the head over the points and
     those probes: no search."""
+    count = DEFAULT_PROBES if decoding.probes is None else decoding.probes
+    probes = near_surface_probes(model, z, count, decoding.band, generator or torch.Generator().manual_seed(0))
+    return vote_joints(model, head, z, torch.cat([points, probes.to(points)]), decoding)
+
+
+def near_surface_probes(model: PoseSDF, z: torch.Tensor, count: int, band: float,
+                        generator: torch.Generator) -> torch.Tensor:
+    """Those of `count` random unit-ball points that code z (L,) puts within `band` of its
+    surface, (P, 3). The shape-only pass is cheaper than the full one."""
     with torch.no_grad():
-        count = DEFAULT_PROBES if decoding.probes is None else decoding.probes
-        probes = unit_ball(count, generator or torch.Generator().manual_seed(0)).to(points)
-        # The shape-only pass is cheaper: it finds the near-surface probes before the full one.
-        near = model(z[None], probes[None], with_pose=False)[0][0].abs() < decoding.band
-        voters = torch.cat([points, probes[near]])
+        ball = unit_ball(count, generator).to(z.device)
+        near = model(z[None], ball[None], with_pose=False)[0][0].abs() < band
+    return ball[near]
+
+
+def vote_joints(model: PoseSDF, head: NVFHead, z: torch.Tensor, voters: torch.Tensor,
+                decoding: VoteDecoding = VoteDecoding()) -> torch.Tensor:
+    """The nine joints (9, 3) decoded from the votes of `voters` (N, 3) for code z (L), normalised frame."""
+    with torch.no_grad():
         feats = posesdf_features(model, z[None], voters[None])
         w, u = head(feats.query, feats.hidden)
     return decode_votes(voters, w[0], u[0], head.config.radius, decoding)

@@ -278,10 +278,12 @@ class PosePrior:
         obs_t = torch.as_tensor(target, dtype=torch.float32)
         pred_t = torch.as_tensor(pred, dtype=torch.float32)
         data_w = torch.as_tensor(weight, dtype=torch.float32)[:, None]
-        steps = 0.0 if first else ((stamp_s - self._stamps[-1]) * MOTION_REFERENCE_FPS) ** 2
-        motion_w = torch.as_tensor(0.0 if first else
-                                   (steps * np.where(seen, c.motion_sigma_m, c.hidden_motion_sigma_m)) ** -2.0,
-                                   dtype=torch.float32).expand(9)[:, None]
+        if first:
+            motion_w = torch.zeros(9, 1)
+        else:
+            steps = ((stamp_s - self._stamps[-1]) * MOTION_REFERENCE_FPS) ** 2
+            motion_w = torch.as_tensor((steps * np.where(seen, c.motion_sigma_m, c.hidden_motion_sigma_m)) ** -2.0,
+                                       dtype=torch.float32)[:, None]
         # Quasi-Newton: the energy is a well-scaled sum of squares plus a near-linear prior term,
         # which a handful of L-BFGS steps solve far better than first-order steps of fixed size.
         opt = torch.optim.LBFGS([root, heading, rotations], lr=1.0, max_iter=c.iterations, max_eval=2 * c.iterations,

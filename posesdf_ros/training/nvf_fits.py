@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
-from ..evaluation.benchmark import leg_input, select_samples
+from ..evaluation.benchmark import leg_input, select_samples, shard_of
 from ..evaluation.metrics import heading_of, joint_errors_mm
-from ..inference.nvf import unit_ball
+from ..inference.nvf import near_surface_probes
 
 FITS_FILE = "fits_{index}of{count}.npz"
 
@@ -45,7 +45,7 @@ def collect_fits(data: Path, out: Path, profile: str = "accurate", weights: Path
     estimator = GaitPoseEstimator.from_pretrained("posesdf", profile, device, weights, rotnet=False,
                                                   leg_classifier=False)
     index, count = shard
-    entries = select_samples(data, "all", limit)[index::count]
+    entries = shard_of(select_samples(data, "all", limit), shard)
     rows: dict[str, list] = {k: [] for k in ("file", "code", "voters", "observed", "joints", "scale", "sphere_mm")}
     for i, e in enumerate(tqdm(entries, desc="fits", unit="scene", disable=not progress)):
         with np.load(Path(data) / e["file"]) as z:
@@ -54,14 +54,12 @@ def collect_fits(data: Path, out: Path, profile: str = "accurate", weights: Path
                                  camera_origin=a["camera_to_gravity"][:3, 3])
         if not res.valid:
             continue
-        code = torch.as_tensor(res.latent)
-        ball = unit_ball(probes, torch.Generator().manual_seed(index + count * i))
-        with torch.no_grad():
-            near = estimator.model(code[None], ball[None], with_pose=False)[0][0].abs() < band
+        near = near_surface_probes(estimator.model, res.fit.z, probes, band,
+                                   torch.Generator().manual_seed(index + count * i))
         observed = res.canonical_points
         rows["file"].append(e["file"])
         rows["code"].append(res.latent)
-        rows["voters"].append(np.concatenate([observed, ball[near].numpy()]).astype(np.float32))
+        rows["voters"].append(np.concatenate([observed, near.cpu().numpy()]).astype(np.float32))
         rows["observed"].append(len(observed))
         rows["joints"].append(res.to_fit_frame(a["joints"]))
         rows["scale"].append(float(res.canonical.scale * torch.exp(res.fit.log_scale)))

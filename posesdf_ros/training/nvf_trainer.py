@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
-from ..inference.nvf import VoteDecoding, decode_votes
+from ..inference.nvf import vote_joints
 from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
 from .nvf_fits import FittedSet
@@ -120,29 +120,16 @@ def file_sha256(path: Path) -> str:
 def decoded_joint_error_mm(model, head: NVFHead, codes: torch.Tensor, shapes: SurfaceSet, ids: list[int],
                            points: int = 1024) -> float:
     """Mean joint error (mm) of the decoded votes on training shapes with their training codes."""
-    errs = []
     gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for i in ids:
-            p = shapes.draw(torch.tensor([i]), points, gen)
-            f = posesdf_features(model, codes[i][None], p)
-            w, u = head(f.query, f.hidden)
-            c = decode_votes(p[0], w[0], u[0], head.config.radius, VoteDecoding())
-            errs.append(((c - shapes.joints[i]).norm(dim=-1) / shapes.scale[i] * 1000).mean().item())
+    errs = [((vote_joints(model, head, codes[i], shapes.draw(torch.tensor([i]), points, gen)[0])
+              - shapes.joints[i]).norm(dim=-1) / shapes.scale[i] * 1000).mean().item() for i in ids]
     return float(np.mean(errs))
 
 
 def fitted_joint_error_mm(model, head: NVFHead, fits: FittedSet) -> np.ndarray:
     """(S, 9) joint errors (mm) of the votes decoded from each fitted view's own voters."""
-    errs = []
-    with torch.no_grad():
-        for i in range(len(fits)):
-            p = fits.voters[i, :int(fits.counts[i])][None]
-            f = posesdf_features(model, fits.code[i][None], p)
-            w, u = head(f.query, f.hidden)
-            c = decode_votes(p[0], w[0], u[0], head.config.radius, VoteDecoding())
-            errs.append(((c - fits.joints[i]).norm(dim=-1) / fits.scale[i] * 1000).numpy())
-    return np.stack(errs)
+    return np.stack([((vote_joints(model, head, fits.code[i], fits.voters[i, :int(fits.counts[i])])
+                       - fits.joints[i]).norm(dim=-1) / fits.scale[i] * 1000).numpy() for i in range(len(fits))])
 
 
 def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Path | None = None,

@@ -83,7 +83,7 @@ def test_fits_of_val_views_train_the_head_in_the_fit_frame(train_build, test_bui
     frame (the frame of `canonical_points`, exactly), and `train nvf --fits` learns from them."""
     from posesdf_ros.data.dataset import build_dataset, load_manifest
     from posesdf_ros.training.nvf_fits import FittedSet, collect_fits
-    from posesdf_ros.training.nvf_trainer import preset, train_nvf
+    from posesdf_ros.training.nvf_trainer import SWEPT_DECODINGS, decoding_sweep, preset, train_nvf
 
     val = tmp_path / "val"
     build_dataset(val, "val", protocol="CC", limit=1, progress=False, body_model=body_model)
@@ -119,6 +119,12 @@ def test_fits_of_val_views_train_the_head_in_the_fit_frame(train_build, test_bui
     assert history[0]["val_fit_sphere_mm"] == pytest.approx(fits.sphere_mm.mean())
     meta = load_nvf(tmp_path / "run")[1]
     assert meta["fitted_views"] == 4 and "--fits" in meta["command"]
+    # The vote selections compared on fits: the default one is the logged val-fit error of the exported head.
+    sweep = decoding_sweep(tmp_path / "fits", tmp_path / "run")
+    assert len(sweep["rows"]) == len(SWEPT_DECODINGS) and sweep["views"] == 4
+    assert sweep["sphere_mpjpe_mm"] == pytest.approx(fits.sphere_mm.mean())
+    default = next(r for r in sweep["rows"] if r["rule"] == "knn" and r["k"] == VoteDecoding().k)
+    assert default["mpjpe_mm"] == pytest.approx(history[-1]["val_fit_error_mm"], rel=1e-5)
 
 
 def _history(run):

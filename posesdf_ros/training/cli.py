@@ -151,6 +151,17 @@ def add_parser(subparsers) -> None:
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_nvf_fits)
 
+    d = sub.add_parser(
+        "nvf-decoding", help="compare the NVF vote selections on fits of a val build (no test data)",
+        description="Decode the joints of `posesdf train nvf-fits` output with a head under K nearest by weight "
+                    "(K = 4 to 64) and the top 10 to 50 %% by weight, and print (or write) the mean joint error of "
+                    "each next to the sphere centres' on the same fits.")
+    d.add_argument("--fits", type=Path, required=True, help="a `posesdf train nvf-fits` folder")
+    d.add_argument("--weights", type=Path, default=None,
+                   help="folder with nvf.pt/json and its posesdf.pt/json (default: the shipped ones)")
+    d.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    d.set_defaults(func=_nvf_decoding)
+
     n = sub.add_parser(
         "posendf", help="Pose-NDF: the distance of a lower-limb pose from the gait manifold (the pose prior)",
         description="Train Pose-NDF on gait poses of the training bodies (every condition, posed by anny; "
@@ -263,4 +274,18 @@ def _nvf_fits(args: argparse.Namespace) -> int:
     path = collect_fits(args.data, args.out, args.profile, args.weights, limit=args.limit, shard=args.shard,
                         device=args.device, progress=not args.quiet)
     print(path)
+    return 0
+
+
+def _nvf_decoding(args: argparse.Namespace) -> int:
+    from .nvf_trainer import decoding_sweep
+
+    result = decoding_sweep(args.fits, args.weights)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    print(f"sphere centres: {result['sphere_mpjpe_mm']:.2f} mm on {result['views']} fits")
+    for row in result["rows"]:
+        rule = f"K = {row['k']}" if row["rule"] == "knn" else f"top {100 * row['keep']:g} % by weight"
+        print(f"{rule}: {row['mpjpe_mm']:.2f} mm")
     return 0

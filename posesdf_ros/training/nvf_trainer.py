@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
-from ..inference.nvf import vote_joints
+from ..inference.nvf import VoteDecoding, vote_joints
 from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
 from .nvf_fits import FittedSet
@@ -126,10 +126,36 @@ def decoded_joint_error_mm(model, head: NVFHead, codes: torch.Tensor, shapes: Su
     return float(np.mean(errs))
 
 
-def fitted_joint_error_mm(model, head: NVFHead, fits: FittedSet) -> np.ndarray:
+def fitted_joint_error_mm(model, head: NVFHead, fits: FittedSet,
+                          decoding: VoteDecoding = VoteDecoding()) -> np.ndarray:
     """(S, 9) joint errors (mm) of the votes decoded from each fitted view's own voters."""
-    return np.stack([((vote_joints(model, head, fits.code[i], fits.voters[i, :int(fits.counts[i])])
+    return np.stack([((vote_joints(model, head, fits.code[i], fits.voters[i, :int(fits.counts[i])], decoding)
                        - fits.joints[i]).norm(dim=-1) / fits.scale[i] * 1000).numpy() for i in range(len(fits))])
+
+
+#: The vote selections `decoding_sweep` compares: K nearest by weight, and top shares by weight.
+SWEPT_DECODINGS = tuple(VoteDecoding("knn", k=k) for k in (4, 8, 16, 32, 64)) + tuple(
+    VoteDecoding("fraction", keep=keep) for keep in (0.1, 0.25, 0.5))
+
+
+def decoding_sweep(fits: Path, weights: Path | None = None) -> dict:
+    """Joint error (mm) on `fits` of a head (and its trunk) under each of `SWEPT_DECODINGS`,
+    next to the sphere centres' error on the same fits: how the vote selection is chosen
+    without the test split."""
+    from ..inference.pretrained import load_nvf, load_posesdf
+
+    model, _ = load_posesdf(Path(weights) if weights else None, "cpu")
+    head, meta = load_nvf(Path(weights) if weights else None, "cpu")
+    fitted = FittedSet.load(fits)
+    rows = []
+    for decoding in SWEPT_DECODINGS:
+        errs = fitted_joint_error_mm(model, head, fitted, decoding)
+        rows.append({"rule": decoding.rule, "k": decoding.k if decoding.rule == "knn" else None,
+                     "keep": decoding.keep if decoding.rule == "fraction" else None,
+                     "mpjpe_mm": float(errs.mean()), "per_joint_mm": errs.mean(0).tolist()})
+    return {"fits": str(fits), "views": len(fitted), "weights": str(weights) if weights else "shipped",
+            "head_command": meta.get("command"), "sphere_mpjpe_mm": float(fitted.sphere_mm.mean()),
+            "rows": rows, "git_commit": git_commit()}
 
 
 def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Path | None = None,

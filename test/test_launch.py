@@ -1,10 +1,11 @@
 """The launch files and the RViz config.
 
 Two kinds of tests:
-- static checks that need no `launch` install (they run everywhere): the
-  launch files parse, declare the documented arguments, name only executables
-  that setup.py installs, wire the nodes as bringup does, and the RViz config
-  shows topics the nodes publish;
+- static checks that need no `launch` install (they run everywhere), on the
+  source's launch files and on the same files as `colcon build` installs
+  them: they parse, declare the documented arguments, name only executables
+  that the package installs and together every node executable, wire the
+  nodes as bringup does, and the RViz config shows topics the nodes publish;
 - launch_pytest tests that start the launch files (ROS 2 Jazzy with launch,
   launch_ros and launch_pytest, and this package built and sourced): the demo
   publishes nine joints on /estimator/joints, and posesdf.launch.py starts its
@@ -110,9 +111,26 @@ class LaunchFile:
         return [n for n in self.nodes if n["package"] == PACKAGE]
 
 
-@pytest.fixture(scope="module")
-def launch_files() -> dict[str, LaunchFile]:
-    return {key: LaunchFile(path) for key, path in LAUNCH_FILES.items()}
+class LaunchFiles(dict):
+    """{key: LaunchFile} of one folder, and the executables installed beside them."""
+
+    def __init__(self, folder: Path, executables: set[str]):
+        super().__init__({key: LaunchFile(folder / path.name) for key, path in LAUNCH_FILES.items()})
+        self.executables = executables
+
+
+#: Installed executables that are not nodes: the `posesdf` command and the in-process `bringup`.
+NOT_NODES = {"posesdf", "bringup"}
+
+
+@pytest.fixture(scope="module", params=["source", "installed"])
+def launch_files(request) -> LaunchFiles:
+    """The launch files of the source tree (with setup.py's console scripts), and the same files exactly
+    as `colcon build` installs them (with the executables in install/posesdf_ros/lib/posesdf_ros)."""
+    if request.param == "source":
+        return LaunchFiles(LAUNCH_DIR, console_scripts())
+    install = request.getfixturevalue("colcon_install")
+    return LaunchFiles(install.share / "launch", {p.name for p in install.lib.iterdir() if p.is_file()})
 
 
 def console_scripts() -> set[str]:
@@ -145,7 +163,7 @@ def test_launch_file_defines_generate_launch_description(launch_files, key):
 
 @pytest.mark.parametrize("key", sorted(LAUNCH_FILES))
 def test_launch_file_names_only_installed_executables(launch_files, key):
-    scripts = console_scripts()
+    scripts = launch_files.executables
     own = launch_files[key].own_nodes()
     assert own, f"{key}: no {PACKAGE} nodes"
     for node in own:
@@ -154,6 +172,13 @@ def test_launch_file_names_only_installed_executables(launch_files, key):
         assert node["name"] == node["executable"]
     others = {n["package"] for n in launch_files[key].nodes} - {PACKAGE}
     assert others <= {"rviz2"}
+
+
+def test_launch_files_name_every_installed_node(launch_files):
+    """posesdf.launch.py and demo.launch.py together start every node executable the package installs."""
+    named = {n["executable"] for lf in launch_files.values() for n in lf.own_nodes()}
+    assert named == launch_files.executables - NOT_NODES
+    assert NOT_NODES <= launch_files.executables
 
 
 @pytest.mark.parametrize("key", sorted(LAUNCH_FILES))
@@ -242,11 +267,11 @@ def test_rviz_node_is_conditional_and_uses_the_package_config(launch_files, key)
     assert [ast.literal_eval(p) for p in path.args[0].elts[1:]] == ["config", RVIZ_CONFIG.name]
 
 
-def test_all_remapped_topics_appear_in_the_launch_files():
+def test_all_remapped_topics_appear_in_the_launch_files(launch_files):
     """Every target of bringup's remappings is spelled in the launch files (modulo the leading slash)."""
     from posesdf_ros.ros.bringup import PIPELINE_REMAPS, SYNTHETIC_CAMERA_REMAPS
 
-    text = {key: path.read_text() for key, path in LAUNCH_FILES.items()}
+    text = {key: lf.path.read_text() for key, lf in launch_files.items()}
     for table, keys in ((PIPELINE_REMAPS, ("posesdf", "demo")), (SYNTHETIC_CAMERA_REMAPS, ("demo",))):
         for remaps in table.values():
             for dst in remaps.values():

@@ -1,12 +1,15 @@
-"""The package builds with colcon into a ROS 2 workspace with the expected layout."""
+"""The package builds with colcon into a ROS 2 workspace with the expected layout, and nothing is left out.
+
+The colcon build itself is the session fixture `colcon_install` (conftest.py);
+`test_installed.py` runs its nodes, `test_launch.py` checks its launch files.
+"""
 import os
-import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "posesdf_ros"
 
 
 def test_package_xml_is_format_3_ament_python():
@@ -18,34 +21,63 @@ def test_package_xml_is_format_3_ament_python():
             "diagnostic_msgs", "std_srvs", "std_msgs"} <= deps
 
 
-def test_colcon_build_installs_a_ros_package(tmp_path):
-    colcon = Path(sys.executable).with_name("colcon")
-    ws = tmp_path / "ws"
-    skip_at_root = {".venv", ".git", "build", "install", "log", "preview", "data"}
+def module_folders() -> set[str]:
+    """Dotted names of the package's folders that hold Python modules (the weights hold none)."""
+    return {".".join(path.parent.relative_to(REPO).parts) for path in (REPO / PACKAGE).rglob("*.py")
+            if "__pycache__" not in path.parts}
 
-    def ignore(folder, names):
-        root = Path(folder) == REPO
-        return [n for n in names if n == "__pycache__" or n.endswith(".egg-info") or (root and n in skip_at_root)]
 
-    shutil.copytree(REPO, ws / "src" / "posesdf_ros", ignore=ignore)
-    run = subprocess.run([str(colcon), "build", "--event-handlers", "console_direct-"], cwd=ws,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    prefix = ws / "install" / "posesdf_ros"
+def test_every_folder_of_modules_is_a_package():
+    """A folder without __init__.py is a namespace package: the editable install imports it, but
+    setuptools' find_packages() leaves it out, so a colcon-built node dies with ModuleNotFoundError."""
+    missing = sorted(f for f in module_folders() if not (REPO / Path(*f.split(".")) / "__init__.py").is_file())
+    assert not missing, f"no __init__.py in {missing}"
+
+
+def test_setup_finds_every_package():
+    """What setup.py's find_packages() installs covers every folder of modules (the weights are package
+    data: `test_colcon_build_installs_a_ros_package` finds each of them in the install)."""
+    from setuptools import find_packages
+
+    assert module_folders() <= set(find_packages(str(REPO), exclude=["test", "test.*"]))
+
+
+def test_colcon_build_installs_a_ros_package(colcon_install):
+    prefix = colcon_install.prefix
     assert (prefix / "share/ament_index/resource_index/packages/posesdf_ros").is_file()
     assert (prefix / "share/posesdf_ros/package.xml").is_file()
-    script = prefix / "lib/posesdf_ros/posesdf"
+    script = colcon_install.lib / "posesdf"
     assert script.is_file() and os.access(script, os.X_OK)
     # Launch files, the RViz and parameter configs, and one executable per node (`ros2 run posesdf_ros <node>`).
-    share = prefix / "share/posesdf_ros"
     for name in ("launch/posesdf.launch.py", "launch/demo.launch.py", "config/posesdf.rviz", "config/posesdf.yaml"):
-        assert (share / name).is_file(), f"share/posesdf_ros/{name} not installed"
-    for name in ("bringup", "synthetic_camera", "canonicaliser", "estimator"):
-        node_script = prefix / "lib/posesdf_ros" / name
+        assert (colcon_install.share / name).is_file(), f"share/posesdf_ros/{name} not installed"
+    for name in ("bringup", "synthetic_camera", "canonicaliser", "estimator", "pose_prior"):
+        node_script = colcon_install.lib / name
         assert node_script.is_file() and os.access(node_script, os.X_OK), f"lib/posesdf_ros/{name} not installed"
-    site = next(prefix.glob("lib/python3*/site-packages"))
-    assert (site / "posesdf_ros" / "data" / "dataset.py").is_file()
+    # Every source module and every shipped weight file is in the install.
+    site = colcon_install.site
+    for path in (REPO / PACKAGE).rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".pt", ".json", ".npy"):
+            rel = path.relative_to(REPO)
+            assert (site / rel).is_file(), f"{rel} is not installed"
+
+
+def test_installed_modules_import_without_the_source_tree(colcon_install, tmp_path):
+    """Every module of the installed package imports from the install, as `ros2 run` would load it."""
+    probe = (
+        "import importlib, pkgutil, posesdf_ros\n"
+        "names = [m.name for m in pkgutil.walk_packages(posesdf_ros.__path__, 'posesdf_ros.')]\n"
+        "for name in names:\n"
+        "    mod = importlib.import_module(name)\n"
+        "    assert mod.__file__.startswith(posesdf_ros.__path__[0]), (name, mod.__file__)\n"
+        "print(posesdf_ros.__file__, len(names))\n"
+    )
+    out = subprocess.run([colcon_install.command("posesdf")[0], "-S", "-c", probe], capture_output=True, text=True,
+                         env=colcon_install.env, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    where, count = out.stdout.split()
+    assert where.startswith(str(colcon_install.site)) and int(count) >= len(module_folders())
     # The installed command runs from the workspace as `ros2 run posesdf_ros posesdf` would start it.
-    env = dict(os.environ, PYTHONPATH=str(site))
-    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert out.returncode == 0 and "usage: posesdf" in out.stdout
+    out = subprocess.run(colcon_install.command("posesdf", "--help"), capture_output=True, text=True,
+                         env=colcon_install.env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0 and "usage: posesdf" in out.stdout, out.stderr

@@ -13,6 +13,7 @@ connects a real camera.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -114,13 +115,42 @@ def spin(nodes: list, duration_s: float = 0.0, context=None, stop: threading.Eve
         executor.shutdown()
 
 
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (what `ros2 launch` sends), in place of rclpy's handlers.
+
+    rclpy's own handlers end the context at once, while a node's worker may
+    still be publishing its frame ("publisher's context is invalid"). Here
+    the signal only ends the spin loop: the nodes then stop their workers
+    and shut down while the context is valid. A second signal interrupts.
+    """
+    stop = threading.Event()
+
+    def handle(signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handle)
+    return stop
+
+
+def init_for_main(args=None) -> threading.Event:
+    """`rclpy.init` for an executable's main(): our signal handling, not rclpy's (see `stop_on_signals`)."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    return stop_on_signals()
+
+
 def run_single(node_cls, args=None) -> None:
-    """Entry point of one node's executable (`ros2 run posesdf_ros <node>`)."""
+    """Entry point of one node's executable (`ros2 run posesdf_ros <node>`); exits 0 on SIGINT/SIGTERM."""
     import rclpy
 
-    rclpy.init(args=args)
+    stop = init_for_main(args)
     try:
-        spin([node_cls()])
+        spin([node_cls()], stop=stop)
     finally:
         if rclpy.ok():
             rclpy.shutdown()
@@ -159,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
     args = make_parser().parse_args(remove_ros_args(argv)[1:])
     names = [n.strip() for n in args.nodes.split(",") if n.strip()]
-    rclpy.init(args=argv)
+    stop = init_for_main(argv)
     try:
         overrides = parse_overrides(args.set)
         nodes = make_nodes(names, args.params_file, overrides={n: overrides for n in names})
-        spin(nodes, args.duration)
+        spin(nodes, args.duration, stop=stop)
     except (ValueError, FileNotFoundError) as err:
         print(f"bringup: error: {err}", file=sys.stderr)
         return 2

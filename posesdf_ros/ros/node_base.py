@@ -291,6 +291,8 @@ class ManagedNode(LifecycleNode):
             try:
                 self.process(frame)
             except Exception as err:  # noqa: BLE001  (bad input must never stop the node)
+                if not self.context.ok():
+                    return      # the context ended under this frame (not through main()): nothing to report
                 self.drop("error", f"frame failed: {type(err).__name__}: {err}")
             with self.stats.lock:
                 self.stats.processed += 1

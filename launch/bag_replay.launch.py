@@ -15,7 +15,7 @@ in `params_file`.
 """
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, IncludeLaunchDescription,
-                            RegisterEventHandler, TimerAction)
+                            RegisterEventHandler, SetEnvironmentVariable, TimerAction)
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
@@ -24,6 +24,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'posesdf_ros'
+#: Fast DDS 2.x (Jazzy) reads its XML profile from here; posesdf_ros.ros.transport.PROFILE_ENV.
+PROFILE_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
 #: What `ros2 bag record` keeps: the estimator's and the prior's joints, the person frames, diagnostics.
 RECORDED_TOPICS = ['/estimator/joints', '/pose_prior/joints', '/canonicaliser/person', '/diagnostics']
 
@@ -31,6 +33,11 @@ RECORDED_TOPICS = ['/estimator/joints', '/pose_prior/joints', '/canonicaliser/pe
 def generate_launch_description():
     share = FindPackageShare(PACKAGE)
     arguments = [
+        DeclareLaunchArgument(
+            'fastdds_profile', default_value=PathJoinSubstitution([share, 'config', 'fastdds.xml']),
+            description='Fast DDS XML profile (FASTRTPS_DEFAULT_PROFILES_FILE) for the processes started here: '
+                        'a 64 MiB shared-memory segment, so that large clouds arrive between processes. The '
+                        'process that sends the clouds needs it: start a camera driver with it exported too.'),
         DeclareLaunchArgument('bag', description='The rosbag2 to replay (folder or file).'),
         DeclareLaunchArgument('rate', default_value='1.0',
                               description='Playback rate; below 1 when the estimator is slower than the camera.'),
@@ -62,6 +69,7 @@ def generate_launch_description():
             'image_topic': LaunchConfiguration('image_topic'),
             'camera_info_topic': LaunchConfiguration('camera_info_topic'),
             'params_file': LaunchConfiguration('params_file'),
+            'fastdds_profile': LaunchConfiguration('fastdds_profile'),
             'profile': LaunchConfiguration('profile'),
             'rviz': LaunchConfiguration('rviz'),
             'use_sim_time': 'true',
@@ -83,6 +91,7 @@ def generate_launch_description():
                              actions=[EmitEvent(event=Shutdown(reason='bag replay finished'))])],
     ))
     return LaunchDescription(arguments + [
+        SetEnvironmentVariable(PROFILE_ENV, LaunchConfiguration('fastdds_profile')),
         pipeline, record, shutdown_after_play,
         TimerAction(period=LaunchConfiguration('start_delay'), actions=[play]),
     ])

@@ -14,7 +14,7 @@ Node, not LifecycleNode, starts the nodes: they are lifecycle nodes that
 configure and activate themselves (`autostart`); see posesdf.launch.py.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -22,6 +22,8 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'posesdf_ros'
+#: Fast DDS 2.x (Jazzy) reads its XML profile from here; posesdf_ros.ros.transport.PROFILE_ENV.
+PROFILE_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
 # posesdf_ros.data.scene.VIEWS and posesdf_ros.data.gait.CONDITIONS (test/test_launch.py checks they agree).
 VIEWS = ['V1', 'V2', 'V3', 'V4', 'V5', 'V6']
 CONDITIONS = ['normal', 'supination', 'pronation', 'in_toeing', 'out_toeing']
@@ -30,6 +32,11 @@ CONDITIONS = ['normal', 'supination', 'pronation', 'in_toeing', 'out_toeing']
 def generate_launch_description():
     share = FindPackageShare(PACKAGE)
     arguments = [
+        DeclareLaunchArgument(
+            'fastdds_profile', default_value=PathJoinSubstitution([share, 'config', 'fastdds.xml']),
+            description='Fast DDS XML profile (FASTRTPS_DEFAULT_PROFILES_FILE) for the processes started here: '
+                        'a 64 MiB shared-memory segment, so that large clouds arrive between processes. The '
+                        'process that sends the clouds needs it: start a camera driver with it exported too.'),
         DeclareLaunchArgument(
             'view', default_value='V1', choices=VIEWS,
             description="Benchmark view: the synthetic camera's azimuth around the walker."),
@@ -107,4 +114,7 @@ def generate_launch_description():
         arguments=['-d', PathJoinSubstitution([share, 'config', 'posesdf.rviz'])],
         condition=IfCondition(LaunchConfiguration('rviz')),
     )
-    return LaunchDescription(arguments + [synthetic_camera, canonicaliser, estimator, pose_prior, rviz])
+    return LaunchDescription(arguments + [
+        SetEnvironmentVariable(PROFILE_ENV, LaunchConfiguration('fastdds_profile')),
+        synthetic_camera, canonicaliser, estimator, pose_prior, rviz,
+    ])

@@ -27,7 +27,7 @@ namespace; with `namespace:=...` only the `/**` section and the overrides
 given here apply unless the YAML's keys match the namespaced node.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -35,11 +35,18 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'posesdf_ros'
+#: Fast DDS 2.x (Jazzy) reads its XML profile from here; posesdf_ros.ros.transport.PROFILE_ENV.
+PROFILE_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
 
 
 def generate_launch_description():
     share = FindPackageShare(PACKAGE)
     arguments = [
+        DeclareLaunchArgument(
+            'fastdds_profile', default_value=PathJoinSubstitution([share, 'config', 'fastdds.xml']),
+            description='Fast DDS XML profile (FASTRTPS_DEFAULT_PROFILES_FILE) for the processes started here: '
+                        'a 64 MiB shared-memory segment, so that large clouds arrive between processes. The '
+                        'process that sends the clouds needs it: start a camera driver with it exported too.'),
         DeclareLaunchArgument(
             'points_topic', default_value='/camera/camera/depth/color/points',
             description='Depth camera point cloud (sensor_msgs/PointCloud2) fed to the canonicaliser.'),
@@ -126,4 +133,4 @@ def generate_launch_description():
         parameters=[{'use_sim_time': use_sim_time}],
         condition=IfCondition(LaunchConfiguration('rviz')),
     )
-    return LaunchDescription(arguments + [canonicaliser, estimator, pose_prior, rviz])
+    return LaunchDescription(arguments + [SetEnvironmentVariable(PROFILE_ENV, LaunchConfiguration('fastdds_profile')), canonicaliser, estimator, pose_prior, rviz])

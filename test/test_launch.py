@@ -196,7 +196,7 @@ def test_posesdf_launch_arguments(launch_files):
         "backend": "posesdf", "profile": "fast", "device": "cpu",
         "use_sim_time": "false", "rviz": "false", "namespace": "",
     }
-    assert set(args) == set(expected_defaults) | {"params_file"}
+    assert set(args) == set(expected_defaults) | {"params_file", "fastdds_profile"}
     for name, default in expected_defaults.items():
         assert args[name]["default"] == default, name
     _assert_params_file_default(args["params_file"]["default_node"])
@@ -207,13 +207,30 @@ def test_demo_launch_arguments(launch_files):
     from posesdf_ros.data.scene import VIEWS
 
     args = launch_files["demo"].arguments
-    assert set(args) == {"view", "condition", "profile", "device", "params_file", "rviz"}
+    assert set(args) == {"view", "condition", "profile", "device", "params_file", "rviz", "fastdds_profile"}
     assert args["rviz"]["default"] == "true"
     assert args["view"]["default"] == "V1" and args["condition"]["default"] == "normal"
     # The choices offered are exactly what the synthetic camera accepts.
     assert list(args["view"]["choices"]) == list(VIEWS)
     assert list(args["condition"]["choices"]) == list(CONDITIONS)
     _assert_params_file_default(args["params_file"]["default_node"])
+
+
+def test_launch_files_set_the_shipped_fastdds_profile_before_their_nodes():
+    """Every launch file exports config/fastdds.xml (its `fastdds_profile` argument) for the processes it
+    starts, as its first action after the arguments, under the name posesdf_ros.ros.transport reads."""
+    from posesdf_ros.ros.transport import PROFILE_ENV
+
+    for path in LAUNCH_DIR.glob("*.launch.py"):
+        lf = LaunchFile(path)
+        assert lf.constants.get("PROFILE_ENV") == PROFILE_ENV, path.name
+        default = lf.arguments["fastdds_profile"]["default_node"]
+        assert [ast.literal_eval(p) for p in default.args[0].elts[1:]] == ["config", "fastdds.xml"], path.name
+        ret = next(n for n in ast.walk(lf.tree) if isinstance(n, ast.Return))
+        first = ret.value.args[0].right.elts[0]     # LaunchDescription(arguments + [first, ...])
+        assert _call_name(first) == "SetEnvironmentVariable", path.name
+        assert _value(first.args[1], {}) == ("$", "fastdds_profile"), path.name
+    assert (REPO / "config" / "fastdds.xml").is_file()
 
 
 def _assert_params_file_default(node: ast.AST):
@@ -326,7 +343,7 @@ def test_rviz_config_shows_what_the_nodes_publish():
 def test_setup_installs_launch_and_rviz_files():
     setup = (REPO / "setup.py").read_text()
     assert 'f"share/{PACKAGE}/launch", glob("launch/*.launch.py")' in setup
-    assert 'glob("config/*.rviz")' in setup and 'glob("config/*.yaml")' in setup
+    assert 'glob("config/*.rviz")' in setup and 'glob("config/*.yaml")' in setup and 'glob("config/*.xml")' in setup
     assert set(LAUNCH_FILES.values()) <= set(LAUNCH_DIR.glob("*.launch.py"))
     assert RVIZ_CONFIG in set((REPO / "config").glob("*.rviz"))
 

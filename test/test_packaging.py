@@ -49,7 +49,8 @@ def test_colcon_build_installs_a_ros_package(colcon_install):
     script = colcon_install.lib / "posesdf"
     assert script.is_file() and os.access(script, os.X_OK)
     # Launch files, the RViz and parameter configs, and one executable per node (`ros2 run posesdf_ros <node>`).
-    for name in ("launch/posesdf.launch.py", "launch/demo.launch.py", "config/posesdf.rviz", "config/posesdf.yaml"):
+    for name in ("launch/posesdf.launch.py", "launch/demo.launch.py", "config/posesdf.rviz", "config/posesdf.yaml",
+                 "config/fastdds.xml"):
         assert (colcon_install.share / name).is_file(), f"share/posesdf_ros/{name} not installed"
     for name in ("bringup", "synthetic_camera", "canonicaliser", "estimator", "pose_prior"):
         node_script = colcon_install.lib / name

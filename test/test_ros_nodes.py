@@ -12,8 +12,10 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
+from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -205,8 +207,11 @@ def test_bad_input_never_stops_the_nodes(graph):
     assert graph.wait_for(lambda r: any(m.header.stamp == h2.stamp for m in r["/estimator/joints"]))
     assert not graph.received["/estimator/overlay"]
 
-    # A stamp that goes backwards is dropped; a burst faster than the model keeps the newest frame.
-    old = Header(stamp=h.stamp, frame_id=h.frame_id)
+    # A stamp that goes backwards (but is not stale) is dropped; a burst faster than the model keeps the
+    # newest frame.
+    newest = header()
+    good(frames[1], newest)
+    old = Header(stamp=(Time.from_msg(newest.stamp) - Duration(seconds=0.1)).to_msg(), frame_id=h.frame_id)
     good(frames[0], old)
     burst = [header() for _ in range(8)]
     for b in burst:

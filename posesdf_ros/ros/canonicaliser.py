@@ -94,6 +94,9 @@ class CanonicaliserNode(ManagedNode):
                 "heading_flips_corrected": str(tracker.headings.corrected) if tracker else "0",
                 "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
 
+    def standing_problem(self) -> str:
+        return self.extrinsics.problem if hasattr(self, "extrinsics") else ""
+
     def process(self, msg: PointCloud2) -> None:
         try:
             xyz = cloud_to_xyz(msg)

@@ -248,12 +248,14 @@ def start_node_processes(names: list[str], params_file: Path | None, overrides: 
 
     Separate processes, as `ros2 launch` starts them, so that no node's
     Python work waits for another's on the interpreter lock. They inherit
-    this process's environment (ROS_DOMAIN_ID, RMW settings).
+    this process's environment (ROS_DOMAIN_ID, RMW settings) and, as the
+    launch files set it, the shipped Fast DDS profile for large clouds.
     """
     import subprocess
     import sys
 
     from .bringup import remaps_for
+    from .transport import environment_with_profile
 
     logs.mkdir(parents=True, exist_ok=True)
     procs = {}
@@ -267,7 +269,8 @@ def start_node_processes(names: list[str], params_file: Path | None, overrides: 
         for src, dst in remaps_for(name, names).items():
             cmd += ["-r", f"{src}:={dst}"]
         log = open(logs / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environment_with_profile()),
+                       log)
     return procs
 
 

@@ -24,9 +24,10 @@ from shape_msgs.msg import Mesh
 from visualization_msgs.msg import MarkerArray
 
 from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
-from .frames import pose_to_matrix, yaw_of
-from .markers import joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
-from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
+from .frames import checked_pose, yaw_of
+from .markers import MAX_SKELETON_EXTENT_M, joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
+from .node_base import (MAX_COORDINATE, TORCH_THREADS, DroppedFrame, ManagedNode, Param, set_torch_threads,
+                        stamp_seconds)
 from .overlay import OverlayFrames, draw_skeleton
 
 
@@ -57,6 +58,7 @@ class EstimatorNode(ManagedNode):
         Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
         Param("weights", "", "PoseSDF weights file; empty: the shipped weights."),
         TORCH_THREADS,
+        MAX_COORDINATE,
         Param("track", True, "Warm-start each frame's latent code from the previous frame."),
         Param("track_reset_s", 0.25, "Warm-start only from a frame at most this old (s); the gait changes too much "
                                      "in longer gaps, so a slower model fits each frame cold.",
@@ -120,22 +122,38 @@ class EstimatorNode(ManagedNode):
                 self.overlays.add_frame(stamp_seconds(msg.header.stamp))
             self.submit(pair)
 
-    def process(self, pair: dict) -> None:
-        legs, person = pair["legs"], pair["person"]
-        if len(person.poses) < 2:
-            self.drop("bad_person", f"person message needs 2 poses (heading, camera), got {len(person.poses)}")
-            return
+    def _read_pair(self, legs: PointCloud2, person: PoseArray) -> tuple[np.ndarray, np.ndarray]:
+        """(leg points (N, 3), camera pose (4, 4)); DroppedFrame if either message is malformed or
+        implausible, so that nothing non-finite or absurd reaches the fit."""
+        if len(person.poses) != 2:
+            raise DroppedFrame("bad_person", f"person message needs 2 poses (heading, camera), got {len(person.poses)}")
+        try:
+            heading = checked_pose(person.poses[0], self.p.max_coordinate_m, "the person's heading pose")
+            camera = checked_pose(person.poses[1], self.p.max_coordinate_m, "the camera pose")
+        except ValueError as err:
+            raise DroppedFrame("bad_person", f"bad person message: {err}") from None
         try:
             points = cloud_to_xyz(legs)
         except ValueError as err:
-            self.drop("bad_cloud", f"cannot read the legs cloud: {err}")
-            return
+            raise DroppedFrame("bad_cloud", f"cannot read the legs cloud: {err}") from None
+        if len(points) and np.abs(points).max() > self.p.max_coordinate_m:
+            raise DroppedFrame("implausible", f"a leg point is {np.abs(points).max():.3g} m from the origin "
+                                              f"(> max_coordinate_m {self.p.max_coordinate_m})")
+        if len(points) and np.linalg.norm(points[:, :2].mean(0) - heading[:2, 3]) > MAX_SKELETON_EXTENT_M:
+            raise DroppedFrame("implausible", "the legs cloud lies far from the person's heading pose")
+        return points, camera
+
+    def process(self, pair: dict) -> None:
+        legs, person = pair["legs"], pair["person"]
+        points, camera = self._read_pair(legs, person)
         stamp = stamp_seconds(legs.header.stamp)
         if self.p.overlay:
             self.overlays.start(stamp)
-        if stamp - self.last_stamp > self.p.track_reset_s:
+        # A long gap, or time going back (the stream restarted), ends the track.
+        if not 0.0 <= stamp - self.last_stamp <= self.p.track_reset_s:
             self.estimator.reset()
-        camera = pose_to_matrix(person.poses[1])
+        if stamp < self.last_mesh:
+            self.last_mesh = -np.inf
         want_mesh = self.p.mesh_rate_hz > 0 and stamp - self.last_mesh >= 1.0 / self.p.mesh_rate_hz
         res = self.estimator.estimate(points, yaw=yaw_of(person.poses[0]), camera_origin=camera[:3, 3],
                                       track=self.p.track, mesh=want_mesh, segment=False,
@@ -143,8 +161,9 @@ class EstimatorNode(ManagedNode):
         self.last_stamp = stamp
         self.last_timings = res.timings
         if not res.valid:
-            self.drop("invalid", f"no estimate: {res.reason}")
-            return
+            raise DroppedFrame("invalid", f"no estimate: {res.reason}")
+        if not np.isfinite(res.joints).all():
+            raise DroppedFrame("non_finite_output", "the fit gave non-finite joints; not published")
         header = person.header
         self.pub_joints.publish(joints_to_pose_array(res.joints, header))
         markers = skeleton_markers(res.joints, header, self.p.marker_lifetime_s, self.p.joint_diameter_m)
@@ -176,12 +195,16 @@ class EstimatorNode(ManagedNode):
             self.warn("image", f"image is {image.width}x{image.height} but camera_info says "
                                f"{info.width}x{info.height}; no overlay")
             return
+        K = np.asarray(info.k, float).reshape(3, 3)
+        if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
+            self.warn("camera_info", f"camera_info has no usable intrinsics (K = {K.ravel().tolist()}); no overlay")
+            return
         try:
             rgb = image_to_rgb(image)
         except ValueError as err:
             self.warn("image", f"cannot read the image: {err}")
             return
-        drawn = draw_skeleton(rgb, joints, camera_to_gravity, np.asarray(info.k, float).reshape(3, 3))
+        drawn = draw_skeleton(rgb, joints, camera_to_gravity, K)
         self.pub_overlay.publish(array_to_image(drawn, "rgb8", image.header))
 
 

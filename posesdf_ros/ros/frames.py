@@ -27,35 +27,54 @@ def extrinsics_from_parameters(p) -> np.ndarray:
 
 
 class Extrinsics:
-    """Looks the camera's pose up in tf2 at each cloud's stamp, falling back to the parameters."""
+    """Looks the camera's pose up in tf2 at each cloud's stamp, falling back to the parameters.
+
+    `source` says where the last cloud's pose came from, and `problem` is
+    non-empty while the parameters stand in for a frame they do not
+    describe (tf2 has no transform for it, tf2 is not installed and the
+    frame is not `camera_frame`, or the cloud names no frame).
+    """
 
     def __init__(self, node, use_tf: bool):
         self.node = node
         self.fallback = extrinsics_from_parameters(node.p)
+        self.camera_frame = node.p.camera_frame
         self.buffer = None
         if use_tf and tf2_ros is not None:
             self.buffer = tf2_ros.Buffer()
             self.listener = tf2_ros.TransformListener(self.buffer, node)
-
-    @property
-    def source(self) -> str:
-        return "tf2" if self.buffer is not None else "parameters"
+        self.source = "tf2" if self.buffer is not None else "parameters"
+        self.problem = ""
 
     def camera_to_gravity(self, header, gravity_frame: str) -> np.ndarray:
         """(4, 4) for the cloud's frame at its stamp; the parameters when tf2 has no answer."""
-        if header.frame_id == gravity_frame:
+        frame = header.frame_id.lstrip("/")
+        self.problem = ""
+        if frame == gravity_frame.lstrip("/"):
+            self.source = "identity (cloud in the gravity frame)"
             return np.eye(4)
-        if self.buffer is None or not header.frame_id:
-            return self.fallback
+        if not frame:
+            return self._guess("the cloud has an empty frame_id")
+        if self.buffer is None:
+            if frame == self.camera_frame.lstrip("/"):
+                self.source = "parameters"
+                return self.fallback
+            return self._guess(f"no pose for frame '{frame}': tf2_ros is not installed and the camera_* "
+                               f"parameters describe '{self.camera_frame}'")
         try:
             from rclpy.time import Time
 
-            t = self.buffer.lookup_transform(gravity_frame, header.frame_id, Time.from_msg(header.stamp))
+            t = self.buffer.lookup_transform(gravity_frame, frame, Time.from_msg(header.stamp))
         except Exception as err:  # noqa: BLE001  (tf2 raises several exception types)
-            self.node.warn("tf", f"no transform {header.frame_id} -> {gravity_frame} at the cloud's stamp "
-                                 f"({err}); using the camera_* parameters")
-            return self.fallback
+            return self._guess(f"no transform {frame} -> {gravity_frame} at the cloud's stamp ({err})")
+        self.source = "tf2"
         return _rigid(t.transform.rotation, t.transform.translation)
+
+    def _guess(self, why: str) -> np.ndarray:
+        self.source = "parameters (guessed)"
+        self.problem = f"{why}; using the camera_* parameters"
+        self.node.warn("extrinsics", self.problem)
+        return self.fallback
 
 
 def matrix_to_pose(T: np.ndarray) -> Pose:
@@ -74,6 +93,25 @@ def _rigid(q, t) -> np.ndarray:
 
 def pose_to_matrix(pose: Pose) -> np.ndarray:
     return _rigid(pose.orientation, pose.position)
+
+
+#: Largest |norm - 1| of a quaternion read as a rotation: float32 rounding is ~1e-7, a zero or garbage
+#: quaternion is far off (a zero quaternion must not be read as the identity).
+QUATERNION_NORM_TOLERANCE = 1e-3
+
+
+def checked_pose(pose: Pose, max_abs_m: float, what: str) -> np.ndarray:
+    """(4, 4) of a pose whose values are finite, position within `max_abs_m` of the origin on every
+    axis and orientation a unit quaternion; ValueError naming `what` otherwise."""
+    t, q = pose.position, pose.orientation
+    position, quat = np.array([t.x, t.y, t.z]), np.array([q.w, q.x, q.y, q.z])
+    if not (np.isfinite(position).all() and np.isfinite(quat).all()):
+        raise ValueError(f"{what} is not finite (position {position.tolist()}, quaternion {quat.tolist()})")
+    if np.abs(position).max() > max_abs_m:
+        raise ValueError(f"{what} is {np.abs(position).max():.3g} m from the origin (> {max_abs_m} m)")
+    if abs(np.linalg.norm(quat) - 1.0) > QUATERNION_NORM_TOLERANCE:
+        raise ValueError(f"{what} has a quaternion of norm {np.linalg.norm(quat):.3g}, not a rotation")
+    return pose_to_matrix(pose)
 
 
 def heading_pose(centre_xy: np.ndarray, yaw: float) -> Pose:

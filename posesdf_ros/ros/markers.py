@@ -14,6 +14,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
 
 from ..skeleton import BONES, JOINT_NAMES
+from .frames import QUATERNION_NORM_TOLERANCE
 
 JOINT_COLOURS = {"left": (0.2, 0.6, 1.0), "right": (1.0, 0.4, 0.2), "pelvis": (0.9, 0.9, 0.9)}
 
@@ -70,6 +71,41 @@ def pose_array_to_joints(msg: PoseArray) -> np.ndarray:
     if len(msg.poses) != len(JOINT_NAMES):
         raise ValueError(f"expected {len(JOINT_NAMES)} joint poses, got {len(msg.poses)}")
     return np.array([[p.position.x, p.position.y, p.position.z] for p in msg.poses], dtype=np.float64)
+
+
+#: No two joints of a person's lower limbs are farther apart than this (m): a standing adult of 2.1 m
+#: spans about 1.2 m from pelvis to toe, a stride about 1.8 m.
+MAX_SKELETON_EXTENT_M = 2.5
+
+
+def implausible_joints(joints: np.ndarray, max_abs_m: float) -> str:
+    """Why (9, 3) joints cannot be a person's lower limbs, or "": an infinite value, a joint beyond
+    `max_abs_m` of the origin on an axis, or joints spread wider than `MAX_SKELETON_EXTENT_M`.
+    NaN joints are allowed (hidden joints); only the others are checked."""
+    if np.isinf(joints).any():
+        return "a joint is infinite"
+    seen = joints[np.isfinite(joints).all(axis=1)]
+    if len(seen) and np.abs(seen).max() > max_abs_m:
+        return f"a joint is {np.abs(seen).max():.3g} m from the origin (> {max_abs_m} m)"
+    extent = np.linalg.norm(seen[:, None] - seen[None], axis=-1).max() if len(seen) > 1 else 0.0
+    if extent > MAX_SKELETON_EXTENT_M:
+        return f"the joints span {extent:.3g} m (> {MAX_SKELETON_EXTENT_M} m for a person's lower limbs)"
+    return ""
+
+
+def joints_from_message(msg: PoseArray, max_abs_m: float) -> np.ndarray:
+    """A joints PoseArray (JOINT_NAMES order; NaN positions are hidden joints) -> (9, 3); ValueError if it
+    is malformed, implausible (`implausible_joints`) or a known joint's orientation is not a unit quaternion."""
+    joints = pose_array_to_joints(msg)
+    problem = implausible_joints(joints, max_abs_m)
+    if problem:
+        raise ValueError(problem)
+    for name, pose, xyz in zip(JOINT_NAMES, msg.poses, joints):
+        q = pose.orientation
+        norm = float(np.linalg.norm([q.w, q.x, q.y, q.z]))
+        if np.isfinite(xyz).all() and not abs(norm - 1.0) <= QUATERNION_NORM_TOLERANCE:
+            raise ValueError(f"joint {name} has a quaternion of norm {norm:.3g}, not a rotation")
+    return joints
 
 
 def skeleton_markers(joints: np.ndarray, header: Header, lifetime_s: float, diameter_m: float = 0.04) -> list[Marker]:

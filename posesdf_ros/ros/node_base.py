@@ -26,6 +26,15 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 WARN_PERIOD_S = 5.0
 
 
+class DroppedFrame(Exception):
+    """Raised while a frame is processed to drop it: counted on /diagnostics as `dropped_<kind>`, the reason
+    logged (throttled) and kept as the node's last problem."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+
+
 @dataclass(frozen=True)
 class Param:
     """One declared parameter: its default fixes its type."""
@@ -55,6 +64,8 @@ COMMON_PARAMETERS: tuple[Param, ...] = (
     Param("autostart", True, "Configure and activate the node on start-up (lifecycle)."),
     Param("max_age_s", 1.0, "Drop input frames older than this (s) when they arrive; 0 disables the check.",
           (0.0, 3600.0)),
+    Param("future_tolerance_s", 0.5, "Drop input frames stamped more than this ahead of the node's clock (s): a "
+                                     "clock skew or a corrupt stamp; 0 disables the check.", (0.0, 3600.0)),
     Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status (s).", (0.1, 60.0)),
 )
 
@@ -68,6 +79,11 @@ def with_common(params: tuple[Param, ...]) -> tuple[Param, ...]:
 #: For nodes that run torch models.
 TORCH_THREADS = Param("torch_threads", 1, "CPU threads of torch in this process; 0 keeps torch's default (all "
                       "cores). One is fastest when other nodes or processes share the cores.", (0, 256))
+
+
+#: For nodes that read coordinates from other nodes' messages.
+MAX_COORDINATE = Param("max_coordinate_m", 1000.0, "Drop input messages with a coordinate farther than this from "
+                       "the frame's origin on any axis (m): a corrupt or mis-scaled message.", (1.0, 1.0e7))
 
 
 def set_torch_threads(threads: int) -> None:
@@ -91,6 +107,7 @@ class FrameStats:
         self.processed = 0
         self.published = 0
         self.dropped: Counter[str] = Counter()
+        self.ordering_resets = 0
         self.latencies = deque(maxlen=100)
         self.arrivals = deque(maxlen=100)
         self.outputs = deque(maxlen=100)
@@ -117,7 +134,8 @@ class ManagedNode(LifecycleNode):
         self._slot_cv = threading.Condition()
         self._worker: threading.Thread | None = None
         self._running = False
-        self._last_stamp: float | None = None
+        self._last_stamp: float | None = None      # of the last frame accepted
+        self._behind: float | None = None          # of the last frame dropped as out of order since then
         self._inputs: list = []            # subscriptions made by `subscribe`, removed on cleanup
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
@@ -221,15 +239,41 @@ class ManagedNode(LifecycleNode):
 
     # -- frames -------------------------------------------------------------------------------
     def check_stamp(self, header) -> str:
-        """"" if the frame's stamp is usable, else why it is dropped (and the drop is counted)."""
+        """"" if the frame's stamp is usable, else why it is dropped (and the drop is counted).
+
+        The stamp policy (README, "Stamps"):
+        - ahead of the node's clock by more than `future_tolerance_s`: dropped
+          ("future"), and it never becomes the newest stamp;
+        - older than `max_age_s`: dropped ("stale");
+        - before the last accepted stamp: dropped ("out_of_order"), unless the
+          frame dropped just before was also behind and this one follows it:
+          two frames in order behind the last accepted one mean the stream
+          itself went back (a replay restarted, a clock reset, a bad stamp
+          within the tolerance was accepted), so the ordering restarts from
+          this frame ("ordering_resets" on /diagnostics). One bad stamp thus
+          costs at most one good frame.
+        Until the clock runs (sim time before the first /clock message reads
+        0) only the ordering is checked.
+        """
         stamp = stamp_seconds(header.stamp)
-        age = self.now_s() - stamp
-        if self._last_stamp is not None and stamp < self._last_stamp:
+        now = self.now_s()
+        clock_runs = now > 0.0
+        if clock_runs and 0 < self.p.future_tolerance_s < stamp - now:
+            kind, reason = "future", (f"frame stamped {stamp - now:.3f} s ahead of the node's clock > "
+                                      f"future_tolerance_s {self.p.future_tolerance_s} (clock skew or a bad stamp)")
+        elif clock_runs and 0 < self.p.max_age_s < now - stamp:
+            kind, reason = "stale", f"stale frame ({now - stamp:.2f} s old > max_age_s {self.p.max_age_s})"
+        elif self._last_stamp is not None and stamp < self._last_stamp and \
+                (self._behind is None or stamp < self._behind):
+            self._behind = stamp
             kind, reason = "out_of_order", f"stamp went backwards ({stamp:.3f} s after {self._last_stamp:.3f} s)"
-        elif 0 < self.p.max_age_s < age:
-            kind, reason = "stale", f"stale frame ({age:.2f} s old > max_age_s {self.p.max_age_s})"
         else:
-            self._last_stamp = stamp
+            if self._last_stamp is not None and stamp < self._last_stamp:
+                with self.stats.lock:
+                    self.stats.ordering_resets += 1
+                self.warn("ordering_reset", f"the input stream went back in time ({stamp:.3f} s after "
+                                            f"{self._last_stamp:.3f} s, twice in a row): ordering restarted")
+            self._last_stamp, self._behind = stamp, None
             return ""
         self.drop(kind, reason)
         return reason
@@ -290,6 +334,8 @@ class ManagedNode(LifecycleNode):
                 frame, self._slot = self._slot, None
             try:
                 self.process(frame)
+            except DroppedFrame as dropped:
+                self.drop(dropped.kind, str(dropped))
             except Exception as err:  # noqa: BLE001  (bad input must never stop the node)
                 if not self.context.ok():
                     return      # the context ended under this frame (not through main()): nothing to report
@@ -301,6 +347,11 @@ class ManagedNode(LifecycleNode):
     def diagnostic_values(self) -> dict[str, str]:
         """Extra key-values of a node's status."""
         return {}
+
+    def standing_problem(self) -> str:
+        """A problem that lasts beyond one frame (e.g. a camera pose guessed from parameters), kept on
+        /diagnostics as a warning while it lasts; "" when there is none."""
+        return ""
 
     def _publish_diagnostics(self) -> None:
         s = self.stats
@@ -316,9 +367,11 @@ class ManagedNode(LifecycleNode):
                 "frames_processed": str(s.processed),
                 "frames_published": str(s.published),
                 "frames_dropped": str(sum(s.dropped.values())),
+                "ordering_resets": str(s.ordering_resets),
             } | {f"dropped_{k}": str(v) for k, v in sorted(s.dropped.items())}
             problem = s.last_problem
         values |= self.diagnostic_values()
+        problem = problem or self.standing_problem()
         if values["state"] != "active":
             level, message = DiagnosticStatus.WARN, f"node is {values['state']}" + (f": {problem}" if problem else "")
         elif problem:

@@ -20,8 +20,9 @@ from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import JointState
 from visualization_msgs.msg import MarkerArray
 
-from .markers import joints_to_pose_array, pose_array_to_joints, skeleton_markers
-from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
+from .markers import implausible_joints, joints_from_message, joints_to_pose_array, skeleton_markers
+from .node_base import (MAX_COORDINATE, TORCH_THREADS, DroppedFrame, ManagedNode, Param, set_torch_threads,
+                        stamp_seconds)
 
 
 def gait_status(parameters: dict, frame_id: str) -> DiagnosticStatus:
@@ -44,6 +45,7 @@ class PosePriorNode(ManagedNode):
         Param("weights", "", "Folder with posendf.pt/.json; empty: the shipped weights."),
         Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
         TORCH_THREADS,
+        MAX_COORDINATE,
         Param("observation_sigma_m", 0.03, "Expected error of the incoming joints (m): the estimator's MPJPE.",
               (0.001, 1.0)),
         Param("motion_sigma_m", 0.05, "Expected deviation of a joint from constant velocity over 1/30 s (m), "
@@ -68,6 +70,7 @@ class PosePriorNode(ManagedNode):
                                                motion_sigma_m=p.motion_sigma_m, prior_weight=p.prior_weight,
                                                periodic_fill=p.periodic_fill, restart_gap_s=p.restart_gap_s)
         self.analyser = GaitAnalyser(window_s=p.gait_window_s)
+        self.last_stamp = -np.inf
         qos = self.qos_overrides()
         self.pub_joints = self.create_lifecycle_publisher(PoseArray, "~/joints", 10, qos_overriding_options=qos)
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 10, qos_overriding_options=qos)
@@ -91,15 +94,19 @@ class PosePriorNode(ManagedNode):
         from ..gait.angles import ANGLE_NAMES, joint_angles
 
         try:
-            joints = pose_array_to_joints(msg)
+            joints = joints_from_message(msg, self.p.max_coordinate_m)
         except ValueError as err:
-            self.drop("bad_joints", f"cannot read the joints: {err}")
-            return
+            raise DroppedFrame("bad_joints", f"bad joints message: {err}") from None
         stamp = stamp_seconds(msg.header.stamp)
+        if stamp < self.last_stamp:     # the stream went back in time (its ordering restarted): a cut
+            self.prior.reset()
+            self.analyser.reset()
+        self.last_stamp = stamp
         smooth = self.prior.filter(stamp, joints)
         if not np.isfinite(smooth).all():
-            self.drop("warming_up", "waiting for a frame with all nine joints to start the filter")
-            return
+            raise DroppedFrame("warming_up", "waiting for a frame with all nine joints to start the filter")
+        if problem := implausible_joints(smooth, self.p.max_coordinate_m):
+            raise DroppedFrame("implausible_output", f"the filtered joints are implausible ({problem}); not published")
         header = msg.header
         self.pub_joints.publish(joints_to_pose_array(smooth, header))
         self.pub_markers.publish(MarkerArray(markers=skeleton_markers(smooth, header, self.p.marker_lifetime_s,

@@ -35,6 +35,9 @@ CAMERA_POSE_PARAMETERS: tuple[Param, ...] = (
     Param("camera_x_m", 0.0, "Camera position along the gravity frame's x axis (m).", (-100.0, 100.0)),
     Param("camera_y_m", 0.0, "Camera position along the gravity frame's y axis (m).", (-100.0, 100.0)),
     Param("gravity_frame", "base_link", "Gravity-aligned output frame (z up, floor at z = 0; REP 103/105)."),
+    Param("camera_frame", "camera_depth_optical_frame", "Optical frame of the depth camera that the camera_* "
+          "parameters place (the synthetic camera publishes in it). Without tf2 a cloud in another frame, or with "
+          "none, is still placed with them, and /diagnostics warns."),
 )
 
 
@@ -52,7 +55,6 @@ class SyntheticCameraNode(ManagedNode):
         Param("distance_m", 2.5, "Horizontal distance from the camera to the walker (m).", (1.0, 6.0)),
         Param("loop_frames", 0, "Frames rendered on configure and played in a loop; 0: one gait cycle.",
               (0, 600)),
-        Param("frame_id", "camera_depth_optical_frame", "Frame of the cloud, image and camera info."),
         Param("publish_ground_truth", True, "Publish ~/ground_truth/joints."),
     )
 
@@ -97,7 +99,7 @@ class SyntheticCameraNode(ManagedNode):
             return
         frame = self.frames[self.index % len(self.frames)]
         self.index += 1
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.p.frame_id)
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.p.camera_frame)
         self.pub_points.publish(xyz_to_cloud(frame.cloud, header, rgb=frame.rgb))
         self.pub_image.publish(array_to_image(frame.rgb, "rgb8", header))
         self.pub_info.publish(self.camera_info(header, frame))

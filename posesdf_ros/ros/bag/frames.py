@@ -73,6 +73,7 @@ class BagFrame:
     bag_ns: int = 0                     # the message's bag time
     stamp_ns: int = 0                   # the header stamp, exactly (a float of seconds since 1970 is not)
     camera_to_gravity: np.ndarray | None = None   # (4, 4) the extrinsics used
+    frame_id: str = ""                  # the cloud's frame
 
 
 @dataclass
@@ -139,7 +140,7 @@ def iter_frames(reader: BagReader, source: FrameSource, limit: int | None = None
         stamp = stamp_ns(msg.header.stamp)
         i = bisect_left(gait_times, t_ns + 1) - 1
         frame = BagFrame(stamp * 1e-9, None, None, _nearest(gt_stamps, gt_joints, stamp, tol),
-                         gait[i][1] if i >= 0 else {}, bag_ns=t_ns, stamp_ns=stamp)
+                         gait[i][1] if i >= 0 else {}, bag_ns=t_ns, stamp_ns=stamp, frame_id=msg.header.frame_id)
         T = source.camera_to_gravity if source.camera_to_gravity is not None else \
             tf.lookup(source.gravity_frame, msg.header.frame_id)
         if T is None:

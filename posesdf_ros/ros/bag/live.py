@@ -11,6 +11,7 @@ extrinsics; that needs a camera without roll, as the parameters describe.
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -85,6 +86,7 @@ def _start_nodes(params_file: Path | None, settings: PipelineSettings, source: F
     import subprocess
 
     from ..bringup import PIPELINE_REMAPS, default_params_file
+    from ..transport import environment_with_profile
 
     logs.mkdir(parents=True, exist_ok=True)
     params = params_file or default_params_file()
@@ -93,8 +95,10 @@ def _start_nodes(params_file: Path | None, settings: PipelineSettings, source: F
     # replay should only lose the frames the nodes skip.
     reliable = {f"qos_overrides.{topic}.subscription.reliability": "reliable"
                 for topic in (source.points_topic, PIPELINE_LEGS, "/canonicaliser/person")}
-    nodes = {"canonicaliser": (common | reliable | {k: f"{v:.6f}" for k, v in camera.items()}
-                               | {"yaw_source": settings.yaw_source}, {"points": source.points_topic}),
+    # Values go through `--set` as YAML scalars: a frame name is quoted so that it stays a string.
+    pose = {k: f"{v:.6f}" if isinstance(v, float) else json.dumps(v) for k, v in camera.items()}
+    nodes = {"canonicaliser": (common | reliable | pose | {"yaw_source": settings.yaw_source},
+                               {"points": source.points_topic}),
              "estimator": (common | reliable | {"profile": settings.profile},
                            PIPELINE_REMAPS["estimator"] | {"image": image_topic, "camera_info": camera_info_topic})}
     if prior:
@@ -106,7 +110,8 @@ def _start_nodes(params_file: Path | None, settings: PipelineSettings, source: F
             cmd.append(f"--set={k}:={v}")   # one token: rcl would take a lone "k:=v" for a remap rule
         cmd += ["--ros-args"] + [a for src, dst in remaps.items() for a in ("-r", f"{src}:={dst}")]
         log = open(logs / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environment_with_profile()),
+                       log)
     return procs
 
 
@@ -132,18 +137,19 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
         notes.append("Pose-NDF prior off: the estimator's joints are scored")
     joints_topic = PRIOR_TOPIC if prior else ESTIMATE_TOPIC
     with BagReader(bag) as reader:
-        frames = [(f.stamp_ns, f.bag_ns, f.truth, f.labels, f.camera_to_gravity, f.problem)
+        frames = [(f.stamp_ns, f.bag_ns, f.truth, f.labels, f.camera_to_gravity, f.problem, f.frame_id)
                   for f in iter_frames(reader, source, limit)]
         notes += reader.notes
         topics = {t: {"type": i.msgtype, "count": i.count} for t, i in reader.topics.items()}
         played = [source.points_topic] + [t for t in (image_topic, camera_info_topic) if t in reader.topics]
     if not frames:
         raise ValueError(f"bag {bag} has no clouds on {source.points_topic}")
-    placed = next((f[4] for f in frames if f[4] is not None), None)
+    placed = next((f for f in frames if f[4] is not None), None)
     if placed is None:
         raise ValueError(f"no cloud of bag {bag} could be placed in {source.gravity_frame}: {frames[0][5]}")
-    camera = camera_parameters(placed)
-    procs = _start_nodes(params_file, settings, source, camera, image_topic, camera_info_topic, out / "logs", prior)
+    camera = camera_parameters(placed[4])
+    procs = _start_nodes(params_file, settings, source, camera | {"camera_frame": placed[6]}, image_topic,
+                         camera_info_topic, out / "logs", prior)
     context = rclpy.Context()
     rclpy.init(context=context)
     stop = threading.Event()
@@ -180,7 +186,7 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
     write_raw_bag(output_bag, recorder.messages, RECORDED)
     records = [frame_record(stamp * 1e-9, labels, recorder.joints.get(stamp), truth,
                             problem or NO_OUTPUT)
-               for stamp, _, truth, labels, _, problem in frames]
+               for stamp, _, truth, labels, _, problem, _ in frames]
     dropped, counters = node_drops(recorder.diagnostics, len(records), sum(r["valid"] for r in records))
     span = recorder.received[-1] - recorder.received[0] if len(recorder.received) > 1 else 0.0
     summary = summarise(records, dropped, (len(recorder.received) - 1) / span if span > 0 else None)

@@ -23,6 +23,7 @@ demo: setup
 	$(VENV)/bin/posesdf demo --out demo_out
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q test
 
 clean:

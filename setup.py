@@ -1,13 +1,17 @@
 """ament_python package setup: `colcon build` installs it as ROS 2 expects."""
+import xml.etree.ElementTree as ET
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "posesdf_ros"
+#: package.xml holds the one version (ROS tools read it there); the Python metadata takes it from it.
+VERSION = ET.parse(Path(__file__).resolve().parent / "package.xml").getroot().findtext("version")
 
 setup(
     name=PACKAGE,
-    version="0.2.1",
+    version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
     package_data={PACKAGE: ["weights/*.pt", "weights/*.json", "weights/*.npy"]},
     data_files=[
@@ -15,7 +19,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
-        (f"share/{PACKAGE}/weights", glob(f"{PACKAGE}/weights/*.pt") + glob(f"{PACKAGE}/weights/*.json") + glob(f"{PACKAGE}/weights/*.npy")),
+        (f"share/{PACKAGE}/weights",
+         glob(f"{PACKAGE}/weights/*.pt") + glob(f"{PACKAGE}/weights/*.json") + glob(f"{PACKAGE}/weights/*.npy")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

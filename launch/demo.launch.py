@@ -11,15 +11,16 @@ PIPELINE_REMAPS + SYNTHETIC_CAMERA_REMAPS, i.e. the same as
 `ros2 run posesdf_ros bringup` (all three nodes in one process).
 
 Node, not LifecycleNode, starts the nodes: they are lifecycle nodes that
-configure and activate themselves (`autostart`); see posesdf.launch.py.
+whose executables configure and activate them (`autostart`); see posesdf.launch.py.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = 'posesdf_ros'
 #: Fast DDS 2.x (Jazzy) reads its XML profile from here; posesdf_ros.ros.transport.PROFILE_ENV.

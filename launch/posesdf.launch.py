@@ -12,8 +12,8 @@ They are remapped to *relative* names (`canonicaliser/legs`), which resolve
 in the nodes' namespace, so `namespace:=/gait` runs both nodes and their
 topics under /gait while the camera topics (absolute) stay where they are.
 
-The nodes are lifecycle (managed) nodes that configure and activate
-themselves (parameter `autostart`, true in config/posesdf.yaml). They are
+The nodes are lifecycle (managed) nodes whose executables configure and
+activate them (parameter `autostart`, true in config/posesdf.yaml). They are
 started with launch_ros.actions.Node rather than LifecycleNode on purpose:
 Jazzy's LifecycleNode action only adds lifecycle event handling for
 transitions driven from the launch file (it has no autostart there), which
@@ -22,17 +22,17 @@ them because the node, not the action, provides the lifecycle services.
 
 Parameters come from `params_file` (every node's section plus the shared
 `/**` camera pose), then the launch arguments below override a few of them.
-Note: the per-node sections of the YAML are keyed by the node name without a
-namespace; with `namespace:=...` only the `/**` section and the overrides
-given here apply unless the YAML's keys match the namespaced node.
+The per-node sections are keyed `/**/<node>`, so they apply under any
+`namespace:=...`.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = 'posesdf_ros'
 #: Fast DDS 2.x (Jazzy) reads its XML profile from here; posesdf_ros.ros.transport.PROFILE_ENV.
@@ -76,7 +76,8 @@ def generate_launch_description():
             description='Start RViz 2 with config/posesdf.rviz.'),
         DeclareLaunchArgument(
             'namespace', default_value='',
-            description='Namespace of the canonicaliser, the estimator and the pose_prior (empty: the root namespace).'),
+            description='Namespace of the canonicaliser, the estimator and the pose_prior '
+                        '(empty: the root namespace).'),
     ]
 
     params_file = LaunchConfiguration('params_file')
@@ -133,4 +134,7 @@ def generate_launch_description():
         parameters=[{'use_sim_time': use_sim_time}],
         condition=IfCondition(LaunchConfiguration('rviz')),
     )
-    return LaunchDescription(arguments + [SetEnvironmentVariable(PROFILE_ENV, LaunchConfiguration('fastdds_profile')), canonicaliser, estimator, pose_prior, rviz])
+    return LaunchDescription(arguments + [
+        SetEnvironmentVariable(PROFILE_ENV, LaunchConfiguration('fastdds_profile')),
+        canonicaliser, estimator, pose_prior, rviz,
+    ])

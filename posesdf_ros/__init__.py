@@ -1,7 +1,12 @@
 """posesdf_ros: live 3D gait monitoring from depth point clouds (PoseSDF, RotNet, Pose-NDF) for ROS 2."""
+from importlib.metadata import PackageNotFoundError, version
+
 from .skeleton import BONES, JOINT_NAMES
 
-__version__ = "0.2.1"
+try:    # the installed metadata, which setup.py takes from package.xml (the one place the version is written)
+    __version__ = version("posesdf_ros")
+except PackageNotFoundError:  # a source tree on sys.path without any install
+    __version__ = "unknown"
 __all__ = ["BONES", "JOINT_NAMES", "GaitPoseEstimator", "PosePrior", "__version__"]
 
 

@@ -14,6 +14,16 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def graph():
+    """Real nodes on a background executor in their own rclpy context and domain (test/ros_graph.py)."""
+    from ros_graph import Graph
+
+    g = Graph()
+    yield g
+    g.close()
+
+
 @pytest.fixture(scope="session")
 def train_build(tmp_path_factory, body_model):
     """Two training shapes (seed 0), as `posesdf data build --split train --limit 2` writes them."""

@@ -142,7 +142,8 @@ def _foreign_bag(path: Path, storage: str = "sqlite3") -> list[np.ndarray]:
         text = w.add_connection("/status", "std_msgs/msg/String", typestore=store)
         blob = w.add_connection("/vendor/blob", "vendor_msgs/msg/Blob", msgdef="", rihs01="RIHS01_" + "0" * 64)
         t0 = 2_000_000_000 * 10**9
-        w.write(tf, t0, store.serialize_cdr(tf_message("base_link", "mount", base_to_mount, t0), "tf2_msgs/msg/TFMessage"))
+        w.write(tf, t0, store.serialize_cdr(tf_message("base_link", "mount", base_to_mount, t0),
+                                            "tf2_msgs/msg/TFMessage"))
         w.write(tf, t0, store.serialize_cdr(tf_message("mount", "lidar", mount_to_lidar, t0), "tf2_msgs/msg/TFMessage"))
         for i in range(4):
             frame = walker.frame(i / 15.0)

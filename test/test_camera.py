@@ -4,7 +4,7 @@ import pytest
 from posesdf_ros.data.body import sample_phenotype
 from posesdf_ros.data.camera import LABEL_FLOOR, LABEL_LOWER_LIMB, apply_depth_noise
 from posesdf_ros.data.gait import GaitModel, GaitParams
-from posesdf_ros.data.scene import Box, CameraSetup, VIEWS, WalkingSubject, render_scene
+from posesdf_ros.data.scene import VIEWS, Box, CameraSetup, WalkingSubject, render_scene
 from posesdf_ros.skeleton import JOINT_INDEX
 
 

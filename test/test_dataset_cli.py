@@ -1,11 +1,9 @@
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from posesdf_ros.data.dataset import PROTOCOLS, build_dataset, sample_keys
 

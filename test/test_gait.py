@@ -9,7 +9,9 @@ PHASE = np.linspace(0, 1, 50, endpoint=False)
 
 
 def test_normal_curves_hit_the_spec_landmarks():
-    deg = lambda name, p: float(np.rad2deg(normal_curve(name, np.array([p])))[0])
+    def deg(name, p):
+        return float(np.rad2deg(normal_curve(name, np.array([p])))[0])
+
     assert 25 <= deg("hip_flexion", 0.0) <= 35
     assert -13 <= deg("hip_flexion", 0.5) <= -7
     assert 15 <= deg("knee_flexion", 0.15) <= 20

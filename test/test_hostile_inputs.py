@@ -1,7 +1,7 @@
 """Hostile inputs over real DDS: bad stamps, non-finite or absurd messages, unknown camera frames.
 
-The nodes run in this process on their own domain (the `graph` fixture of
-test_ros_nodes.py); the test publishes what a broken driver, a clock skew or
+The nodes run in this process on their own domain (the `graph` fixture,
+test/ros_graph.py); the test publishes what a broken driver, a clock skew or
 a corrupt upstream node would, and reads every output topic.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray
+from ros_graph import status_values, statuses
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -21,7 +22,6 @@ from visualization_msgs.msg import MarkerArray
 from posesdf_ros.ros.bringup import make_nodes
 from posesdf_ros.ros.conversions import cloud_to_xyz, xyz_to_cloud
 from posesdf_ros.ros.markers import joints_to_pose_array, pose_array_to_joints
-from test_ros_nodes import _statuses, _values, graph  # noqa: F401  (graph is a fixture)
 
 DAY_S = 86400
 
@@ -79,8 +79,8 @@ def test_a_frame_stamped_a_day_ahead_costs_only_itself(graph, walk):
     assert _key(future) not in answered and _key(skewed) not in answered
 
     def counted(r):
-        canon = _statuses(r, "canonicaliser")
-        return canon and int(_values(canon[-1]).get("dropped_future", 0)) == 2
+        canon = statuses(r, "canonicaliser")
+        return canon and int(status_values(canon[-1]).get("dropped_future", 0)) == 2
     assert graph.wait_for(counted, 10), "the future frames were not counted on /diagnostics"
 
 
@@ -226,10 +226,10 @@ def test_non_finite_and_absurd_messages_never_reach_an_output(graph, walk):
                 assert np.isfinite(pose_array_to_joints(m)).all()
 
     def counted(r):
-        est, prior = _statuses(r, "estimator"), _statuses(r, "pose_prior")
-        return est and prior and int(_values(est[-1]).get("dropped_bad_person", 0)) == 6 \
-            and int(_values(est[-1]).get("dropped_implausible", 0)) == 2 \
-            and int(_values(prior[-1]).get("dropped_bad_joints", 0)) == 6
+        est, prior = statuses(r, "estimator"), statuses(r, "pose_prior")
+        return est and prior and int(status_values(est[-1]).get("dropped_bad_person", 0)) == 6 \
+            and int(status_values(est[-1]).get("dropped_implausible", 0)) == 2 \
+            and int(status_values(prior[-1]).get("dropped_bad_joints", 0)) == 6
     assert graph.wait_for(counted, 10), "the hostile messages were not all counted on /diagnostics"
 
 
@@ -243,8 +243,8 @@ def test_camera_pose_guessed_for_an_unknown_frame_is_diagnosed(graph, walk):
     time.sleep(1.0)
 
     def latest(r):
-        statuses = _statuses(r, "canonicaliser")
-        return statuses[-1] if statuses else None
+        found = statuses(r, "canonicaliser")
+        return found[-1] if found else None
 
     for frame_id in ("", "some_other_camera"):
         h = Header(stamp=graph.now(), frame_id=frame_id)
@@ -253,7 +253,7 @@ def test_camera_pose_guessed_for_an_unknown_frame_is_diagnosed(graph, walk):
         time.sleep(1.5)     # a diagnostics period after the frame was published
         status = latest(graph.received)
         assert status.level == DiagnosticStatus.WARN and "camera_* parameters" in status.message, status.message
-        assert _values(status)["extrinsics"] == "parameters (guessed)"
+        assert status_values(status)["extrinsics"] == "parameters (guessed)"
         assert (frame_id or "empty frame_id") in status.message
     h = Header(stamp=graph.now(), frame_id="camera_depth_optical_frame")
     points.publish(xyz_to_cloud(walk[1].cloud, h, rgb=walk[1].rgb))

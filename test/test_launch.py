@@ -386,7 +386,8 @@ else:
     from launch.launch_description_sources import PythonLaunchDescriptionSource
 
     needs_install = pytest.mark.skipif(not _package_installed(),
-                                       reason=f"{PACKAGE} is not installed (colcon build and source install/setup.bash)")
+                                       reason=f"{PACKAGE} is not installed "
+                                              "(colcon build and source install/setup.bash)")
 
     def _include(key: str, **arguments: str):
         return IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILES[key])),

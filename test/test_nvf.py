@@ -158,11 +158,12 @@ def test_backend_switch_same_latent_fit_joints_by_voting(test_build):
 
 def test_estimator_node_parameter_switches_to_nvf_over_dds():
     """`backend:=nvf` on the real estimator node, fed by the synthetic camera and canonicaliser over DDS."""
-    from geometry_msgs.msg import PoseArray
     from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseArray
+    from test_ros_nodes import Graph, _statuses, _values
+
     from posesdf_ros.ros.bringup import make_nodes
     from posesdf_ros.ros.markers import pose_array_to_joints
-    from test_ros_nodes import Graph, _statuses, _values
 
     graph = Graph()
     try:

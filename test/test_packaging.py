@@ -3,6 +3,7 @@
 The colcon build itself is the session fixture `colcon_install` (conftest.py);
 `test_installed.py` runs its nodes, `test_launch.py` checks its launch files.
 """
+import ast
 import os
 import subprocess
 import xml.etree.ElementTree as ET
@@ -16,9 +17,52 @@ def test_package_xml_is_format_3_ament_python():
     root = ET.parse(REPO / "package.xml").getroot()
     assert root.get("format") == "3" and root.findtext("name") == "posesdf_ros"
     assert root.find("export/build_type").text == "ament_python"
-    deps = {e.text for e in root.findall("exec_depend")}
-    assert {"rclpy", "sensor_msgs", "geometry_msgs", "visualization_msgs", "shape_msgs",
-            "diagnostic_msgs", "std_srvs", "std_msgs"} <= deps
+
+
+#: Python module -> its rosdep key, where they differ.
+ROSDEP_KEYS = {"tf2_ros": "tf2_ros_py", "yaml": "python3-yaml"}
+#: Modules from ROS packages (rosdep keys are the package names).
+ROS_MODULES = {"rclpy", "launch", "launch_ros", "launch_pytest", "ament_index_python", "tf2_ros"}
+
+
+def _imported_modules(paths) -> set[str]:
+    names = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _is_ros(module: str) -> bool:
+    return module in ROS_MODULES or module.endswith(("_msgs", "_interfaces"))
+
+
+def test_package_xml_declares_every_ros_package_it_uses_and_no_other():
+    """What the package and its launch files import is an exec_depend (launch_pytest, for the tests, a
+    test_depend); no ROS package is declared that nothing imports, and no RMW is forced on the user."""
+    root = ET.parse(REPO / "package.xml").getroot()
+    exec_deps = {e.text for e in root.findall("exec_depend")}
+    used = _imported_modules([*(REPO / PACKAGE).rglob("*.py"), *(REPO / "launch").glob("*.py")])
+    needed = {ROSDEP_KEYS.get(m, m) for m in used if _is_ros(m) or m == "yaml"}
+    assert needed <= exec_deps, needed - exec_deps
+    tests = _imported_modules((REPO / "test").glob("*.py"))
+    assert {m for m in tests if _is_ros(m)} - used <= {e.text for e in root.findall("test_depend")}
+    ros_declared = {d for d in exec_deps if not d.startswith("python3-")} - {"rviz2"}   # rviz2: launched, not imported
+    assert ros_declared <= {ROSDEP_KEYS.get(m, m) for m in used if _is_ros(m)}, "declared but never imported"
+    assert not any(d.startswith("rmw_") for d in exec_deps)
+
+
+def test_one_version():
+    """package.xml holds the version; setup.py and posesdf_ros.__version__ take it from there."""
+    import posesdf_ros
+
+    version = ET.parse(REPO / "package.xml").getroot().findtext("version")
+    assert posesdf_ros.__version__ == version
+    assert version not in (REPO / "setup.py").read_text()
+    assert version not in (REPO / PACKAGE / "__init__.py").read_text()
 
 
 def module_folders() -> set[str]:

@@ -50,9 +50,10 @@ def test_signed_knee_flexion_is_negative_only_for_hyperextension(sequences):
 
 
 def test_distance_is_near_zero_on_gait_poses_and_grows_with_noise(prior, sequences, rng):
+    import roma
+
     from posesdf_ros.inference.prior import rotations_of
     from posesdf_ros.training.posendf_trainer import random_rotations
-    import roma
 
     _, seqs = sequences
     poses = torch.as_tensor(rotations_of(np.concatenate(seqs)))
@@ -66,9 +67,10 @@ def test_distance_is_near_zero_on_gait_poses_and_grows_with_noise(prior, sequenc
 
 
 def test_projection_lowers_the_distance(prior, sequences, rng):
+    import roma
+
     from posesdf_ros.inference.prior import rotations_of
     from posesdf_ros.training.posendf_trainer import random_rotations
-    import roma
 
     _, seqs = sequences
     poses = torch.as_tensor(rotations_of(seqs[1][::6]))

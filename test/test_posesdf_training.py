@@ -56,7 +56,8 @@ def test_init_from_starts_a_fresh_schedule_from_a_trained_network(train_build, t
     other = preset("tiny")
     other.model.exchange_layers = 0
     with pytest.raises(ValueError, match="another model config"):
-        train_posesdf(train_build, tmp_path / "other", other, progress=False, init_from=tmp_path / "base" / "checkpoint.pt")
+        train_posesdf(train_build, tmp_path / "other", other, progress=False,
+                      init_from=tmp_path / "base" / "checkpoint.pt")
 
 
 def test_shape_set_draws_the_requested_samples(train_build):
@@ -91,9 +92,8 @@ def test_cli_trains_stops_on_time_and_resumes(train_build, tmp_path):
 
 def test_pn2_baseline_trains_on_partial_views_and_estimates(train_build, tmp_path):
     from posesdf_ros.inference.baselines import JointRegressorEstimator
-    from posesdf_ros.training.pn2_trainer import LegViewSet, hidden_point_removal
+    from posesdf_ros.training.pn2_trainer import LegViewSet, hidden_point_removal, train_pn2
     from posesdf_ros.training.pn2_trainer import preset as pn2_preset
-    from posesdf_ros.training.pn2_trainer import train_pn2
 
     # Hidden point removal keeps the near side of a sphere seen from afar.
     d = np.random.default_rng(0).normal(size=(2000, 3))

@@ -1,107 +1,26 @@
 """Integration tests: the real nodes talking over Fast DDS, fed generated frames.
 
 Each test uses its own rclpy context on a domain id derived from the
-process id, so parallel runs on one machine do not hear each other.
+process id (the `graph` fixture, test/ros_graph.py), so parallel runs on
+one machine do not hear each other.
 """
 import os
-import threading
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from rclpy.duration import Duration
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
+from ros_graph import DOMAIN, status_values, statuses
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from posesdf_ros.ros.bringup import make_nodes
 from posesdf_ros.ros.conversions import array_to_image, xyz_to_cloud
-from posesdf_ros.ros.markers import pose_array_to_joints
-
-DOMAIN = 1 + os.getpid() % 200
-
-
-class Graph:
-    """Nodes spinning on a background executor, plus a listener that keeps what arrives."""
-
-    def __init__(self):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=DOMAIN)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self.listener = rclpy.create_node("test_listener", context=self.context)
-        self.executor.add_node(self.listener)
-        self.received: dict[str, list] = {}
-        self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-        self.nodes = []
-
-    def _spin(self):
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def add(self, nodes):
-        for node in nodes:
-            self.executor.add_node(node)
-        self.nodes += nodes
-        return nodes
-
-    def listen(self, msg_type, topic):
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.received[topic] = []
-
-        def keep(msg):
-            with self.lock:
-                self.received[topic].append(msg)
-
-        self.listener.create_subscription(msg_type, topic, keep, qos)
-
-    def publisher(self, msg_type, topic):
-        return self.listener.create_publisher(msg_type, topic, QoSProfile(depth=50))
-
-    def wait_for(self, condition, timeout=120.0) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self.lock:
-                if condition(self.received):
-                    return True
-            time.sleep(0.1)
-        return False
-
-    def now(self):
-        return self.listener.get_clock().now().to_msg()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join()
-        for node in self.nodes:
-            node.release()
-            node.destroy_node()
-        self.listener.destroy_node()
-        self.executor.shutdown()
-        rclpy.shutdown(context=self.context)
-
-
-@pytest.fixture
-def graph():
-    g = Graph()
-    yield g
-    g.close()
-
-
-def _statuses(received, name):
-    return [s for msg in received.get("/diagnostics", []) for s in msg.status if s.name.startswith(name)]
-
-
-def _values(status):
-    return {kv.key: kv.value for kv in status.values}
+from posesdf_ros.ros.markers import joints_to_pose_array, pose_array_to_joints
 
 
 def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
@@ -114,7 +33,7 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
         "estimator": {"mesh_rate_hz": 1.0}}))
     assert graph.wait_for(lambda r: len(r["/estimator/joints"]) >= 4
                           and any(m.type == Marker.TRIANGLE_LIST for a in r["/estimator/markers"] for m in a.markers)
-                          and len(_statuses(r, "estimator")) > 0), "no joints, mesh or diagnostics from the pipeline"
+                          and len(statuses(r, "estimator")) > 0), "no joints, mesh or diagnostics from the pipeline"
     r = graph.received
     truth = {(m.header.stamp.sec, m.header.stamp.nanosec): pose_array_to_joints(m)
              for m in r["/synthetic_camera/ground_truth/joints"]}
@@ -145,7 +64,7 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
     assert (overlay.encoding, overlay.width, overlay.height) == ("rgb8", 640, 360)
     assert r["/canonicaliser/canonical_points"][0].header.frame_id == "posesdf_canonical"
     for name in ("synthetic_camera", "canonicaliser", "estimator"):
-        assert _values(_statuses(r, name)[-1])["state"] == "active"
+        assert status_values(statuses(r, name)[-1])["state"] == "active"
 
 
 def _cloud(header, fields, point_step, data, width, height=1):
@@ -222,36 +141,119 @@ def test_bad_input_never_stops_the_nodes(graph):
     assert len(answered & {(b.stamp.sec, b.stamp.nanosec) for b in burst}) < len(burst)
 
     def dropped(r):
-        canon = _statuses(r, "canonicaliser")
-        est = _statuses(r, "estimator")
+        canon = statuses(r, "canonicaliser")
+        est = statuses(r, "estimator")
         return canon and est and {"dropped_bad_cloud", "dropped_no_person", "dropped_out_of_order"} <= set(
-            _values(canon[-1])) and "dropped_superseded" in {**_values(canon[-1]), **_values(est[-1])}
+            status_values(canon[-1])) and "dropped_superseded" in {**status_values(canon[-1]), **status_values(est[-1])}
 
     assert graph.wait_for(dropped, 10), "drops were not reported on /diagnostics"
-    canon = _values(_statuses(graph.received, "canonicaliser")[-1])
+    canon = status_values(statuses(graph.received, "canonicaliser")[-1])
     # 2 unreadable clouds (no x/y/z, wrong point_step), 5 without a person (empty, NaN, 1 point, wall, noise).
     assert int(canon["dropped_bad_cloud"]) + int(canon["dropped_no_person"]) >= 7
     assert int(canon["dropped_bad_cloud"]) >= 2 and int(canon["dropped_no_person"]) >= 4
-    assert all(_values(s)["state"] == "active" for s in _statuses(graph.received, "estimator")[-1:])
+    assert all(status_values(s)["state"] == "active" for s in statuses(graph.received, "estimator")[-1:])
 
 
 def test_lifecycle_without_autostart(graph):
-    """With autostart off the node waits unconfigured; configure/activate/deactivate work and inactive frames are counted."""
+    """With autostart off the node waits unconfigured; configure/activate/deactivate work, and the node
+    subscribes to its input only while it is active."""
     (node,) = graph.add(make_nodes(["canonicaliser"], context=graph.context,
                                    overrides={"canonicaliser": {"autostart": False}}))
-    assert node.lifecycle_state == "unconfigured"
+    pub = graph.publisher(PointCloud2, "/points")
+    assert node.lifecycle_state == "unconfigured" and node.count_publishers("/canonicaliser/legs") == 0
     node.trigger_configure()
+    assert node.lifecycle_state == "inactive" and pub.get_subscription_count() == 0
     node.trigger_activate()
     assert node.lifecycle_state == "active" and node.is_active
+
+    def subscribers(n):
+        end = time.monotonic() + 10
+        while pub.get_subscription_count() != n and time.monotonic() < end:
+            time.sleep(0.05)
+        return pub.get_subscription_count()
+
+    assert subscribers(1) == 1
     node.trigger_deactivate()
     assert node.lifecycle_state == "inactive" and not node.is_active
-    pub = graph.publisher(PointCloud2, "/points")
-    time.sleep(1.0)
+    assert subscribers(0) == 0, "an inactive node must not take input"
     pub.publish(xyz_to_cloud(np.zeros((100, 3), np.float32), Header(stamp=graph.now(), frame_id="cam")))
-    end = time.monotonic() + 10
-    while node.stats.dropped["inactive"] == 0 and time.monotonic() < end:
-        time.sleep(0.1)
-    assert node.stats.dropped["inactive"] == 1
+    time.sleep(0.5)
+    assert node.stats.received == 0
+    node.trigger_activate()
+    assert subscribers(1) == 1
+
+
+def test_live_parameters_apply_and_the_others_are_read_only(graph):
+    """`ros2 param set` (the SetParameters service, over DDS): a live parameter changes what the node
+    publishes from the next frame; a read-only one is refused and the node keeps its value."""
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    graph.listen(MarkerArray, "/pose_prior/markers")
+    (prior,) = graph.add(make_nodes(["pose_prior"], context=graph.context))
+    joints_in = graph.publisher(PoseArray, "/estimator/joints")
+    client = AsyncParameterClient(graph.listener, "/pose_prior")
+    assert client.wait_for_services(10.0)
+    from posesdf_ros.data.stream import SyntheticWalker, WalkerConfig
+
+    truth = SyntheticWalker(WalkerConfig()).frame(0.0).joints
+    time.sleep(1.0)
+
+    def lifetime_after_a_frame() -> float:
+        header = Header(stamp=graph.now(), frame_id="base_link")
+        joints_in.publish(joints_to_pose_array(truth, header))
+        assert graph.wait_for(lambda r: any(m.header.stamp == header.stamp for a in r["/pose_prior/markers"]
+                                            for m in a.markers), 20)
+        marker = next(m for a in graph.received["/pose_prior/markers"] for m in a.markers
+                      if m.header.stamp == header.stamp)
+        return marker.lifetime.sec + marker.lifetime.nanosec * 1e-9
+
+    assert lifetime_after_a_frame() == pytest.approx(0.5)
+
+    def set_parameter(name, value):
+        future = client.set_parameters([Parameter(name, value=value)])
+        end = time.monotonic() + 10
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.05)
+        return future.result().results[0]
+
+    assert set_parameter("marker_lifetime_s", 2.0).successful
+    assert prior.p.marker_lifetime_s == 2.0 and lifetime_after_a_frame() == pytest.approx(2.0)
+    refused = set_parameter("observation_sigma_m", 0.1)
+    assert not refused.successful and "read-only" in refused.reason
+    assert prior.p.observation_sigma_m == 0.03
+    out_of_range = set_parameter("marker_lifetime_s", -1.0)
+    assert not out_of_range.successful and prior.p.marker_lifetime_s == 2.0
+
+
+def test_offline_pipeline_reads_the_nodes_sections_of_the_yaml(tmp_path):
+    """The bag evaluation's settings come from the same `/**/<node>` sections as the nodes' parameters."""
+    from posesdf_ros.ros.bag.pipeline import PipelineSettings
+    from posesdf_ros.ros.reference import render_yaml
+
+    params = tmp_path / "posesdf.yaml"
+    params.write_text(render_yaml().replace('profile: "fast"', 'profile: "accurate"')
+                      .replace("track_timeout_s: 1.0", "track_timeout_s: 2.5")
+                      .replace("observation_sigma_m: 0.03", "observation_sigma_m: 0.02"))
+    settings = PipelineSettings.from_yaml(params)
+    assert settings.profile == "accurate" and settings.track_timeout_s == 2.5
+    assert dict(settings.prior)["observation_sigma_m"] == 0.02
+
+
+def test_a_namespaced_node_keeps_its_yaml_parameters(graph, tmp_path):
+    """The YAML's node sections are keyed `/**/<node>`, so a node started in a namespace (as
+    `ros2 launch posesdf_ros posesdf.launch.py namespace:=/gait` does) still gets its own section."""
+    from posesdf_ros.ros.bringup import make_node
+    from posesdf_ros.ros.reference import render_yaml
+
+    params = tmp_path / "posesdf.yaml"
+    params.write_text(render_yaml().replace("marker_lifetime_s: 0.5", "marker_lifetime_s: 0.75")
+                      .replace("camera_height_m: 0.9", "camera_height_m: 1.25"))
+    est = make_node("estimator", params, {"__ns": "/gait"}, graph.context, {"autostart": False})
+    canon = make_node("canonicaliser", params, {"__ns": "/gait"}, graph.context, {"autostart": False})
+    graph.add([est, canon])
+    assert est.get_fully_qualified_name() == "/gait/estimator"
+    assert est.p.marker_lifetime_s == 0.75 and canon.p.camera_height_m == 1.25
 
 
 def test_parameter_file_and_reference_match_the_declared_parameters():
@@ -276,7 +278,7 @@ def test_demo_command_writes_bag_gif_overlays_and_summary(tmp_path):
     from rosbags.highlevel import AnyReader
 
     out = tmp_path / "demo"
-    env = os.environ | {"ROS_DOMAIN_ID": str(DOMAIN + 1)}
+    env = os.environ | {"ROS_DOMAIN_ID": str(DOMAIN + 1)}   # the demo's processes: a domain of their own
     # --view V2 sets two camera parameters: both must reach the node process.
     proc = subprocess.run([sys.executable, "-m", "posesdf_ros.cli", "demo", "--duration", "30", "--frames", "4",
                            "--view", "V2", "--bag-input-every", "2", "--out", str(out)], env=env,
@@ -362,7 +364,8 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     assert np.mean(ours_err) < np.mean(raw_err)
     angles = graph.received["/pose_prior/gait_angles"][-1]
     assert tuple(angles.name) == ANGLE_NAMES and np.isfinite(angles.position).all()
-    knees = [np.rad2deg(m.position[ANGLE_NAMES.index("left_knee_flexion")]) for m in graph.received["/pose_prior/gait_angles"]]
+    knee = ANGLE_NAMES.index("left_knee_flexion")
+    knees = [np.rad2deg(m.position[knee]) for m in graph.received["/pose_prior/gait_angles"]]
     assert max(knees) > 40 and min(knees) < 20          # the knee's swing and stance
     def gaits(r):
         return [{kv.key: kv.value for kv in m.status[0].values} for m in r["/pose_prior/gait"]]
@@ -372,4 +375,5 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     gait = gaits(graph.received)[-1]
     assert {"cadence_spm", "stride_length_m", "left_peak_knee_flexion_deg"} <= set(gait)
     assert gait["valid"] == "True" and 60 < float(gait["cadence_spm"]) < 170, gait
-    assert graph.wait_for(lambda r: any("dropped_bad_joints" in _values(s) for s in _statuses(r, "pose_prior")), 10)
+    assert graph.wait_for(lambda r: any("dropped_bad_joints" in status_values(s)
+                                        for s in statuses(r, "pose_prior")), 10)

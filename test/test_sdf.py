@@ -5,8 +5,14 @@ import trimesh
 from posesdf_ros.data.body import sample_phenotype
 from posesdf_ros.data.dataset import SampleKey, make_train_sample
 from posesdf_ros.data.gait import GaitModel, GaitParams
-from posesdf_ros.data.sdf import (JOINT_SAMPLES, SHAPE_SAMPLES, SPHERE_RADIUS, BodySDF, sphere_sdf,
-                                  unit_sphere_normalisation)
+from posesdf_ros.data.sdf import (
+    JOINT_SAMPLES,
+    SHAPE_SAMPLES,
+    SPHERE_RADIUS,
+    BodySDF,
+    sphere_sdf,
+    unit_sphere_normalisation,
+)
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict
 import resource
 import time
 import zlib
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 

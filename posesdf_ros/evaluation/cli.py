@@ -178,11 +178,10 @@ def _records_checkpoint(args: argparse.Namespace):
 
 def _eval(args: argparse.Namespace) -> int:
     from ..data.dataset import load_manifest
-    from .benchmark import evaluate, load_estimator
-    from .report import write_run_report
-
     from ..inference.legseg import load_for_cli
     from ..inference.nvf import VoteDecoding
+    from .benchmark import evaluate, load_estimator
+    from .report import write_run_report
 
     # Scenes are segmented with the --classifier choice; leg clouds keep the estimator's default.
     classifier = load_for_cli(args.classifier, args.legseg_weights, args.device) if args.input == "scene" else True
@@ -262,10 +261,9 @@ def _bench_gait(args: argparse.Namespace) -> int:
 
 def _eval_segmentation(args: argparse.Namespace) -> int:
     from ..data.dataset import load_manifest
+    from ..inference.legseg import load_for_cli
     from ..perception.segment import measure_segmentation
     from .benchmark import _git_commit, device_description
-
-    from ..inference.legseg import load_for_cli
 
     classifier = load_for_cli(args.classifier, args.legseg_weights)
     summary = {k: v for k, v in measure_segmentation(args.data, args.limit, leg_classifier=classifier).items()

@@ -63,7 +63,8 @@ def walking_joint_sequences(spec: SequenceSpec) -> list[np.ndarray]:
     for i in range(spec.subjects):
         condition = CONDITIONS[i % len(CONDITIONS)]
         camera = sample_camera(rng, VIEWS["V2"])
-        walker = WalkingSubject(body_model, sample_phenotype(spec.split, i), GaitModel(sample_gait_params(rng, condition)),
+        walker = WalkingSubject(body_model, sample_phenotype(spec.split, i),
+                                GaitModel(sample_gait_params(rng, condition)),
                                 camera, mode=("treadmill", "overground")[i % 2], duration_s=spec.duration_s,
                                 phase0=float(rng.random()))
         bodies, transforms = walker.poses(times)
@@ -184,7 +185,8 @@ def _mean_rows(results: list[dict]) -> dict:
 
 
 def evaluate_methods(sequences: list[np.ndarray], spec: SequenceSpec, noise_mm: float, occlusion: bool,
-                     settings: dict, prior=None, methods: tuple[str, ...] = METHODS, progress: bool = False) -> list[dict]:
+                     settings: dict, prior=None, methods: tuple[str, ...] = METHODS,
+                     progress: bool = False) -> list[dict]:
     """Rows `{method, noise_mm, occlusion, mpjpe_mm, jitter_mm_s2, implausible_pct, latency_frames, ...}`."""
     from tqdm import tqdm
 

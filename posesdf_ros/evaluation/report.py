@@ -150,8 +150,9 @@ def _segmentation_lines(runs: list[dict]) -> list[str]:
              "recall (median) | time median (ms) | time p95 (ms) |", "|---|---|---|---|---|---|---|---|---|"]
     for seg in runs:
         t = seg.get("timing_ms", {}).get("total", {})
-        lines.append(f"| {_segmentation_method(seg)} | {seg['count']} | {seg['valid']} | {seg['precision_pooled']:.3f} | "
-                     f"{seg['recall_pooled']:.3f} | {seg['precision_median']:.3f} | {seg['recall_median']:.3f} | "
+        lines.append(f"| {_segmentation_method(seg)} | {seg['count']} | {seg['valid']} | "
+                     f"{seg['precision_pooled']:.3f} | {seg['recall_pooled']:.3f} | {seg['precision_median']:.3f} | "
+                     f"{seg['recall_median']:.3f} | "
                      f"{_fmt(t.get('median'))} | {_fmt(t.get('p95'))} |")
     lines.append("")
     for seg in runs:
@@ -180,7 +181,8 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
                      + " | | | |")
     for s in runs:
         b = by_protocol(s)
-        lines.append(f"| {run_label(s)} | ours | " + " | ".join(_fmt(b.get(p, {}).get("mpjpe_mm")) for p in PROTOCOL_COLUMNS)
+        lines.append(f"| {run_label(s)} | ours | "
+                     + " | ".join(_fmt(b.get(p, {}).get("mpjpe_mm")) for p in PROTOCOL_COLUMNS)
                      + f" | {s['count']} | {s['yaw_source']} | {s['input']} |")
     ratio = _rotnet_ratio_lines(runs)
     if ratio:
@@ -192,7 +194,8 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
     for s in runs:
         b = by_protocol(s)
         if any(b.get(p, {}).get("cd_1e3") is not None for p in PROTOCOL_COLUMNS):
-            lines.append(f"| {run_label(s)} | ours | " + " | ".join(_fmt(b.get(p, {}).get("cd_1e3")) for p in PROTOCOL_COLUMNS) + " |")
+            lines.append(f"| {run_label(s)} | ours | "
+                         + " | ".join(_fmt(b.get(p, {}).get("cd_1e3")) for p in PROTOCOL_COLUMNS) + " |")
     lines += ["", "## How these were made", ""]
     for f, s in zip(run_files, runs):
         w = s.get("weights", {})
@@ -204,22 +207,25 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
     if bench_file is not None and Path(bench_file).exists():
         bench = json.loads(Path(bench_file).read_text())
         lines += ["", "## Speed (`posesdf bench speed`)", "",
-                  "| profile | device | points | iterations | FPS | MPJPE (mm) | latent opt. (ms) | joints (ms) | total p95 (ms) | peak RSS (MB) |",
+                  "| profile | device | points | iterations | FPS | MPJPE (mm) | latent opt. (ms) | joints (ms) | "
+                  "total p95 (ms) | peak RSS (MB) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for name, e in bench["profiles"].items():
             st = e["stages_ms"]
-            lines.append(f"| {name} | {e['device']} | {e['points']:.0f} | {e['iterations_mean']:.1f} | {e['fps']:.1f} | {e['mpjpe_mm']:.1f} | "
+            lines.append(f"| {name} | {e['device']} | {e['points']:.0f} | {e['iterations_mean']:.1f} | "
+                         f"{e['fps']:.1f} | {e['mpjpe_mm']:.1f} | "
                          f"{st['latent_optimisation']['mean']:.0f} | {st['joint_extraction']['mean']:.0f} | "
                          f"{st['total']['p95']:.0f} | {e['peak_rss_mb']:.0f} |")
         lines.append("")
         lines.append(f"Made by `{bench.get('command')}` on {bench.get('frames')} frames of {bench.get('data')}, "
-                     f"tracking (warm start) {'on' if bench.get('track') else 'off'}, commit {bench.get('git_commit')}.")
+                     f"tracking (warm start) {'on' if bench.get('track') else 'off'}, "
+                     f"commit {bench.get('git_commit')}.")
         if "canonicalise" in bench:
             c = bench["canonicalise"]
             st = c["stages_ms"]
             lines += ["", "Segmentation + RotNet on the same frames' whole scene clouds "
-                          f"(about {c['scene_points']:.0f} points, {c['frames_with_person']}/{c['frames']} with a person "
-                          f"found, RotNet with {c['rotnet_turns']} test-time turns, {c['device']}):", "",
+                          f"(about {c['scene_points']:.0f} points, {c['frames_with_person']}/{c['frames']} "
+                          f"with a person found, RotNet with {c['rotnet_turns']} test-time turns, {c['device']}):", "",
                       "| stage | mean (ms) | p95 (ms) |", "|---|---|---|"]
             lines += [f"| {k} | {v['mean']:.1f} | {v['p95']:.1f} |" for k, v in st.items()]
     if yaw_file is not None and Path(yaw_file).exists():

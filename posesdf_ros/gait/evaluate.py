@@ -82,7 +82,9 @@ def event_errors(found: GaitEvents, truth: GaitEvents, stamps_s: np.ndarray, cyc
 
 def compare(measured: GaitParameters, truth: GaitParameters) -> dict:
     """Errors of one sequence's parameters (measured - true), NaN where not measured."""
-    mean = lambda d: float(np.mean([d[s] for s in SIDES]))
+    def mean(d):
+        return float(np.mean([d[s] for s in SIDES]))
+
     return {
         "cadence_spm": measured.cadence_spm - truth.cadence_spm,
         "stride_length_pct": 100.0 * (measured.stride_length_m / truth.stride_length_m - 1.0),
@@ -136,7 +138,10 @@ def _json_ready(value):
 
 def _summary(records: list[dict]) -> dict:
     valid = [r for r in records if r["valid"]]
-    stat = lambda key: np.array([r["errors"][key] for r in valid], float).ravel()
+
+    def stat(key):
+        return np.array([r["errors"][key] for r in valid], float).ravel()
+
     out = {"sequences": len(records), "valid": len(valid)}
     if not valid:
         return out
@@ -259,7 +264,8 @@ def markdown_table(result: dict) -> str:
         ("stride length error, overground walks (footprints), mean / max (bias) (%)",
          lambda s: _fmt(s["by_mode"]["overground"]["stride_length_abs_pct"], 1, True)),
         ("walking mode recognised, treadmill / overground walks",
-         lambda s: " / ".join(f"{100 * s['by_mode'][m]['detected_as_mode']:.0f} %" for m in ("treadmill", "overground"))),
+         lambda s: " / ".join(f"{100 * s['by_mode'][m]['detected_as_mode']:.0f} %"
+                              for m in ("treadmill", "overground"))),
         ("stride length within 5 % / within 2 %, treadmill walks", lambda s: _within(s["by_mode"]["treadmill"])),
         ("stride length within 5 % / within 2 %, overground walks", lambda s: _within(s["by_mode"]["overground"])),
         ("walking speed error, treadmill / overground walks, mean / max (%)",

@@ -79,7 +79,10 @@ def swing(rest: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
 
 
 def pelvis_frame(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Heading (yaw, rad) and pelvis frame (columns forward, left, up) from the hip line. (B, 9, 3) -> (B,), (B, 3, 3)."""
+    """Heading (yaw, rad) and pelvis frame (columns forward, left, up) from the hip line.
+
+    (B, 9, 3) -> (B,), (B, 3, 3).
+    """
     left = _unit(joints[:, JOINT_INDEX["left_hip"]] - joints[:, JOINT_INDEX["right_hip"]])
     up = torch.zeros_like(left)
     up[:, 2] = 1.0
@@ -96,7 +99,10 @@ def _yaw_matrix(yaw: torch.Tensor) -> torch.Tensor:
 
 
 def inverse(joints: torch.Tensor) -> LimbPose:
-    """Inverse kinematics: nine joints (B, 9, 3) -> `LimbPose`. Exact: `forward(inverse(j))` = j when the pelvis is the hips' midpoint."""
+    """Inverse kinematics: nine joints (B, 9, 3) -> `LimbPose`.
+
+    Exact: `forward(inverse(j))` = j when the pelvis is the hips' midpoint.
+    """
     heading, frame = pelvis_frame(joints)
     # The pelvis' roll about its forward axis, in the heading frame.
     local_left = (_yaw_matrix(heading).transpose(-1, -2) @ frame[..., 1:2])[..., 0]

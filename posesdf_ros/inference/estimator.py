@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..perception.segment import SegmentationConfig, segment_legs
 from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
 from .latent import LatentFit, optimise_latent, screen_starts, start_codes
 from .meshing import extract_mesh
 from .nvf import DEFAULT_PROBES, VoteDecoding, nvf_joints
 from .pretrained import load_nvf, load_posesdf
-from ..perception.segment import SegmentationConfig, segment_legs
 
 MIN_POINTS = 50
 BACKENDS = ("posesdf", "nvf")   # joints from the sphere fields' centres, or by NVF voting
@@ -87,7 +87,8 @@ class EstimateResult:
     joints: np.ndarray | None = None          # (9, 3) input frame, JOINT_NAMES order
     mesh: object | None = None                # trimesh.Trimesh in the input frame, or None
     yaw: float | None = None                  # canonicalisation angle (rad)
-    yaw_source: str = ""                      # "given", "rotnet" or "assumed_v1"; + "_turned" if check_heading turned it
+    # "given", "rotnet" or "assumed_v1"; + "_turned" if check_heading turned it
+    yaw_source: str = ""
     timings: dict = field(default_factory=dict)
     iterations: int = 0
     latent: np.ndarray | None = None
@@ -362,8 +363,8 @@ class GaitPoseEstimator:
         z = fit.z[None]
         top_n0 = (canon.top - canon.centre[2]) * canon.scale
         top = float((top_n0 - fit.shift[2]) * torch.exp(fit.log_scale))
-        verts, faces = extract_mesh(lambda q: self.model(z, q[None], with_pose=False)[0][0], self.profile.mesh_resolution, top,
-                                    device=self.device)
+        verts, faces = extract_mesh(lambda q: self.model(z, q[None], with_pose=False)[0][0],
+                                    self.profile.mesh_resolution, top, device=self.device)
         if len(faces) == 0:
             return None
         verts = canon.to_input(self._unrefine(fit, torch.as_tensor(verts, dtype=torch.float32, device=self.device)))

@@ -119,7 +119,8 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
             sdf, _ = model(z, q, with_pose=False)                                  # (K, N + M)
             per_fit = tolerance_loss(sdf[:, :n_obs], torch.zeros_like(sdf[:, :n_obs]), 0.0, 0.0).mean(1)
             if free_points is not None:
-                per_fit = per_fit + free_weight * free_space_loss(sdf[:, n_obs:], torch.zeros((), device=z.device)).mean(1)
+                per_fit = per_fit + free_weight * free_space_loss(sdf[:, n_obs:],
+                                                                  torch.zeros((), device=z.device)).mean(1)
             per_fit = per_fit + latent_penalty(z, latent_reg)
             loss = per_fit.sum()
             opt.zero_grad(set_to_none=True)

@@ -22,6 +22,7 @@ from scipy.spatial import cKDTree
 from ..models.legseg import LegSegConfig, LegSegNet, to_network_frame
 from .pretrained import weights_path
 
+
 class LegClassifier:
     def __init__(self, model: LegSegNet, meta: dict | None = None, device: str = "cpu",
                  threshold: float | None = None, seed: int = 0):

@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from ..gait.kinematics import LENGTH_JOINTS, LimbPose, forward, inverse, knee_flexion_signed
-from ..skeleton import side_joints
 from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere
+from ..skeleton import side_joints
 from .pretrained import weights_path
-
 
 #: Frame rate at which `PriorConfig.motion_sigma_m` is given.
 MOTION_REFERENCE_FPS = 30.0

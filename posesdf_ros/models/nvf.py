@@ -22,6 +22,7 @@ from torch import nn
 
 from .posesdf import N_JOINTS, PoseSDF
 
+
 @dataclass
 class NVFConfig:
     # R in normalised units. The training shapes' mean scale is about 1.69 per metre, so

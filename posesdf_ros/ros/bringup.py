@@ -61,7 +61,8 @@ def remaps_for(name: str, nodes: list[str]) -> dict[str, str]:
 
 def make_node(name: str, params_file: Path | None, remaps: dict[str, str] | None = None, context=None,
               overrides: dict | None = None):
-    """One node, with the YAML's parameters, the given remappings and parameter overrides."""
+    """One node, with the YAML's parameters, the given remappings and parameter overrides, started
+    (configured and activated unless its `autostart` is false)."""
     import importlib
 
     from rclpy.parameter import Parameter
@@ -75,8 +76,10 @@ def make_node(name: str, params_file: Path | None, remaps: dict[str, str] | None
         args += ["--params-file", str(params_file)]
     for src, dst in (remaps or {}).items():
         args += ["-r", f"{src}:={dst}"]
-    return node_cls(cli_args=args, context=context,
+    node = node_cls(cli_args=args, context=context,
                     parameter_overrides=[Parameter(k, value=v) for k, v in (overrides or {}).items()])
+    node.start()
+    return node
 
 
 def make_nodes(names: list[str], params_file: Path | None = None, context=None,
@@ -150,7 +153,9 @@ def run_single(node_cls, args=None) -> None:
 
     stop = init_for_main(args)
     try:
-        spin([node_cls()], stop=stop)
+        node = node_cls()
+        node.start()
+        spin([node], stop=stop)
     finally:
         if rclpy.ok():
             rclpy.shutdown()

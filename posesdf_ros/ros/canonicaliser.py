@@ -12,7 +12,11 @@ the heading with RotNet. Publishes, all with the input's stamp:
   person's heading frame (on the floor below the legs, x along the heading),
   pose 1 the camera's optical frame (for free-space samples and the overlay);
 - `~/canonical_points` (PointCloud2, frame `canonical_frame`): the legs in
-  the heading frame, as PoseSDF sees them (for inspection).
+  the heading frame, as PoseSDF sees them (for inspection);
+- where tf2_ros is installed, on /tf: `gravity_frame` -> `canonical_frame`
+  (the heading frame) and, while the camera pose comes from the camera_*
+  parameters, `gravity_frame` -> the cloud's frame (so RViz can place the
+  camera's own cloud). `~/person` stays for the estimator and without tf2.
 The estimator pairs `legs` and `person` by stamp.
 """
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ..data.scene import yaw_matrix
 from ..inference.canonical import PersonTracker
 from ..perception.segment import SegmentationConfig
 from .conversions import cloud_to_xyz, xyz_to_cloud
-from .frames import Extrinsics, heading_pose, matrix_to_pose
+from .frames import Extrinsics, heading_pose, matrix_to_pose, pose_to_transform, tf2_ros
 from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
 from .synthetic_camera import CAMERA_POSE_PARAMETERS
 
@@ -42,16 +46,20 @@ class CanonicaliserNode(ManagedNode):
                                       "crop at the pelvis guess and drop detached hands (rule-based)."),
         Param("device", "cpu", "Torch device of RotNet and LegSegNet.", choices=("cpu", "cuda")),
         TORCH_THREADS,
-        Param("max_points", 400000, "Clouds with more valid points are decimated to this many.", (1000, 10000000)),
+        Param("max_points", 400000, "Clouds with more valid points are decimated to this many.", (1000, 10000000),
+              live=True),
         Param("min_range_m", 0.3, "Ignore points horizontally nearer the camera than this (m).", (0.0, 10.0)),
         Param("max_range_m", 6.0, "Ignore points horizontally farther from the camera than this (m).", (0.5, 50.0)),
         Param("track_timeout_s", 1.0, "Forget the tracked person after this long without one (s).", (0.0, 60.0)),
-        Param("canonical_frame", "posesdf_canonical", "frame_id of ~/canonical_points."),
+        Param("canonical_frame", "posesdf_canonical", "frame_id of ~/canonical_points: the person's heading frame "
+                                                      "(on the floor, x along the heading), broadcast on tf."),
     )
 
     def configure(self) -> None:
         p = self.p
         self.extrinsics = Extrinsics(self, p.use_tf)
+        # With tf2 the heading frame (and a camera pose taken from the parameters) also go on /tf.
+        self.tf_broadcaster = tf2_ros.TransformBroadcaster(self) if tf2_ros is not None else None
         set_torch_threads(p.torch_threads)
         yaw_estimator, self.yaw_note = self._load_rotnet() if p.yaw_source == "rotnet" else (None, "assume_v1")
         qos = self.qos_overrides()
@@ -116,6 +124,11 @@ class CanonicaliserNode(ManagedNode):
         header = Header(stamp=msg.header.stamp, frame_id=self.p.gravity_frame)
         person = PoseArray(header=header, poses=[heading_pose(centre, yaw), matrix_to_pose(T)])
         self.pub_person.publish(person)
+        if self.tf_broadcaster is not None:
+            transforms = [pose_to_transform(person.poses[0], header, self.p.canonical_frame)]
+            if self.extrinsics.source.startswith("parameters") and msg.header.frame_id:
+                transforms.append(pose_to_transform(person.poses[1], header, msg.header.frame_id))
+            self.tf_broadcaster.sendTransform(transforms)
         self.pub_legs.publish(xyz_to_cloud(legs.astype(np.float32), header))
         canonical = (legs - [centre[0], centre[1], 0.0]) @ yaw_matrix(-yaw).T
         self.pub_canonical.publish(xyz_to_cloud(canonical.astype(np.float32),

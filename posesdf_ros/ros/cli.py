@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument("--duration", type=float, default=20.0,
                    help="seconds to run after the first camera frame (default: 20)")
-    p.add_argument("--frames", type=int, default=200, help="stop after this many scored frames and a first overlay (default: 200)")
+    p.add_argument("--frames", type=int, default=200,
+                   help="stop after this many scored frames and a first overlay (default: 200)")
     p.add_argument("--params-file", type=Path, default=None,
                    help="node parameters (default: the package's config/posesdf.yaml)")
     p.add_argument("--profile", choices=("fast", "accurate"), default=None,

@@ -242,57 +242,6 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
     }
 
 
-def start_node_processes(names: list[str], params_file: Path | None, overrides: dict[str, dict],
-                         logs: Path) -> dict:
-    """One `bringup` process per node, wired as the launch files wire them.
-
-    Separate processes, as `ros2 launch` starts them, so that no node's
-    Python work waits for another's on the interpreter lock. They inherit
-    this process's environment (ROS_DOMAIN_ID, RMW settings) and, as the
-    launch files set it, the shipped Fast DDS profile for large clouds.
-    """
-    import subprocess
-    import sys
-
-    from .bringup import remaps_for
-    from .transport import environment_with_profile
-
-    logs.mkdir(parents=True, exist_ok=True)
-    procs = {}
-    for name in names:
-        cmd = [sys.executable, "-m", "posesdf_ros.ros.bringup", "--nodes", name]
-        if params_file is not None:
-            cmd += ["--params-file", str(params_file)]
-        for key, value in overrides.get(name, {}).items():
-            cmd.append(f"--set={key}:={value}")   # one token: rcl would take a lone "k:=v" for a remap rule
-        cmd += ["--ros-args"]
-        for src, dst in remaps_for(name, names).items():
-            cmd += ["-r", f"{src}:={dst}"]
-        log = open(logs / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environment_with_profile()),
-                       log)
-    return procs
-
-
-def stop_node_processes(procs: dict) -> dict[str, int]:
-    """SIGINT (a clean lifecycle shutdown), then SIGKILL after 15 s; returns the exit codes."""
-    import signal
-    import subprocess
-
-    for proc, _ in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    codes = {}
-    for name, (proc, log) in procs.items():
-        try:
-            codes[name] = proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes[name] = proc.wait()
-        log.close()
-    return codes
-
-
 def run_demo(out: Path, duration_s: float = 20.0, max_frames: int = 200, params_file: Path | None = None,
              overrides: dict[str, dict] | None = None, bag_input_every: int = 10,
              startup_timeout_s: float = 180.0) -> dict:
@@ -302,7 +251,8 @@ def run_demo(out: Path, duration_s: float = 20.0, max_frames: int = 200, params_
     """
     import rclpy
 
-    from .bringup import default_params_file, spin
+    from .bringup import default_params_file, remaps_for, spin
+    from .processes import start_node_processes, stop_node_processes
 
     out.mkdir(parents=True, exist_ok=True)
     params_file = params_file or default_params_file()
@@ -310,7 +260,8 @@ def run_demo(out: Path, duration_s: float = 20.0, max_frames: int = 200, params_
     names = ["synthetic_camera", "canonicaliser", "estimator", "pose_prior"]
     print(f"starting {', '.join(names)}, one process each (rendering the walk and "
           f"loading the models takes a few seconds; node logs in {out / 'logs'})...", flush=True)
-    procs = start_node_processes(names, params_file, overrides, out / "logs")
+    procs = start_node_processes({n: (overrides.get(n, {}), remaps_for(n, names)) for n in names}, params_file,
+                                 out / "logs")
     context = rclpy.Context()
     rclpy.init(context=context)
     t0 = time.monotonic()

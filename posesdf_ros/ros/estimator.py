@@ -26,8 +26,7 @@ from visualization_msgs.msg import MarkerArray
 from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
 from .frames import checked_pose, yaw_of
 from .markers import MAX_SKELETON_EXTENT_M, joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
-from .node_base import (MAX_COORDINATE, TORCH_THREADS, DroppedFrame, ManagedNode, Param, set_torch_threads,
-                        stamp_seconds)
+from .node_base import MAX_COORDINATE, TORCH_THREADS, DroppedFrame, ManagedNode, Param, set_torch_threads, stamp_seconds
 from .overlay import OverlayFrames, draw_skeleton
 
 
@@ -59,15 +58,18 @@ class EstimatorNode(ManagedNode):
         Param("weights", "", "PoseSDF weights file; empty: the shipped weights."),
         TORCH_THREADS,
         MAX_COORDINATE,
-        Param("track", True, "Warm-start each frame's latent code from the previous frame."),
+        Param("track", True, "Warm-start each frame's latent code from the previous frame.", live=True),
         Param("track_reset_s", 0.25, "Warm-start only from a frame at most this old (s); the gait changes too much "
                                      "in longer gaps, so a slower model fits each frame cold.",
-              (0.0, 60.0)),
+              (0.0, 60.0), live=True),
         Param("check_heading", True, "Cold fits also try the heading turned round and keep the one the shape "
-                                     "fits better: catches RotNet's front/back confusions for a second screening."),
-        Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0)),
-        Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0)),
-        Param("joint_diameter_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0)),
+                                     "fits better: catches RotNet's front/back confusions for a second screening.",
+              live=True),
+        Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0),
+              live=True),
+        Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0),
+              live=True),
+        Param("joint_diameter_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0), live=True),
         Param("overlay", True, "Publish ~/overlay (needs image and camera_info)."),
         Param("image_sync_tolerance_s", 0.05, "Largest stamp difference between depth and RGB (s).", (0.0, 1.0)),
         Param("image_buffer_s", 4.0, "RGB images kept for the overlay (s, at most 120): a depth frame reaches the "

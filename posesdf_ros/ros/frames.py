@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import transforms3d
-from geometry_msgs.msg import Point, Pose, Quaternion
+from geometry_msgs.msg import Point, Pose, Quaternion, Transform, TransformStamped, Vector3
 
 from ..data.camera import look_at_pitched
 
@@ -112,6 +112,13 @@ def checked_pose(pose: Pose, max_abs_m: float, what: str) -> np.ndarray:
     if abs(np.linalg.norm(quat) - 1.0) > QUATERNION_NORM_TOLERANCE:
         raise ValueError(f"{what} has a quaternion of norm {np.linalg.norm(quat):.3g}, not a rotation")
     return pose_to_matrix(pose)
+
+
+def pose_to_transform(pose: Pose, header, child_frame_id: str) -> TransformStamped:
+    """The pose of `child_frame_id` in `header.frame_id`, at `header.stamp`, as a tf2 transform."""
+    p, q = pose.position, pose.orientation
+    return TransformStamped(header=header, child_frame_id=child_frame_id,
+                            transform=Transform(translation=Vector3(x=p.x, y=p.y, z=p.z), rotation=q))
 
 
 def heading_pose(centre_xy: np.ndarray, yaw: float) -> Pose:

@@ -35,7 +35,8 @@ def segment_orientations(joints: np.ndarray) -> list[Quaternion]:
     child and gets the identity, as do degenerate segments.
     """
     children = {a: b for a, b in BONES if a != 0}
-    directions: dict[int, np.ndarray] = {0: joints[1] - joints[5]} | {a: joints[b] - joints[a] for a, b in children.items()}
+    directions: dict[int, np.ndarray] = ({0: joints[1] - joints[5]}
+                                         | {a: joints[b] - joints[a] for a, b in children.items()})
     out = []
     for i in range(len(JOINT_NAMES)):
         d = directions.get(i)

@@ -2,11 +2,17 @@
 autostart, newest-frame processing, throttled warnings and /diagnostics.
 
 A node subclasses `ManagedNode`, lists its parameters as `Param`s in one
-tuple (name, default, description, range), and implements `configure`
-(load models, create publishers and subscriptions), `process` (one frame,
-run on the node's worker thread) and optionally `cleanup`. Subscription
-callbacks only `submit` frames: the worker always takes the newest one, so
-a slow model never builds a queue, and every frame it skips is counted.
+tuple (name, default, description, range, live), and implements
+`configure` (load models, create lifecycle publishers, declare inputs with
+`subscribe`), `process` (one frame, run on the node's worker thread) and
+optionally `cleanup`. The constructor makes no transition: `start()`
+(called by main() and bringup) configures and activates when `autostart`
+is set. Inputs are subscribed on activate and dropped on deactivate, and
+lifecycle publishers publish only while active, so an inactive node takes
+and gives nothing. Parameters marked `live` are applied to the running
+node by `ros2 param set`; the others are read-only. Subscription callbacks
+only `submit` frames: the worker always takes the newest one, so a slow
+model never builds a queue, and every frame it skips is counted.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -44,10 +50,11 @@ class Param:
     description: str
     range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
+    live: bool = False      # `ros2 param set` applies it to the running node; else the parameter is read-only
 
     def descriptor(self) -> ParameterDescriptor:
         text = self.description + (f" One of: {', '.join(self.choices)}." if self.choices else "")
-        d = ParameterDescriptor(name=self.name, description=text)
+        d = ParameterDescriptor(name=self.name, description=text, read_only=not self.live)
         if self.range is not None:
             if isinstance(self.default, bool) or not isinstance(self.default, (int, float)):
                 raise TypeError(f"parameter {self.name}: a range needs a numeric default")
@@ -63,9 +70,10 @@ class Param:
 COMMON_PARAMETERS: tuple[Param, ...] = (
     Param("autostart", True, "Configure and activate the node on start-up (lifecycle)."),
     Param("max_age_s", 1.0, "Drop input frames older than this (s) when they arrive; 0 disables the check.",
-          (0.0, 3600.0)),
+          (0.0, 3600.0), live=True),
     Param("future_tolerance_s", 0.5, "Drop input frames stamped more than this ahead of the node's clock (s): a "
-                                     "clock skew or a corrupt stamp; 0 disables the check.", (0.0, 3600.0)),
+                                     "clock skew or a corrupt stamp; 0 disables the check.", (0.0, 3600.0),
+          live=True),
     Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status (s).", (0.1, 60.0)),
 )
 
@@ -83,7 +91,8 @@ TORCH_THREADS = Param("torch_threads", 1, "CPU threads of torch in this process;
 
 #: For nodes that read coordinates from other nodes' messages.
 MAX_COORDINATE = Param("max_coordinate_m", 1000.0, "Drop input messages with a coordinate farther than this from "
-                       "the frame's origin on any axis (m): a corrupt or mis-scaled message.", (1.0, 1.0e7))
+                       "the frame's origin on any axis (m): a corrupt or mis-scaled message.", (1.0, 1.0e7),
+                       live=True)
 
 
 def set_torch_threads(threads: int) -> None:
@@ -136,9 +145,14 @@ class ManagedNode(LifecycleNode):
         self._running = False
         self._last_stamp: float | None = None      # of the last frame accepted
         self._behind: float | None = None          # of the last frame dropped as out of order since then
-        self._inputs: list = []            # subscriptions made by `subscribe`, removed on cleanup
+        self._input_specs: list[tuple] = []     # what `subscribe` asked for (on configure)
+        self._inputs: list = []                  # the subscriptions, while active
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.p.diagnostics_period_s, self._publish_diagnostics)
+
+    def start(self) -> None:
+        """Configure and activate the node if its `autostart` parameter says so: called by main() and
+        bringup after construction (the constructor itself makes no transition)."""
         if self.p.autostart:
             self.trigger_configure()
             if self.lifecycle_state == "inactive":
@@ -147,11 +161,28 @@ class ManagedNode(LifecycleNode):
     # -- parameters ---------------------------------------------------------------------------
     def _declare(self, params: tuple[Param, ...]) -> SimpleNamespace:
         values = {}
+        self._live = {prm.name: prm for prm in params if prm.live}
         for prm in params:
             values[prm.name] = self.declare_parameter(prm.name, prm.default, prm.descriptor()).value
             if prm.choices and values[prm.name] not in prm.choices:
                 raise ValueError(f"parameter {prm.name}={values[prm.name]!r} must be one of {prm.choices}")
+        # rclpy refuses read-only parameters, wrong types and out-of-range values before these run.
+        self.add_on_set_parameters_callback(self._check_live_parameters)
+        self.add_post_set_parameters_callback(self._apply_live_parameters)
         return SimpleNamespace(**values)
+
+    def _check_live_parameters(self, parameters) -> SetParametersResult:
+        for param in parameters:
+            prm = self._live.get(param.name)
+            if prm is not None and prm.choices and param.value not in prm.choices:
+                return SetParametersResult(successful=False, reason=f"{param.name} must be one of {prm.choices}")
+        return SetParametersResult(successful=True)
+
+    def _apply_live_parameters(self, parameters) -> None:
+        """The worker reads `self.p` per frame, so a set parameter takes effect from the next frame."""
+        for param in parameters:
+            if param.name in self._live:
+                setattr(self.p, param.name, param.value)
 
     @staticmethod
     def qos_overrides() -> QoSOverridingOptions:
@@ -181,9 +212,13 @@ class ManagedNode(LifecycleNode):
         self._running = True
         self._worker = threading.Thread(target=self._work, name=f"{self.get_name()}_worker", daemon=True)
         self._worker.start()
+        for msg_type, topic, callback, qos in self._input_specs:
+            self._inputs.append(self.create_subscription(msg_type, topic, callback, qos,
+                                                         qos_overriding_options=self.qos_overrides()))
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._close_inputs()
         self._stop_worker()
         return super().on_deactivate(state)
 
@@ -196,17 +231,20 @@ class ManagedNode(LifecycleNode):
         return super().on_shutdown(state)
 
     def _release_inputs_and_models(self) -> None:
+        self._close_inputs()
         self._stop_worker()
+        self._input_specs = []
+        self.cleanup()
+
+    def _close_inputs(self) -> None:
         for sub in self._inputs:
             self.destroy_subscription(sub)
         self._inputs = []
-        self.cleanup()
 
-    def subscribe(self, msg_type, topic: str, callback, qos=qos_profile_sensor_data):
-        """An input subscription (sensor-data QoS unless given, overridable per REP 2003), removed on cleanup."""
-        sub = self.create_subscription(msg_type, topic, callback, qos, qos_overriding_options=self.qos_overrides())
-        self._inputs.append(sub)
-        return sub
+    def subscribe(self, msg_type, topic: str, callback, qos=qos_profile_sensor_data) -> None:
+        """Declare an input (called in `configure`): subscribed while the node is active, with sensor-data QoS
+        unless given, overridable per REP 2003; an inactive node takes no input."""
+        self._input_specs.append((msg_type, topic, callback, qos))
 
     def on_frame(self, msg) -> None:
         """Callback of a frame topic: drop a stale or out-of-order stamp, else hand the frame to the worker."""

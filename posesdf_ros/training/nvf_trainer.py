@@ -31,8 +31,8 @@ from ..data.dataset import load_manifest
 from ..inference.nvf import VoteDecoding, vote_joints
 from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
-from .nvf_fits import FittedSet
 from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
+from .nvf_fits import FittedSet
 from .posesdf_trainer import git_commit, write_loss_log
 from .schedules import step_lr
 

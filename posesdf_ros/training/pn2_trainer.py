@@ -20,7 +20,7 @@ from ..data.scene import VIEWS
 from ..inference.canonical import first_guess
 from ..models.pointnet2 import PointNet2Config, PointNet2Regressor
 from .checkpoint import export_weights, open_network_run
-from .posesdf_trainer import write_loss_log, git_commit, normalisation_prior
+from .posesdf_trainer import git_commit, normalisation_prior, write_loss_log
 
 
 @dataclass
@@ -128,7 +128,8 @@ def train_pn2(data: Path, out: Path, config: PN2TrainConfig, device: str = "cpu"
             write_loss_log(out, history, ("loss",))
     meta = {"model": "pn2", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": len(history), "epochs_planned": config.epochs, "complete": len(history) >= config.epochs,
-            "data": str(data), "data_seed": load_manifest(data).get("seed"), "shapes": len(views.clouds) // config.views_per_shape,
+            "data": str(data), "data_seed": load_manifest(data).get("seed"),
+            "shapes": len(views.clouds) // config.views_per_shape,
             "device": str(dev), "git_commit": git_commit(), "normalisation_prior": views.prior,
             "command": f"posesdf train pn2 --config {config.name} --data {data} --out {out} --device {device}"}
     export_weights(out, "pn2", model, meta)

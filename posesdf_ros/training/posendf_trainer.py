@@ -67,7 +67,8 @@ def preset(name: str) -> PoseNDFTrainConfig:
     if name == "small":
         return PoseNDFTrainConfig()
     if name == "tiny":   # tests only
-        return PoseNDFTrainConfig(name="tiny", model=PoseNDFConfig(feature_size=8, encoder_width=16, width=32, layers=2),
+        return PoseNDFTrainConfig(name="tiny",
+                                  model=PoseNDFConfig(feature_size=8, encoder_width=16, width=32, layers=2),
                                   bodies=2, gaits_per_condition=1, phases=16, off_per_pose=2, epochs=3, batch=128)
     raise ValueError(f"unknown config {name!r}; expected small or tiny")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -92,7 +91,8 @@ class SDFShapeSet:
         entries = manifest["samples"][:limit]
         if not entries:
             raise ValueError(f"{folder} holds no samples")
-        keys = ("points", "sdf", "joint_points", "joint_points_sdf", "joints", "gt_surface", "norm_centre", "norm_scale")
+        keys = ("points", "sdf", "joint_points", "joint_points_sdf", "joints", "gt_surface", "norm_centre",
+                "norm_scale")
         arrays = {k: [] for k in keys}
         for e in tqdm(entries, desc="loading shapes", unit="shape", disable=not progress):
             with np.load(Path(folder) / e["file"]) as z:

@@ -80,7 +80,8 @@ def add_parser(sub) -> None:
                     help="largest stamp difference between a cloud and its ground truth (s, default 0.01)")
     ev.add_argument("--params-file", type=Path, default=None,
                     help="node parameters (default: the package's config/posesdf.yaml)")
-    ev.add_argument("--profile", choices=("fast", "accurate"), default=None, help="estimator profile (default: the YAML's)")
+    ev.add_argument("--profile", choices=("fast", "accurate"), default=None,
+                    help="estimator profile (default: the YAML's)")
     ev.add_argument("--device", choices=("cpu", "cuda"), default=None, help="torch device (default: the YAML's)")
     ev.add_argument("--weights", type=Path, default=None, help="PoseSDF weights (default: the shipped ones)")
     ev.add_argument("--no-prior", action="store_true", help="score the estimator's joints without the Pose-NDF prior")
@@ -102,7 +103,8 @@ def add_parser(sub) -> None:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
-    play = bsub.add_parser("play", help="publish a bag's messages on their topics with /clock (like ros2 bag play --clock)",
+    play = bsub.add_parser("play",
+                           help="publish a bag's messages on their topics with /clock (like ros2 bag play --clock)",
                            description="For machines without rosbag2: publishes every message whose type is "
                                        "installed at the recorded pace times 1/--rate, and /clock "
                                        "(rosgraph_msgs/Clock) so nodes with use_sim_time follow the bag's time.")

@@ -29,7 +29,8 @@ NO_OUTPUT = "no output with this stamp (dropped, or no person)"
 def frame_record(stamp_s: float, labels: dict, joints: np.ndarray | None, truth: np.ndarray | None, reason: str,
                  seconds: float | None = None) -> dict:
     rec = {"stamp_s": stamp_s, "sequence": labels.get("sequence"), "condition": labels.get("condition"),
-           "view": labels.get("view"), "labels": labels, "valid": joints is not None, "reason": reason, "seconds": seconds,
+           "view": labels.get("view"), "labels": labels, "valid": joints is not None, "reason": reason,
+           "seconds": seconds,
            "joints": None if joints is None else np.asarray(joints).tolist(),
            "truth": None if truth is None else np.asarray(truth).tolist(), "errors_mm": None}
     if joints is not None and truth is not None:
@@ -106,7 +107,8 @@ def read_outputs(bag: Path, topic: str = ESTIMATE_TOPIC) -> tuple[dict[int, np.n
 
 def evaluate_estimates(bag: Path, source: FrameSource, estimates: Path, topic: str = ESTIMATE_TOPIC,
                        limit: int | None = None) -> tuple[dict, list[dict]]:
-    """Score joints recorded elsewhere (e.g. `ros2 bag record` of a bag_replay.launch.py run) against the bag's truth."""
+    """Score joints recorded elsewhere (e.g. `ros2 bag record` of a bag_replay.launch.py run) against the bag's
+    truth."""
     joints, diagnostics, out_notes, received = read_outputs(estimates, topic)
     with BagReader(bag) as reader:
         records = [frame_record(f.stamp_s, f.labels, joints.get(f.stamp_ns), f.truth, f.problem or NO_OUTPUT)

@@ -12,7 +12,6 @@ extrinsics; that needs a camera without roll, as the parameters describe.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -81,15 +80,11 @@ class OutputRecorder:
                 self.diagnostics[status.name.split(":")[0]] = {kv.key: kv.value for kv in status.values}
 
 
-def _start_nodes(params_file: Path | None, settings: PipelineSettings, source: FrameSource, camera: dict,
-                 image_topic: str, camera_info_topic: str, logs: Path, prior: bool) -> dict:
-    import subprocess
+def _pipeline(settings: PipelineSettings, source: FrameSource, camera: dict, image_topic: str,
+              camera_info_topic: str, prior: bool) -> dict[str, tuple[dict, dict[str, str]]]:
+    """node -> (parameter overrides, remappings) of the replay: sim time, reliable input, the bag's camera."""
+    from ..bringup import PIPELINE_REMAPS
 
-    from ..bringup import PIPELINE_REMAPS, default_params_file
-    from ..transport import environment_with_profile
-
-    logs.mkdir(parents=True, exist_ok=True)
-    params = params_file or default_params_file()
     common = {"use_sim_time": "true", "device": settings.device, "gravity_frame": source.gravity_frame}
     # Reliable input (REP 2003 overrides): best-effort DDS loses large clouds even on one machine, and a
     # replay should only lose the frames the nodes skip.
@@ -103,31 +98,22 @@ def _start_nodes(params_file: Path | None, settings: PipelineSettings, source: F
                            PIPELINE_REMAPS["estimator"] | {"image": image_topic, "camera_info": camera_info_topic})}
     if prior:
         nodes["pose_prior"] = (common, PIPELINE_REMAPS.get("pose_prior", {}))
-    procs = {}
-    for name, (overrides, remaps) in nodes.items():
-        cmd = [sys.executable, "-m", "posesdf_ros.ros.bringup", "--nodes", name, "--params-file", str(params)]
-        for k, v in overrides.items():
-            cmd.append(f"--set={k}:={v}")   # one token: rcl would take a lone "k:=v" for a remap rule
-        cmd += ["--ros-args"] + [a for src, dst in remaps.items() for a in ("-r", f"{src}:={dst}")]
-        log = open(logs / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environment_with_profile()),
-                       log)
-    return procs
+    return nodes
 
 
 def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, out: Path, image_topic: str,
                   camera_info_topic: str, rate: float = 0.25, output_bag: Path | None = None,
                   params_file: Path | None = None, prior: bool = True, limit: int | None = None,
-                  progress: bool = True, startup_timeout_s: float = 240.0, quiet_s: float = 8.0) -> tuple[dict, list[dict]]:
+                  progress: bool = True, startup_timeout_s: float = 240.0,
+                  quiet_s: float = 8.0) -> tuple[dict, list[dict]]:
     """Replay the bag to the nodes and score their outputs; returns (summary, per-frame records)."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
-    from ..demo import stop_node_processes
+    from ..bringup import NODE_CLASSES, default_params_file
+    from ..processes import start_node_processes, stop_node_processes
     from .play import BagPlayer
     from .writer import write_raw_bag
-
-    from ..bringup import NODE_CLASSES
 
     notes: list[str] = []
     if prior and "pose_prior" not in NODE_CLASSES:
@@ -148,8 +134,8 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
     if placed is None:
         raise ValueError(f"no cloud of bag {bag} could be placed in {source.gravity_frame}: {frames[0][5]}")
     camera = camera_parameters(placed[4])
-    procs = _start_nodes(params_file, settings, source, camera | {"camera_frame": placed[6]}, image_topic,
-                         camera_info_topic, out / "logs", prior)
+    nodes = _pipeline(settings, source, camera | {"camera_frame": placed[6]}, image_topic, camera_info_topic, prior)
+    procs = start_node_processes(nodes, params_file or default_params_file(), out / "logs")
     context = rclpy.Context()
     rclpy.init(context=context)
     stop = threading.Event()

@@ -46,7 +46,11 @@ class PipelineSettings:
         doc = yaml.safe_load(Path(path).read_text()) or {}
 
         def section(name: str) -> dict:
-            return (doc.get(name) or {}).get("ros__parameters", {}) or {}
+            """A node's parameters under any of the keys rcl matches it by in the root namespace."""
+            out = {}
+            for key in (name, f"/{name}", f"/**/{name}"):
+                out |= (doc.get(key) or {}).get("ros__parameters", {}) or {}
+            return out
 
         values = section("/**") | section("canonicaliser") | section("estimator")
         names = {f.name for f in fields(cls)} - {"prior"}

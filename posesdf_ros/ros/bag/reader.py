@@ -59,7 +59,8 @@ class BagReader:
         self.compression = reader.compression_mode
 
     def _open_damaged(self, err: Exception) -> None:
-        files = [self.path] if self.path.is_file() else sorted(self.path.glob("*.mcap")) + sorted(self.path.glob("*.db3"))
+        files = ([self.path] if self.path.is_file()
+                 else sorted(self.path.glob("*.mcap")) + sorted(self.path.glob("*.db3")))
         if not files:
             raise ValueError(f"cannot read bag {self.path}: {err}")
         if files[0].suffix == ".db3":

@@ -15,8 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import (CAMERA_FRAME, CAMERA_INFO_TOPIC, GRAVITY_FRAME, GT_GAIT_TOPIC, GT_JOINTS_TOPIC, IMAGE_TOPIC,
-                     POINTS_TOPIC, TF_STATIC_TOPIC, TYPES)
+from .layout import (
+    CAMERA_FRAME,
+    CAMERA_INFO_TOPIC,
+    GRAVITY_FRAME,
+    GT_GAIT_TOPIC,
+    GT_JOINTS_TOPIC,
+    IMAGE_TOPIC,
+    POINTS_TOPIC,
+    TF_STATIC_TOPIC,
+    TYPES,
+)
 from .messages import camera_info_msg, cloud_msg, gait_message, header, image_msg, pose_array_msg, tf_message
 from .writer import BagWriter
 
@@ -57,7 +66,8 @@ def _write_frame(bag: BagWriter, t_ns: int, cloud: np.ndarray, rgb: np.ndarray |
     bag.write(POINTS_TOPIC, TYPES[POINTS_TOPIC], t_ns, cloud_msg(cloud, cam, rgb))
     if rgb is not None:
         bag.write(IMAGE_TOPIC, TYPES[IMAGE_TOPIC], t_ns, image_msg(rgb, cam))
-    bag.write(CAMERA_INFO_TOPIC, TYPES[CAMERA_INFO_TOPIC], t_ns, camera_info_msg(K, cloud.shape[1], cloud.shape[0], cam))
+    bag.write(CAMERA_INFO_TOPIC, TYPES[CAMERA_INFO_TOPIC], t_ns,
+              camera_info_msg(K, cloud.shape[1], cloud.shape[0], cam))
     bag.write(GT_JOINTS_TOPIC, TYPES[GT_JOINTS_TOPIC], t_ns, pose_array_msg(joints, header(t_ns, GRAVITY_FRAME)))
 
 

@@ -131,7 +131,8 @@ def write_summary_md(summary: dict, plots: list[str], out: Path) -> None:
               "bone-length s.d. (mm) est / GT | pelvis speed (m/s) |", "|---|---|---|---|---|---|---|---|---|"]
     for q in s["sequences"]:
         e, g = q["estimate"], q["truth"]
-        lines.append(f"| {q['sequence']} | {q['condition']} | {q['view']} | {q['frames']} | {q['frames_with_person']} | "
+        lines.append(f"| {q['sequence']} | {q['condition']} | {q['view']} | {q['frames']} | "
+                     f"{q['frames_with_person']} | "
                      f"{_fmt(q['mpjpe_mm'])} | {_fmt(e.get('jitter_mm'))} / {_fmt(g.get('jitter_mm'))} | "
                      f"{_fmt(e.get('bone_length_std_mm'))} / {_fmt(g.get('bone_length_std_mm'))} | "
                      f"{_fmt(e.get('pelvis_speed_mps'), '', 2)} |")

@@ -32,8 +32,8 @@ def walk_bag(tmp_path_factory) -> Path:
 def test_recorded_bag_has_the_documented_layout_and_any_rosbags_reader_reads_it(walk_bag):
     from rosbags.highlevel import AnyReader
 
-    from posesdf_ros.data.camera import look_at_pitched
     from posesdf_ros.data.stream import SyntheticWalker, WalkerConfig
+    from posesdf_ros.geometry import look_at_pitched
     from posesdf_ros.ros.bag.messages import pose_array_joints, transform_matrix
 
     with BagReader(walk_bag) as reader:

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from posesdf_ros.models.losses import free_space_loss, latent_regulariser, tolerance_loss
 from posesdf_ros.models.posesdf import FourierEncoding, PoseSDF, PoseSDFConfig
-from posesdf_ros.training.losses import free_space_loss, latent_regulariser, tolerance_loss
 from posesdf_ros.training.schedules import linear_ramp, step_lr
 
 

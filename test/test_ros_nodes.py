@@ -228,7 +228,7 @@ def test_live_parameters_apply_and_the_others_are_read_only(graph):
 
 def test_offline_pipeline_reads_the_nodes_sections_of_the_yaml(tmp_path):
     """The bag evaluation's settings come from the same `/**/<node>` sections as the nodes' parameters."""
-    from posesdf_ros.ros.bag.pipeline import PipelineSettings
+    from posesdf_ros.inference.pipeline import PipelineSettings
     from posesdf_ros.ros.reference import render_yaml
 
     params = tmp_path / "posesdf.yaml"

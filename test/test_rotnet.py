@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from posesdf_ros.cli import main
-from posesdf_ros.data.scene import yaw_matrix
 from posesdf_ros.evaluation.benchmark import leg_input, select_samples
 from posesdf_ros.evaluation.metrics import angle_error_deg, heading_of
+from posesdf_ros.geometry import yaw_matrix
 from posesdf_ros.inference.yaw import YawEstimator
 from posesdf_ros.models.rotnet import RotNet, decode_heading, heading_loss, heading_targets
 from posesdf_ros.training.rotnet_trainer import preset

@@ -51,23 +51,6 @@ class Intrinsics:
         return asdict(self) | {"K": self.K.tolist()}
 
 
-def look_at_pitched(height_m: float, pitch_rad: float, yaw_rad: float = 0.0,
-                    position_xy: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    """camera_to_gravity (4, 4) of a camera at `height_m`, looking along the
-    gravity frame's x axis turned by `yaw_rad` and pitched down by `pitch_rad`."""
-    c, s = np.cos(pitch_rad), np.sin(pitch_rad)
-    forward = np.array([c, 0.0, -s])
-    right = np.array([0.0, -1.0, 0.0])
-    down = np.cross(forward, right)
-    R = np.stack([right, down, forward], axis=1)
-    cy, sy = np.cos(yaw_rad), np.sin(yaw_rad)
-    Rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-    T = np.eye(4)
-    T[:3, :3] = Rz @ R
-    T[:3, 3] = [position_xy[0], position_xy[1], height_m]
-    return T
-
-
 @dataclass
 class RenderedFrame:
     """One camera frame.

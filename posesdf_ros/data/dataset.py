@@ -23,7 +23,8 @@ from .. import __version__
 from .body import BodyModel, sample_phenotype, subject_id
 from .camera import LABEL_LOWER_LIMB, Intrinsics
 from .gait import ABNORMAL_CONDITIONS, CONDITIONS, GaitModel, sample_gait_params
-from .scene import VIEWS, WalkingSubject, render_scene, sample_camera, sample_clutter, yaw_matrix
+from ..geometry import yaw_matrix
+from .scene import VIEWS, WalkingSubject, render_scene, sample_camera, sample_clutter
 from .sdf import lower_limb_surface, sdf_samples, unit_sphere_normalisation, SURFACE_SAMPLES
 
 #: "val" holds scenes like the test split's, but of the training bodies (data seed 2): a split to

@@ -13,20 +13,16 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..geometry import look_at_pitched, yaw_matrix
 from ..skeleton import JOINT_NAMES
 from .body import BodyModel, PosedBodies
 from .camera import (LABEL_BODY, LABEL_CLUTTER, LABEL_FLOOR, LABEL_LOWER_LIMB, LABEL_NONE,
-                     Intrinsics, RenderedFrame, apply_depth_noise, look_at_pitched, raycast, shade)
+                     Intrinsics, RenderedFrame, apply_depth_noise, raycast, shade)
 from .gait import TOE_OFF_PHASE, GaitModel
 
 #: The benchmark's views: name -> azimuth (deg) of the camera around the subject.
 VIEWS: dict[str, float] = {"V1": 135.0, "V2": 90.0, "V3": 180.0, "V4": 225.0, "V5": 270.0, "V6": 0.0}
 CANONICAL_VIEW = "V1"
-
-
-def yaw_matrix(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 @dataclass(frozen=True)

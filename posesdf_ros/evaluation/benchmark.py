@@ -1,7 +1,6 @@
 """Accuracy runs over a test build (`posesdf eval`) and speed runs (`posesdf bench speed`)."""
 from __future__ import annotations
 
-import platform
 import resource
 import time
 import zlib
@@ -12,6 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .. import provenance
 from ..data.dataset import PROTOCOLS, SCENE_SPLITS, load_manifest
 from ..skeleton import JOINT_NAMES
 from .metrics import angle_error_deg, chamfer_1e3, heading_of, joint_errors_mm, mpjpe_mm
@@ -123,7 +123,7 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
         raise ValueError(f"--input scene needs the posesdf or nvf backend (they segment); {estimator.backend} does not")
     runner = with_yaw_source(estimator, yaw_source)
     entries = shard_of(select_samples(folder, protocol, limit), shard)
-    commit = _git_commit()      # of the code that runs, read before a long run in which the checkout may move
+    commit = provenance.git_commit()      # of the code that runs, read before a long run in which the checkout may move
     done = done or {}
     records = []
     for e in tqdm(entries, desc=f"eval {protocol}", unit="sample", disable=not progress,
@@ -184,7 +184,8 @@ def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, in
     totals = [r["timings"]["total"] for r in ok]
     out = {"protocol": protocol, "backend": estimator.backend, **block(records),
            "fps": float(1.0 / np.mean(totals)) if totals else None,
-           "device": device_description(estimator.device), "git_commit": git_commit or _git_commit(),
+           "device": provenance.device_description(estimator.device),
+           "git_commit": git_commit or provenance.git_commit(),
            "yaw_source": YAW_DESCRIPTIONS[yaw_source],
            "input": INPUT_DESCRIPTIONS[input_mode],
            "profile": asdict(estimator.profile),
@@ -200,27 +201,6 @@ def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, in
     out["by_condition"] = {c: block([r for r in records if r["condition"] == c])["mpjpe_mm"]
                            for c in sorted({r["condition"] for r in records})}
     return out
-
-
-def device_description(device) -> str:
-    import torch
-
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {cpu}, {torch.get_num_threads()} threads"
-
-
-def _git_commit() -> str:
-    from ..training.posesdf_trainer import git_commit
-    return git_commit()
 
 
 def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = True, leg_classifier=None) -> dict:
@@ -257,7 +237,7 @@ def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = 
             "frames": len(samples), "frames_with_person": found,
             "scene_points": float(np.mean([len(a["points"]) for a in samples])),
             "rotnet_turns": yaw_estimator.turns, "leg_points_by": "LegSegNet" if leg_classifier else "pelvis crop",
-            "device": device_description(yaw_estimator.device)}
+            "device": provenance.device_description(yaw_estimator.device)}
 
 
 def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, repeats: int = 1,
@@ -291,7 +271,7 @@ def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, r
                  "fps": float(1.0 / np.mean(stages["total"])), "frames": len(stages["total"]),
                  "mpjpe_mm": float(np.mean(errors)),
                  "points": float(np.mean(points)), "iterations_mean": float(np.mean(iters)),
-                 "track": track, "device": device_description(est.device),
+                 "track": track, "device": provenance.device_description(est.device),
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         if str(est.device).startswith("cuda"):
             entry["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20

@@ -224,10 +224,11 @@ def _bench_speed(args: argparse.Namespace) -> int:
             GaitPoseEstimator.from_pretrained(backend, name, args.device, args.weights)
             for name in args.profiles.split(",") for backend in args.backends.split(",")}
     result = bench_speed(ests, frames, track=not args.no_track, progress=not args.quiet)
-    from .benchmark import _git_commit, bench_canonicalise
+    from ..provenance import git_commit
+    from .benchmark import bench_canonicalise
     out = {"command": _command(), "data": f"walking sequence, view {args.view}, seed {args.seed}, 15 Hz",
            "frames": len(frames), "track": not args.no_track,
-           "git_commit": _git_commit(), "profiles": result}
+           "git_commit": git_commit(), "profiles": result}
     first = next(iter(ests.values()))
     if first.yaw_estimator is not None:
         out["canonicalise"] = bench_canonicalise(frames, first.yaw_estimator, progress=not args.quiet,
@@ -263,7 +264,7 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
     from ..data.dataset import load_manifest
     from ..inference.legseg import load_for_cli
     from ..perception.segment import measure_segmentation
-    from .benchmark import _git_commit, device_description
+    from ..provenance import device_description, git_commit
 
     classifier = load_for_cli(args.classifier, args.legseg_weights)
     summary = {k: v for k, v in measure_segmentation(args.data, args.limit, leg_classifier=classifier).items()
@@ -273,7 +274,7 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
                 "samples_per_cell": args.limit or "all", "device": device_description("cpu"),
                 "classifier": None if classifier is None else {
                     k: classifier.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "command")},
-                "git_commit": _git_commit()}
+                "git_commit": git_commit()}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1))

@@ -271,7 +271,7 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
     import torch
 
     from ..inference.prior import PosePrior
-    from .benchmark import _git_commit, device_description
+    from ..provenance import device_description, git_commit
 
     torch.set_num_threads(1)
     prior = PosePrior.from_pretrained(weights)
@@ -289,7 +289,7 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
                                    prior_weight=settings["posendf"]["prior_weight"])
             rows += evaluate_methods(sequences, spec, noise, occlusion, settings, prior, progress=progress)
     truth_jitter = _mean_rows([metrics(s, s, spec.fps) for s in sequences])["jitter_mm_s2"]
-    return {"device": device_description("cpu"), "git_commit": _git_commit(), "rows": rows, "settings": settings,
+    return {"device": device_description("cpu"), "git_commit": git_commit(), "rows": rows, "settings": settings,
             "truth_jitter_mm_s2": truth_jitter, "spec": spec.__dict__, "weights": prior.meta.get("weights_dir"),
             "prior_config": prior.config.to_dict()}
 

@@ -99,7 +99,7 @@ def _eval_yaw(args) -> int:
     from ..data.dataset import load_manifest
     from ..inference.legseg import load_for_cli
     from ..inference.yaw import YawEstimator
-    from .benchmark import _git_commit, device_description
+    from ..provenance import device_description, git_commit
     from .cli import _command
 
     est = YawEstimator.from_pretrained(args.device, args.weights, args.turns)
@@ -113,7 +113,7 @@ def _eval_yaw(args) -> int:
            "test_time_turns": est.turns,
            "leg_points_by": "LegSegNet" if classifier is not None else ("pelvis crop" if args.segment else None),
            "seconds": round(time.perf_counter() - t0, 1),
-           "git_commit": _git_commit(),
+           "git_commit": git_commit(),
            "weights": {k: est.meta.get(k) for k in ("epochs_done", "epochs_planned", "train_minutes", "data_seed",
                                                     "git_commit", "device")},
            **summary}

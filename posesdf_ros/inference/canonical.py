@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.scene import VIEWS, yaw_matrix
+from ..data.scene import VIEWS
+from ..geometry import yaw_matrix
 from ..perception.segment import SegmentationConfig, SegmentationResult, segment_legs
 
 #: How far (m) the shape's centre lies beyond the observed side's centre, away from the camera.
@@ -105,7 +106,7 @@ class TrackedFrame:
 
 
 class PersonTracker:
-    """The canonicaliser's steps, frame after frame (the node and the bag pipeline share them).
+    """The canonicaliser's steps, frame after frame (the node and `inference.pipeline` share them).
 
     Segments the target person, preferring the one nearest the last
     frame's target until `timeout_s` passes without one; takes the heading
@@ -123,6 +124,13 @@ class PersonTracker:
         self.headings = HeadingTracker()
         self.reset()
 
+    @classmethod
+    def from_settings(cls, settings, yaw_estimator=None, leg_classifier=None) -> "PersonTracker":
+        """With the canonicaliser's parameters: any object with `min_range_m`, `max_range_m` and
+        `track_timeout_s` (the node's parameters, or `inference.pipeline.PipelineSettings`)."""
+        return cls(SegmentationConfig(roi_min_range=settings.min_range_m, roi_max_range=settings.max_range_m),
+                   yaw_estimator, settings.track_timeout_s, leg_classifier)
+
     def reset(self) -> None:
         """Forget the person."""
         self.previous_centre: np.ndarray | None = None
@@ -130,8 +138,9 @@ class PersonTracker:
         self.headings.reset()
 
     def update(self, stamp: float, points: np.ndarray, sensor_origin: np.ndarray | None) -> TrackedFrame:
-        """One gravity-aligned scene cloud (N, 3) at `stamp` (s); `sensor_origin` (3,) or None."""
-        if stamp - self.last_seen > self.timeout_s:
+        """One gravity-aligned scene cloud (N, 3) at `stamp` (s); `sensor_origin` (3,) or None. A frame
+        after more than the timeout, or before the last one (the stream restarted), forgets the person."""
+        if not 0.0 <= stamp - self.last_seen <= self.timeout_s:
             self.reset()
         seg = segment_legs(points, self.segmentation, self.previous_centre, sensor_origin, self.leg_classifier)
         if not seg.valid:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..models.losses import free_space_loss, latent_penalty, tolerance_loss
 from ..models.posesdf import PoseSDF
-from ..training.losses import free_space_loss, latent_penalty, tolerance_loss
 
 
 @dataclass

@@ -26,34 +26,17 @@ from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
-from ..data.scene import yaw_matrix
+from ..geometry import yaw_matrix
 from ..inference.canonical import PersonTracker
-from ..perception.segment import SegmentationConfig
+from ..parameters import CANONICALISER_PARAMETERS
 from .conversions import cloud_to_xyz, xyz_to_cloud
 from .frames import Extrinsics, heading_pose, matrix_to_pose, pose_to_transform, tf2_ros
-from .node_base import TORCH_THREADS, ManagedNode, Param, set_torch_threads, stamp_seconds
-from .synthetic_camera import CAMERA_POSE_PARAMETERS
+from .node_base import ManagedNode, set_torch_threads, stamp_seconds
 
 
 class CanonicaliserNode(ManagedNode):
     NODE_NAME = "canonicaliser"
-    PARAMETERS = CAMERA_POSE_PARAMETERS + (
-        Param("use_tf", True, "Look the camera pose up in tf2 at the cloud's stamp (when tf2_ros is installed)."),
-        Param("yaw_source", "rotnet", "Heading from RotNet, or assume the canonical view V1 (the paper's "
-                                      "'w/o RotNet' ablation).", choices=("rotnet", "assume_v1")),
-        Param("rotnet_weights", "", "RotNet weights file; empty: the shipped weights."),
-        Param("leg_classifier", True, "Pick the person's leg points with LegSegNet (shipped weights); false: "
-                                      "crop at the pelvis guess and drop detached hands (rule-based)."),
-        Param("device", "cpu", "Torch device of RotNet and LegSegNet.", choices=("cpu", "cuda")),
-        TORCH_THREADS,
-        Param("max_points", 400000, "Clouds with more valid points are decimated to this many.", (1000, 10000000),
-              live=True),
-        Param("min_range_m", 0.3, "Ignore points horizontally nearer the camera than this (m).", (0.0, 10.0)),
-        Param("max_range_m", 6.0, "Ignore points horizontally farther from the camera than this (m).", (0.5, 50.0)),
-        Param("track_timeout_s", 1.0, "Forget the tracked person after this long without one (s).", (0.0, 60.0)),
-        Param("canonical_frame", "posesdf_canonical", "frame_id of ~/canonical_points: the person's heading frame "
-                                                      "(on the floor, x along the heading), broadcast on tf."),
-    )
+    PARAMETERS = CANONICALISER_PARAMETERS
 
     def configure(self) -> None:
         p = self.p
@@ -69,8 +52,7 @@ class CanonicaliserNode(ManagedNode):
                                                              qos_overriding_options=qos)
         self.subscribe(PointCloud2, "points", self.on_frame)
         classifier, self.classifier_note = self._load_leg_classifier() if p.leg_classifier else (None, "off")
-        self.tracker = PersonTracker(SegmentationConfig(roi_min_range=p.min_range_m, roi_max_range=p.max_range_m),
-                                     yaw_estimator, p.track_timeout_s, classifier)
+        self.tracker = PersonTracker.from_settings(p, yaw_estimator, classifier)
 
     def _load_rotnet(self):
         try:

@@ -215,7 +215,7 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
     span = frames[-1]["received_s"] - frames[0]["received_s"] if len(frames) > 1 else 0.0
     diag = {name: next((v for k, v in rec.diagnostics.items() if k.startswith(name)), {})
             for name in ("synthetic_camera", "canonicaliser", "estimator", "pose_prior")}
-    from ..evaluation.benchmark import device_description
+    from ..provenance import device_description
 
     return {
         "frames_scored": len(frames),

@@ -23,10 +23,11 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from shape_msgs.msg import Mesh
 from visualization_msgs.msg import MarkerArray
 
+from ..parameters import ESTIMATOR_PARAMETERS
 from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
 from .frames import checked_pose, yaw_of
 from .markers import MAX_SKELETON_EXTENT_M, joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
-from .node_base import MAX_COORDINATE, TORCH_THREADS, DroppedFrame, ManagedNode, Param, set_torch_threads, stamp_seconds
+from .node_base import DroppedFrame, ManagedNode, set_torch_threads, stamp_seconds
 from .overlay import OverlayFrames, draw_skeleton
 
 
@@ -50,43 +51,21 @@ class StampPairer:
 
 class EstimatorNode(ManagedNode):
     NODE_NAME = "estimator"
-    PARAMETERS = (
-        Param("backend", "posesdf", "Joint estimator.", choices=("posesdf", "nvf")),
-        Param("profile", "fast", "Inference settings: 'fast' for camera rate on a CPU, 'accurate' for the "
-                                 "lowest error.", choices=("fast", "accurate")),
-        Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
-        Param("weights", "", "PoseSDF weights file; empty: the shipped weights."),
-        TORCH_THREADS,
-        MAX_COORDINATE,
-        Param("track", True, "Warm-start each frame's latent code from the previous frame.", live=True),
-        Param("track_reset_s", 0.25, "Warm-start only from a frame at most this old (s); the gait changes too much "
-                                     "in longer gaps, so a slower model fits each frame cold.",
-              (0.0, 60.0), live=True),
-        Param("check_heading", True, "Cold fits also try the heading turned round and keep the one the shape "
-                                     "fits better: catches RotNet's front/back confusions for a second screening.",
-              live=True),
-        Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0),
-              live=True),
-        Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0),
-              live=True),
-        Param("joint_diameter_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0), live=True),
-        Param("overlay", True, "Publish ~/overlay (needs image and camera_info)."),
-        Param("image_sync_tolerance_s", 0.05, "Largest stamp difference between depth and RGB (s).", (0.0, 1.0)),
-        Param("image_buffer_s", 4.0, "RGB images kept for the overlay (s, at most 120): a depth frame reaches the "
-                                     "estimator only after the canonicaliser, seconds late on a busy CPU.",
-              (0.1, 60.0)),
-    )
+    PARAMETERS = ESTIMATOR_PARAMETERS
 
     def configure(self) -> None:
         from ..inference.estimator import GaitPoseEstimator
+        from ..inference.pipeline import EstimatorStep
 
         p = self.p
         set_torch_threads(p.torch_threads)
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
+        # The live parameters (track, track_reset_s, check_heading) are read by the step at every frame.
+        self.step = EstimatorStep(self.estimator, p)
         self.pairer = StampPairer()
         self.overlays = OverlayFrames(p.image_sync_tolerance_s, p.image_buffer_s)
         self.camera_info: CameraInfo | None = None
-        self.last_stamp, self.last_mesh = -np.inf, -np.inf
+        self.last_mesh = -np.inf
         self.last_timings: dict[str, float] = {}
         qos = self.qos_overrides()
         self.pub_joints = self.create_lifecycle_publisher(PoseArray, "~/joints", 10, qos_overriding_options=qos)
@@ -100,7 +79,7 @@ class EstimatorNode(ManagedNode):
 
     def cleanup(self) -> None:
         on_gpu = getattr(self, "estimator", None) is not None and self.estimator.device.type == "cuda"
-        self.estimator = None
+        self.estimator = self.step = None
         if on_gpu:
             import torch
 
@@ -151,16 +130,10 @@ class EstimatorNode(ManagedNode):
         stamp = stamp_seconds(legs.header.stamp)
         if self.p.overlay:
             self.overlays.start(stamp)
-        # A long gap, or time going back (the stream restarted), ends the track.
-        if not 0.0 <= stamp - self.last_stamp <= self.p.track_reset_s:
-            self.estimator.reset()
-        if stamp < self.last_mesh:
+        if stamp < self.last_mesh:          # the stream restarted
             self.last_mesh = -np.inf
         want_mesh = self.p.mesh_rate_hz > 0 and stamp - self.last_mesh >= 1.0 / self.p.mesh_rate_hz
-        res = self.estimator.estimate(points, yaw=yaw_of(person.poses[0]), camera_origin=camera[:3, 3],
-                                      track=self.p.track, mesh=want_mesh, segment=False,
-                                      check_heading=self.p.check_heading)
-        self.last_stamp = stamp
+        res = self.step.run(stamp, points, yaw_of(person.poses[0]), camera[:3, 3], mesh=want_mesh)
         self.last_timings = res.timings
         if not res.valid:
             raise DroppedFrame("invalid", f"no estimate: {res.reason}")

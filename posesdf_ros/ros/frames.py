@@ -12,7 +12,7 @@ import numpy as np
 import transforms3d
 from geometry_msgs.msg import Point, Pose, Quaternion, Transform, TransformStamped, Vector3
 
-from ..data.camera import look_at_pitched
+from ..geometry import look_at_pitched
 
 try:  # tf2 is not on PyPI; a full ROS 2 install has it.
     import tf2_ros

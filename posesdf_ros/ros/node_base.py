@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +27,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
+
+from ..parameters import Param, with_common
 
 WARN_PERIOD_S = 5.0
 
@@ -41,58 +42,19 @@ class DroppedFrame(Exception):
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class Param:
-    """One declared parameter: its default fixes its type."""
-
-    name: str
-    default: Any
-    description: str
-    range: tuple[float, float] | None = None
-    choices: tuple[str, ...] | None = None
-    live: bool = False      # `ros2 param set` applies it to the running node; else the parameter is read-only
-
-    def descriptor(self) -> ParameterDescriptor:
-        text = self.description + (f" One of: {', '.join(self.choices)}." if self.choices else "")
-        d = ParameterDescriptor(name=self.name, description=text, read_only=not self.live)
-        if self.range is not None:
-            if isinstance(self.default, bool) or not isinstance(self.default, (int, float)):
-                raise TypeError(f"parameter {self.name}: a range needs a numeric default")
-            if isinstance(self.default, int):
-                d.integer_range = [IntegerRange(from_value=int(self.range[0]), to_value=int(self.range[1]), step=1)]
-            else:
-                d.floating_point_range = [FloatingPointRange(from_value=float(self.range[0]),
-                                                             to_value=float(self.range[1]), step=0.0)]
-        return d
-
-
-#: Parameters every node has.
-COMMON_PARAMETERS: tuple[Param, ...] = (
-    Param("autostart", True, "Configure and activate the node on start-up (lifecycle)."),
-    Param("max_age_s", 1.0, "Drop input frames older than this (s) when they arrive; 0 disables the check.",
-          (0.0, 3600.0), live=True),
-    Param("future_tolerance_s", 0.5, "Drop input frames stamped more than this ahead of the node's clock (s): a "
-                                     "clock skew or a corrupt stamp; 0 disables the check.", (0.0, 3600.0),
-          live=True),
-    Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status (s).", (0.1, 60.0)),
-)
-
-
-def with_common(params: tuple[Param, ...]) -> tuple[Param, ...]:
-    """`COMMON_PARAMETERS` plus a node's own; a node's Param of a common name replaces its default."""
-    own = {p.name for p in params}
-    return tuple(p for p in COMMON_PARAMETERS if p.name not in own) + params
-
-
-#: For nodes that run torch models.
-TORCH_THREADS = Param("torch_threads", 1, "CPU threads of torch in this process; 0 keeps torch's default (all "
-                      "cores). One is fastest when other nodes or processes share the cores.", (0, 256))
-
-
-#: For nodes that read coordinates from other nodes' messages.
-MAX_COORDINATE = Param("max_coordinate_m", 1000.0, "Drop input messages with a coordinate farther than this from "
-                       "the frame's origin on any axis (m): a corrupt or mis-scaled message.", (1.0, 1.0e7),
-                       live=True)
+def descriptor(prm: Param) -> ParameterDescriptor:
+    """The ROS parameter descriptor of a `Param`: description, range, read-only unless live."""
+    text = prm.description + (f" One of: {', '.join(prm.choices)}." if prm.choices else "")
+    d = ParameterDescriptor(name=prm.name, description=text, read_only=not prm.live)
+    if prm.range is not None:
+        if isinstance(prm.default, bool) or not isinstance(prm.default, (int, float)):
+            raise TypeError(f"parameter {prm.name}: a range needs a numeric default")
+        if isinstance(prm.default, int):
+            d.integer_range = [IntegerRange(from_value=int(prm.range[0]), to_value=int(prm.range[1]), step=1)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(prm.range[0]),
+                                                         to_value=float(prm.range[1]), step=0.0)]
+    return d
 
 
 def set_torch_threads(threads: int) -> None:
@@ -163,7 +125,7 @@ class ManagedNode(LifecycleNode):
         values = {}
         self._live = {prm.name: prm for prm in params if prm.live}
         for prm in params:
-            values[prm.name] = self.declare_parameter(prm.name, prm.default, prm.descriptor()).value
+            values[prm.name] = self.declare_parameter(prm.name, prm.default, descriptor(prm)).value
             if prm.choices and values[prm.name] not in prm.choices:
                 raise ValueError(f"parameter {prm.name}={values[prm.name]!r} must be one of {prm.choices}")
         # rclpy refuses read-only parameters, wrong types and out-of-range values before these run.

@@ -20,8 +20,9 @@ from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import JointState
 from visualization_msgs.msg import MarkerArray
 
+from ..parameters import POSE_PRIOR_PARAMETERS
 from .markers import implausible_joints, joints_from_message, joints_to_pose_array, skeleton_markers
-from .node_base import MAX_COORDINATE, TORCH_THREADS, DroppedFrame, ManagedNode, Param, set_torch_threads, stamp_seconds
+from .node_base import DroppedFrame, ManagedNode, set_torch_threads, stamp_seconds
 
 
 def gait_status(parameters: dict, frame_id: str) -> DiagnosticStatus:
@@ -38,28 +39,7 @@ def gait_status(parameters: dict, frame_id: str) -> DiagnosticStatus:
 
 class PosePriorNode(ManagedNode):
     NODE_NAME = "pose_prior"
-    PARAMETERS = (
-        Param("max_age_s", 10.0, "Drop joints older than this (s) when they arrive; their stamp is the camera "
-                                 "frame's, so the estimator's latency counts. 0 disables the check.", (0.0, 3600.0),
-              live=True),
-        Param("weights", "", "Folder with posendf.pt/.json; empty: the shipped weights."),
-        Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
-        TORCH_THREADS,
-        MAX_COORDINATE,
-        Param("observation_sigma_m", 0.03, "Expected error of the incoming joints (m): the estimator's MPJPE.",
-              (0.001, 1.0)),
-        Param("motion_sigma_m", 0.05, "Expected deviation of a joint from constant velocity over 1/30 s (m), "
-                                      "scaled by the square of the actual time step; smaller smooths more.",
-              (0.001, 1.0)),
-        Param("prior_weight", 300.0, "Weight of the Pose-NDF prior; 0 turns it off.", (0.0, 10000.0)),
-        Param("periodic_fill", True, "Fill a hidden leg from the other leg half a gait cycle ago."),
-        Param("restart_gap_s", 0.5, "A longer gap between frames restarts the filter (s); the bone lengths are kept.",
-              (0.0, 60.0)),
-        Param("gait_window_s", 6.0, "Window of the gait analysis (s).", (1.0, 120.0)),
-        Param("marker_lifetime_s", 0.5, "Lifetime of the markers (s), so stale ones vanish.", (0.0, 60.0),
-              live=True),
-        Param("joint_diameter_m", 0.04, "Diameter of the joint spheres (m).", (0.001, 1.0), live=True),
-    )
+    PARAMETERS = POSE_PRIOR_PARAMETERS
 
     def configure(self) -> None:
         from ..gait.parameters import GaitAnalyser

@@ -11,9 +11,8 @@ import importlib
 import json
 from pathlib import Path
 
+from ..parameters import CAMERA_POSE_PARAMETERS, COMMON_PARAMETERS, Param
 from .bringup import NODE_CLASSES
-from .node_base import COMMON_PARAMETERS, Param
-from .synthetic_camera import CAMERA_POSE_PARAMETERS
 
 SHARED = COMMON_PARAMETERS + CAMERA_POSE_PARAMETERS
 

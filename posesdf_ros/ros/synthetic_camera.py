@@ -18,45 +18,17 @@ from rclpy.lifecycle import Publisher
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
-from ..data.camera import NOISE_PROFILES
-from ..data.gait import CONDITIONS
-from ..data.scene import VIEWS
 from ..data.stream import StreamFrame, SyntheticWalker, WalkerConfig
+from ..parameters import SYNTHETIC_CAMERA_PARAMETERS
 from .conversions import array_to_image, xyz_to_cloud
 from .frames import extrinsics_from_parameters
 from .markers import joints_to_pose_array
-from .node_base import ManagedNode, Param
-
-#: Camera pose parameters shared with the canonicaliser (set once under `/**` in config/posesdf.yaml).
-CAMERA_POSE_PARAMETERS: tuple[Param, ...] = (
-    Param("camera_height_m", 0.9, "Height of the camera's optical centre above the floor (m).", (0.05, 5.0)),
-    Param("camera_pitch_deg", 9.0, "Camera pitch, down from horizontal (deg).", (-89.0, 89.0)),
-    Param("camera_yaw_deg", 0.0, "Camera yaw about the gravity frame's z axis (deg).", (-180.0, 180.0)),
-    Param("camera_x_m", 0.0, "Camera position along the gravity frame's x axis (m).", (-100.0, 100.0)),
-    Param("camera_y_m", 0.0, "Camera position along the gravity frame's y axis (m).", (-100.0, 100.0)),
-    Param("gravity_frame", "base_link", "Gravity-aligned output frame (z up, floor at z = 0; REP 103/105)."),
-    Param("camera_frame", "camera_depth_optical_frame", "Optical frame of the depth camera that the camera_* "
-          "parameters place (the synthetic camera publishes in it). Without tf2 a cloud in another frame, or with "
-          "none, is still placed with them, and /diagnostics warns."),
-)
+from .node_base import ManagedNode
 
 
 class SyntheticCameraNode(ManagedNode):
     NODE_NAME = "synthetic_camera"
-    PARAMETERS = CAMERA_POSE_PARAMETERS + (
-        Param("rate_hz", 15.0, "Publishing rate (Hz).", (0.1, 60.0)),
-        Param("condition", "normal", "Gait condition of the walker.", choices=CONDITIONS),
-        Param("view", "V1", "Benchmark view: the camera's azimuth around the walker.", choices=tuple(VIEWS)),
-        Param("body_index", 0, "Test body (0..99; disjoint from the training bodies).", (0, 99)),
-        Param("seed", 1, "Seed of the gait variation, the clutter and the noise.", (0, 2**31 - 1)),
-        Param("noise", "realistic", "Depth noise profile.", choices=NOISE_PROFILES),
-        Param("clutter_boxes", 2, "Boxes standing beside the walkway.", (0, 6)),
-        Param("cadence_spm", 0.0, "Cadence (steps/min); 0 draws one from 95..125.", (0.0, 200.0)),
-        Param("distance_m", 2.5, "Horizontal distance from the camera to the walker (m).", (1.0, 6.0)),
-        Param("loop_frames", 0, "Frames rendered on configure and played in a loop; 0: one gait cycle.",
-              (0, 600)),
-        Param("publish_ground_truth", True, "Publish ~/ground_truth/joints."),
-    )
+    PARAMETERS = SYNTHETIC_CAMERA_PARAMETERS
 
     def configure(self) -> None:
         p = self.p

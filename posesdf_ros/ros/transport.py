@@ -223,7 +223,7 @@ def bench(sizes: list[tuple[int, int]], repeats: int = 2, count: int = 30, rate_
     and reliable QoS, `repeats` times each; the rows and what they were run with."""
     import platform
 
-    from ..training.posesdf_trainer import git_commit
+    from ..provenance import git_commit
 
     rows = []
     for width, height in sizes:

@@ -1,6 +1,7 @@
 """Checkpoints (resumable training state) and exported weights (model + config JSON)."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -97,3 +98,29 @@ def open_network_run(out: Path, model: torch.nn.Module, lr: float, lr_step_epoch
     start, history = (resume_from(path, config, device, model=model, optimizer=opt, scheduler=sched)
                       if resume else (0, []))
     return NetworkRun(model, opt, sched, path, config, start, history)
+
+
+def write_loss_log(out: Path, history: list[dict], keys: tuple = ("loss", "shape_loss", "pose_loss")) -> None:
+    """A run's per-epoch history as out/loss.csv and its `keys` curves as out/loss.png."""
+    if not history:
+        return
+    with open(out / "loss.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in keys:
+        ax.plot(ep, [h[key] for h in history], label=key)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (normalised units)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)

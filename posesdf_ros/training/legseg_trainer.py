@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ..models.legseg import LegSegConfig, LegSegNet, leg_loss, to_network_frame
-from .checkpoint import end_of_epoch, export_weights, open_network_run
-from .posesdf_trainer import git_commit, write_loss_log
+from ..provenance import git_commit
+from .checkpoint import end_of_epoch, export_weights, open_network_run, write_loss_log
 
 #: Points kept per cached window (a random subset of larger ones).
 CACHE_POINTS = 3072

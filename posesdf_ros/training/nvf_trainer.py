@@ -31,9 +31,9 @@ from ..data.dataset import load_manifest
 from ..inference.nvf import VoteDecoding, vote_joints
 from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
-from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint
+from ..provenance import git_commit
+from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint, write_loss_log
 from .nvf_fits import FittedSet
-from .posesdf_trainer import git_commit, write_loss_log
 from .schedules import step_lr
 
 NEAR_SAMPLES = 45_000       # the first 45,000 SDF samples of a shape are the near-surface ones (data.sdf)

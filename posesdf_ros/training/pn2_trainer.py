@@ -19,8 +19,9 @@ from ..data.dataset import load_manifest
 from ..data.scene import VIEWS
 from ..inference.canonical import first_guess
 from ..models.pointnet2 import PointNet2Config, PointNet2Regressor
-from .checkpoint import export_weights, open_network_run
-from .posesdf_trainer import git_commit, normalisation_prior, write_loss_log
+from ..provenance import git_commit
+from .checkpoint import export_weights, open_network_run, write_loss_log
+from .posesdf_trainer import normalisation_prior
 
 
 @dataclass

@@ -31,8 +31,8 @@ import torch
 
 from ..gait.kinematics import ROTATIONS, geodesic_distance, inverse
 from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere, distance_loss, eikonal_loss
-from .checkpoint import end_of_epoch, export_weights, open_network_run
-from .posesdf_trainer import git_commit, write_loss_log
+from ..provenance import git_commit
+from .checkpoint import end_of_epoch, export_weights, open_network_run, write_loss_log
 
 #: The seed's geodesic-distance weight of every rotation (see the module docstring).
 JOINT_WEIGHT = 2.0

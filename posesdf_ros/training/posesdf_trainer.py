@@ -9,9 +9,7 @@ informative everywhere and joint centres can be read off anywhere).
 """
 from __future__ import annotations
 
-import csv
 import json
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,9 +18,10 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
+from ..models.losses import latent_regulariser, tolerance_loss
 from ..models.posesdf import PoseSDF, PoseSDFConfig
-from .checkpoint import end_of_epoch, export_weights, load_checkpoint, resume_from, save_checkpoint
-from .losses import latent_regulariser, tolerance_loss
+from ..provenance import git_commit
+from .checkpoint import end_of_epoch, export_weights, load_checkpoint, resume_from, save_checkpoint, write_loss_log
 from .schedules import linear_ramp, step_lr
 
 
@@ -155,18 +154,6 @@ def sphere_targets(points: torch.Tensor, joints: torch.Tensor, radius: float) ->
     return torch.cdist(points, joints) - radius
 
 
-def git_commit() -> str:
-    """The checkout's short commit, with "-dirty" when tracked files have uncommitted changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent,
-                              timeout=5).stdout.strip()
-    try:
-        sha = git("rev-parse", "--short", "HEAD")
-        return (sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")) or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _command(config: PoseSDFTrainConfig, data: Path, out: Path, device: str, init_from: Path | None) -> str:
     """The `posesdf train posesdf` command line that reproduces this run."""
     base, m = preset(config.name), config.model
@@ -288,26 +275,3 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
             "final": history[-1] if history else None}
 
 
-def write_loss_log(out: Path, history: list[dict], keys: tuple = ("loss", "shape_loss", "pose_loss")) -> None:
-    if not history:
-        return
-    with open(out / "loss.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in keys:
-        ax.plot(ep, [h[key] for h in history], label=key)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (normalised units)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=100)
-    plt.close(fig)

@@ -31,9 +31,9 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..models.rotnet import RotNet, RotNetConfig, centre_cloud, decode_heading, heading_loss
-from .checkpoint import end_of_epoch, export_weights, open_network_run
+from ..provenance import git_commit
+from .checkpoint import end_of_epoch, export_weights, open_network_run, write_loss_log
 from .pn2_trainer import hidden_point_removal
-from .posesdf_trainer import git_commit, write_loss_log
 
 
 @dataclass

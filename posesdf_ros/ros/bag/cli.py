@@ -156,7 +156,7 @@ def _record(args: argparse.Namespace) -> int:
 
 def camera_pose_matrix(text: str) -> np.ndarray:
     """"HEIGHT,PITCH[,YAW,X,Y]" (m, deg) -> camera optical frame -> gravity frame (4, 4)."""
-    from ...data.camera import look_at_pitched
+    from ...geometry import look_at_pitched
 
     try:
         v = [float(x) for x in text.split(",")]
@@ -169,10 +169,11 @@ def camera_pose_matrix(text: str) -> np.ndarray:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ...evaluation.benchmark import _git_commit, device_description
+    from ...inference.pipeline import PipelineSettings
+    from ...provenance import device_description, git_commit
+    from ..bringup import default_params_file
     from .evaluate import evaluate_estimates, evaluate_offline, json_figures
     from .frames import FrameSource
-    from .pipeline import PipelineSettings
     from .report import write_report
 
     if args.limit is not None and args.limit <= 0 or args.rate <= 0:
@@ -180,7 +181,8 @@ def _eval(args: argparse.Namespace) -> int:
     source = FrameSource(args.points_topic, None if args.gt_topic == "none" else args.gt_topic,
                          None if args.gait_topic == "none" else args.gait_topic, args.gravity_frame,
                          camera_pose_matrix(args.camera_pose) if args.camera_pose else None, args.gt_tolerance)
-    settings = PipelineSettings.from_yaml(args.params_file, profile=args.profile, device=args.device)
+    settings = PipelineSettings.from_yaml(args.params_file or default_params_file(), profile=args.profile,
+                                          device=args.device)
     out = args.out or args.bag.parent / f"{args.bag.name.removesuffix('.mcap').removesuffix('.db3')}_eval"
     if args.live and args.estimates:
         raise ValueError("--live and --estimates exclude each other")
@@ -199,7 +201,7 @@ def _eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)   # the nodes' torch_threads; two-core machines share their cores
         summary, records = evaluate_offline(args.bag, source, settings, not args.no_prior, args.limit,
                                             not args.quiet, args.weights)
-    summary |= {"command": _command(), "device": device_description(settings.device), "git_commit": _git_commit()}
+    summary |= {"command": _command(), "device": device_description(settings.device), "git_commit": git_commit()}
     write_report(summary, records, out)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

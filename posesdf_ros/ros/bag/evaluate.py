@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ...evaluation.metrics import joint_errors_mm
+from ...inference.pipeline import NodePipeline, PipelineSettings, load_prior
 from ...skeleton import JOINT_NAMES, bone_lengths
 from .frames import FrameSource, iter_frames
 from .layout import ESTIMATE_TOPIC
 from .messages import gait_values, pose_array_joints, stamp_ns
-from .pipeline import NodePipeline, PipelineSettings, load_prior
 from .reader import BagReader
 
 #: The keys of `--json FILE` (issue 8).

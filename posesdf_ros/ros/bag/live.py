@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ...inference.pipeline import PipelineSettings
 from .evaluate import NO_OUTPUT, frame_record, node_drops, summarise
 from .frames import FrameSource, iter_frames
 from .layout import ESTIMATE_TOPIC, PRIOR_TOPIC
-from .pipeline import PipelineSettings
 from .reader import BagReader
 
 #: What the output bag holds: topic -> type.
@@ -32,7 +32,7 @@ RECORDED = {ESTIMATE_TOPIC: "geometry_msgs/msg/PoseArray", PRIOR_TOPIC: "geometr
 
 def camera_parameters(T: np.ndarray) -> dict[str, float]:
     """The camera_* parameters (m, deg) of an optical frame -> gravity frame pose; ValueError if it has roll."""
-    from ...data.camera import look_at_pitched
+    from ...geometry import look_at_pitched
 
     forward = T[:3, 2]
     pitch, yaw = float(np.arcsin(-forward[2])), float(np.arctan2(forward[1], forward[0]))

@@ -1,13 +1,12 @@
-"""The canonicaliser's and estimator's per-frame steps without ROS, for offline evaluation.
+"""The per-frame pipeline of the nodes, without ROS: the canonicaliser's step, the estimator's step and its
+reset policy, and the two run offline one after the other (with the Pose-NDF prior) for bag evaluation.
 
-Same order and state as the nodes (posesdf_ros/ros/canonicaliser.py and
-estimator.py), with their parameters read from config/posesdf.yaml: the
-canonicaliser's `PersonTracker` (segment the person in the scene, following
-the previous frame's person until `track_timeout_s` passes without one,
-RotNet's heading kept free of flips), then PoseSDF on the leg points with that
-heading, warm-started unless the previous frame is more than
-`track_reset_s` old; the Pose-NDF prior, when on, filters the joints of
-the frames with a person, as the `pose_prior` node does.
+The canonicaliser and estimator nodes call `PersonTracker.from_settings` and
+`EstimatorStep` with their own parameters; `NodePipeline` calls the same with
+`PipelineSettings`, whose defaults are the nodes' parameter declarations
+(`posesdf_ros.parameters`) and whose values come from the same YAML. So the
+offline evaluation runs exactly the steps, in the order and with the state,
+that the live nodes do.
 """
 from __future__ import annotations
 
@@ -17,32 +16,55 @@ from pathlib import Path
 
 import numpy as np
 
+from ..parameters import CANONICALISER_PARAMETERS, ESTIMATOR_PARAMETERS
+from .canonical import PersonTracker
+
+_NODE_DEFAULTS = {prm.name: prm.default for prm in CANONICALISER_PARAMETERS + ESTIMATOR_PARAMETERS}
+
+
+class EstimatorStep:
+    """The estimator node's per-frame work on the canonicaliser's output: PoseSDF (or NVF) warm-started from
+    the previous frame unless that is more than `track_reset_s` old, or later than this one (the stream
+    restarted). `settings` is read at every frame (any object with `track`, `track_reset_s` and
+    `check_heading`: the node's live parameters, or `PipelineSettings`)."""
+
+    def __init__(self, estimator, settings):
+        self.estimator, self.settings = estimator, settings
+        self.last_stamp = -np.inf
+
+    def run(self, stamp: float, legs: np.ndarray, yaw: float, camera_origin: np.ndarray | None,
+            mesh: bool = False):
+        """One frame's leg points (M, 3, gravity frame) and heading -> `EstimateResult`."""
+        s = self.settings
+        if not 0.0 <= stamp - self.last_stamp <= s.track_reset_s:
+            self.estimator.reset()
+        self.last_stamp = stamp
+        return self.estimator.estimate(legs, yaw=yaw, camera_origin=camera_origin, track=s.track, mesh=mesh,
+                                       segment=False, check_heading=s.check_heading)
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """The nodes' parameters that change results (defaults: config/posesdf.yaml)."""
+    """The canonicaliser's and estimator's parameters that change results; defaults: their declarations."""
 
-    profile: str = "fast"
-    device: str = "cpu"
-    track: bool = True
-    track_reset_s: float = 0.25
-    check_heading: bool = True
-    track_timeout_s: float = 1.0
-    min_range_m: float = 0.3
-    max_range_m: float = 6.0
-    yaw_source: str = "rotnet"
-    leg_classifier: bool = True
+    profile: str = _NODE_DEFAULTS["profile"]
+    device: str = _NODE_DEFAULTS["device"]
+    track: bool = _NODE_DEFAULTS["track"]
+    track_reset_s: float = _NODE_DEFAULTS["track_reset_s"]
+    check_heading: bool = _NODE_DEFAULTS["check_heading"]
+    track_timeout_s: float = _NODE_DEFAULTS["track_timeout_s"]
+    min_range_m: float = _NODE_DEFAULTS["min_range_m"]
+    max_range_m: float = _NODE_DEFAULTS["max_range_m"]
+    yaw_source: str = _NODE_DEFAULTS["yaw_source"]
+    leg_classifier: bool = _NODE_DEFAULTS["leg_classifier"]
 
     prior: tuple[tuple[str, object], ...] = ()   # the pose_prior node's parameters that PriorConfig has
 
     @classmethod
-    def from_yaml(cls, path: Path | None = None, **overrides) -> "PipelineSettings":
+    def from_yaml(cls, path: Path, **overrides) -> "PipelineSettings":
         """The nodes' values in a parameter file (`/**` shared, then canonicaliser, estimator, pose_prior)."""
         import yaml
 
-        from ..bringup import default_params_file
-
-        path = path or default_params_file()
         doc = yaml.safe_load(Path(path).read_text()) or {}
 
         def section(name: str) -> dict:
@@ -60,10 +82,8 @@ class PipelineSettings:
 
 
 def _prior_fields() -> set[str]:
-    try:
-        from ...inference.prior import PriorConfig
-    except ImportError:
-        return set()
+    from .prior import PriorConfig
+
     return {f.name for f in fields(PriorConfig)}
 
 
@@ -76,35 +96,26 @@ class StepResult:
 
 
 class NodePipeline:
-    """One track's state across frames; `step` is one camera frame."""
+    """The canonicaliser, the estimator and (optionally) the prior on one track, offline; `step` is one
+    camera frame."""
 
     def __init__(self, settings: PipelineSettings, prior=None, weights: Path | None = None):
-        from ...inference.canonical import PersonTracker
-        from ...inference.estimator import GaitPoseEstimator
-        from ...perception.segment import SegmentationConfig
+        from .estimator import GaitPoseEstimator
 
         self.settings = settings
-        self.estimator = GaitPoseEstimator.from_pretrained("posesdf", settings.profile, settings.device, weights,
-                                                           rotnet=settings.yaw_source == "rotnet",
-                                                           leg_classifier=settings.leg_classifier)
-        self.tracker = PersonTracker(SegmentationConfig(roi_min_range=settings.min_range_m,
-                                                        roi_max_range=settings.max_range_m),
-                                     self.estimator.yaw_estimator, settings.track_timeout_s,
-                                     self.estimator.leg_classifier)
+        estimator = GaitPoseEstimator.from_pretrained("posesdf", settings.profile, settings.device, weights,
+                                                      rotnet=settings.yaw_source == "rotnet",
+                                                      leg_classifier=settings.leg_classifier)
+        self.tracker = PersonTracker.from_settings(settings, estimator.yaw_estimator, estimator.leg_classifier)
+        self.estimator = EstimatorStep(estimator, settings)
         self.prior = prior
-        self.last_stamp = -np.inf
 
     def step(self, stamp: float, points: np.ndarray, camera_origin: np.ndarray | None) -> StepResult:
         t0 = time.perf_counter()
-        s = self.settings
         frame = self.tracker.update(stamp, points, camera_origin)      # the canonicaliser
         if not frame.valid:
             return self._filtered(stamp, None, frame.reason, t0)
-        if stamp - self.last_stamp > s.track_reset_s:        # estimator: too old to warm-start from
-            self.estimator.reset()
-        res = self.estimator.estimate(frame.legs, yaw=frame.yaw, camera_origin=camera_origin, track=s.track,
-                                      segment=False, check_heading=s.check_heading)
-        self.last_stamp = stamp
+        res = self.estimator.run(stamp, frame.legs, frame.yaw, camera_origin)
         return self._filtered(stamp, res.joints if res.valid else None, res.reason, t0)
 
     def _filtered(self, stamp: float, joints: np.ndarray | None, reason: str, t0: float) -> StepResult:
@@ -125,7 +136,7 @@ def load_prior(enabled: bool, settings: PipelineSettings, notes: list[str]):
         notes.append("Pose-NDF prior off (--no-prior): the estimator's joints are scored")
         return None
     try:
-        from ...inference.prior import PosePrior
+        from .prior import PosePrior
 
         return PosePrior.from_pretrained(device=settings.device, **dict(settings.prior))
     except (ImportError, FileNotFoundError) as err:

@@ -1,4 +1,4 @@
-"""Losses as pure functions."""
+"""Losses as pure functions, shared by training and inference (latent optimisation)."""
 from __future__ import annotations
 
 import torch

@@ -156,31 +156,27 @@ def test_backend_switch_same_latent_fit_joints_by_voting(test_build):
         GaitPoseEstimator(est.model, est.meta, est.profile, backend="nvf")   # no head
 
 
-def test_estimator_node_parameter_switches_to_nvf_over_dds():
+def test_estimator_node_parameter_switches_to_nvf_over_dds(graph):
     """`backend:=nvf` on the real estimator node, fed by the synthetic camera and canonicaliser over DDS."""
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseArray
-    from test_ros_nodes import Graph, _statuses, _values
+    from ros_graph import status_values, statuses
 
     from posesdf_ros.ros.bringup import make_nodes
     from posesdf_ros.ros.markers import pose_array_to_joints
 
-    graph = Graph()
-    try:
-        for msg_type, topic in ((PoseArray, "/synthetic_camera/ground_truth/joints"),
-                                (PoseArray, "/estimator/joints"), (DiagnosticArray, "/diagnostics")):
-            graph.listen(msg_type, topic)
-        graph.add(make_nodes(["synthetic_camera", "canonicaliser", "estimator"], context=graph.context, overrides={
-            "synthetic_camera": {"rate_hz": 4.0, "loop_frames": 3},
-            "estimator": {"backend": "nvf", "mesh_rate_hz": 0.0, "overlay": False}}))
-        assert graph.wait_for(lambda r: len(r["/estimator/joints"]) >= 3
-                              and any(_values(s).get("backend") == "nvf" for s in _statuses(r, "estimator"))), \
-            "no joints or no nvf diagnostics from the estimator"
-        r = graph.received
-        truth = {(m.header.stamp.sec, m.header.stamp.nanosec): pose_array_to_joints(m)
-                 for m in r["/synthetic_camera/ground_truth/joints"]}
-        errors = [np.linalg.norm(pose_array_to_joints(m) - truth[(m.header.stamp.sec, m.header.stamp.nanosec)],
-                                 axis=1).mean() * 1e3 for m in r["/estimator/joints"]]
-        assert np.mean(errors) < 60.0, f"MPJPE {np.mean(errors):.1f} mm over {len(errors)} frames"
-    finally:
-        graph.close()
+    for msg_type, topic in ((PoseArray, "/synthetic_camera/ground_truth/joints"),
+                            (PoseArray, "/estimator/joints"), (DiagnosticArray, "/diagnostics")):
+        graph.listen(msg_type, topic)
+    graph.add(make_nodes(["synthetic_camera", "canonicaliser", "estimator"], context=graph.context, overrides={
+        "synthetic_camera": {"rate_hz": 4.0, "loop_frames": 3},
+        "estimator": {"backend": "nvf", "mesh_rate_hz": 0.0, "overlay": False}}))
+    assert graph.wait_for(lambda r: len(r["/estimator/joints"]) >= 3
+                          and any(status_values(s).get("backend") == "nvf" for s in statuses(r, "estimator"))), \
+        "no joints or no nvf diagnostics from the estimator"
+    r = graph.received
+    truth = {(m.header.stamp.sec, m.header.stamp.nanosec): pose_array_to_joints(m)
+             for m in r["/synthetic_camera/ground_truth/joints"]}
+    errors = [np.linalg.norm(pose_array_to_joints(m) - truth[(m.header.stamp.sec, m.header.stamp.nanosec)],
+                             axis=1).mean() * 1e3 for m in r["/estimator/joints"]]
+    assert np.mean(errors) < 60.0, f"MPJPE {np.mean(errors):.1f} mm over {len(errors)} frames"

@@ -7,8 +7,8 @@ import pytest
 from posesdf_ros.data.body import sample_phenotype
 from posesdf_ros.data.gait import CONDITIONS, GaitModel, GaitParams, normal_curve, sample_gait_params
 from posesdf_ros.data.scene import CameraSetup, WalkingSubject
+from posesdf_ros.evaluation.gait import compare, event_errors
 from posesdf_ros.gait.angles import ANGLE_NAMES, joint_angles
-from posesdf_ros.gait.evaluate import compare, event_errors
 from posesdf_ros.gait.parameters import GaitAnalyser, gait_parameters
 from posesdf_ros.gait.truth import true_events, true_parameters
 from posesdf_ros.skeleton import JOINT_INDEX

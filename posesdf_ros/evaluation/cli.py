@@ -241,7 +241,7 @@ def _bench_speed(args: argparse.Namespace) -> int:
 
 
 def _bench_gait(args: argparse.Namespace) -> int:
-    from ..gait.evaluate import evaluate_gait, markdown_table, plot_knee_curves
+    from .gait import evaluate_gait, markdown_table, plot_knee_curves
 
     noise = tuple(float(n) for n in args.noise_mm.split(","))
     result = evaluate_gait(args.subjects, fps=args.fps, cycles=args.cycles, noise_mm=noise, seed=args.seed,
@@ -263,8 +263,8 @@ def _bench_gait(args: argparse.Namespace) -> int:
 def _eval_segmentation(args: argparse.Namespace) -> int:
     from ..data.dataset import load_manifest
     from ..inference.legseg import load_for_cli
-    from ..perception.segment import measure_segmentation
     from ..provenance import device_description, git_commit
+    from .segmentation import measure_segmentation
 
     classifier = load_for_cli(args.classifier, args.legseg_weights)
     summary = {k: v for k, v in measure_segmentation(args.data, args.limit, leg_classifier=classifier).items()

@@ -14,11 +14,11 @@ import numpy as np
 from ..data.body import BodyModel, sample_phenotype
 from ..data.gait import CONDITIONS, GaitModel, sample_gait_params
 from ..data.scene import VIEWS, CameraSetup, WalkingSubject
+from ..gait.angles import joint_angles
+from ..gait.events import GaitEvents, forward_offsets, walking_direction
+from ..gait.parameters import GaitParameters, gait_parameters
+from ..gait.truth import true_parameters
 from ..skeleton import SIDES
-from .angles import joint_angles
-from .events import GaitEvents, forward_offsets, walking_direction
-from .parameters import GaitParameters, gait_parameters
-from .truth import true_parameters
 
 
 @dataclass
@@ -332,7 +332,7 @@ def plot_knee_curves(path, subjects: int = 3, condition: str = "normal", fps: fl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .parameters import CURVE_POINTS
+    from ..gait.parameters import CURVE_POINTS
 
     rng = np.random.default_rng([seed, 4242])
     fig, axes = plt.subplots(subjects, 2, figsize=(9, 2.6 * subjects), sharex=True, squeeze=False)

@@ -13,6 +13,7 @@ without rosbag2 and launch. With tf2 installed the canonicaliser places
 the cloud with the bag's /tf_static; without, set the camera_* parameters
 in `params_file`.
 """
+from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
     EmitEvent,
@@ -28,8 +29,6 @@ from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 PACKAGE = 'posesdf_ros'
 #: Fast DDS 2.x (Jazzy) reads its XML profile from here; posesdf_ros.ros.transport.PROFILE_ENV.

@@ -7,12 +7,13 @@ No hardware needed: the synthetic camera renders a walking person (one gait
 cycle, rendered on configure, then played in a loop) and publishes what a
 RealSense-like driver would, plus the ground-truth joints on
 /synthetic_camera/ground_truth/joints. The wiring is bringup's
-PIPELINE_REMAPS + SYNTHETIC_CAMERA_REMAPS, i.e. the same as
+PIPELINE_REMAPS + SYNTHETIC_CAMERA_REMAPS (imported: `remaps_for`), i.e. the same as
 `ros2 run posesdf_ros bringup` (all three nodes in one process).
 
 Node, not LifecycleNode, starts the nodes: they are lifecycle nodes that
 whose executables configure and activate them (`autostart`); see posesdf.launch.py.
 """
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -20,11 +21,13 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from launch import LaunchDescription
+from posesdf_ros.ros.bringup import NODE_CLASSES, remaps_for
 
 PACKAGE = 'posesdf_ros'
 #: Fast DDS 2.x (Jazzy) reads its XML profile from here; posesdf_ros.ros.transport.PROFILE_ENV.
 PROFILE_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
+#: The nodes started, wired as bringup wires them in one process (bringup.remaps_for).
+NODES = list(NODE_CLASSES)
 # posesdf_ros.data.scene.VIEWS and posesdf_ros.data.gait.CONDITIONS (test/test_launch.py checks they agree).
 VIEWS = ['V1', 'V2', 'V3', 'V4', 'V5', 'V6']
 CONDITIONS = ['normal', 'supination', 'pronation', 'in_toeing', 'out_toeing']
@@ -77,8 +80,7 @@ def generate_launch_description():
         name='canonicaliser',
         output='screen',
         parameters=[params_file, {'device': device}],
-        # bringup.SYNTHETIC_CAMERA_REMAPS['canonicaliser']
-        remappings=[('points', '/synthetic_camera/points')],
+        remappings=list(remaps_for('canonicaliser', NODES).items()),
     )
     estimator = Node(
         package=PACKAGE,
@@ -89,14 +91,7 @@ def generate_launch_description():
             'profile': ParameterValue(LaunchConfiguration('profile'), value_type=str),
             'device': device,
         }],
-        remappings=[
-            # bringup.PIPELINE_REMAPS['estimator']
-            ('legs', '/canonicaliser/legs'),
-            ('person', '/canonicaliser/person'),
-            # bringup.SYNTHETIC_CAMERA_REMAPS['estimator']
-            ('image', '/synthetic_camera/image'),
-            ('camera_info', '/synthetic_camera/camera_info'),
-        ],
+        remappings=list(remaps_for('estimator', NODES).items()),
     )
     pose_prior = Node(
         package=PACKAGE,
@@ -104,8 +99,7 @@ def generate_launch_description():
         name='pose_prior',
         output='screen',
         parameters=[params_file, {'device': device}],
-        # bringup.PIPELINE_REMAPS['pose_prior']
-        remappings=[('joints', '/estimator/joints')],
+        remappings=list(remaps_for('pose_prior', NODES).items()),
     )
     rviz = Node(
         package='rviz2',

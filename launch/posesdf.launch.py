@@ -25,6 +25,7 @@ Parameters come from `params_file` (every node's section plus the shared
 The per-node sections are keyed `/**/<node>`, so they apply under any
 `namespace:=...`.
 """
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -32,7 +33,7 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from launch import LaunchDescription
+from posesdf_ros.ros.bringup import relative_remaps
 
 PACKAGE = 'posesdf_ros'
 #: Fast DDS 2.x (Jazzy) reads its XML profile from here; posesdf_ros.ros.transport.PROFILE_ENV.
@@ -106,11 +107,8 @@ def generate_launch_description():
             'device': device,
             'use_sim_time': use_sim_time,
         }],
-        remappings=[
-            # bringup.PIPELINE_REMAPS (legs:=/canonicaliser/legs, person:=/canonicaliser/person),
-            # relative so that they follow `namespace`.
-            ('legs', 'canonicaliser/legs'),
-            ('person', 'canonicaliser/person'),
+        # bringup.PIPELINE_REMAPS, relative so that they follow `namespace`; the camera topics from the arguments.
+        remappings=list(relative_remaps('estimator').items()) + [
             ('image', LaunchConfiguration('image_topic')),
             ('camera_info', LaunchConfiguration('camera_info_topic')),
         ],
@@ -122,8 +120,7 @@ def generate_launch_description():
         namespace=namespace,
         output='screen',
         parameters=[params_file, {'device': device, 'use_sim_time': use_sim_time}],
-        # bringup.PIPELINE_REMAPS['pose_prior'], relative so that it follows `namespace`.
-        remappings=[('joints', 'estimator/joints')],
+        remappings=list(relative_remaps('pose_prior').items()),
     )
     rviz = Node(
         package='rviz2',

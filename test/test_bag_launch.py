@@ -56,9 +56,8 @@ def test_plays_with_clock_into_the_pipeline_on_sim_time_and_records_what_live_ev
 def test_launch_description_builds_with_the_launch_api():
     pytest.importorskip("launch.actions")
     pytest.importorskip("launch_ros")
-    from launch.actions import DeclareLaunchArgument
-
     from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument
 
     spec = importlib.util.spec_from_file_location("bag_replay_launch", PATH)
     module = importlib.util.module_from_spec(spec)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import ast
 import re
+import runpy
+import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -88,8 +91,8 @@ class LaunchFile:
         self.nodes: list[dict] = []
         for call in (c for c in calls if _call_name(c) == "Node"):
             kw = {k.arg: k.value for k in call.keywords}
-            remaps = []
-            if "remappings" in kw:
+            remaps = []     # literal pairs only; the wiring itself is read by running the file (`launched_nodes`)
+            if isinstance(kw.get("remappings"), ast.List):
                 for pair in kw["remappings"].elts:
                     remaps.append(tuple(_value(e, self.constants) for e in pair.elts))
             self.nodes.append({
@@ -109,6 +112,48 @@ class LaunchFile:
 
     def own_nodes(self) -> list[dict]:
         return [n for n in self.nodes if n["package"] == PACKAGE]
+
+
+class _Recorded:
+    """Stands in for any `launch` / `launch_ros` class: keeps what it was constructed with."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _stub_modules() -> dict[str, types.ModuleType]:
+    """Just enough of `launch` and `launch_ros` to run generate_launch_description() here; a
+    LaunchConfiguration reads as ("$", name), as `_value` reads it from the syntax tree."""
+    names = ["launch", "launch.actions", "launch.conditions", "launch.substitutions", "launch.event_handlers",
+             "launch.events", "launch.launch_description_sources", "launch_ros", "launch_ros.actions",
+             "launch_ros.parameter_descriptions", "launch_ros.substitutions"]
+    modules = {}
+    for name in names:
+        module = types.ModuleType(name)
+        module.__getattr__ = lambda attr: type(attr, (_Recorded,), {})
+        modules[name] = module
+    modules["launch.substitutions"].LaunchConfiguration = lambda name, **_: ("$", name)
+    return modules
+
+
+def launched_nodes(path: Path) -> dict[str, dict]:
+    """Run a launch file's generate_launch_description() against stand-ins of `launch` and `launch_ros`
+    (not installed here; real ROS 2 runs the launch_pytest tests below): executable -> the Node's arguments,
+    with `remappings` as evaluated (targets: strings, or ("$", argument))."""
+    stubs = _stub_modules()
+    saved = {name: sys.modules.get(name) for name in stubs}
+    sys.modules.update(stubs)
+    try:
+        description = runpy.run_path(str(path))["generate_launch_description"]()
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    entities = description.args[0]
+    return {e.kwargs["executable"]: e.kwargs for e in entities
+            if type(e).__name__ == "Node" and e.kwargs.get("package") == PACKAGE}
 
 
 class LaunchFiles(dict):
@@ -247,28 +292,43 @@ def test_posesdf_launch_wiring_matches_bringup(launch_files):
     from posesdf_ros.ros.bringup import PIPELINE_REMAPS
 
     lf = launch_files["posesdf"]
-    for name in ("canonicaliser", "estimator"):
-        node = lf.node(name)
-        assert node["namespace"] == ("$", "namespace")
-        remaps = dict(node["remappings"])
+    nodes = launched_nodes(lf.path)
+    for name in ("canonicaliser", "estimator", "pose_prior"):
+        assert lf.node(name)["namespace"] == ("$", "namespace")
+        remaps = dict(nodes[name].get("remappings", []))
         for src, dst in PIPELINE_REMAPS.get(name, {}).items():
             assert src in remaps, f"{name}: {src} not remapped"
             # Same topic as bringup's absolute name in the root namespace; relative here.
-            assert remaps[src].lstrip("/") == dst.lstrip("/"), f"{name}: {src}:={remaps[src]}"
-    assert dict(lf.node("canonicaliser")["remappings"]) == {"points": ("$", "points_topic")}
-    estimator = dict(lf.node("estimator")["remappings"])
+            assert remaps[src] == dst.lstrip("/"), f"{name}: {src}:={remaps[src]}"
+    assert dict(nodes["canonicaliser"]["remappings"]) == {"points": ("$", "points_topic")}
+    estimator = dict(nodes["estimator"]["remappings"])
     assert estimator["image"] == ("$", "image_topic") and estimator["camera_info"] == ("$", "camera_info_topic")
 
 
 def test_demo_launch_wiring_matches_bringup(launch_files):
-    """The demo wires the three nodes exactly as `bringup` does in one process."""
+    """The demo wires the four nodes exactly as `bringup` does in one process."""
     from posesdf_ros.ros.bringup import NODE_CLASSES, remaps_for
 
-    lf = launch_files["demo"]
+    nodes = launched_nodes(launch_files["demo"].path)
     names = list(NODE_CLASSES)
-    assert sorted(n["executable"] for n in lf.own_nodes()) == sorted(names)
+    assert sorted(nodes) == sorted(names)
     for name in names:
-        assert dict(lf.node(name)["remappings"]) == remaps_for(name, names), name
+        assert dict(nodes[name].get("remappings", [])) == remaps_for(name, names), name
+
+
+def test_launch_files_take_the_wiring_from_the_package(launch_files):
+    """One definition of the wiring: the launch files import it from posesdf_ros.ros.bringup and spell no
+    pipeline topic themselves."""
+    from posesdf_ros.ros.bringup import PIPELINE_REMAPS, SYNTHETIC_CAMERA_REMAPS
+
+    for key in ("posesdf", "demo"):
+        lf = launch_files[key]
+        imports = {n.module for n in ast.walk(lf.tree) if isinstance(n, ast.ImportFrom)}
+        assert "posesdf_ros.ros.bringup" in imports, f"{key}: the wiring is not imported from posesdf_ros.ros.bringup"
+        text = lf.path.read_text()
+        for remaps in (*PIPELINE_REMAPS.values(), *SYNTHETIC_CAMERA_REMAPS.values()):
+            for dst in remaps.values():
+                assert f"'{dst}'" not in text and f"'{dst.lstrip('/')}'" not in text, (key, dst)
 
 
 @pytest.mark.parametrize("key", sorted(LAUNCH_FILES))
@@ -282,18 +342,6 @@ def test_rviz_node_is_conditional_and_uses_the_package_config(launch_files, key)
     path = args[1]
     assert _call_name(path) == "PathJoinSubstitution"
     assert [ast.literal_eval(p) for p in path.args[0].elts[1:]] == ["config", RVIZ_CONFIG.name]
-
-
-def test_all_remapped_topics_appear_in_the_launch_files(launch_files):
-    """Every target of bringup's remappings is spelled in the launch files (modulo the leading slash)."""
-    from posesdf_ros.ros.bringup import PIPELINE_REMAPS, SYNTHETIC_CAMERA_REMAPS
-
-    text = {key: lf.path.read_text() for key, lf in launch_files.items()}
-    for table, keys in ((PIPELINE_REMAPS, ("posesdf", "demo")), (SYNTHETIC_CAMERA_REMAPS, ("demo",))):
-        for remaps in table.values():
-            for dst in remaps.values():
-                for key in keys:
-                    assert f"'{dst}'" in text[key] or f"'{dst.lstrip('/')}'" in text[key], (key, dst)
 
 
 # -- the RViz config ------------------------------------------------------------------------------------

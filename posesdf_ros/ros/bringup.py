@@ -39,17 +39,28 @@ SYNTHETIC_CAMERA_REMAPS: dict[str, dict[str, str]] = {
 }
 
 
-def default_params_file() -> Path:
-    """config/posesdf.yaml: the installed share directory, else the source tree."""
+def config_file(name: str) -> Path:
+    """config/<name>: in the installed share directory, else in the source tree."""
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        installed = Path(get_package_share_directory("posesdf_ros")) / "config" / "posesdf.yaml"
+        installed = Path(get_package_share_directory("posesdf_ros")) / "config" / name
         if installed.exists():
             return installed
     except (ImportError, LookupError, OSError):  # not installed by colcon, or no AMENT_PREFIX_PATH
         pass
-    return Path(__file__).resolve().parents[2] / "config" / "posesdf.yaml"
+    return Path(__file__).resolve().parents[2] / "config" / name
+
+
+def default_params_file() -> Path:
+    """config/posesdf.yaml, the parameters of every node."""
+    return config_file("posesdf.yaml")
+
+
+def relative_remaps(name: str) -> dict[str, str]:
+    """`PIPELINE_REMAPS[name]` with relative targets, which resolve in the node's namespace
+    (posesdf.launch.py's `namespace:=` moves the whole pipeline)."""
+    return {src: dst.lstrip("/") for src, dst in PIPELINE_REMAPS.get(name, {}).items()}
 
 
 def remaps_for(name: str, nodes: list[str]) -> dict[str, str]:

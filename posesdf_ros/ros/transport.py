@@ -41,16 +41,10 @@ LINGER_S = 1.5
 
 
 def fastdds_profile_path() -> Path:
-    """config/fastdds.xml: the installed share directory, else the source tree."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    """config/fastdds.xml, installed or in the source tree."""
+    from .bringup import config_file
 
-        installed = Path(get_package_share_directory("posesdf_ros")) / "config" / "fastdds.xml"
-        if installed.exists():
-            return installed
-    except (ImportError, LookupError, OSError):  # not installed by colcon, or no AMENT_PREFIX_PATH
-        pass
-    return Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"
+    return config_file("fastdds.xml")
 
 
 def environment_with_profile(env: dict[str, str] | None = None) -> dict[str, str]:

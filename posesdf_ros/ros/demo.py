@@ -24,6 +24,7 @@ import numpy as np
 from ..evaluation.plots import write_legs_gif, write_overlays
 from ..skeleton import JOINT_NAMES
 from .bag.writer import write_raw_bag
+from .recorder import TopicRecorder
 
 GT_TOPIC = "/synthetic_camera/ground_truth/joints"
 JOINTS_TOPIC = "/estimator/joints"
@@ -49,66 +50,43 @@ RECORDED = {
 }
 
 
-def _msg_class(ros_type: str):
-    import importlib
-
-    pkg, _, name = ros_type.split("/")
-    return getattr(importlib.import_module(f"{pkg}.msg"), name)
-
-
-class DemoRecorder:
+class DemoRecorder(TopicRecorder):
     """Subscribes to the pipeline's topics, scores joints against ground truth, keeps the bag's messages."""
 
     def __init__(self, context, input_every: int, max_frames: int):
-        from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-        self.node = Node("demo_recorder", context=context)
-        self.lock = threading.Lock()
-        self.messages: list[tuple[str, int, bytes]] = []
-        self.counts: dict[str, int] = {}
+        def qos(every):     # the camera's big messages are best effort, as the camera sends them
+            big = every is None
+            return QoSProfile(depth=2 if big else 50,
+                              reliability=ReliabilityPolicy.BEST_EFFORT if big else ReliabilityPolicy.RELIABLE)
+
+        super().__init__(context, "demo_recorder",
+                         {topic: (ros_type, qos(every)) for topic, (ros_type, every) in RECORDED.items()})
         self.truth: dict[tuple[int, int], np.ndarray] = {}
         self.frames: list[dict] = []
         self.prior_errors_mm: list[float] = []
         self.overlays: list[np.ndarray] = []
         self.mesh: tuple[np.ndarray, np.ndarray] | None = None
-        self.diagnostics: dict[str, dict[str, str]] = {}
         self.input_every, self.max_frames = input_every, max_frames
         self.first_truth: float | None = None
         self.done = threading.Event()
-        for topic, (ros_type, every) in RECORDED.items():
-            big = every is None
-            qos = QoSProfile(depth=2 if big else 50,
-                             reliability=ReliabilityPolicy.BEST_EFFORT if big else ReliabilityPolicy.RELIABLE)
-            self.node.create_subscription(_msg_class(ros_type), topic,
-                                          lambda raw, t=topic: self._on_raw(t, raw), qos, raw=True)
 
-    def _on_raw(self, topic: str, raw: bytes) -> None:
-        from rclpy.serialization import deserialize_message
+    def keep(self, topic: str, n: int) -> bool:
+        return n % (RECORDED[topic][1] or self.input_every) == 0
 
-        now_ns = time.time_ns()
-        ros_type, every = RECORDED[topic]
-        every = every or self.input_every
-        with self.lock:
-            n = self.counts.get(topic, 0)
-            self.counts[topic] = n + 1
-            if n % every == 0:
-                self.messages.append((topic, now_ns, bytes(raw)))
+    def on_message(self, topic: str, raw: bytes, received_ns: int) -> None:
         if topic in (GT_TOPIC, JOINTS_TOPIC, PRIOR_TOPIC):
-            self._on_joints(topic, deserialize_message(raw, _msg_class(ros_type)), now_ns)
+            self._on_joints(topic, self.deserialize(topic, raw), received_ns)
         elif topic == "/estimator/overlay" and len(self.overlays) < 64:
             from .conversions import image_to_rgb
 
-            self.overlays.append(image_to_rgb(deserialize_message(raw, _msg_class(ros_type))))
+            self.overlays.append(image_to_rgb(self.deserialize(topic, raw)))
             self._check_done()
         elif topic == "/estimator/mesh":
-            msg = deserialize_message(raw, _msg_class(ros_type))
+            msg = self.deserialize(topic, raw)
             self.mesh = (np.array([[v.x, v.y, v.z] for v in msg.vertices]),
                          np.array([t.vertex_indices for t in msg.triangles]))
-        elif topic == "/diagnostics":
-            for status in deserialize_message(raw, _msg_class(ros_type)).status:
-                self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values} | {
-                    "message": status.message}
 
     def _on_joints(self, topic: str, msg, now_ns: int) -> None:
         from .markers import pose_array_to_joints

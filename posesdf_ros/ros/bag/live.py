@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ...inference.pipeline import PipelineSettings
+from ..recorder import TopicRecorder
 from .evaluate import NO_OUTPUT, frame_record, node_drops, summarise
 from .frames import FrameSource, iter_frames
 from .layout import ESTIMATE_TOPIC, PRIOR_TOPIC
@@ -44,40 +45,26 @@ def camera_parameters(T: np.ndarray) -> dict[str, float]:
     return params
 
 
-class OutputRecorder:
+class OutputRecorder(TopicRecorder):
     """Subscribes to the nodes' outputs: joints by stamp, the latest diagnostics per node, the raw messages."""
 
     def __init__(self, context, joints_topic: str = ESTIMATE_TOPIC):
-        from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-        from .play import message_class
-
-        self.node = Node("posesdf_bag_recorder", context=context)
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        super().__init__(context, "posesdf_bag_recorder", {t: (msgtype, qos) for t, msgtype in RECORDED.items()})
         self.joints_topic = joints_topic
-        self.lock = threading.Lock()
-        self.messages: list[tuple[str, int, bytes]] = []
         self.joints: dict[int, np.ndarray] = {}
         self.received: list[float] = []
-        self.diagnostics: dict[str, dict[str, str]] = {}
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        for topic, msgtype in RECORDED.items():
-            self.node.create_subscription(message_class(msgtype), topic, lambda raw, t=topic: self._on(t, raw), qos,
-                                          raw=True)
 
-    def _on(self, topic: str, raw: bytes) -> None:
-        from .messages import pose_array_joints, stamp_ns, typestore
+    def on_message(self, topic: str, raw: bytes, received_ns: int) -> None:
+        from .messages import pose_array_joints, stamp_ns
 
-        with self.lock:
-            self.messages.append((topic, time.time_ns(), bytes(raw)))
-        msg = typestore().deserialize_cdr(bytes(raw), RECORDED[topic])
         if topic == self.joints_topic:
+            msg = self.deserialize(topic, raw)
             with self.lock:
                 self.joints[stamp_ns(msg.header.stamp)] = pose_array_joints(msg)
                 self.received.append(time.monotonic())
-        elif topic == "/diagnostics":
-            for status in msg.status:
-                self.diagnostics[status.name.split(":")[0]] = {kv.key: kv.value for kv in status.values}
 
 
 def _pipeline(settings: PipelineSettings, source: FrameSource, camera: dict, image_topic: str,
@@ -173,7 +160,7 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
     records = [frame_record(stamp * 1e-9, labels, recorder.joints.get(stamp), truth,
                             problem or NO_OUTPUT)
                for stamp, _, truth, labels, _, problem, _ in frames]
-    dropped, counters = node_drops(recorder.diagnostics, len(records), sum(r["valid"] for r in records))
+    dropped, counters = node_drops(recorder.node_diagnostics(), len(records), sum(r["valid"] for r in records))
     span = recorder.received[-1] - recorder.received[0] if len(recorder.received) > 1 else 0.0
     summary = summarise(records, dropped, (len(recorder.received) - 1) / span if span > 0 else None)
     summary |= {"mode": "live", "bag": str(bag), "topics": topics, "notes": notes, "rate": rate,

@@ -31,12 +31,16 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     for name in ("report.md", "per_joint.png", "by_view_condition.png", "records.json"):
         assert (out / name).stat().st_size > 0
 
-    # Without RotNet (assume V1), the yaw error is reported and large off V1.
+    # Without RotNet (assume V1), the heading is wrong off V1 (CV: V2..V6): each fit is either rejected by the
+    # quality check (counted as failed) or kept with its large yaw error reported.
     none = tmp_path / "none.json"
     _run("eval", "--protocol", "CV", "--profile", "fast", "--no-mesh", "--yaw", "none", "--data", str(test_build),
-         "--json", str(none), "--quiet")
+         "--json", str(none), "--out", str(tmp_path / "none"), "--quiet")
     n = json.loads(none.read_text())
-    assert n["count"] == 5 and n["cd_1e3"] is None and n["yaw_error_deg"]["median"] > 20
+    assert n["count"] == 5 and n["cd_1e3"] is None
+    records = json.loads((tmp_path / "none" / "records.json").read_text())
+    assert all(r["reason"].startswith("implausible fit") for r in records if not r["valid"])
+    assert n["failed"] == 5 or n["yaw_error_deg"]["median"] > 20, n
 
     page = tmp_path / "results.md"
     _run("report", str(js), str(none), "--out", str(page))

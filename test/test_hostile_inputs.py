@@ -204,6 +204,8 @@ def test_non_finite_and_absurd_messages_never_reach_an_output(graph, walk):
     pair(far, person)
     moved = xyz_to_cloud((cloud_to_xyz(legs) + [30.0, 0.0, 0.0]).astype(np.float32), legs.header)
     pair(moved, person)      # legs 30 m from the person's heading pose
+    lifted = xyz_to_cloud((cloud_to_xyz(legs) + [0.0, 0.0, 0.4]).astype(np.float32), legs.header)
+    pair(lifted, person)     # legs floating 0.4 m above the floor: fitted, judged implausible, not published
     own = set()     # the test's own messages on /estimator/joints, the pose prior's input
     for _, bad in _hostile_joints(walk[1].joints.astype(np.float64), header):
         joints_out.publish(bad)
@@ -229,6 +231,7 @@ def test_non_finite_and_absurd_messages_never_reach_an_output(graph, walk):
         est, prior = statuses(r, "estimator"), statuses(r, "pose_prior")
         return est and prior and int(status_values(est[-1]).get("dropped_bad_person", 0)) == 6 \
             and int(status_values(est[-1]).get("dropped_implausible", 0)) == 2 \
+            and int(status_values(est[-1]).get("dropped_invalid", 0)) >= 1 \
             and int(status_values(prior[-1]).get("dropped_bad_joints", 0)) == 6
     assert graph.wait_for(counted, 10), "the hostile messages were not all counted on /diagnostics"
 

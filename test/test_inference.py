@@ -1,4 +1,6 @@
 """Inference: joint extraction, latent optimisation, the estimator on shipped weights and real samples."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -104,10 +106,55 @@ def test_heading_check_turns_a_front_back_confusion_round(estimator, body_model)
     checked = estimator.estimate(pts, yaw=truth + np.pi, camera_origin=camera, check_heading=True)
     assert checked.yaw_source == "given_turned" and abs(np.angle(np.exp(1j * (checked.yaw - truth)))) < 1e-6
     assert mpjpe_mm(checked.joints, a["joints"]) < MPJPE_BOUND_MM
-    unchecked = estimator.estimate(pts, yaw=truth + np.pi, camera_origin=camera)
+    unjudged = estimator.with_profile()
+    unjudged.quality = replace(estimator.quality, retry_below=0.0, reject_below=0.0)
+    unchecked = unjudged.estimate(pts, yaw=truth + np.pi, camera_origin=camera)
     assert unchecked.yaw_source == "given" and mpjpe_mm(unchecked.joints, a["joints"]) > 150
     right = estimator.estimate(pts, yaw=truth, camera_origin=camera, check_heading=True)
     assert right.yaw_source == "given" and mpjpe_mm(right.joints, a["joints"]) < MPJPE_BOUND_MM
+
+
+def test_quality_flags_a_turned_heading_and_a_floating_cloud(estimator, body_model):
+    """A fit in the wrong place scores low: given the heading turned round without the heading check, the
+    first fit scores under the retry threshold and `estimate` recovers the true heading from it; a cloud
+    lifted 0.4 m off the floor cannot be fitted plausibly and comes back valid=False with the reason."""
+    a, _ = make_test_sample(body_model, SampleKey("test", 0, "normal", "V2"), seed=1)
+    pts, truth = a["points"][a["leg_mask"]], heading_of(a["subject_to_gravity"])
+    camera = a["camera_to_gravity"][:3, 3]
+    q = estimator.quality
+    right = estimator.estimate(pts, yaw=truth, camera_origin=camera)
+    assert right.valid and right.quality >= q.retry_below and "quality_retry" not in right.timings
+    assert right.joint_confidence.shape == (9,) and right.joint_confidence.min() > 0.5
+    unjudged = estimator.with_profile()
+    unjudged.quality = replace(q, retry_below=0.0, reject_below=0.0)
+    turned = unjudged.estimate(pts, yaw=truth + np.pi, camera_origin=camera)
+    assert turned.quality < q.retry_below < right.quality, (turned.quality, turned.quality_terms)
+    recovered = estimator.estimate(pts, yaw=truth + np.pi, camera_origin=camera)
+    assert recovered.valid and recovered.yaw_source == "given_turned" and "quality_retry" in recovered.timings
+    assert mpjpe_mm(recovered.joints, a["joints"]) < MPJPE_BOUND_MM
+    lifted = estimator.estimate(pts + [0.0, 0.0, 0.4], yaw=truth, camera_origin=camera)
+    assert not lifted.valid and lifted.reason.startswith("implausible fit") and lifted.quality < q.reject_below
+
+
+def test_quality_checks_on_hand_made_skeletons():
+    """assess_fit's checks on skeletons built by hand: a plausible one scores 1, each flaw its check."""
+    from posesdf_ros.inference.quality import assess_fit
+
+    joints = np.array([[0, 0, 0.95], [0, 0.1, 0.9], [0, 0.1, 0.5], [0, 0.1, 0.08], [0.15, 0.1, 0.03],
+                       [0, -0.1, 0.9], [0, -0.1, 0.5], [0, -0.1, 0.08], [0.15, -0.1, 0.03]], float)
+    skin = joints + [0.05, 0, 0]        # points a limb's radius from every joint
+    good = assess_fit(joints, skin, np.full(100, 0.005))
+    assert good.score == 1.0 and not good.problems and np.allclose(good.joint_confidence, 1.0)
+    off_surface = assess_fit(joints, skin, np.full(100, 0.05))
+    assert off_surface.terms["surface"] == 0.0 and off_surface.score == 0.0
+    lonely = assess_fit(joints, skin[:7], np.full(100, 0.005))      # no point near the right ankle and foot
+    assert lonely.joint_confidence[7:].max() < 1.0 and lonely.joint_confidence[:7].min() == 1.0
+    assert lonely.terms["support"] == lonely.joint_confidence.min() and "right_" in lonely.problems[0]
+    giant = joints.copy()
+    giant[:, 2] *= 1.6
+    assert assess_fit(giant, giant + [0.05, 0, 0], np.full(100, 0.005)).terms["anatomy"] == 0.0
+    floating = joints + [0, 0, 0.5]
+    assert assess_fit(floating, floating + [0.05, 0, 0], np.full(100, 0.005)).terms["floor"] == 0.0
 
 
 def test_tracking_warm_starts_and_reset_forgets(estimator, body_model):

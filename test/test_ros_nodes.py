@@ -26,7 +26,8 @@ from posesdf_ros.ros.markers import joints_to_pose_array, pose_array_to_joints
 def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
     for msg_type, topic in ((PoseArray, "/synthetic_camera/ground_truth/joints"), (PoseArray, "/estimator/joints"),
                             (MarkerArray, "/estimator/markers"), (Image, "/estimator/overlay"),
-                            (PointCloud2, "/canonicaliser/canonical_points"), (DiagnosticArray, "/diagnostics")):
+                            (PointCloud2, "/canonicaliser/canonical_points"), (DiagnosticArray, "/diagnostics"),
+                            (DiagnosticArray, "/estimator/quality")):
         graph.listen(msg_type, topic)
     graph.add(make_nodes(["synthetic_camera", "canonicaliser", "estimator"], context=graph.context, overrides={
         "synthetic_camera": {"rate_hz": 4.0, "loop_frames": 3},
@@ -46,6 +47,12 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
         assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1.0) < 1e-6
         errors.append(np.linalg.norm(pose_array_to_joints(msg) - truth[key], axis=1).mean() * 1e3)
     assert np.mean(errors) < 60.0, f"MPJPE {np.mean(errors):.1f} mm over {len(errors)} frames"
+    # Every published fit has its quality, with the same stamp, and it is a trusted one.
+    qualities = {(m.header.stamp.sec, m.header.stamp.nanosec): status_values(m.status[0])
+                 for m in r["/estimator/quality"]}
+    for msg in r["/estimator/joints"]:
+        values = qualities[(msg.header.stamp.sec, msg.header.stamp.nanosec)]
+        assert float(values["quality"]) >= 0.25 and 0.0 <= float(values["left_knee_confidence"]) <= 1.0
 
     skeleton = r["/estimator/markers"][-1].markers
     spheres = [m for m in skeleton if m.ns == "joints"]

@@ -1,10 +1,8 @@
 """config/fastdds.xml: large organised clouds between two processes over real Fast DDS.
 
-The publisher runs in its own process with the shipped profile; the
-subscriber is in this process. Fast DDS loads the profile once per process,
-with the first node: if an earlier test created one, this process's
-subscriber keeps whatever it loaded then. That does not change the result:
-the shared-memory segment that the profile enlarges is the sender's.
+The publisher and the subscriber each run in a fresh process with the
+shipped profile (as a camera driver and the canonicaliser would), so that
+nothing this test process did with DDS before changes what is measured.
 """
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
                               yaw=gt_yaw if yaw_source == "gt" else None,
                               camera_origin=a["camera_to_gravity"][:3, 3], mesh=mesh, **kwargs)
         rec = {"file": e["file"], "condition": e["condition"], "view": e["view"], "valid": res.valid,
-               "reason": res.reason, "leg_points": int(a["leg_mask"].sum())}
+               "reason": res.reason, "leg_points": int(a["leg_mask"].sum()), "quality": res.quality}
         if res.valid:
             errs = joint_errors_mm(res.joints, a["joints"])
             rec |= {"mpjpe_mm": float(errs.mean()), "per_joint_mm": errs.tolist(),

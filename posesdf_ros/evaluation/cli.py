@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..data.dataset import PROTOCOLS
 from . import prior as prior_bench
+from . import quality as quality_bench
 from .benchmark import BACKENDS, INPUTS, YAW_SOURCES, add_classifier_arguments
 
 DEFAULT_TEST = Path("data/test")
@@ -61,7 +62,7 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
-    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait, prior")
+    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait, prior, quality")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     sp = bsub.add_parser("speed", help="per-stage latency, FPS, MPJPE and peak memory of each profile",
                          description="Time the profiles on the same generated walking sequence (a test body "
@@ -97,6 +98,7 @@ def add_parsers(subparsers) -> None:
     gt.add_argument("--quiet", action="store_true")
     gt.set_defaults(func=_bench_gait)
     prior_bench.add_parser(bsub)
+    quality_bench.add_parser(bsub)
 
     rep = subparsers.add_parser("report", help="write docs/results.md from eval (and bench) JSON files")
     rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")

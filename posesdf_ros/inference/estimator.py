@@ -39,6 +39,7 @@ from .latent import LatentFit, optimise_latent, screen_starts, start_codes
 from .meshing import extract_mesh
 from .nvf import DEFAULT_PROBES, VoteDecoding, nvf_joints
 from .pretrained import load_nvf, load_posesdf
+from .quality import QualityConfig, assess_fit
 
 MIN_POINTS = 50
 BACKENDS = ("posesdf", "nvf")   # joints from the sphere fields' centres, or by NVF voting
@@ -95,6 +96,12 @@ class EstimateResult:
     canonical_points: np.ndarray | None = None   # (N, 3) the optimised points, normalised frame
     canonical: Canonical | None = None           # the first-guess canonicalisation of the chosen heading
     fit: LatentFit | None = None                 # the latent fit, with its refinement of that normalisation
+    quality: float = 0.0                         # in [0, 1]: how far the fit can be trusted (inference/quality)
+    joint_confidence: np.ndarray | None = None   # (9,) in [0, 1], JOINT_NAMES order
+    quality_terms: dict = field(default_factory=dict)   # the checks behind `quality`, and its problems
+    legs: np.ndarray | None = None               # (M, 3) the leg points fitted, input frame
+    warm_start: bool = False                     # the fit started from the previous frame's code
+    headings_tried: int = 1                      # 2 when a cold fit also tried the heading turned round
 
     def to_fit_frame(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) input frame -> the refined normalised frame the code was fitted in (where
@@ -146,6 +153,7 @@ class GaitPoseEstimator:
         self._previous: LatentFit | None = None
         self._reference_loss = float("inf")               # of the last cold-started fit
         self._previous_centre: np.ndarray | None = None   # xy of the tracked person
+        self.quality = QualityConfig()
 
     @classmethod
     def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
@@ -203,9 +211,11 @@ class GaitPoseEstimator:
 
     def with_profile(self, **changes) -> "GaitPoseEstimator":
         """A copy sharing the model with some profile settings changed (ablations, sweeps)."""
-        return GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
+        copy = GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
                                  self.backend, self.segmentation, self.yaw_estimator, self.nvf_head,
                                  self.vote_decoding, self.leg_classifier)
+        copy.quality = self.quality
+        return copy
 
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
                  track: bool = False, mesh: bool = False, segment: bool | None = None,
@@ -224,7 +234,45 @@ class GaitPoseEstimator:
         check_heading: cold fits also try the opposite heading and keep the one
             the shape fits better (RotNet's rare front/back confusions); None:
             only when the heading comes from RotNet here.
+
+        Every fit is scored (`quality`, `joint_confidence`: inference/quality).
+        One scoring under `quality.retry_below` is fitted again: if it was
+        warm-started, cold from both headings (kept if it scores better); else,
+        if the opposite heading was not tried, from that heading (kept if the
+        shape fits it better, as the heading check decides). One still scoring
+        under `quality.reject_below` is returned with valid=False and the reason.
         """
+        t0 = time.perf_counter()
+        res = self._estimate(points, yaw, camera_origin, track, mesh, segment, check_heading)
+        q = self.quality
+        if res.valid and res.quality < q.retry_below and res.headings_tried == 1:
+            t = time.perf_counter()
+            if res.warm_start:     # a warm start gone wrong: a cold fit from both headings, kept if it scores better
+                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True)
+                better = alt.valid and alt.quality > res.quality
+            else:
+                # The heading check the first fit did not make: the other heading, kept if the shape fits it
+                # better (the check's own rule; from a lateral view the score alone cannot tell front from back).
+                alt = self._estimate(res.legs, res.yaw + np.pi, camera_origin, False, mesh, False, False)
+                alt.yaw_source = f"{res.yaw_source}_turned"
+                better = alt.valid and alt.fit.loss < res.fit.loss
+            if better:
+                if track:
+                    self._previous, self._reference_loss = alt.fit, alt.fit.loss
+                res = alt
+            res.timings["quality_retry"] = time.perf_counter() - t
+        res.timings["total"] = time.perf_counter() - t0
+        if res.valid and res.quality < q.reject_below:
+            if track:           # the next frame starts cold rather than from this fit
+                self._previous = None
+            res.valid = False
+            res.reason = "implausible fit: " + "; ".join(res.quality_terms.get("problems", [])) + \
+                f" (quality {res.quality:.2f} < {q.reject_below})"
+        return res
+
+    def _estimate(self, points: np.ndarray, yaw: float | None, camera_origin: np.ndarray | None, track: bool,
+                  mesh: bool, segment: bool | None, check_heading: bool | None) -> EstimateResult:
+        """One fit, as `estimate` describes, scored but not judged."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         pts, reason = finite_points(points)
@@ -330,6 +378,14 @@ class GaitPoseEstimator:
         joints = canon.to_input(self._unrefine(fit, centres))
         timings["joint_extraction"] = time.perf_counter() - t
 
+        t = time.perf_counter()
+        fitted = fit.apply(obs_n)
+        with torch.no_grad():
+            sdf = self.model(fit.z[None], fitted[None], with_pose=False)[0][0].abs()
+        metres_per_unit = 1.0 / (canon.scale * float(torch.exp(fit.log_scale)))
+        quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality)
+        timings["quality"] = time.perf_counter() - t
+
         mesh_out = None
         if mesh:
             t = time.perf_counter()
@@ -337,7 +393,9 @@ class GaitPoseEstimator:
             timings["meshing"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
-                              fit.z.cpu().numpy(), fit.apply(obs_n).cpu().numpy(), canon, fit)
+                              fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
+                              quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
+                              1 if warm else len(views))
 
     def _warm_start(self) -> LatentFit:
         """The previous frame's code with the similarity back at this frame's first guess."""

@@ -11,24 +11,44 @@ stamp, in the gravity frame:
 - `~/markers` (visualization_msgs/MarkerArray: joint spheres, bones, and
   the lower-limb mesh as a TRIANGLE_LIST at `mesh_rate_hz`);
 - `~/mesh` (shape_msgs/Mesh, at `mesh_rate_hz`);
-- `~/overlay` (sensor_msgs/Image, rgb8: the skeleton drawn on the RGB image).
+- `~/overlay` (sensor_msgs/Image, rgb8: the skeleton drawn on the RGB image);
+- `~/quality` (diagnostic_msgs/DiagnosticArray, the frame's stamp: the fit's
+  quality score and per-joint confidences, inference/quality; WARN under the
+  retry threshold). A fit scoring under the rejection threshold is not
+  published (dropped as `invalid`, "implausible fit: ..."); the marker
+  spheres fade with their joint's confidence.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from shape_msgs.msg import Mesh
 from visualization_msgs.msg import MarkerArray
 
 from ..parameters import ESTIMATOR_PARAMETERS
+from ..skeleton import JOINT_NAMES
 from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
 from .frames import checked_pose, yaw_of
 from .markers import MAX_SKELETON_EXTENT_M, joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
 from .node_base import DroppedFrame, ManagedNode, set_torch_threads, stamp_seconds
 from .overlay import OverlayFrames, draw_skeleton
+
+
+def quality_status(res, config) -> DiagnosticStatus:
+    """One frame's fit quality (`EstimateResult.quality`, `joint_confidence`) as a status: OK at or above the
+    retry threshold, else WARN; key-values `quality`, `<joint>_confidence` and the checks behind them."""
+    terms = {k: v for k, v in res.quality_terms.items() if k != "problems"}
+    values = [KeyValue(key="quality", value=f"{res.quality:.3f}")]
+    values += [KeyValue(key=f"{name}_confidence", value=f"{c:.3f}")
+               for name, c in zip(JOINT_NAMES, res.joint_confidence)]
+    values += [KeyValue(key=k, value=f"{v:.4g}") for k, v in terms.items()]
+    level = DiagnosticStatus.OK if res.quality >= config.retry_below else DiagnosticStatus.WARN
+    problems = "; ".join(res.quality_terms.get("problems", []))
+    return DiagnosticStatus(level=level, name="estimator: fit quality", message=problems or "ok", values=values)
 
 
 class StampPairer:
@@ -72,6 +92,9 @@ class EstimatorNode(ManagedNode):
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 10, qos_overriding_options=qos)
         self.pub_mesh = self.create_lifecycle_publisher(Mesh, "~/mesh", 2, qos_overriding_options=qos)
         self.pub_overlay = self.create_lifecycle_publisher(Image, "~/overlay", 2, qos_overriding_options=qos)
+        self.pub_quality = self.create_lifecycle_publisher(DiagnosticArray, "~/quality", 10,
+                                                           qos_overriding_options=qos)
+        self.last_quality = float("nan")
         self.subscribe(PointCloud2, "legs", lambda m: self._on_part("legs", m))
         self.subscribe(PoseArray, "person", lambda m: self._on_part("person", m))
         self.subscribe(Image, "image", self._on_image)
@@ -86,7 +109,8 @@ class EstimatorNode(ManagedNode):
             torch.cuda.empty_cache()
 
     def diagnostic_values(self) -> dict[str, str]:
-        return {"backend": self.p.backend, "profile": self.p.profile, "device": self.p.device} | {
+        return {"backend": self.p.backend, "profile": self.p.profile, "device": self.p.device,
+                "last_fit_quality": f"{getattr(self, 'last_quality', float('nan')):.2f}"} | {
             f"time_{k}_ms": f"{1e3 * v:.1f}" for k, v in self.last_timings.items()}
 
     def _on_image(self, msg: Image) -> None:
@@ -140,8 +164,11 @@ class EstimatorNode(ManagedNode):
         if not np.isfinite(res.joints).all():
             raise DroppedFrame("non_finite_output", "the fit gave non-finite joints; not published")
         header = person.header
+        self.last_quality = res.quality
         self.pub_joints.publish(joints_to_pose_array(res.joints, header))
-        markers = skeleton_markers(res.joints, header, self.p.marker_lifetime_s, self.p.joint_diameter_m)
+        self.pub_quality.publish(DiagnosticArray(header=header, status=[quality_status(res, self.estimator.quality)]))
+        markers = skeleton_markers(res.joints, header, self.p.marker_lifetime_s, self.p.joint_diameter_m,
+                                   res.joint_confidence)
         if res.mesh is not None:
             self.last_mesh = stamp
             verts, faces = np.asarray(res.mesh.vertices), np.asarray(res.mesh.faces)

@@ -109,13 +109,23 @@ def joints_from_message(msg: PoseArray, max_abs_m: float) -> np.ndarray:
     return joints
 
 
-def skeleton_markers(joints: np.ndarray, header: Header, lifetime_s: float, diameter_m: float = 0.04) -> list[Marker]:
-    """Joint spheres (ns `joints`, ids 0..8) and bones (ns `bones`, one LINE_LIST)."""
+#: The most transparent a joint sphere gets, at confidence 0 (so that it still shows).
+MIN_JOINT_ALPHA = 0.25
+
+
+def skeleton_markers(joints: np.ndarray, header: Header, lifetime_s: float, diameter_m: float = 0.04,
+                     confidence: np.ndarray | None = None) -> list[Marker]:
+    """Joint spheres (ns `joints`, ids 0..8; opacity from MIN_JOINT_ALPHA at confidence 0 to 1 at 1, when
+    `confidence` (9,) is given) and bones (ns `bones`, one LINE_LIST)."""
     life = _duration(lifetime_s)
     markers = []
+    alphas = np.ones(len(JOINT_NAMES)) if confidence is None else \
+        MIN_JOINT_ALPHA + (1.0 - MIN_JOINT_ALPHA) * np.clip(np.asarray(confidence, float), 0.0, 1.0)
     for i, (name, xyz) in enumerate(zip(JOINT_NAMES, np.asarray(joints, float))):
+        colour = _colour(name)
+        colour.a = float(alphas[i])
         m = Marker(header=header, ns="joints", id=i, type=Marker.SPHERE, action=Marker.ADD,
-                   lifetime=life, color=_colour(name))
+                   lifetime=life, color=colour)
         m.pose.position = Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
         m.pose.orientation.w = 1.0
         m.scale.x = m.scale.y = m.scale.z = diameter_m

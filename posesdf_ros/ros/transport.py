@@ -10,7 +10,7 @@ participant (once per process).
     FASTRTPS_DEFAULT_PROFILES_FILE=$(ros2 pkg prefix posesdf_ros)/share/posesdf_ros/config/fastdds.xml
 
 ``exchange_clouds`` measures it: a publisher process sends organised x, y,
-z + rgb clouds, this process counts what arrives; ``bench`` compares
+z + rgb clouds, a subscriber process counts what arrives; ``bench`` compares
 Fast DDS's defaults with the profile:
 
     python -m posesdf_ros.ros.transport bench --json docs/results/transport.json \
@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -85,97 +84,90 @@ def _child_env(profile: Path | None) -> dict[str, str]:
     return env
 
 
-def _node_with_profile(name: str, domain_id: int, profile: Path | None):
-    """A node on a fresh rclpy Context whose participant is created with ``profile`` (or none) in the environment.
-
-    rmw_fastrtps creates a Context's participant with its first node, and
-    Fast DDS reads ``PROFILE_ENV`` only for the first participant of the
-    process: if this process already created one (another Context), the
-    profile loaded then, or none, stays in force whatever the environment says.
-    """
-    import rclpy
-
-    previous = os.environ.pop(PROFILE_ENV, None)
-    if profile is not None:
-        os.environ[PROFILE_ENV] = str(profile)
-    context = rclpy.Context()
-    try:
-        rclpy.init(context=context, domain_id=domain_id)
-        return context, rclpy.create_node(name, context=context)
-    except BaseException:
-        context.try_shutdown()
-        raise
-    finally:
-        os.environ.pop(PROFILE_ENV, None)
-        if previous is not None:
-            os.environ[PROFILE_ENV] = previous
+def _run_side(side: str, width: int, height: int, count: int, rate_hz: float, domain_id: int, reliable: bool,
+              wait_s: float, profile: Path | None, errors) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "posesdf_ros.ros.transport", side, "--width", str(width), "--height", str(height),
+           "--count", str(count), "--rate", str(rate_hz), "--domain", str(domain_id), "--wait", str(wait_s)]
+    return subprocess.Popen(cmd + (["--reliable"] if reliable else []), env=_child_env(profile),
+                            stdout=subprocess.PIPE, stderr=errors, text=True)
 
 
 def exchange_clouds(width: int, height: int, count: int = 30, rate_hz: float = 15.0, profile: Path | None = None,
                     reliable: bool = False, domain_id: int = 61, timeout_s: float | None = None) -> dict:
-    """Send ``count`` organised clouds from a publisher process to a subscriber here; count what arrives.
+    """Send ``count`` organised clouds from a publisher process to a subscriber process; count what arrives.
 
+    Both are fresh processes, as a camera driver and the canonicaliser are,
+    so that what this process has done with DDS before plays no part (Fast
+    DDS reads ``PROFILE_ENV`` once per process, with its first participant).
     ``profile`` (a Fast DDS XML file, e.g. ``fastdds_profile_path()``) is set
     in both processes' environment; ``None`` removes ``PROFILE_ENV`` so that
-    Fast DDS's defaults are what is measured (in this process only if it has
-    created no participant before; see ``_node_with_profile``). The subscriber's
-    callback only checks the size and counts.
+    Fast DDS's defaults are what is measured. The subscriber's callback only
+    checks the size and counts.
     """
+    if timeout_s is None:
+        timeout_s = count / rate_hz + 30.0
+    with contextlib.ExitStack() as stack:
+        # Files, not pipes, for stderr: a full pipe would block a process while we wait for the other.
+        sub_err, pub_err = (stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(2))
+        subscriber = _run_side("subscribe", width, height, count, rate_hz, domain_id, reliable, timeout_s, profile,
+                               sub_err)
+        stack.callback(lambda: subscriber.poll() is None and subscriber.kill())
+        publisher = _run_side("publish", width, height, count, rate_hz, domain_id, reliable, timeout_s, profile,
+                              pub_err)
+        stack.callback(lambda: publisher.poll() is None and publisher.kill())
+        outputs = {}
+        for name, proc, err in (("publisher", publisher, pub_err), ("subscriber", subscriber, sub_err)):
+            try:
+                out, _ = proc.communicate(timeout=2 * timeout_s + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            if proc.returncode != 0:
+                err.seek(0)
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {err.read().strip()[-2000:]}")
+            outputs[name] = json.loads(out.strip().splitlines()[-1])
+    sent, got = outputs["publisher"]["sent"], outputs["subscriber"]
+    return {"width": width, "height": height, "bytes_per_cloud": width * height * 16, "sent": sent,
+            "received": got["received"], "lost": sent - got["received"], "bad": got["bad"], "rate_hz": rate_hz,
+            "qos": "reliable" if reliable else "sensor_data", "profile": str(profile) if profile else None,
+            "latency_ms": got["latency_ms"]}
+
+
+def subscribe(width: int, height: int, count: int, rate_hz: float, domain_id: int, reliable: bool,
+              wait_s: float) -> dict:
+    """Subscriber side: count the well-formed clouds that arrive until ``count`` did, or the sender has been
+    quiet for 2 s after the first, or ``wait_s`` plus the sending time pass."""
+    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import PointCloud2
 
-    if timeout_s is None:
-        timeout_s = count / rate_hz + 30.0
     expected = width * height * 16
-    got = {"received": 0, "bad": 0, "stamps": set(), "latency": []}
-    done = threading.Event()
+    got = {"stamps": set(), "bad": 0, "latency": [], "last": None}
 
     def on_cloud(msg: PointCloud2) -> None:
+        got["last"] = time.monotonic()
         if msg.width != width or msg.height != height or len(msg.data) != expected:
             got["bad"] += 1
             return
-        got["received"] += 1
         got["stamps"].add((msg.header.stamp.sec, msg.header.stamp.nanosec))
         got["latency"].append(time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
-        if got["received"] >= count:
-            done.set()
 
-    context, node = _node_with_profile(f"transport_sub_{os.getpid()}", domain_id, profile)
-    with contextlib.ExitStack() as stack:
-        stack.callback(context.try_shutdown)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)  # the profile comes from the environment
+    try:
+        node = rclpy.create_node(f"transport_sub_{os.getpid()}", context=context)
         node.create_subscription(PointCloud2, TOPIC, on_cloud, cloud_qos(reliable))
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        cmd = [sys.executable, "-m", "posesdf_ros.ros.transport", "publish", "--width", str(width),
-               "--height", str(height), "--count", str(count), "--rate", str(rate_hz), "--domain", str(domain_id),
-               "--wait", str(timeout_s)] + (["--reliable"] if reliable else [])
-        errors = stack.enter_context(tempfile.TemporaryFile(mode="w+"))  # a pipe could fill up while we spin
-        publisher = subprocess.Popen(cmd, env=_child_env(profile), stdout=subprocess.PIPE, stderr=errors, text=True)
-        stack.callback(lambda: publisher.poll() is None and publisher.kill())
-        deadline = time.monotonic() + timeout_s
-        exited_at = None
-        while not done.is_set() and time.monotonic() < deadline:
+        deadline = time.monotonic() + wait_s + count / rate_hz + LINGER_S
+        while len(got["stamps"]) < count and time.monotonic() < deadline and \
+                not (got["last"] is not None and time.monotonic() - got["last"] > 2.0):
             executor.spin_once(timeout_sec=0.05)
-            if publisher.poll() is not None:
-                exited_at = exited_at or time.monotonic()
-                if time.monotonic() - exited_at > 1.0:  # the publisher lingered; nothing more is coming
-                    break
-        try:
-            out, _ = publisher.communicate(timeout=max(5.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            publisher.kill()
-            out, _ = publisher.communicate()
-        errors.seek(0)
-        err = errors.read()
-        node.destroy_node()
         executor.shutdown()
-    if publisher.returncode != 0:
-        raise RuntimeError(f"publisher exited with {publisher.returncode}: {err.strip()[-2000:]}")
-    sent = json.loads(out.strip().splitlines()[-1])["sent"]
-    received = len(got["stamps"])
-    return {"width": width, "height": height, "bytes_per_cloud": expected, "sent": sent, "received": received,
-            "lost": sent - received, "bad": got["bad"], "rate_hz": rate_hz,
-            "qos": "reliable" if reliable else "sensor_data", "profile": str(profile) if profile else None,
+        node.destroy_node()
+    finally:
+        context.try_shutdown()
+    return {"received": len(got["stamps"]), "bad": got["bad"],
             "latency_ms": round(1e3 * float(np.median(got["latency"])), 1) if got["latency"] else None}
 
 
@@ -258,14 +250,16 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m posesdf_ros.ros.transport", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    pub = sub.add_parser("publish", help="publisher side of exchange_clouds; prints {\"sent\": N}")
-    pub.add_argument("--width", type=int, default=1280)
-    pub.add_argument("--height", type=int, default=720)
-    pub.add_argument("--count", type=int, default=30)
-    pub.add_argument("--rate", type=float, default=15.0)
-    pub.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0")))
-    pub.add_argument("--reliable", action="store_true", help="reliable keep-last-5 instead of sensor-data QoS")
-    pub.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a subscriber")
+    for side, text in (("publish", "publisher side of exchange_clouds; prints {\"sent\": N}"),
+                       ("subscribe", "subscriber side of exchange_clouds; prints {\"received\": N, ...}")):
+        one = sub.add_parser(side, help=text)
+        one.add_argument("--width", type=int, default=1280)
+        one.add_argument("--height", type=int, default=720)
+        one.add_argument("--count", type=int, default=30)
+        one.add_argument("--rate", type=float, default=15.0)
+        one.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0")))
+        one.add_argument("--reliable", action="store_true", help="reliable keep-last-5 instead of sensor-data QoS")
+        one.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the other side")
     bench_parser = sub.add_parser("bench", help="clouds between two processes, Fast DDS defaults against "
                                                 "config/fastdds.xml, sensor-data and reliable QoS")
     bench_parser.add_argument("--sizes", default="640x480,1280x720", help="WIDTHxHEIGHT,... (default: %(default)s)")
@@ -279,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "publish":
         sent = publish(args.width, args.height, args.count, args.rate, args.domain, args.reliable, args.wait)
         print(json.dumps({"sent": sent}), flush=True)
+        return 0
+    if args.command == "subscribe":
+        print(json.dumps(subscribe(args.width, args.height, args.count, args.rate, args.domain, args.reliable,
+                                   args.wait)), flush=True)
         return 0
     result = bench([_size(s) for s in args.sizes.split(",")], args.repeats, args.count, args.rate, args.domain)
     table = bench_markdown(result)

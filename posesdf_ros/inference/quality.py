@@ -1,0 +1,110 @@
+"""How far a fit can be trusted: a per-frame quality score and per-joint confidences.
+
+A latent fit always returns nine joints, even when it landed in a wrong
+place (a heading turned round, a cloud floating above the floor, a clutter
+object taken for a leg). Four checks, each in [0, 1], say whether the
+result is a person's lower limbs standing on the floor where the points are:
+
+- `support`: every joint lies near the observed points (a joint centre sits
+  a limb's radius inside the skin; an occluded far leg a little farther).
+  Per joint, 1 within `support_ok_m` of the nearest observed point, falling
+  to 0 at `support_bad_m`: the joint confidences. The frame's term is that
+  of the least supported joint.
+- `surface`: the observed points lie on the fitted surface: the 90th
+  percentile of their |SDF|, 1 up to `residual_ok_m`, 0 from `residual_bad_m`.
+- `anatomy`: thigh, shank and hip width within adult ranges, left and right
+  within `max_asymmetry` of each other (0 or 1).
+- `floor`: the lowest ankle or foot joint within `floor_range_m` of the
+  floor (z = 0 of the gravity frame; 0 or 1).
+
+score = min(support, surface) * anatomy * floor. The thresholds were chosen
+on val scenes of the training bodies (`docs/quality.md`), never on the test
+split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..skeleton import JOINT_NAMES
+
+_J = {name: i for i, name in enumerate(JOINT_NAMES)}
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    support_ok_m: float = 0.12
+    support_bad_m: float = 0.22
+    residual_ok_m: float = 0.018
+    residual_bad_m: float = 0.035
+    thigh_m: tuple[float, float] = (0.25, 0.56)
+    shank_m: tuple[float, float] = (0.25, 0.56)
+    hip_width_m: tuple[float, float] = (0.10, 0.36)
+    max_asymmetry: float = 0.25
+    floor_range_m: tuple[float, float] = (-0.10, 0.25)
+    retry_below: float = 0.5        # a fit scoring less is tried again (the other heading, or cold)
+    reject_below: float = 0.25      # a fit scoring less is reported valid=False
+
+
+@dataclass
+class FitQuality:
+    score: float                            # in [0, 1]
+    joint_confidence: np.ndarray            # (9,) in [0, 1], JOINT_NAMES order
+    terms: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"quality {self.score:.2f}" + (f" ({'; '.join(self.problems)})" if self.problems else "")
+
+
+def _ramp(x: np.ndarray | float, ok: float, bad: float):
+    """1 up to `ok`, 0 from `bad`, linear between."""
+    return np.clip((bad - np.asarray(x, float)) / (bad - ok), 0.0, 1.0)
+
+
+def bone_lengths(joints: np.ndarray) -> dict[str, float]:
+    """Thigh and shank per side (m) and the hip width, of (9, 3) joints."""
+    def d(a: str, b: str) -> float:
+        return float(np.linalg.norm(joints[_J[a]] - joints[_J[b]]))
+
+    return {"left_thigh": d("left_hip", "left_knee"), "right_thigh": d("right_hip", "right_knee"),
+            "left_shank": d("left_knee", "left_ankle"), "right_shank": d("right_knee", "right_ankle"),
+            "hip_width": d("left_hip", "right_hip")}
+
+
+def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.ndarray,
+               config: QualityConfig = QualityConfig()) -> FitQuality:
+    """joints (9, 3) and all the observed leg points (N, 3) in the gravity frame (floor at z = 0);
+    surface_residual_m (M,) the |SDF| under the fit of the points it was fitted to, metres."""
+    joints, observed = np.asarray(joints, float), np.asarray(observed, float)
+    nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
+    confidence = _ramp(nearest, config.support_ok_m, config.support_bad_m)
+    problems = []
+    support = float(confidence.min())
+    if support < 1.0:
+        worst = int(np.argmax(nearest))
+        problems.append(f"{JOINT_NAMES[worst]} {100 * nearest[worst]:.0f} cm from the points")
+    residual = float(np.percentile(surface_residual_m, 90))
+    surface = float(_ramp(residual, config.residual_ok_m, config.residual_bad_m))
+    if surface < 1.0:
+        problems.append(f"points {1000 * residual:.0f} mm off the surface (90th percentile)")
+    bones = bone_lengths(joints)
+    limits = {"left_thigh": config.thigh_m, "right_thigh": config.thigh_m, "left_shank": config.shank_m,
+              "right_shank": config.shank_m, "hip_width": config.hip_width_m}
+    bad_bones = [f"{k} {v:.2f} m" for k, v in bones.items() if not limits[k][0] <= v <= limits[k][1]]
+    for part in ("thigh", "shank"):
+        left, right = bones[f"left_{part}"], bones[f"right_{part}"]
+        if abs(left - right) > config.max_asymmetry * max(left, right):
+            bad_bones.append(f"{part}s {left:.2f} / {right:.2f} m")
+    anatomy = 0.0 if bad_bones else 1.0
+    if bad_bones:
+        problems.append("implausible bones: " + ", ".join(bad_bones))
+    lowest = float(joints[[_J["left_ankle"], _J["left_foot"], _J["right_ankle"], _J["right_foot"]], 2].min())
+    floor = 1.0 if config.floor_range_m[0] <= lowest <= config.floor_range_m[1] else 0.0
+    if not floor:
+        problems.append(f"lowest foot joint {100 * lowest:.0f} cm from the floor")
+    score = min(support, surface) * anatomy * floor
+    return FitQuality(score, confidence, {"support": support, "surface": surface, "anatomy": anatomy,
+                                          "floor": floor, "surface_residual_p90_m": residual,
+                                          "max_joint_distance_m": float(nearest.max())}, problems)

@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..skeleton import JOINT_NAMES
+from ..skeleton import BONES, JOINT_INDEX, JOINT_NAMES
+from ..skeleton import bone_lengths as skeleton_bone_lengths
 
-_J = {name: i for i, name in enumerate(JOINT_NAMES)}
+#: The named bones checked, as indices into `BONES`.
+_CHECKED_BONES = {"left_thigh": BONES.index((1, 2)), "right_thigh": BONES.index((5, 6)),
+                  "left_shank": BONES.index((2, 3)), "right_shank": BONES.index((6, 7))}
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,9 @@ def _ramp(x: np.ndarray | float, ok: float, bad: float):
 
 def bone_lengths(joints: np.ndarray) -> dict[str, float]:
     """Thigh and shank per side (m) and the hip width, of (9, 3) joints."""
-    def d(a: str, b: str) -> float:
-        return float(np.linalg.norm(joints[_J[a]] - joints[_J[b]]))
-
-    return {"left_thigh": d("left_hip", "left_knee"), "right_thigh": d("right_hip", "right_knee"),
-            "left_shank": d("left_knee", "left_ankle"), "right_shank": d("right_knee", "right_ankle"),
-            "hip_width": d("left_hip", "right_hip")}
+    lengths = skeleton_bone_lengths(joints)
+    hips = joints[JOINT_INDEX["left_hip"]] - joints[JOINT_INDEX["right_hip"]]
+    return {name: float(lengths[i]) for name, i in _CHECKED_BONES.items()} | {"hip_width": float(np.linalg.norm(hips))}
 
 
 def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.ndarray,
@@ -100,7 +100,8 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     anatomy = 0.0 if bad_bones else 1.0
     if bad_bones:
         problems.append("implausible bones: " + ", ".join(bad_bones))
-    lowest = float(joints[[_J["left_ankle"], _J["left_foot"], _J["right_ankle"], _J["right_foot"]], 2].min())
+    feet = [JOINT_INDEX[name] for name in ("left_ankle", "left_foot", "right_ankle", "right_foot")]
+    lowest = float(joints[feet, 2].min())
     floor = 1.0 if config.floor_range_m[0] <= lowest <= config.floor_range_m[1] else 0.0
     if not floor:
         problems.append(f"lowest foot joint {100 * lowest:.0f} cm from the floor")

@@ -141,8 +141,9 @@ class EstimatorNode(ManagedNode):
             points = cloud_to_xyz(legs)
         except ValueError as err:
             raise DroppedFrame("bad_cloud", f"cannot read the legs cloud: {err}") from None
-        if len(points) and np.abs(points).max() > self.p.max_coordinate_m:
-            raise DroppedFrame("implausible", f"a leg point is {np.abs(points).max():.3g} m from the origin "
+        farthest = float(np.abs(points).max()) if len(points) else 0.0
+        if farthest > self.p.max_coordinate_m:
+            raise DroppedFrame("implausible", f"a leg point is {farthest:.3g} m from the origin "
                                               f"(> max_coordinate_m {self.p.max_coordinate_m})")
         if len(points) and np.linalg.norm(points[:, :2].mean(0) - heading[:2, 3]) > MAX_SKELETON_EXTENT_M:
             raise DroppedFrame("implausible", "the legs cloud lies far from the person's heading pose")

@@ -100,6 +100,12 @@ def pose_to_matrix(pose: Pose) -> np.ndarray:
 QUATERNION_NORM_TOLERANCE = 1e-3
 
 
+def is_rotation(q: Quaternion) -> bool:
+    """A finite quaternion of norm 1 within QUATERNION_NORM_TOLERANCE."""
+    norm = float(np.linalg.norm([q.w, q.x, q.y, q.z]))
+    return abs(norm - 1.0) <= QUATERNION_NORM_TOLERANCE
+
+
 def checked_pose(pose: Pose, max_abs_m: float, what: str) -> np.ndarray:
     """(4, 4) of a pose whose values are finite, position within `max_abs_m` of the origin on every
     axis and orientation a unit quaternion; ValueError naming `what` otherwise."""
@@ -109,7 +115,7 @@ def checked_pose(pose: Pose, max_abs_m: float, what: str) -> np.ndarray:
         raise ValueError(f"{what} is not finite (position {position.tolist()}, quaternion {quat.tolist()})")
     if np.abs(position).max() > max_abs_m:
         raise ValueError(f"{what} is {np.abs(position).max():.3g} m from the origin (> {max_abs_m} m)")
-    if abs(np.linalg.norm(quat) - 1.0) > QUATERNION_NORM_TOLERANCE:
+    if not is_rotation(q):
         raise ValueError(f"{what} has a quaternion of norm {np.linalg.norm(quat):.3g}, not a rotation")
     return pose_to_matrix(pose)
 

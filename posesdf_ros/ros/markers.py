@@ -14,7 +14,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
 
 from ..skeleton import BONES, JOINT_NAMES
-from .frames import QUATERNION_NORM_TOLERANCE
+from .frames import is_rotation
 
 JOINT_COLOURS = {"left": (0.2, 0.6, 1.0), "right": (1.0, 0.4, 0.2), "pelvis": (0.9, 0.9, 0.9)}
 
@@ -103,8 +103,8 @@ def joints_from_message(msg: PoseArray, max_abs_m: float) -> np.ndarray:
         raise ValueError(problem)
     for name, pose, xyz in zip(JOINT_NAMES, msg.poses, joints):
         q = pose.orientation
-        norm = float(np.linalg.norm([q.w, q.x, q.y, q.z]))
-        if np.isfinite(xyz).all() and not abs(norm - 1.0) <= QUATERNION_NORM_TOLERANCE:
+        if np.isfinite(xyz).all() and not is_rotation(q):
+            norm = float(np.linalg.norm([q.w, q.x, q.y, q.z]))
             raise ValueError(f"joint {name} has a quaternion of norm {norm:.3g}, not a rotation")
     return joints
 

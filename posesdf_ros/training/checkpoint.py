@@ -5,9 +5,9 @@ import csv
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
@@ -66,38 +66,73 @@ def end_of_epoch(done: int, epochs: int, every: int, started: float, max_minutes
     return False
 
 
-@dataclass
-class NetworkRun:
-    """One network's training state in a run folder: Adam, its step schedule (halving every
-    `lr_step_epochs`), and where a rerun resumes (`start` epochs done, `history`)."""
+class Stateful(Protocol):
+    """What a checkpoint holds: a module, an optimiser, a learning-rate scheduler."""
 
-    model: torch.nn.Module
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state_dict: dict, /) -> Any: ...
+
+
+@dataclass
+class TrainingRun:
+    """The training state of one run folder, as its checkpoint.pt holds it.
+
+    The checkpoint holds the state of each of `modules` under its name (e.g. "model",
+    or "model" and "codes", or "head"), then "optimizer" and, when there is one,
+    "scheduler", then "epoch" (epochs done), "history" (one loss dict per epoch done)
+    and "config" (which a rerun's config must match to resume, see `resume_from`).
+    `start` and `history` are where training (re)starts.
+    """
+
+    folder: Path
+    config: dict
+    modules: dict[str, torch.nn.Module]
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.StepLR
-    checkpoint_path: Path
-    config: dict                # must match for a rerun to resume
-    start: int
-    history: list[dict]
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    start: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.folder / "checkpoint.pt"
+
+    @property
+    def epochs_done(self) -> int:
+        return self.history[-1]["epoch"] if self.history else 0
+
+    def stateful(self) -> dict[str, Stateful]:
+        """The checkpointed objects by name, in checkpoint order."""
+        objects: dict[str, Stateful] = {**self.modules, "optimizer": self.optimizer}
+        if self.scheduler is not None:
+            objects["scheduler"] = self.scheduler
+        return objects
 
     def save(self, epoch: int) -> None:
-        save_checkpoint(self.checkpoint_path, {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "epoch": epoch, "history": self.history,
-            "config": self.config})
+        save_checkpoint(self.checkpoint_path, {name: obj.state_dict() for name, obj in self.stateful().items()}
+                        | {"epoch": epoch, "history": self.history, "config": self.config})
+
+
+def open_run(folder: Path, config: dict, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, device: str | torch.device = "cpu",
+             resume: bool = True) -> TrainingRun:
+    """The `TrainingRun` in `folder` (created if need be), resumed from its checkpoint.pt
+    unless `resume` is False; a checkpoint of another config is refused (`resume_from`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = TrainingRun(folder, config, dict(modules), optimizer, scheduler)
+    if resume:
+        run.start, run.history = resume_from(run.checkpoint_path, config, device, **run.stateful())
+    return run
 
 
 def open_network_run(out: Path, model: torch.nn.Module, lr: float, lr_step_epochs: int, config: dict,
-                     device: torch.device, resume: bool = True) -> NetworkRun:
-    """The `NetworkRun` of `model` in `out` (created if need be), resumed from its
-    checkpoint.pt unless `resume` is False."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+                     device: str | torch.device, resume: bool = True) -> TrainingRun:
+    """The `TrainingRun` of one network `model` in `out` with Adam at `lr` and its step
+    schedule (halving every `lr_step_epochs`, stepped once an epoch), resumed as by `open_run`."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_step_epochs, 0.5)
-    path = out / "checkpoint.pt"
-    start, history = (resume_from(path, config, device, model=model, optimizer=opt, scheduler=sched)
-                      if resume else (0, []))
-    return NetworkRun(model, opt, sched, path, config, start, history)
+    return open_run(out, config, {"model": model}, opt, sched, device, resume)
 
 
 def write_loss_log(out: Path, history: list[dict], keys: tuple = ("loss", "shape_loss", "pose_loss")) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -52,18 +51,6 @@ def export_weights(folder: Path, name: str, model: torch.nn.Module, meta: dict) 
     torch.save(state, folder / f"{name}.pt")
     (folder / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     return folder / f"{name}.pt"
-
-
-def end_of_epoch(done: int, epochs: int, every: int, started: float, max_minutes: float | None,
-                 checkpoint: Callable[[int], None]) -> bool:
-    """Checkpoint when due; True when the wall-time budget (`max_minutes` since `started`,
-    a `time.perf_counter()`) is spent before the last epoch, with a checkpoint written."""
-    if done % every == 0 or done == epochs:
-        checkpoint(done)
-    if max_minutes is not None and time.perf_counter() - started > 60 * max_minutes and done < epochs:
-        checkpoint(done)
-        return True
-    return False
 
 
 class Stateful(Protocol):

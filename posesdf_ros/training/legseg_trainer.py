@@ -22,7 +22,8 @@ import torch
 
 from ..models.legseg import LegSegConfig, LegSegNet, leg_loss, to_network_frame
 from ..provenance import git_commit
-from .checkpoint import end_of_epoch, export_weights, open_network_run, write_loss_log
+from .checkpoint import export_weights, open_network_run
+from .loop import Step, fit
 
 #: Points kept per cached window (a random subset of larger ones).
 CACHE_POINTS = 3072
@@ -199,8 +200,6 @@ def tune_threshold(out: Path, folder: Path, progress: bool = True) -> dict:
 def train_legseg(out: Path, config: LegSegTrainConfig, device: str = "cpu", resume: bool = True,
                  progress: bool = True, max_minutes: float | None = None, export_only: bool = False) -> dict:
     """Train (or resume) into `out`: windows.npz, checkpoint.pt, loss.csv, loss.png, legseg.pt/legseg.json."""
-    from tqdm import tqdm
-
     t_start = time.perf_counter()
     out = Path(out)
     dev = torch.device(device)
@@ -209,53 +208,44 @@ def train_legseg(out: Path, config: LegSegTrainConfig, device: str = "cpu", resu
     # A rerun may extend the epochs, nothing else.
     run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None},
                            dev, resume)
-    opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
-    train_seconds = sum(h["seconds"] for h in history)
-    end = start if export_only else config.epochs
     windows = load_or_make_windows(out, config, progress)
     offsets = windows["offsets"]
     count = len(offsets) - 1
+    hits = {"tp": 0, "fp": 0, "fn": 0}      # the epoch's point counts
 
-    def checkpoint(epoch: int) -> None:
-        run.save(epoch)
-        write_loss_log(out, history, ("loss", "precision", "recall"))
-
-    bar = tqdm(range(start, end), initial=start, total=config.epochs, desc=f"legseg[{config.name}]",
-               unit="epoch", disable=not progress)
-    stopped_early = False
-    for epoch in bar:
+    def batches(epoch: int):
+        """(network inputs (B, n, 3), leg labels (B, n)) per batch, freshly augmented."""
         rng = np.random.default_rng([config.seed, epoch])
-        model.train()
-        t0, loss_sum, tp, fp, fn = time.perf_counter(), 0.0, 0, 0, 0
+        hits.update(tp=0, fp=0, fn=0)
         for ids in np.array_split(rng.permutation(count), max(1, count // config.batch)):
             pairs = [augmented(windows["points"][offsets[i]:offsets[i + 1]],
                                windows["height"][offsets[i]:offsets[i + 1]],
                                windows["label"][offsets[i]:offsets[i + 1]], config.model.points, config, rng)
                      for i in ids]
-            x = torch.from_numpy(np.stack([p for p, _ in pairs])).to(dev)
-            y = torch.from_numpy(np.stack([lab for _, lab in pairs])).to(dev)
-            logits = model(x)
-            loss = leg_loss(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(ids)
-            pred = logits.detach() > 0
-            tp += int((pred & y).sum())
-            fp += int((pred & ~y).sum())
-            fn += int((~pred & y).sum())
-        sched.step()
-        history.append({"epoch": epoch + 1, "loss": loss_sum / count, "precision": tp / max(1, tp + fp),
-                        "recall": tp / max(1, tp + fn), "lr": opt.param_groups[0]["lr"],
-                        "seconds": time.perf_counter() - t0})
-        train_seconds += history[-1]["seconds"]
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", p=f"{history[-1]['precision']:.3f}",
-                        r=f"{history[-1]['recall']:.3f}")
-        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t_start, max_minutes, checkpoint):
-            stopped_early = True
-            break
-    bar.close()
-    done = history[-1]["epoch"] if history else 0
+            yield (torch.from_numpy(np.stack([p for p, _ in pairs])).to(dev),
+                   torch.from_numpy(np.stack([lab for _, lab in pairs])).to(dev))
+
+    def step(batch) -> Step:
+        x, y = batch
+        logits = model(x)
+        pred = logits.detach() > 0
+        hits["tp"] += int((pred & y).sum())
+        hits["fp"] += int((pred & ~y).sum())
+        hits["fn"] += int((~pred & y).sum())
+        return Step({"loss": leg_loss(logits, y)}, len(x))
+
+    def epoch_logs(epoch: int) -> dict:
+        tp, fp, fn = hits["tp"], hits["fp"], hits["fn"]
+        return {"precision": tp / max(1, tp + fp), "recall": tp / max(1, tp + fn),
+                "lr": run.optimizer.param_groups[0]["lr"]}
+
+    stopped_early = not export_only and fit(
+        run, config.epochs, batches, step, checkpoint_every=config.checkpoint_every, max_minutes=max_minutes,
+        started=t_start, epoch_logs=epoch_logs, plot=("loss", "precision", "recall"),
+        desc=f"legseg[{config.name}]", progress=progress,
+        postfix=lambda h: {"loss": f"{h['loss']:.3f}", "p": f"{h['precision']:.3f}", "r": f"{h['recall']:.3f}"})
+    history, done = run.history, run.epochs_done
+    train_seconds = sum(h["seconds"] for h in history)
     meta = {"model": "legseg", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "window_above_pelvis": config.window_above_pelvis,
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,

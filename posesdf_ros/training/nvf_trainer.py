@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from ..inference.nvf import VoteDecoding, vote_joints
 from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
 from ..provenance import git_commit
-from .checkpoint import end_of_epoch, export_weights, resume_from, save_checkpoint, write_loss_log
+from .checkpoint import export_weights, open_run
+from .loop import Step, fit
 from .nvf_fits import FittedSet
 from .schedules import step_lr
 
@@ -172,8 +172,6 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
     (same head config) the head starts from. `max_minutes` stops cleanly
     (checkpoint written) after that wall time.
     """
-    from tqdm import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
@@ -200,59 +198,50 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
     fitted = FittedSet.load(fits) if fits else None
     val_fitted = FittedSet.load(val_fits) if val_fits else None
     opt = torch.optim.Adam(head.parameters(), lr=config.lr)
-    ckpt_path = out / "checkpoint.pt"
-    start_epoch, history = (resume_from(ckpt_path, config.to_dict(), dev, head=head, optimizer=opt)
-                            if resume else (0, []))
+    run = open_run(out, config.to_dict(), {"head": head}, opt, device=dev, resume=resume)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + start_epoch)
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + run.start)
     val_ids = list(range(min(config.val_shapes, len(shapes))))
-    t0 = time.perf_counter()
-    stopped_early = False
 
-    def checkpoint(epoch: int) -> None:
-        save_checkpoint(ckpt_path, {"head": head.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                                    "history": history, "config": config.to_dict()})
-        write_loss_log(out, history, keys=("loss", "w_loss", "u_loss"))
-
-    bar = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
-               desc=f"nvf[{config.name}]", unit="epoch", disable=not progress)
-    for epoch in bar:
-        lr = step_lr(config.lr, epoch, config.lr_step_epochs)
-        opt.param_groups[0]["lr"] = lr
-        sums = np.zeros(3)
-        epoch_start = time.perf_counter()
-        batches = [(shapes, b) for b in torch.randperm(len(shapes), generator=gen).split(config.shapes_per_batch)]
+    def batches(epoch: int):
+        """(source set, its row ids (B,), query points (B, P, 3), codes (B, L)) per batch: every
+        training shape (and fitted view) once, in a random order of their batches."""
+        opt.param_groups[0]["lr"] = step_lr(config.lr, epoch, config.lr_step_epochs)
+        split = [(shapes, b) for b in torch.randperm(len(shapes), generator=gen).split(config.shapes_per_batch)]
         if fitted is not None:
-            batches += [(fitted, b) for b in torch.randperm(len(fitted), generator=gen).split(config.shapes_per_batch)]
-        visits = sum(len(b) for _, b in batches)
-        for k in torch.randperm(len(batches), generator=gen).tolist():
-            source, batch = batches[k]
-            pts = source.draw(batch, config.points_per_shape, gen).to(dev)
-            z = codes[batch.to(dev)] if source is shapes else source.code[batch].to(dev)
-            with torch.no_grad():
-                feats = posesdf_features(model, z, pts)
-            w_t, u_t = vote_targets(pts, source.joints[batch].to(dev), config.model.radius)
-            w, u = head(feats.query, feats.hidden)
-            w_loss, u_loss = vote_losses(w, u, w_t, u_t)
-            loss = w_loss + u_loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += np.array([loss.item(), w_loss.item(), u_loss.item()]) * len(batch)
-        sums /= visits
-        history.append({"epoch": epoch + 1, "loss": sums[0], "w_loss": sums[1], "u_loss": sums[2], "lr": lr,
-                        "seconds": time.perf_counter() - epoch_start,
-                        "train_joint_error_mm": decoded_joint_error_mm(model, head, codes, shapes, val_ids)})
+            split += [(fitted, b) for b in torch.randperm(len(fitted), generator=gen).split(config.shapes_per_batch)]
+        for k in torch.randperm(len(split), generator=gen).tolist():
+            source, ids = split[k]
+            pts = source.draw(ids, config.points_per_shape, gen).to(dev)
+            z = codes[ids.to(dev)] if source is shapes else source.code[ids].to(dev)
+            yield source, ids, pts, z
+
+    def step(batch) -> Step:
+        source, ids, pts, z = batch
+        with torch.no_grad():
+            feats = posesdf_features(model, z, pts)
+        w_t, u_t = vote_targets(pts, source.joints[ids].to(dev), config.model.radius)
+        w, u = head(feats.query, feats.hidden)
+        w_loss, u_loss = vote_losses(w, u, w_t, u_t)
+        return Step({"loss": w_loss + u_loss, "w_loss": w_loss, "u_loss": u_loss}, len(ids))
+
+    def validate(epoch: int) -> dict:
+        """Decoded joint errors: training shapes with their codes, and the `val_fits` views."""
+        logs = {"train_joint_error_mm": decoded_joint_error_mm(model, head, codes, shapes, val_ids)}
         if val_fitted is not None:
-            history[-1] |= {"val_fit_error_mm": float(fitted_joint_error_mm(model, head, val_fitted).mean()),
-                            "val_fit_sphere_mm": float(val_fitted.sphere_mm.mean())}
-        bar.set_postfix(loss=f"{sums[0]:.4f}", joints_mm=f"{history[-1]['train_joint_error_mm']:.1f}",
-                        **({"val_fits_mm": f"{history[-1]['val_fit_error_mm']:.1f}"} if val_fitted else {}))
-        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t0, max_minutes, checkpoint):
-            stopped_early = True
-            break
-    bar.close()
-    done = history[-1]["epoch"] if history else 0
+            logs |= {"val_fit_error_mm": float(fitted_joint_error_mm(model, head, val_fitted).mean()),
+                     "val_fit_sphere_mm": float(val_fitted.sphere_mm.mean())}
+        return logs
+
+    def postfix(h: dict) -> dict[str, str]:
+        return {"loss": f"{h['loss']:.4f}", "joints_mm": f"{h['train_joint_error_mm']:.1f}",
+                **({"val_fits_mm": f"{h['val_fit_error_mm']:.1f}"} if val_fitted else {})}
+
+    stopped_early = fit(run, config.epochs, batches, step, checkpoint_every=config.checkpoint_every,
+                        max_minutes=max_minutes, epoch_logs=lambda epoch: {"lr": opt.param_groups[0]["lr"]},
+                        validate=validate, plot=("loss", "w_loss", "u_loss"), desc=f"nvf[{config.name}]",
+                        progress=progress, postfix=postfix)
+    history, done = run.history, run.epochs_done
     trunk_pt = weights_path("posesdf", trunk_dir)
     meta = {"model": "nvf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,

@@ -8,7 +8,6 @@ PoseSDF's inference (no ground truth), so both methods see the same thing.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from ..data.scene import VIEWS
 from ..inference.canonical import first_guess
 from ..models.pointnet2 import PointNet2Config, PointNet2Regressor
 from ..provenance import git_commit
-from .checkpoint import export_weights, open_network_run, write_loss_log
+from .checkpoint import export_weights, open_network_run
+from .loop import Step, fit
 from .posesdf_trainer import normalisation_prior
 
 
@@ -99,34 +99,27 @@ class LegViewSet:
 def train_pn2(data: Path, out: Path, config: PN2TrainConfig, device: str = "cpu", resume: bool = True,
               limit: int | None = None, progress: bool = True) -> dict:
     """Train (or resume) into `out`: checkpoint.pt, loss.csv, loss.png, pn2.pt/pn2.json."""
-    from tqdm import tqdm
-
     out = Path(out)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     views = LegViewSet(data, config, limit, progress)
     model = PointNet2Regressor(config.model).to(dev)
     run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict(), dev, resume)
-    opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
-    gen = torch.Generator().manual_seed(config.seed + start)
-    bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc=f"pn2[{config.name}]",
-               unit="epoch", disable=not progress)
-    for epoch in bar:
-        t0, total = time.perf_counter(), 0.0
-        for batch in torch.randperm(len(views.clouds), generator=gen).split(config.batch):
-            pred = model(views.clouds[batch].to(dev))
-            loss = (pred - views.targets[batch].to(dev)).norm(dim=-1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(batch)
-        sched.step()
-        history.append({"epoch": epoch + 1, "loss": total / len(views.clouds), "lr": opt.param_groups[0]["lr"],
-                        "seconds": time.perf_counter() - t0})
-        bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
-            run.save(epoch + 1)
-            write_loss_log(out, history, ("loss",))
+    gen = torch.Generator().manual_seed(config.seed + run.start)
+
+    def batches(epoch: int):
+        """(canonical clouds (B, P, 3), their joints (B, 9, 3)) per batch."""
+        for ids in torch.randperm(len(views.clouds), generator=gen).split(config.batch):
+            yield views.clouds[ids].to(dev), views.targets[ids].to(dev)
+
+    def step(batch) -> Step:
+        clouds, joints = batch
+        return Step({"loss": (model(clouds) - joints).norm(dim=-1).mean()}, len(clouds))
+
+    fit(run, config.epochs, batches, step, checkpoint_every=config.checkpoint_every,
+        epoch_logs=lambda epoch: {"lr": run.optimizer.param_groups[0]["lr"]}, desc=f"pn2[{config.name}]",
+        progress=progress)
+    history = run.history
     meta = {"model": "pn2", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": len(history), "epochs_planned": config.epochs, "complete": len(history) >= config.epochs,
             "data": str(data), "data_seed": load_manifest(data).get("seed"),

@@ -32,7 +32,8 @@ import torch
 from ..gait.kinematics import ROTATIONS, geodesic_distance, inverse
 from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere, distance_loss, eikonal_loss
 from ..provenance import git_commit
-from .checkpoint import end_of_epoch, export_weights, open_network_run, write_loss_log
+from .checkpoint import export_weights, open_network_run
+from .loop import Step, fit
 
 #: The seed's geodesic-distance weight of every rotation (see the module docstring).
 JOINT_WEIGHT = 2.0
@@ -163,8 +164,6 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
                   progress: bool = True, max_minutes: float | None = None) -> dict:
     """Train (or resume) into `out`: manifold.npz (cached poses), checkpoint.pt, loss.csv, loss.png,
     posendf.pt/posendf.json."""
-    from tqdm import tqdm
-
     t_start = time.perf_counter()
     out = Path(out)
     dev = torch.device(device)
@@ -173,7 +172,6 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
     # A rerun may extend the epochs, nothing else.
     run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None},
                            dev, resume)
-    opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
 
     cache = out / "manifold.npz"
     data_key = json.dumps({k: v for k, v in config.to_dict().items()
@@ -188,42 +186,32 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
         np.savez_compressed(cache, key=data_key, manifold=manifold, noisy=noisy.numpy(), distance=dist.numpy())
     manifold_t = torch.as_tensor(manifold)
 
-    def checkpoint(epoch: int) -> None:
-        run.save(epoch)
-        write_loss_log(out, history, ("loss", "distance_loss", "eikonal_loss"))
-
     n_manifold = max(1, int(config.batch * config.manifold_share))
     n_off = config.batch - n_manifold
-    bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc=f"posendf[{config.name}]",
-               unit="epoch", disable=not progress)
-    stopped_early = False
-    for epoch in bar:
+
+    def batches(epoch: int):
+        """(manifold poses (n_manifold, K, 4), indices of n_off off-manifold poses) per batch."""
         gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        model.train()
-        t0, sums, seen = time.perf_counter(), np.zeros(3), 0
         for ids in torch.randperm(len(noisy), generator=gen).split(n_off):
-            on = manifold_t[torch.randint(len(manifold_t), (n_manifold,), generator=gen)].to(dev)
-            f_on, _ = _batch_distances(model, on, eikonal=False)
-            f_off, grad = _batch_distances(model, noisy[ids].to(dev), eikonal=True)
-            target = torch.cat([torch.zeros(len(on), device=dev), dist[ids].to(dev)])
-            d_loss = distance_loss(torch.cat([f_on, f_off]), target)
-            e_loss = eikonal_loss(grad)
-            loss = d_loss + config.eikonal_weight * e_loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += np.array([loss.item(), d_loss.item(), e_loss.item()]) * len(ids)
-            seen += len(ids)
-        sched.step()
-        sums /= seen
-        history.append({"epoch": epoch + 1, "loss": sums[0], "distance_loss": sums[1], "eikonal_loss": sums[2],
-                        "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
-        bar.set_postfix(dist=f"{sums[1]:.4f}", eik=f"{sums[2]:.3f}")
-        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t_start, max_minutes, checkpoint):
-            stopped_early = True
-            break
-    bar.close()
-    done = history[-1]["epoch"] if history else 0
+            yield manifold_t[torch.randint(len(manifold_t), (n_manifold,), generator=gen)].to(dev), ids
+
+    def step(batch) -> Step:
+        on, ids = batch
+        f_on, _ = _batch_distances(model, on, eikonal=False)
+        f_off, grad = _batch_distances(model, noisy[ids].to(dev), eikonal=True)
+        target = torch.cat([torch.zeros(len(on), device=dev), dist[ids].to(dev)])
+        d_loss = distance_loss(torch.cat([f_on, f_off]), target)
+        e_loss = eikonal_loss(grad)
+        return Step({"loss": d_loss + config.eikonal_weight * e_loss, "distance_loss": d_loss,
+                     "eikonal_loss": e_loss}, len(ids))
+
+    stopped_early = fit(run, config.epochs, batches, step, checkpoint_every=config.checkpoint_every,
+                        max_minutes=max_minutes, started=t_start,
+                        epoch_logs=lambda epoch: {"lr": run.optimizer.param_groups[0]["lr"]},
+                        plot=("loss", "distance_loss", "eikonal_loss"), desc=f"posendf[{config.name}]",
+                        progress=progress,
+                        postfix=lambda h: {"dist": f"{h['distance_loss']:.4f}", "eik": f"{h['eikonal_loss']:.3f}"})
+    history, done = run.history, run.epochs_done
     ratio_means, ratio_sds = population_length_ratios(config)
     meta = {"model": "posendf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "rotations": list(ROTATIONS),

@@ -10,7 +10,6 @@ informative everywhere and joint centres can be read off anywhere).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from ..data.dataset import load_manifest
 from ..models.losses import latent_regulariser, tolerance_loss
 from ..models.posesdf import PoseSDF, PoseSDFConfig
 from ..provenance import git_commit
-from .checkpoint import end_of_epoch, export_weights, load_checkpoint, resume_from, save_checkpoint, write_loss_log
+from .checkpoint import export_weights, load_checkpoint, open_run
+from .loop import Step, fit
 from .schedules import linear_ramp, step_lr
 
 
@@ -187,10 +187,7 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
     starts a fresh schedule from its network and codes: fine-tuning on a
     revised build of the same bodies.
     """
-    from tqdm import tqdm
-
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     shapes = SDFShapeSet(data, limit, progress).to(dev)
@@ -199,65 +196,55 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
     torch.nn.init.normal_(codes.weight, 0.0, config.latent_init_std)
     opt = torch.optim.Adam([{"params": model.parameters(), "lr": config.lr},
                             {"params": codes.parameters(), "lr": config.latent_lr}])
-    ckpt_path = out / "checkpoint.pt"
-    start_epoch, history = (resume_from(ckpt_path, config.to_dict(), dev, model=model, codes=codes, optimizer=opt)
-                            if resume else (0, []))
-    if init_from is not None and start_epoch == 0:
+    run = open_run(out, config.to_dict(), {"model": model, "codes": codes}, opt, device=dev, resume=resume)
+    if init_from is not None and run.start == 0:
         init = load_checkpoint(Path(init_from), dev)
         if init["config"]["model"] != config.to_dict()["model"]:
             raise ValueError(f"{init_from} has another model config; it cannot initialise this one")
         model.load_state_dict(init["model"])
         codes.load_state_dict(init["codes"])
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + start_epoch)
-    t0 = time.perf_counter()
-    stopped_early = False
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + run.start)
 
-    def checkpoint(epoch: int) -> None:
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "codes": codes.state_dict(),
-                                    "optimizer": opt.state_dict(), "epoch": epoch, "history": history,
-                                    "config": config.to_dict()})
-        write_loss_log(out, history)
-
-    bar = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
-               desc=f"posesdf[{config.name}]", unit="epoch", disable=not progress)
-    epoch = start_epoch
-    for epoch in bar:
+    def schedule(epoch: int) -> tuple[float, float, float]:
+        """The epoch's (lambda, eps, learning-rate factor)."""
         t = epoch / max(config.epochs - 1, 1)
-        lam, eps = linear_ramp(*config.lambda_range, t), linear_ramp(*config.eps_range, t)
-        lr_factor = step_lr(1.0, epoch, config.lr_step_epochs)
+        return (linear_ramp(*config.lambda_range, t), linear_ramp(*config.eps_range, t),
+                step_lr(1.0, epoch, config.lr_step_epochs))
+
+    def batches(epoch: int):
+        """(shape ids (B,), points (B, N, 3), their shape SDF (B, N), lambda, eps) per batch."""
+        lam, eps, lr_factor = schedule(epoch)
         opt.param_groups[0]["lr"] = config.lr * lr_factor
         opt.param_groups[1]["lr"] = config.latent_lr * lr_factor
-        order = torch.randperm(len(shapes), generator=gen)
-        sums = np.zeros(3)
-        epoch_start = time.perf_counter()
-        for batch in order.split(config.shapes_per_batch):
-            pts, sdf = shapes.draw(batch, config.shape_samples, config.joint_samples, gen)
-            batch = batch.to(dev)
-            z = codes(batch)
-            pred_shape, pred_pose = model(z, pts)
-            shape_loss = tolerance_loss(pred_shape.clamp(-config.clamp, config.clamp),
-                                        sdf.clamp(-config.clamp, config.clamp), lam, eps).mean()
-            loss = shape_loss + latent_regulariser(z, config.latent_reg)
-            pose_loss = torch.zeros((), device=dev)
-            if pred_pose is not None:
-                target = sphere_targets(pts, shapes.joints[batch], config.model.sphere_radius)
-                pose_loss = tolerance_loss(pred_pose, target, lam, eps).mean()
-                loss = loss + pose_loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += [loss.item() * len(batch), shape_loss.item() * len(batch), pose_loss.item() * len(batch)]
-        sums /= len(shapes)
-        history.append({"epoch": epoch + 1, "loss": sums[0], "shape_loss": sums[1], "pose_loss": sums[2],
-                        "lambda": lam, "eps": eps, "lr": config.lr * lr_factor,
-                        "seconds": time.perf_counter() - epoch_start})
-        bar.set_postfix(loss=f"{sums[0]:.4f}", shape=f"{sums[1]:.4f}", pose=f"{sums[2]:.4f}")
-        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t0, max_minutes, checkpoint):
-            stopped_early = True
-            break
-    bar.close()
-    done = history[-1]["epoch"] if history else 0
+        for ids in torch.randperm(len(shapes), generator=gen).split(config.shapes_per_batch):
+            pts, sdf = shapes.draw(ids, config.shape_samples, config.joint_samples, gen)
+            yield ids.to(dev), pts, sdf, lam, eps
+
+    def step(batch) -> Step:
+        ids, pts, sdf, lam, eps = batch
+        z = codes(ids)
+        pred_shape, pred_pose = model(z, pts)
+        shape_loss = tolerance_loss(pred_shape.clamp(-config.clamp, config.clamp),
+                                    sdf.clamp(-config.clamp, config.clamp), lam, eps).mean()
+        loss = shape_loss + latent_regulariser(z, config.latent_reg)
+        pose_loss = torch.zeros((), device=dev)
+        if pred_pose is not None:
+            target = sphere_targets(pts, shapes.joints[ids], config.model.sphere_radius)
+            pose_loss = tolerance_loss(pred_pose, target, lam, eps).mean()
+            loss = loss + pose_loss
+        return Step({"loss": loss, "shape_loss": shape_loss, "pose_loss": pose_loss}, len(ids))
+
+    def epoch_logs(epoch: int) -> dict:
+        lam, eps, lr_factor = schedule(epoch)
+        return {"lambda": lam, "eps": eps, "lr": config.lr * lr_factor}
+
+    stopped_early = fit(run, config.epochs, batches, step, checkpoint_every=config.checkpoint_every,
+                        max_minutes=max_minutes, epoch_logs=epoch_logs, plot=("loss", "shape_loss", "pose_loss"),
+                        desc=f"posesdf[{config.name}]", progress=progress,
+                        postfix=lambda h: {"loss": f"{h['loss']:.4f}", "shape": f"{h['shape_loss']:.4f}",
+                                           "pose": f"{h['pose_loss']:.4f}"})
+    history, done = run.history, run.epochs_done
     meta = {"model": "posesdf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
             "data": str(data), "data_seed": load_manifest(data).get("seed"), "shapes": len(shapes),

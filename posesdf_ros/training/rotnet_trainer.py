@@ -32,7 +32,8 @@ import torch
 from ..data.dataset import load_manifest
 from ..models.rotnet import RotNet, RotNetConfig, centre_cloud, decode_heading, heading_loss
 from ..provenance import git_commit
-from .checkpoint import end_of_epoch, export_weights, open_network_run, write_loss_log
+from .checkpoint import export_weights, open_network_run
+from .loop import Step, fit
 from .pn2_trainer import hidden_point_removal
 
 
@@ -168,8 +169,6 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
                  export_only: bool = False) -> dict:
     """Train (or resume) into `out`: checkpoint.pt, loss.csv, loss.png, rotnet.pt/rotnet.json.
     `export_only`: export the checkpoint as it is, without training (a run cut short)."""
-    from tqdm import tqdm
-
     t_start = time.perf_counter()
     out = Path(out)
     dev = torch.device(device)
@@ -178,48 +177,38 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
     # A rerun may extend the epochs, nothing else.
     run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None},
                            dev, resume)
-    opt, sched, start, history = run.optimizer, run.scheduler, run.start, run.history
-    train_seconds = sum(h["seconds"] for h in history)
-    end = start if export_only else config.epochs
-    views = make_views(data, config, limit, progress) if start < end else []
+    training = not export_only and run.start < config.epochs
+    views = make_views(data, config, limit, progress) if training else []
+    errors: list[torch.Tensor] = []     # the epoch's heading errors (deg)
 
-    def checkpoint(epoch: int) -> None:
-        run.save(epoch)
-        write_loss_log(out, history, ("loss", "class_loss", "residual_loss"))
-
-    bar = tqdm(range(start, end), initial=start, total=config.epochs, desc=f"rotnet[{config.name}]",
-               unit="epoch", disable=not progress)
-    stopped_early = False
-    for epoch in bar:
+    def batches(epoch: int):
+        """(centred clouds (B, n, 3), headings (B,)) per batch, freshly augmented."""
         # Data seeded per epoch, so a resumed run draws what an uninterrupted one would.
         rng = np.random.default_rng([config.seed, epoch])
-        model.train()
-        t0, sums, errors = time.perf_counter(), np.zeros(3), []
+        errors.clear()
         for ids in np.array_split(rng.permutation(len(views)), max(1, len(views) // config.batch)):
-            x, yaw = make_batch(views, ids, config, rng)
-            logits, residual = model(x.to(dev))
-            cls, reg = heading_loss(logits, residual, yaw.to(dev), config.sigma_bins)
-            loss = cls + config.residual_weight * reg
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += np.array([loss.item(), cls.item(), reg.item()]) * len(ids)
-            pred, _ = decode_heading(logits.detach(), residual.detach())
-            errors.append(torch.rad2deg((pred.cpu() - yaw + math.pi).remainder(2 * math.pi) - math.pi).abs())
-        sched.step()
-        errors = torch.cat(errors)
-        sums /= len(views)
-        history.append({"epoch": epoch + 1, "loss": sums[0], "class_loss": sums[1], "residual_loss": sums[2],
-                        "median_error_deg": float(errors.median()),
-                        "over_30_pct": float((errors > 30).float().mean() * 100),
-                        "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
-        train_seconds += history[-1]["seconds"]
-        bar.set_postfix(loss=f"{sums[0]:.3f}", med=f"{history[-1]['median_error_deg']:.1f}")
-        if end_of_epoch(epoch + 1, config.epochs, config.checkpoint_every, t_start, max_minutes, checkpoint):
-            stopped_early = True
-            break
-    bar.close()
-    done = history[-1]["epoch"] if history else 0
+            yield make_batch(views, ids, config, rng)
+
+    def step(batch) -> Step:
+        x, yaw = batch
+        logits, residual = model(x.to(dev))
+        cls, reg = heading_loss(logits, residual, yaw.to(dev), config.sigma_bins)
+        pred, _ = decode_heading(logits.detach(), residual.detach())
+        errors.append(torch.rad2deg((pred.cpu() - yaw + math.pi).remainder(2 * math.pi) - math.pi).abs())
+        return Step({"loss": cls + config.residual_weight * reg, "class_loss": cls, "residual_loss": reg}, len(yaw))
+
+    def epoch_logs(epoch: int) -> dict:
+        errs = torch.cat(errors)
+        return {"median_error_deg": float(errs.median()), "over_30_pct": float((errs > 30).float().mean() * 100),
+                "lr": run.optimizer.param_groups[0]["lr"]}
+
+    stopped_early = training and fit(
+        run, config.epochs, batches, step, checkpoint_every=config.checkpoint_every, max_minutes=max_minutes,
+        started=t_start, epoch_logs=epoch_logs, plot=("loss", "class_loss", "residual_loss"),
+        desc=f"rotnet[{config.name}]", progress=progress,
+        postfix=lambda h: {"loss": f"{h['loss']:.3f}", "med": f"{h['median_error_deg']:.1f}"})
+    history, done = run.history, run.epochs_done
+    train_seconds = sum(h["seconds"] for h in history)
     meta = {"model": "rotnet", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
             "data": str(data), "data_seed": load_manifest(data).get("seed"),

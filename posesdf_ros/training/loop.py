@@ -83,7 +83,7 @@ def fit(run: TrainingRun, epochs: int, batches: Callable[[int], Iterable[Batch]]
             losses["loss"].backward()
             run.optimizer.step()
             for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * size
+                sums[name] = sums.get(name, 0.0) + (value.item() if torch.is_tensor(value) else value) * size
             count += size
         if run.scheduler is not None:
             run.scheduler.step()

@@ -14,6 +14,7 @@ time, scale +-8 %, floor height +-2 cm, a tilt up to 2 deg, jitter up to
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -213,7 +214,7 @@ def train_legseg(out: Path, config: LegSegTrainConfig, device: str = "cpu", resu
     count = len(offsets) - 1
     hits = {"tp": 0, "fp": 0, "fn": 0}      # the epoch's point counts
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> Iterator[tuple]:
         """(network inputs (B, n, 3), leg labels (B, n)) per batch, freshly augmented."""
         rng = np.random.default_rng([config.seed, epoch])
         hits.update(tp=0, fp=0, fn=0)

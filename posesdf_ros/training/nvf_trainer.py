@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -203,7 +204,7 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + run.start)
     val_ids = list(range(min(config.val_shapes, len(shapes))))
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> Iterator[tuple]:
         """(source set, its row ids (B,), query points (B, P, 3), codes (B, L)) per batch: every
         training shape (and fitted view) once, in a random order of their batches."""
         opt.param_groups[0]["lr"] = step_lr(config.lr, epoch, config.lr_step_epochs)

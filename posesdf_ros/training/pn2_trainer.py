@@ -8,6 +8,7 @@ PoseSDF's inference (no ground truth), so both methods see the same thing.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def train_pn2(data: Path, out: Path, config: PN2TrainConfig, device: str = "cpu"
     run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict(), dev, resume)
     gen = torch.Generator().manual_seed(config.seed + run.start)
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> Iterator[tuple]:
         """(canonical clouds (B, P, 3), their joints (B, 9, 3)) per batch."""
         for ids in torch.randperm(len(views.clouds), generator=gen).split(config.batch):
             yield views.clouds[ids].to(dev), views.targets[ids].to(dev)

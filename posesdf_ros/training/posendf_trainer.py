@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def train_posendf(out: Path, config: PoseNDFTrainConfig, device: str = "cpu", re
     n_manifold = max(1, int(config.batch * config.manifold_share))
     n_off = config.batch - n_manifold
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> Iterator[tuple]:
         """(manifold poses (n_manifold, K, 4), indices of n_off off-manifold poses) per batch."""
         gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         for ids in torch.randperm(len(noisy), generator=gen).split(n_off):

@@ -10,6 +10,7 @@ informative everywhere and joint centres can be read off anywhere).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -212,7 +213,7 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
         return (linear_ramp(*config.lambda_range, t), linear_ramp(*config.eps_range, t),
                 step_lr(1.0, epoch, config.lr_step_epochs))
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> Iterator[tuple]:
         """(shape ids (B,), points (B, N, 3), their shape SDF (B, N), lambda, eps) per batch."""
         lam, eps, lr_factor = schedule(epoch)
         opt.param_groups[0]["lr"] = config.lr * lr_factor

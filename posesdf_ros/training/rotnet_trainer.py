@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -181,7 +182,7 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
     views = make_views(data, config, limit, progress) if training else []
     errors: list[torch.Tensor] = []     # the epoch's heading errors (deg)
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> Iterator[tuple]:
         """(centred clouds (B, n, 3), headings (B,)) per batch, freshly augmented."""
         # Data seeded per epoch, so a resumed run draws what an uninterrupted one would.
         rng = np.random.default_rng([config.seed, epoch])

@@ -89,7 +89,8 @@ def test_stream_going_back_in_time_restarts_ordering_after_one_frame(graph, walk
     one good frame: two frames in order behind the newest stamp restart the ordering."""
     graph.listen(PoseArray, "/pose_prior/joints")
     graph.listen(DiagnosticArray, "/diagnostics")
-    (prior,) = graph.add(make_nodes(["pose_prior"], context=graph.context))
+    # Causal (lag_frames 0), so that every frame accepted is answered at once.
+    (prior,) = graph.add(make_nodes(["pose_prior"], context=graph.context, overrides={"pose_prior": {"lag_frames": 0}}))
     joints_in = graph.publisher(PoseArray, "/estimator/joints")
     time.sleep(1.0)
     truth = [f.joints for f in walk]
@@ -173,7 +174,8 @@ def test_non_finite_and_absurd_messages_never_reach_an_output(graph, walk):
     graph.listen(PointCloud2, "/canonicaliser/legs")
     graph.listen(DiagnosticArray, "/diagnostics")
     graph.add(make_nodes(["canonicaliser", "estimator", "pose_prior"], context=graph.context,
-                         overrides={"estimator": {"mesh_rate_hz": 0.0, "overlay": False}}))
+                         overrides={"estimator": {"mesh_rate_hz": 0.0, "overlay": False},
+                                    "pose_prior": {"lag_frames": 0}}))    # a good frame is answered at once
     points = graph.publisher(PointCloud2, "/points")
     legs_out, person_out = graph.publisher(PointCloud2, "/canonicaliser/legs"), \
         graph.publisher(PoseArray, "/canonicaliser/person")

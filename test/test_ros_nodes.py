@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from rclpy.duration import Duration
 from rclpy.time import Time
@@ -197,7 +197,8 @@ def test_live_parameters_apply_and_the_others_are_read_only(graph):
     from rclpy.parameter_client import AsyncParameterClient
 
     graph.listen(MarkerArray, "/pose_prior/markers")
-    (prior,) = graph.add(make_nodes(["pose_prior"], context=graph.context))
+    # Causal, so that each frame sent is answered at once.
+    (prior,) = graph.add(make_nodes(["pose_prior"], context=graph.context, overrides={"pose_prior": {"lag_frames": 0}}))
     joints_in = graph.publisher(PoseArray, "/estimator/joints")
     client = AsyncParameterClient(graph.listener, "/pose_prior")
     assert client.wait_for_services(10.0)
@@ -327,28 +328,35 @@ def test_qos_overrides_reach_the_topics(graph):
 
 
 def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
-    """A noisy joint stream over DDS: smoothed joints closer to the truth, JointState angles, gait key-values."""
+    """A noisy joint stream over DDS: smoothed joints closer to the truth, each published with its own stamp
+    `lag_frames` frames later and flagged (quality status, grey markers) while the filter initialises;
+    JointState angles, gait key-values."""
     from sensor_msgs.msg import JointState
 
     from posesdf_ros.evaluation.prior import SequenceSpec, walking_joint_sequences
     from posesdf_ros.gait.angles import ANGLE_NAMES
-    from posesdf_ros.ros.markers import joints_to_pose_array
+    from posesdf_ros.ros.markers import INITIALISING_RGB, joints_to_pose_array
 
-    for topic in ("/pose_prior/joints", "/pose_prior/gait"):
+    for topic in ("/pose_prior/joints", "/pose_prior/gait", "/pose_prior/quality"):
         graph.listen(PoseArray if topic.endswith("joints") else DiagnosticArray, topic)
     graph.listen(JointState, "/pose_prior/gait_angles")
+    graph.listen(MarkerArray, "/pose_prior/markers")
     graph.listen(DiagnosticArray, "/diagnostics")
+    lag = 2
     graph.add(make_nodes(["pose_prior"], context=graph.context,
-                         overrides={"pose_prior": {"observation_sigma_m": 0.02}}))
+                         overrides={"pose_prior": {"observation_sigma_m": 0.02, "lag_frames": lag}}))
     pub = graph.publisher(PoseArray, "/estimator/joints")
     # 4 s: the gait analysis needs two heel strikes of each leg inside what reached it
     (truth,) = walking_joint_sequences(SequenceSpec(subjects=1, duration_s=4.0, fps=15.0, seed=3))
     noisy = truth + np.random.default_rng(0).normal(0, 0.02 / np.sqrt(3), truth.shape)
     time.sleep(1.0)  # discovery
     start = graph.listener.get_clock().now().nanoseconds
-    stamps = {}
+    stamps, newest_out = {}, []
     pub.publish(PoseArray(header=Header(stamp=graph.now(), frame_id="base_link")))   # no joints: dropped
     for i, joints in enumerate(noisy):
+        with graph.lock:   # the newest frame output before frame i is sent
+            newest_out.append(max((stamps[(m.header.stamp.sec, m.header.stamp.nanosec)]
+                                   for m in graph.received["/pose_prior/joints"]), default=-1))
         msg = joints_to_pose_array(joints, Header(frame_id="base_link"))
         ns = start + int(i / 15.0 * 1e9)
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 10 ** 9)
@@ -361,6 +369,20 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     # Newest-frame policy: a loaded machine answers fewer frames, each within the filter's restart gap.
     graph.wait_for(lambda r: len(r["/pose_prior/joints"]) >= 0.8 * len(noisy), 10)
     assert len(graph.received["/pose_prior/joints"]) >= len(noisy) / 4
+    # Fixed lag: frame i is output only once frame i + lag has come in, and mostly right then.
+    newest_out = np.array(newest_out[1:] + [newest_out[-1]])     # after frame i was sent and handled
+    due = np.maximum(np.arange(len(noisy)) - lag, -1)     # -1: none yet
+    assert (newest_out <= due).all(), newest_out
+    assert np.mean(newest_out == due) > 0.5, newest_out
+    # Warm-up: the first outputs are flagged initialising (WARN, grey markers), at most 10, then none.
+    graph.wait_for(lambda r: len(r["/pose_prior/quality"]) >= len(r["/pose_prior/joints"]), 5)
+    flags = [status_values(m.status[0])["initialising"] == "true" for m in graph.received["/pose_prior/quality"]]
+    settled = flags.index(False)
+    assert 1 <= settled <= 10 and not any(flags[settled:]), flags
+    assert graph.received["/pose_prior/quality"][0].status[0].level == DiagnosticStatus.WARN
+    colours = [next(m.color for m in a.markers if m.ns == "joints") for a in graph.received["/pose_prior/markers"]]
+    grey = [np.allclose((c.r, c.g, c.b), INITIALISING_RGB) for c in colours]
+    assert grey[:settled] == [True] * settled and not any(grey[settled:])
     raw_err, ours_err = [], []
     for msg in graph.received["/pose_prior/joints"]:
         i = stamps[(msg.header.stamp.sec, msg.header.stamp.nanosec)]

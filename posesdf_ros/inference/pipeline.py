@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..parameters import CANONICALISER_PARAMETERS, ESTIMATOR_PARAMETERS
+from ..parameters import CANONICALISER_PARAMETERS, ESTIMATOR_PARAMETERS, POSE_PRIOR_PARAMETERS
 from .canonical import PersonTracker
 
 _NODE_DEFAULTS = {prm.name: prm.default for prm in CANONICALISER_PARAMETERS + ESTIMATOR_PARAMETERS}
@@ -58,7 +58,8 @@ class PipelineSettings:
     yaw_source: str = _NODE_DEFAULTS["yaw_source"]
     leg_classifier: bool = _NODE_DEFAULTS["leg_classifier"]
 
-    prior: tuple[tuple[str, object], ...] = ()   # the pose_prior node's parameters that PriorConfig has
+    # The pose_prior node's parameters that PriorConfig has, where the YAML sets them (else the node's defaults).
+    prior: tuple[tuple[str, object], ...] = ()
 
     @classmethod
     def from_yaml(cls, path: Path, **overrides) -> "PipelineSettings":
@@ -89,10 +90,12 @@ def _prior_fields() -> set[str]:
 
 @dataclass
 class StepResult:
-    joints: np.ndarray | None       # (9, 3) gravity frame: the prior's output when it is on
-    raw_joints: np.ndarray | None   # (9, 3) the estimator's output
+    raw_joints: np.ndarray | None   # (9, 3) gravity frame: the estimator's output for this frame
     reason: str                     # why there are no joints
     seconds: float                  # compute time of the frame
+    # The frames this step finished, (stamp, joints or None): this one, unless the prior's fixed lag holds it
+    # back; with the lag, earlier frames that it completes. Joints are the prior's output when it is on.
+    outputs: list[tuple[float, np.ndarray | None]]
 
 
 class NodePipeline:
@@ -119,15 +122,20 @@ class NodePipeline:
         return self._filtered(stamp, res.joints if res.valid else None, res.reason, t0)
 
     def _filtered(self, stamp: float, joints: np.ndarray | None, reason: str, t0: float) -> StepResult:
-        out = joints
-        if self.prior is not None and joints is not None:
-            # As the pose_prior node: it sees the estimator's outputs only, restarts itself after
-            # gaps, and gives NaN until its first complete frame.
-            smooth = np.asarray(self.prior.filter(stamp, joints), dtype=np.float64)
-            out = smooth if np.isfinite(smooth).all() else None
-            reason = reason or "the prior is warming up"
-        return StepResult(out, joints, "" if out is not None else (reason or "no estimate"),
-                          time.perf_counter() - t0)
+        if self.prior is None or joints is None:
+            outputs = [(stamp, joints)]
+        else:
+            # As the pose_prior node: it sees the estimator's outputs only, restarts itself after gaps, gives
+            # NaN until its first complete frame, and outputs each frame `lag_frames` frames later.
+            outputs = [(o.stamp_s, o.joints if np.isfinite(o.joints).all() else None)
+                       for o in self.prior.step(stamp, joints)]
+            reason = reason or "the prior has not started (no frame with all nine joints yet)"
+        return StepResult(joints, "" if joints is not None else (reason or "no estimate"),
+                          time.perf_counter() - t0, outputs)
+
+    def finish(self) -> list[tuple[float, np.ndarray | None]]:
+        """The frames the prior still holds at the end of the stream, (stamp, joints)."""
+        return [] if self.prior is None else [(o.stamp_s, o.joints) for o in self.prior.flush()]
 
 
 def load_prior(enabled: bool, settings: PipelineSettings, notes: list[str]):
@@ -138,7 +146,8 @@ def load_prior(enabled: bool, settings: PipelineSettings, notes: list[str]):
     try:
         from .prior import PosePrior
 
-        return PosePrior.from_pretrained(device=settings.device, **dict(settings.prior))
+        node_defaults = {prm.name: prm.default for prm in POSE_PRIOR_PARAMETERS if prm.name in _prior_fields()}
+        return PosePrior.from_pretrained(device=settings.device, **(node_defaults | dict(settings.prior)))
     except (ImportError, FileNotFoundError) as err:
         notes.append(f"Pose-NDF prior unavailable ({err}); the estimator's joints are scored")
         return None

@@ -1,21 +1,29 @@
-"""PosePrior: causal smoothing and occlusion filling of nine-joint gait poses with Pose-NDF.
+"""PosePrior: smoothing and occlusion filling of nine-joint gait poses with Pose-NDF, causal or at a fixed lag.
 
-Each `filter` call solves, for the current frame only (no look-ahead:
-latency 0 frames), Pose-NDF's motion-denoising objective (seed 003) over
+Each frame solves Pose-NDF's motion-denoising objective (seed 003) over
 the kinematic pose of `gait.kinematics` (root position, heading, seven
-local rotations) with the subject's running bone lengths held fixed:
+local rotations) of the frames still open, with the subject's running
+bone lengths held fixed. With `lag_frames` L = 0 only the newest frame is
+open (a causal filter, no added latency); with L > 0 the newest L + 1
+frames are solved together and the oldest of them is output, so each
+output has seen L frames after it (a fixed-lag smoother, L frames of
+latency). The energy over the open frames k:
 
-    E = sum_valid |FK - J_obs|^2 / sigma_obs^2                (data)
-      + sum_all   |FK - J_pred|^2 / (sigma_motion (dt 30)^2)^2  (motion)
-      + sum_rot   |q - q_periodic|^2 / sigma^2                  (gait periodicity)
-      + w_prior * f(rotations)                                  (Pose-NDF prior)
-      + sum_knees relu(-flexion)^2 / sigma_knee^2               (knee limit)
+    E = sum_k sum_valid |FK_k - J_obs,k|^2 / sigma_obs^2                      (data)
+      + sum_k sum_all   |FK_k - pred_k|^2 / (sigma_motion (dt_k 30)^2)^2      (motion)
+      + sum_k sum_rot   |q_k - q_periodic,k|^2 / sigma^2                      (gait periodicity)
+      + w_prior sum_k f(rotations_k)                                          (Pose-NDF prior)
+      + sum_k sum_knees relu(-flexion_k)^2 / sigma_knee^2                     (knee limit)
 
-J_pred continues each joint's last velocity (damped while unobserved).
-q_periodic is each rotation one gait cycle ago and, for a leg whose
-joints are missing or flagged unreliable, the other leg half a cycle ago,
-mirrored. Fixed bone lengths make every output skeleton consistent by
-construction. docs/prior.md explains each term.
+pred_k continues the velocity of the two frames before k (outputs already
+published, or open frames), damped while a joint is unobserved, so the
+motion term is a second difference: an acceleration penalty. q_periodic
+is each rotation one gait cycle ago and, for a leg whose joints are
+missing or flagged unreliable, the other leg half a cycle ago, mirrored.
+Fixed bone lengths make every output skeleton consistent by construction.
+Until the bone lengths have settled (`PriorConfig.settled_length_sd_m`,
+at most `warm_up_frames` frames) every output is flagged `initialising`.
+docs/prior.md explains each term.
 """
 from __future__ import annotations
 
@@ -59,9 +67,34 @@ class PriorConfig:
     cycle_sigma: float = 0.03             # expected change of a rotation over one gait cycle (same units)
     history_s: float = 3.0                # output history kept for the gait period
     cycle_range_s: tuple[float, float] = (0.7, 2.0)   # gait cycles searched (cadence 60 to 170 steps/min)
+    lag_frames: int = 0                   # frames of look-ahead (0: causal); outputs are this many frames late
+    warm_up_frames: int = 10              # outputs are flagged initialising for at most this many frames ...
+    settled_length_sd_m: float = 0.005    # ... or until every bone length's standard error is below this,
+    warm_up_min_frames: int = 3           # ... but for at least this many (one frame's lengths may be an outlier)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PriorOutput:
+    """One smoothed frame: the joints of the input frame stamped `stamp_s` (`lag` frames before the newest)."""
+
+    stamp_s: float
+    joints: np.ndarray          # (9, 3) in the input frame; NaN before the filter has started
+    initialising: bool          # the bone lengths have not settled yet: not a settled output
+    lag: int                    # frames that arrived after this one before it was output
+
+
+@dataclass
+class _OpenFrame:
+    """A frame not output yet: its input, and its current solution."""
+
+    stamp_s: float
+    observed: np.ndarray        # (9, 3), NaN where not observed
+    seen: np.ndarray            # (9,) bool
+    unseen: np.ndarray          # (9,) int, frames since each joint was last observed
+    solution: np.ndarray | None = None    # (9, 3)
 
 
 class PosePrior:
@@ -85,14 +118,17 @@ class PosePrior:
         return cls(model.to(device).eval(), meta, replace(PriorConfig(), **config), device)
 
     def reset(self) -> None:
-        """Forget the subject (a new person, or a cut in the stream)."""
+        """Forget the subject (a new person, or a cut in the stream). Frames not output yet are dropped."""
         self._lengths: deque[np.ndarray] = deque(maxlen=self.config.length_window)
         self.dropped = 0                    # calls ignored: out-of-order stamps
+        self.frames_in = 0                  # frames filtered since the reset (the warm-up counts these)
+        self._last: PriorOutput | None = None
+        self._open: list[_OpenFrame] = []
         self._restart()
 
     def _restart(self) -> None:
         """Forget the motion after a gap, but keep the subject's bone lengths."""
-        self._stamps: deque[float] = deque(maxlen=2)
+        self._stamps: deque[float] = deque(maxlen=2)        # of the last two outputs
         self._outputs: deque[np.ndarray] = deque(maxlen=2)
         self._unseen = np.zeros(9, int)     # frames since each joint was last observed
         self._history: deque[tuple[float, np.ndarray]] = deque()   # (stamp, rotations (7, 4)) of outputs
@@ -118,34 +154,76 @@ class PosePrior:
 
     # -- the filter ----------------------------------------------------------------------------
     def filter(self, stamp_s: float, joints: np.ndarray | None, valid: np.ndarray | None = None) -> np.ndarray:
-        """One frame in, the filtered joints of that frame out: (9, 3) in the input frame.
+        """One frame in, the newest output's joints out: (9, 3) in the input frame.
+
+        With `lag_frames` 0 the output is this frame's; with a lag it is the
+        frame `lag_frames` before (`step` says which, with its stamp), and NaN
+        until the first one is out. Before the first frame with all nine
+        joints the output is NaN. A stamp not after the previous one is
+        ignored (counted in `dropped`) and the previous output returned.
+        """
+        self.step(stamp_s, joints, valid)
+        return np.full((9, 3), np.nan) if self._last is None else self._last.joints.copy()
+
+    def step(self, stamp_s: float, joints: np.ndarray | None, valid: np.ndarray | None = None) -> list[PriorOutput]:
+        """One frame in; the frames it completes out, oldest first (usually one; none while the lag fills,
+        or for an out-of-order stamp; several when a gap flushes the open frames).
 
         joints: (9, 3), or None for a frame without an estimate. valid: (9,)
-        bool, False for joints to fill (NaN joints are never used). Before
-        the first frame with all nine joints the output is NaN. A stamp not
-        after the previous one is ignored (counted in `dropped`) and the
-        previous output returned.
+        bool, False for joints to fill (NaN joints are never used). A frame
+        before the filter has started (no frame with all nine joints yet)
+        comes straight back with NaN joints.
         """
         obs = np.full((9, 3), np.nan) if joints is None else np.asarray(joints, np.float64).reshape(9, 3)
         seen = np.isfinite(obs).all(1) & (np.ones(9, bool) if valid is None else np.asarray(valid, bool))
-        if self._stamps and stamp_s <= self._stamps[-1]:
+        newest = self._open[-1].stamp_s if self._open else (self._stamps[-1] if self._stamps else None)
+        if newest is not None and stamp_s <= newest:
             self.dropped += 1
-            return self._outputs[-1].copy()
-        if self._stamps and stamp_s - self._stamps[-1] > self.config.restart_gap_s:
+            return []
+        out = []
+        if newest is not None and stamp_s - newest > self.config.restart_gap_s:
+            out = self.flush()
             self._restart()
-        if not self._outputs and not seen.all():
-            return np.full((9, 3), np.nan)
+        if not self._outputs and not self._open and not seen.all():
+            return out + [self._emit(PriorOutput(float(stamp_s), np.full((9, 3), np.nan), True, 0))]
         self._update_lengths(obs, seen)
+        self.frames_in += 1
         self._unseen = np.where(seen, 0, self._unseen + 1)
-        return self._accept(stamp_s, self._solve(stamp_s, obs, seen))
+        self._open.append(_OpenFrame(float(stamp_s), obs, seen, self._unseen.copy()))
+        self._solve()
+        while len(self._open) > self.config.lag_frames:
+            out.append(self._output_oldest())
+        return out
 
-    def _accept(self, stamp_s: float, out: np.ndarray) -> np.ndarray:
-        self._stamps.append(float(stamp_s))
-        self._outputs.append(out)
-        self._history.append((float(stamp_s), rotations_of(out[None])[0]))
-        while self._history[0][0] < stamp_s - self.config.history_s:
+    def flush(self) -> list[PriorOutput]:
+        """Output every open frame now (the end of a stream): their look-ahead is cut short."""
+        return [self._output_oldest() for _ in range(len(self._open))]
+
+    @property
+    def initialising(self) -> bool:
+        """True until the bone lengths have settled: the first `warm_up_min_frames` frames since the reset are
+        always initialising, the next ones until every bone length's standard error is under
+        `settled_length_sd_m`, and none after the first `warm_up_frames`."""
+        c = self.config
+        if self.frames_in <= c.warm_up_min_frames:
+            return True
+        if self.frames_in > c.warm_up_frames:
+            return False
+        sd = self.bone_length_sd()
+        return not (np.isfinite(sd).all() and sd.max() < c.settled_length_sd_m)
+
+    def _output_oldest(self) -> PriorOutput:
+        frame = self._open.pop(0)
+        self._stamps.append(frame.stamp_s)
+        self._outputs.append(frame.solution)
+        self._history.append((frame.stamp_s, rotations_of(frame.solution[None])[0]))
+        while self._history[0][0] < frame.stamp_s - self.config.history_s:
             self._history.popleft()
-        return out.copy()
+        return self._emit(PriorOutput(frame.stamp_s, frame.solution.copy(), self.initialising, len(self._open)))
+
+    def _emit(self, output: PriorOutput) -> PriorOutput:
+        self._last = output
+        return output
 
     def cycle_period(self) -> float | None:
         """The gait cycle (s) of the recent outputs: the lag at which the hip and knee rotations
@@ -169,7 +247,8 @@ class PosePrior:
         return float(lags[best] * dt)
 
     def _rotations_at(self, when: float, rows: slice) -> np.ndarray | None:
-        """Output rotations `rows` (R, 4) interpolated at stamp `when`; None before the history."""
+        """Output rotations `rows` (R, 4) interpolated at stamp `when` (the newest after it); None before the
+        history."""
         t = np.array([h[0] for h in self._history])
         if when < t[0]:
             return None
@@ -177,18 +256,18 @@ class PosePrior:
         q = np.stack([[np.interp(when, t, rot[:, j, k]) for k in range(4)] for j in range(rot.shape[1])])
         return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
-    def _periodic_targets(self, stamp_s: float, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Rotation targets from the gait's periodicity, (7, 4) and (7,) weights; None without a clear cycle.
+    def _periodic_targets(self, period: float | None, stamp_s: float, seen: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """Rotation targets from the gait's periodicity, (7, 4) and (7,) weights (zero without a clear cycle).
 
         Every rotation: its value one cycle ago (the gait repeats, so this averages
         noise over cycles without lag). A hidden leg: the other leg half a cycle
         ago, mirrored through the sagittal plane (M R M with M = diag(1, -1, 1)).
         """
         c = self.config
-        period = self.cycle_period()
-        if period is None:
-            return None
         target, weight = np.zeros((7, 4)), np.zeros(7)
+        if period is None:
+            return target, weight
         cycle = self._rotations_at(stamp_s - period, slice(0, 7))
         if cycle is not None and c.cycle_sigma > 0:
             target, weight[:] = cycle, c.cycle_sigma ** -2
@@ -221,8 +300,16 @@ class PosePrior:
         first frames lean on the population the more the noisier the joints,
         and the subject's own lengths take over as frames come in.
         """
+        return self._length_estimate()[0]
+
+    def bone_length_sd(self) -> np.ndarray:
+        """Standard error (m) of each of `bone_lengths()`, from the same variances; inf before any frame."""
+        return np.sqrt(self._length_estimate()[1])
+
+    def _length_estimate(self) -> tuple[np.ndarray, np.ndarray]:
+        """`bone_lengths()` and their variances, (7,) each."""
         if not self._lengths:
-            return np.full(7, np.nan)
+            return np.full(7, np.nan), np.full(7, np.inf)
         history = np.stack(self._lengths)
         sigma2 = self.config.observation_sigma_m ** 2
         # Variance of one frame's length along the bone: two joints' noise along one axis.
@@ -234,55 +321,53 @@ class PosePrior:
         frames = np.isfinite(history).sum(0).astype(float)
         lengths[1:4] = lengths[4:7] = 0.5 * (lengths[1:4] + lengths[4:7])
         frames[1:4] = frames[4:7] = frames[1:4] + frames[4:7]
+        measured_var = np.where(frames > 0, np.pi / 2 * frame_var / np.maximum(frames, 1.0), np.inf)
         ratios, ratio_sds = self.meta.get("length_ratios"), self.meta.get("length_ratio_sds")
         if ratios is None or ratio_sds is None:
-            return lengths
-        measured_var = np.pi / 2 * frame_var / np.maximum(frames, 1.0)
+            return lengths, measured_var
         leg = 0.5 * (lengths[1] + lengths[2] + lengths[4] + lengths[5])
         population = np.asarray(ratios) * leg
         population_var = ((np.asarray(ratio_sds) * leg) ** 2
                           + np.asarray(ratios) ** 2 * (measured_var[1] + measured_var[2]))
         weight = population_var / (population_var + measured_var)
-        return np.where(frames > 0, weight * lengths + (1 - weight) * population, population)
+        combined_var = population_var * measured_var / (population_var + measured_var)
+        combined_var = np.where(frames > 0, combined_var, population_var)
+        return np.where(frames > 0, weight * lengths + (1 - weight) * population, population), combined_var
 
-    def _prediction(self, stamp_s: float) -> np.ndarray:
-        last = self._outputs[-1]
-        if len(self._outputs) < 2:
-            return last
+    def _solve(self) -> None:
+        """Solve the open frames together (their solutions updated in place); the outputs before them fixed."""
         c = self.config
-        damping = np.where(self._unseen > 0, c.hidden_velocity_damping ** self._unseen, c.velocity_damping)
-        ratio = (stamp_s - self._stamps[-1]) / max(self._stamps[-1] - self._stamps[-2], 1e-6)
-        return last + damping[:, None] * ratio * (last - self._outputs[-2])
-
-    def _solve(self, stamp_s: float, obs: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        c = self.config
-        # The first frame has no motion to follow yet: data, prior and knee limit alone.
-        first = not self._outputs
-        pred = obs if first else self._prediction(stamp_s)
-        # Start from the observation where there is one, the prediction elsewhere.
-        start = np.where(seen[:, None], obs, pred)
-        pose = inverse(torch.as_tensor(start[None], dtype=torch.float32))
-        lengths = torch.as_tensor(self.bone_lengths()[None], dtype=torch.float32)
-        target, weight = np.where(seen[:, None], np.nan_to_num(obs), 0.0), seen / c.observation_sigma_m ** 2
-        periodic = self._periodic_targets(stamp_s, seen)
-        rot_target, rot_w = (np.zeros((7, 4)), np.zeros(7)) if periodic is None else periodic
-        if periodic is not None:
-            filled = rot_w >= c.fill_sigma ** -2
-            pose.rotations[0, filled] = torch.as_tensor(rot_target[filled], dtype=torch.float32)
-        rot_target_t = torch.as_tensor(rot_target, dtype=torch.float32)
-        rot_w_t = torch.as_tensor(rot_w, dtype=torch.float32)
+        open_ = self._open
+        fixed = list(self._outputs)
+        fixed_stamps = list(self._stamps)
+        # Start each new frame from the observation where there is one, the motion's prediction elsewhere.
+        for k, frame in enumerate(open_):
+            if frame.solution is None:
+                before = fixed + [f.solution for f in open_[:k]]
+                stamps = fixed_stamps + [f.stamp_s for f in open_[:k]]
+                pred = (frame.observed if not before else
+                        _extrapolated(before[-2:], stamps[-2:], frame.stamp_s, self._damping(frame.unseen)))
+                frame.solution = np.where(frame.seen[:, None], frame.observed, pred)
+        period = self.cycle_period()
+        motion = self._motion_terms(fixed, fixed_stamps)
+        start = self._linear_start(fixed, motion)
+        targets = [self._periodic_targets(period, f.stamp_s, f.seen) for f in open_]
+        pose = inverse(torch.as_tensor(start, dtype=torch.float32))
+        # The newest frame's rotations with a strong periodic target start from it.
+        filled = targets[-1][1] >= c.fill_sigma ** -2
+        pose.rotations[-1, filled] = torch.as_tensor(targets[-1][0][filled], dtype=torch.float32)
+        K = len(open_)
+        lengths = torch.as_tensor(self.bone_lengths(), dtype=torch.float32).expand(K, 7)
+        obs_t = torch.as_tensor(np.stack([np.where(f.seen[:, None], np.nan_to_num(f.observed), 0.0)
+                                          for f in open_]), dtype=torch.float32)
+        data_w = torch.as_tensor(np.stack([f.seen / c.observation_sigma_m ** 2 for f in open_]),
+                                 dtype=torch.float32)[..., None]
+        rot_target = torch.as_tensor(np.stack([t for t, _ in targets]), dtype=torch.float32)
+        rot_w = torch.as_tensor(np.stack([w for _, w in targets]), dtype=torch.float32)
+        fixed_t = torch.as_tensor(np.stack(fixed), dtype=torch.float32) if fixed else torch.zeros(0, 9, 3)
         root = pose.root.clone().requires_grad_(True)
         heading = pose.heading.clone().requires_grad_(True)
         rotations = pose.rotations.clone().requires_grad_(True)
-        obs_t = torch.as_tensor(target, dtype=torch.float32)
-        pred_t = torch.as_tensor(pred, dtype=torch.float32)
-        data_w = torch.as_tensor(weight, dtype=torch.float32)[:, None]
-        if first:
-            motion_w = torch.zeros(9, 1)
-        else:
-            steps = ((stamp_s - self._stamps[-1]) * MOTION_REFERENCE_FPS) ** 2
-            motion_w = torch.as_tensor((steps * np.where(seen, c.motion_sigma_m, c.hidden_motion_sigma_m)) ** -2.0,
-                                       dtype=torch.float32)[:, None]
         # Quasi-Newton: the energy is a well-scaled sum of squares plus a near-linear prior term,
         # which a handful of L-BFGS steps solve far better than first-order steps of fixed size.
         opt = torch.optim.LBFGS([root, heading, rotations], lr=1.0, max_iter=c.iterations, max_eval=2 * c.iterations,
@@ -291,23 +376,103 @@ class PosePrior:
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             q = rotations / rotations.norm(dim=-1, keepdim=True)
-            joints = forward(LimbPose(root, heading, q, lengths))[0]
+            joints = forward(LimbPose(root, heading, q, lengths))
+            track = torch.cat([fixed_t, joints])
             energy = ((data_w * (joints - obs_t) ** 2).sum()
-                      + (motion_w * (joints - pred_t) ** 2).sum()
-                      + (rot_w_t * ((canonical_hemisphere(q[0]) - rot_target_t) ** 2).sum(-1)).sum()
                       + c.prior_weight * self.model(canonical_hemisphere(q)).clamp_min(0).sum()
+                      + (rot_w * ((canonical_hemisphere(q) - rot_target) ** 2).sum(-1)).sum()
                       # The knee's anatomical limit, which the learned field only approximates.
-                      + (torch.relu(-knee_flexion_signed(joints[None])) ** 2).sum() / c.knee_limit_sigma_rad ** 2)
+                      + (torch.relu(-knee_flexion_signed(joints)) ** 2).sum() / c.knee_limit_sigma_rad ** 2)
+            if motion is not None:
+                index, a, b, gain, weight = motion
+                pred = track[b] + gain * (track[b] - track[a])
+                energy = energy + (weight * (track[index] - pred) ** 2).sum()
             energy.backward()
             return energy
 
         opt.step(closure)
         with torch.no_grad():
             q = rotations / rotations.norm(dim=-1, keepdim=True)
-            return forward(LimbPose(root, heading, q, lengths))[0].numpy().astype(np.float64)
+            solved = forward(LimbPose(root, heading, q, lengths)).numpy().astype(np.float64)
+        for frame, joints in zip(open_, solved):
+            frame.solution = joints
+
+    def _linear_start(self, fixed: list, motion: tuple | None) -> np.ndarray:
+        """The open frames' joints (K, 9, 3) minimising the data and motion terms alone (no kinematics, prior or
+        periodicity): a linear least-squares problem per joint, whose solution starts the nonlinear solve close
+        to its optimum, so that few iterations suffice however many frames are open."""
+        open_ = self._open
+        K, F = len(open_), len(fixed)
+        current = np.stack([f.solution for f in open_])
+        if motion is None or K == 1 and F == 0:
+            return current
+        c = self.config
+        # Normal equations per joint: A (9, K, K) x = rhs (9, K, 3); a weak pull to the current solution
+        # keeps joints without data or motion determined.
+        data_w = np.stack([f.seen / c.observation_sigma_m ** 2 for f in open_], 1)        # (9, K)
+        A = np.zeros((9, K, K)) + np.eye(K) * (1e-6 / c.observation_sigma_m ** 2)
+        rhs = np.einsum("jk,kjd->jkd", A[:, range(K), range(K)], current)
+        A[:, range(K), range(K)] += data_w
+        rhs += np.einsum("jk,kjd->jkd", data_w, np.nan_to_num(np.stack([f.observed for f in open_])))
+        track = fixed + [None] * K
+        index, a, b, gain, weight = (t.numpy().astype(np.float64) if t.is_floating_point() else t.numpy()
+                                     for t in motion)
+        for m in range(len(index)):
+            # residual = x_index - (1 + g) x_b + g x_a, linear in the open frames, the fixed ones as constants
+            coeffs = {int(index[m]): 1.0}
+            coeffs[int(b[m])] = coeffs.get(int(b[m]), 0.0) - (1 + gain[m, :, 0])
+            coeffs[int(a[m])] = coeffs.get(int(a[m]), 0.0) + gain[m, :, 0]
+            const = sum((np.asarray(cf)[..., None] * track[i] for i, cf in coeffs.items() if i < F),
+                        np.zeros((9, 3)))
+            free = {i - F: np.broadcast_to(cf, (9,)) for i, cf in coeffs.items() if i >= F}
+            w = weight[m, :, 0]
+            for i, ci in free.items():
+                rhs[:, i] -= (w * ci)[:, None] * const
+                for j, cj in free.items():
+                    A[:, i, j] += w * ci * cj
+        return np.linalg.solve(A, rhs).transpose(1, 0, 2)
+
+    def _damping(self, unseen: np.ndarray) -> np.ndarray:
+        """(9, 1) share of the last velocity carried into a prediction, by frames each joint has been unseen."""
+        c = self.config
+        return np.where(unseen > 0, c.hidden_velocity_damping ** unseen, c.velocity_damping)[:, None]
+
+    def _motion_terms(self, fixed: list, fixed_stamps: list) -> tuple[torch.Tensor, ...] | None:
+        """The open frames' motion residuals `track[index] - (track[b] + gain (track[b] - track[a]))` with their
+        weights, as (M,) indices into [fixed outputs..., open frames...] and (M, 9, 1) gains and weights; None
+        without any. A frame right after the first output is predicted to stand still (gain 0: no velocity
+        yet); a frame with no output before it has no motion term."""
+        c = self.config
+        stamps = fixed_stamps + [f.stamp_s for f in self._open]
+        rows = []
+        for k, frame in enumerate(self._open):
+            index = len(fixed) + k
+            if index == 0 or (index == 1 and not fixed):
+                continue
+            dt = stamps[index] - stamps[index - 1]
+            sigma = np.where(frame.seen, c.motion_sigma_m, c.hidden_motion_sigma_m)
+            weight = ((dt * MOTION_REFERENCE_FPS) ** 2 * sigma) ** -2.0
+            if index == 1:
+                rows.append((index, 0, 0, np.zeros(9), weight))
+            else:
+                ratio = dt / max(stamps[index - 1] - stamps[index - 2], 1e-6)
+                rows.append((index, index - 2, index - 1, ratio * self._damping(frame.unseen)[:, 0], weight))
+        if not rows:
+            return None
+        index, a, b, gain, weight = zip(*rows)
+        return (torch.tensor(index), torch.tensor(a), torch.tensor(b),
+                torch.as_tensor(np.stack(gain), dtype=torch.float32)[..., None],
+                torch.as_tensor(np.stack(weight), dtype=torch.float32)[..., None])
+
+
+def _extrapolated(before: list[np.ndarray], stamps: list[float], stamp_s: float, damping: np.ndarray) -> np.ndarray:
+    """Constant-velocity prediction at `stamp_s` from the last one or two (9, 3) poses, damped per joint."""
+    if len(before) < 2:
+        return before[-1]
+    ratio = (stamp_s - stamps[-1]) / max(stamps[-1] - stamps[-2], 1e-6)
+    return before[-1] + damping * ratio * (before[-1] - before[-2])
 
 
 def rotations_of(joints: np.ndarray) -> np.ndarray:
     """The prior's pose (seven local quaternions, w >= 0) of nine-joint skeletons. (B, 9, 3) -> (B, 7, 4)."""
     return canonical_hemisphere(inverse(torch.as_tensor(np.asarray(joints, np.float64))).rotations).float().numpy()
-

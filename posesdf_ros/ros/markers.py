@@ -111,18 +111,25 @@ def joints_from_message(msg: PoseArray, max_abs_m: float) -> np.ndarray:
 
 #: The most transparent a joint sphere gets, at confidence 0 (so that it still shows).
 MIN_JOINT_ALPHA = 0.25
+#: Colour of a skeleton not settled yet (the pose prior's warm-up): grey, whatever the joint.
+INITIALISING_RGB = (0.6, 0.6, 0.6)
 
 
 def skeleton_markers(joints: np.ndarray, header: Header, lifetime_s: float, diameter_m: float = 0.04,
-                     confidence: np.ndarray | None = None) -> list[Marker]:
+                     confidence: np.ndarray | None = None, initialising: bool = False) -> list[Marker]:
     """Joint spheres (ns `joints`, ids 0..8; opacity from MIN_JOINT_ALPHA at confidence 0 to 1 at 1, when
-    `confidence` (9,) is given) and bones (ns `bones`, one LINE_LIST)."""
+    `confidence` (9,) is given) and bones (ns `bones`, one LINE_LIST); all grey (`INITIALISING_RGB`) when
+    `initialising`."""
+    def colour_of(name: str) -> ColorRGBA:
+        return ColorRGBA(r=INITIALISING_RGB[0], g=INITIALISING_RGB[1], b=INITIALISING_RGB[2], a=1.0) \
+            if initialising else _colour(name)
+
     life = _duration(lifetime_s)
     markers = []
     alphas = np.ones(len(JOINT_NAMES)) if confidence is None else \
         MIN_JOINT_ALPHA + (1.0 - MIN_JOINT_ALPHA) * np.clip(np.asarray(confidence, float), 0.0, 1.0)
     for i, (name, xyz) in enumerate(zip(JOINT_NAMES, np.asarray(joints, float))):
-        colour = _colour(name)
+        colour = colour_of(name)
         colour.a = float(alphas[i])
         m = Marker(header=header, ns="joints", id=i, type=Marker.SPHERE, action=Marker.ADD,
                    lifetime=life, color=colour)
@@ -137,7 +144,7 @@ def skeleton_markers(joints: np.ndarray, header: Header, lifetime_s: float, diam
     for a, b in BONES:
         for j in (a, b):
             bones.points.append(Point(x=float(joints[j][0]), y=float(joints[j][1]), z=float(joints[j][2])))
-            bones.colors.append(_colour(JOINT_NAMES[b]))
+            bones.colors.append(colour_of(JOINT_NAMES[b]))
     markers.append(bones)
     return markers
 

@@ -2,9 +2,16 @@
 
 Subscribes `joints` (geometry_msgs/PoseArray, JOINT_NAMES order, from the
 estimator; NaN positions are joints to fill). Runs the Pose-NDF filter
-(`PosePrior`: no look-ahead, so no added latency in frames) and the gait
-analysis over a sliding window. Publishes, with the input's stamp and frame:
-- `~/joints` (geometry_msgs/PoseArray), `~/markers` (visualization_msgs/MarkerArray);
+(`PosePrior`: a fixed-lag smoother over the last `lag_frames` + 1 frames, so
+each frame's output is published when `lag_frames` newer frames have come in;
+0 makes it causal) and the gait analysis over a sliding window. Publishes,
+with the stamp and frame of the input frame each output belongs to:
+- `~/joints` (geometry_msgs/PoseArray), `~/markers` (visualization_msgs/MarkerArray;
+  grey while the filter is initialising);
+- `~/quality` (diagnostic_msgs/DiagnosticArray, one status per output:
+  WARN with `initialising: true` until the subject's bone lengths have
+  settled (at most `warm_up_frames` frames after a new subject), then OK;
+  key-values `initialising`, `lag_frames`, `bone_length_sd_mm`);
 - `~/gait_angles` (sensor_msgs/JointState: hip flexion/adduction, knee
   flexion, ankle dorsiflexion per side, radians, positive = flexion /
   adduction / dorsiflexion; REP 155 expresses a body's pose as joint states);
@@ -37,6 +44,18 @@ def gait_status(parameters: dict, frame_id: str) -> DiagnosticStatus:
                             message="gait parameters over the analysis window", values=values)
 
 
+def output_status(output, prior) -> DiagnosticStatus:
+    """One output's settledness (`PriorOutput.initialising`) as a status: WARN while initialising, else OK."""
+    sd = prior.bone_length_sd()
+    values = {"initialising": str(output.initialising).lower(), "lag_frames": str(output.lag),
+              "bone_length_sd_mm": f"{1000 * sd.max():.1f}" if np.isfinite(sd).all() else "",
+              "frames_since_reset": str(prior.frames_in)}
+    return DiagnosticStatus(
+        level=DiagnosticStatus.WARN if output.initialising else DiagnosticStatus.OK, name="pose_prior: output",
+        message="initialising: the bone lengths have not settled" if output.initialising else "ok",
+        values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
 class PosePriorNode(ManagedNode):
     NODE_NAME = "pose_prior"
     PARAMETERS = POSE_PRIOR_PARAMETERS
@@ -49,7 +68,9 @@ class PosePriorNode(ManagedNode):
         set_torch_threads(p.torch_threads)
         self.prior = PosePrior.from_pretrained(p.weights or None, p.device, observation_sigma_m=p.observation_sigma_m,
                                                motion_sigma_m=p.motion_sigma_m, prior_weight=p.prior_weight,
-                                               periodic_fill=p.periodic_fill, restart_gap_s=p.restart_gap_s)
+                                               periodic_fill=p.periodic_fill, restart_gap_s=p.restart_gap_s,
+                                               lag_frames=p.lag_frames)
+        self.headers: dict[float, object] = {}      # the headers of the frames not output yet, by stamp
         self.analyser = GaitAnalyser(window_s=p.gait_window_s)
         self.last_stamp = -np.inf
         qos = self.qos_overrides()
@@ -57,6 +78,8 @@ class PosePriorNode(ManagedNode):
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 10, qos_overriding_options=qos)
         self.pub_angles = self.create_lifecycle_publisher(JointState, "~/gait_angles", 10, qos_overriding_options=qos)
         self.pub_gait = self.create_lifecycle_publisher(DiagnosticArray, "~/gait", 10, qos_overriding_options=qos)
+        self.pub_quality = self.create_lifecycle_publisher(DiagnosticArray, "~/quality", 10,
+                                                           qos_overriding_options=qos)
         # Joints are small and every frame matters to a temporal filter: reliable, not sensor-data QoS.
         self.subscribe(PoseArray, "joints", self.on_frame, 10)
 
@@ -69,36 +92,62 @@ class PosePriorNode(ManagedNode):
             return {}
         # Out-of-order stamps never reach the prior here: check_stamp drops and counts them.
         lengths = prior.bone_lengths()
-        return {"bone_lengths_m": " ".join(f"{v:.3f}" for v in lengths) if np.isfinite(lengths).all() else ""}
+        return {"bone_lengths_m": " ".join(f"{v:.3f}" for v in lengths) if np.isfinite(lengths).all() else "",
+                "initialising": str(prior.frames_in > 0 and prior.initialising).lower(),
+                "lag_frames": str(prior.config.lag_frames)}
+
+    def standing_problem(self) -> str:
+        prior = getattr(self, "prior", None)
+        if prior is not None and prior.frames_in > 0 and prior.initialising:
+            return (f"initialising: bone lengths not settled ({prior.frames_in} frames in, settled at "
+                    f"{prior.config.warm_up_frames} at the latest); outputs are flagged")
+        return ""
 
     def process(self, msg: PoseArray) -> None:
-        from ..gait.angles import ANGLE_NAMES, joint_angles
-
         try:
             joints = joints_from_message(msg, self.p.max_coordinate_m)
         except ValueError as err:
             raise DroppedFrame("bad_joints", f"bad joints message: {err}") from None
         stamp = stamp_seconds(msg.header.stamp)
+        problems = []
         if stamp < self.last_stamp:     # the stream went back in time (its ordering restarted): a cut
+            # The frames before the cut go out with the look-ahead they have; then everything restarts.
+            problems += [self.publish_output(o) for o in self.prior.flush()]
             self.prior.reset()
             self.analyser.reset()
+            self.headers.clear()
         self.last_stamp = stamp
-        smooth = self.prior.filter(stamp, joints)
+        self.headers[stamp] = msg.header
+        # None while the frame is in the smoother's window: it is published when `lag_frames` more arrive.
+        problems += [self.publish_output(o) for o in self.prior.step(stamp, joints)]
+        problems = [p for p in problems if p]
+        if problems:
+            raise DroppedFrame(*problems[-1])
+
+    def publish_output(self, output) -> tuple[str, str] | None:
+        """Publish one smoothed frame under its input's header; (kind, reason) when it cannot be published."""
+        from ..gait.angles import ANGLE_NAMES, joint_angles
+
+        header = self.headers.pop(output.stamp_s, None)
+        if header is None:      # its input was forgotten by a reset
+            return None
+        smooth = output.joints
         if not np.isfinite(smooth).all():
-            raise DroppedFrame("warming_up", "waiting for a frame with all nine joints to start the filter")
+            return "waiting_for_start", "waiting for a frame with all nine joints to start the filter"
         if problem := implausible_joints(smooth, self.p.max_coordinate_m):
-            raise DroppedFrame("implausible_output", f"the filtered joints are implausible ({problem}); not published")
-        header = msg.header
+            return "implausible_output", f"the filtered joints are implausible ({problem}); not published"
         self.pub_joints.publish(joints_to_pose_array(smooth, header))
-        self.pub_markers.publish(MarkerArray(markers=skeleton_markers(smooth, header, self.p.marker_lifetime_s,
-                                                                      self.p.joint_diameter_m)))
+        self.pub_markers.publish(MarkerArray(markers=skeleton_markers(
+            smooth, header, self.p.marker_lifetime_s, self.p.joint_diameter_m, initialising=output.initialising)))
+        self.pub_quality.publish(DiagnosticArray(header=header, status=[output_status(output, self.prior)]))
         angles = joint_angles(smooth)
         self.pub_angles.publish(JointState(header=header, name=list(ANGLE_NAMES),
                                            position=[float(angles[n]) for n in ANGLE_NAMES]))
-        self.analyser.update(stamp, smooth)
+        self.analyser.update(output.stamp_s, smooth)
         self.pub_gait.publish(DiagnosticArray(header=header, status=[
             gait_status(self.analyser.parameters().to_dict(), header.frame_id)]))
-        self.mark_published(msg.header.stamp)
+        self.mark_published(header.stamp)
+        return None
 
 
 def main(args=None) -> None:

@@ -50,6 +50,15 @@ def evaluate_offline(bag: Path, source: FrameSource, settings: PipelineSettings,
         pipe = NodePipeline(settings, load_prior(prior, settings, notes), weights)
         prior_used = pipe.prior is not None
         records, dropped = [], 0
+        # Frames waiting for their output (the prior's fixed lag), by stamp: (labels, truth, reason, seconds).
+        waiting: dict[float, tuple] = {}
+
+        def finished(outputs: list[tuple[float, np.ndarray | None]]) -> None:
+            for stamp, joints in outputs:
+                labels, truth, reason, seconds = waiting.pop(stamp)
+                records.append(frame_record(stamp, labels, joints, truth, "" if joints is not None else
+                                            (reason or "the prior has not started"), seconds))
+
         bar = tqdm(total=min(total, limit) if total and limit else total, desc="bag eval", unit="frame",
                    disable=not progress)
         for frame in iter_frames(reader, source, limit):
@@ -59,10 +68,15 @@ def evaluate_offline(bag: Path, source: FrameSource, settings: PipelineSettings,
                 records.append(frame_record(frame.stamp_s, frame.labels, None, frame.truth, frame.problem))
             else:
                 step = pipe.step(frame.stamp_s, frame.points, frame.camera_origin)
-                records.append(frame_record(frame.stamp_s, frame.labels, step.joints, frame.truth, step.reason,
-                                            step.seconds))
+                waiting[frame.stamp_s] = (frame.labels, frame.truth, step.reason, step.seconds)
+                finished(step.outputs)
             bar.update()
+        finished(pipe.finish())
+        for stamp, (labels, truth, _, seconds) in waiting.items():     # stamps the prior refused (not increasing)
+            records.append(frame_record(stamp, labels, None, truth, "dropped by the prior: stamp out of order",
+                                        seconds))
         bar.close()
+        records.sort(key=lambda r: r["stamp_s"])
         topics = {t: {"type": i.msgtype, "count": i.count} for t, i in reader.topics.items()}
         notes = reader.notes + notes
     seconds = [r["seconds"] for r in records if r["seconds"] is not None]

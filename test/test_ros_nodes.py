@@ -366,6 +366,10 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
         # leave gaps in the gait analysis, which splits the walk at gaps over 0.25 s. At half real
         # time a fresh-clone CI run on a busy host once lost a complete cycle that way.
         time.sleep(3 / 15.0)
+    # The stream stops: the frames held back for look-ahead go out after restart_gap_s (0.5 s).
+    last = max(stamps, key=stamps.get)
+    assert graph.wait_for(lambda r: any((m.header.stamp.sec, m.header.stamp.nanosec) == last
+                                        for m in r["/pose_prior/joints"]), 5)
     # Newest-frame policy: a loaded machine answers fewer frames, each within the filter's restart gap.
     graph.wait_for(lambda r: len(r["/pose_prior/joints"]) >= 0.8 * len(noisy), 10)
     assert len(graph.received["/pose_prior/joints"]) >= len(noisy) / 4

@@ -195,6 +195,11 @@ class PosePrior:
             out.append(self._output_oldest())
         return out
 
+    @property
+    def open_frames(self) -> int:
+        """Frames in, not output yet (at most `lag_frames`)."""
+        return len(self._open)
+
     def flush(self) -> list[PriorOutput]:
         """Output every open frame now (the end of a stream): their look-ahead is cut short."""
         return [self._output_oldest() for _ in range(len(self._open))]

@@ -31,6 +31,8 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from ..parameters import Param, with_common
 
 WARN_PERIOD_S = 5.0
+#: The worker calls `idle()` after this long without a frame (s).
+IDLE_PERIOD_S = 0.1
 
 
 class DroppedFrame(Exception):
@@ -160,6 +162,9 @@ class ManagedNode(LifecycleNode):
 
     def process(self, frame: Any) -> None:
         """Handle one frame on the worker thread."""
+
+    def idle(self) -> None:
+        """Called on the worker thread every `IDLE_PERIOD_S` without a frame (e.g. to publish what is held back)."""
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
@@ -327,21 +332,22 @@ class ManagedNode(LifecycleNode):
     def _work(self) -> None:
         while True:
             with self._slot_cv:
-                while self._slot is None and self._running:
-                    self._slot_cv.wait(0.5)
+                if self._slot is None and self._running:
+                    self._slot_cv.wait(IDLE_PERIOD_S)
                 if not self._running:
                     return
                 frame, self._slot = self._slot, None
             try:
-                self.process(frame)
+                self.idle() if frame is None else self.process(frame)
             except DroppedFrame as dropped:
                 self.drop(dropped.kind, str(dropped))
             except Exception as err:  # noqa: BLE001  (bad input must never stop the node)
                 if not self.context.ok():
                     return      # the context ended under this frame (not through main()): nothing to report
                 self.drop("error", f"frame failed: {type(err).__name__}: {err}")
-            with self.stats.lock:
-                self.stats.processed += 1
+            if frame is not None:
+                with self.stats.lock:
+                    self.stats.processed += 1
 
     # -- diagnostics --------------------------------------------------------------------------
     def diagnostic_values(self) -> dict[str, str]:

@@ -3,8 +3,8 @@
 Subscribes `joints` (geometry_msgs/PoseArray, JOINT_NAMES order, from the
 estimator; NaN positions are joints to fill). Runs the Pose-NDF filter
 (`PosePrior`: a fixed-lag smoother over the last `lag_frames` + 1 frames, so
-each frame's output is published when `lag_frames` newer frames have come in;
-0 makes it causal) and the gait analysis over a sliding window. Publishes,
+each frame's output is published when `lag_frames` newer frames have come in,
+or after `restart_gap_s` without a frame; 0 makes it causal) and the gait analysis over a sliding window. Publishes,
 with the stamp and frame of the input frame each output belongs to:
 - `~/joints` (geometry_msgs/PoseArray), `~/markers` (visualization_msgs/MarkerArray;
   grey while the filter is initialising);
@@ -20,6 +20,8 @@ with the stamp and frame of the input frame each output belongs to:
   `stride_length_m`; empty values until the window holds enough steps).
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -71,6 +73,7 @@ class PosePriorNode(ManagedNode):
                                                periodic_fill=p.periodic_fill, restart_gap_s=p.restart_gap_s,
                                                lag_frames=p.lag_frames)
         self.headers: dict[float, object] = {}      # the headers of the frames not output yet, by stamp
+        self.last_frame_at = -np.inf                # time.monotonic() of the last frame handled
         self.analyser = GaitAnalyser(window_s=p.gait_window_s)
         self.last_stamp = -np.inf
         qos = self.qos_overrides()
@@ -117,10 +120,21 @@ class PosePriorNode(ManagedNode):
             self.analyser.reset()
             self.headers.clear()
         self.last_stamp = stamp
+        self.last_frame_at = time.monotonic()
         self.headers[stamp] = msg.header
         # None while the frame is in the smoother's window: it is published when `lag_frames` more arrive.
         problems += [self.publish_output(o) for o in self.prior.step(stamp, joints)]
         problems = [p for p in problems if p]
+        if problems:
+            raise DroppedFrame(*problems[-1])
+
+    def idle(self) -> None:
+        """No frame for `restart_gap_s`: the next one would restart the filter anyway, so the frames held back
+        for look-ahead go out now (a stream that stops, or frames further apart than the gap)."""
+        prior = getattr(self, "prior", None)
+        if prior is None or not prior.open_frames or time.monotonic() - self.last_frame_at < self.p.restart_gap_s:
+            return
+        problems = [p for p in (self.publish_output(o) for o in prior.flush()) if p]
         if problems:
             raise DroppedFrame(*problems[-1])
 

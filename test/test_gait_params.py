@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from posesdf_ros.data.body import sample_phenotype
-from posesdf_ros.data.gait import CONDITIONS, GaitModel, GaitParams, normal_curve, sample_gait_params
-from posesdf_ros.data.scene import CameraSetup, WalkingSubject
+from posesdf_ros.data.gait import CONDITIONS, GaitModel, normal_curve, sample_gait_params
+from posesdf_ros.data.walker import draw_walker
 from posesdf_ros.evaluation.gait import compare, event_errors
 from posesdf_ros.gait.angles import ANGLE_NAMES, joint_angles
 from posesdf_ros.gait.parameters import GaitAnalyser, gait_parameters
@@ -16,21 +16,12 @@ from posesdf_ros.skeleton import JOINT_INDEX
 FPS = 15.0
 
 
-def walk(body_model, index, condition="normal", mode="treadmill", cadence=None, cycles=3.0, fps=FPS,
-         azimuth=90.0):
+def walk(body_model, index, condition="normal", mode="treadmill", cadence=None, cycles=3.0, fps=FPS, view="V2"):
     """A generated walk: (stamps (T,), joints (T, 9, 3) gravity frame, WalkingSubject)."""
-    rng = np.random.default_rng([77, index])
-    params = sample_gait_params(rng, condition)
-    if cadence is not None:
-        params = GaitParams(**(params.to_dict() | {"cadence_spm": float(cadence)}))
-    gait = GaitModel(params)
-    duration = cycles * params.cycle_s
-    subject = WalkingSubject(body_model, sample_phenotype("test", index), gait, CameraSetup(azimuth), mode=mode,
-                             duration_s=duration, phase0=float(rng.random()))
-    stamps = np.arange(0.0, duration, 1.0 / fps)
-    body, transforms = subject.poses(stamps)
-    joints = body.joints @ transforms[:, :3, :3].transpose(0, 2, 1) + transforms[:, None, :3, 3]
-    return stamps, joints, subject
+    walker = draw_walker(np.random.default_rng([77, index]), condition, body=index, view=view, mode=mode,
+                         cycles=cycles, cadence_spm=cadence or 0.0, body_model=body_model)
+    stamps = np.arange(0.0, walker.subject.duration_s, 1.0 / fps)
+    return stamps, walker.joints(stamps), walker.subject
 
 
 # Several bodies, all conditions, both modes, cadences across the spec's 95-125 steps/min.

@@ -1,7 +1,8 @@
 """A walking test subject seen by the virtual depth + RGB camera, frame by frame.
 
-The source of the `synthetic_camera` node, the bag recorder and the speed
-benchmark's sequences. ROS-free: frames are numpy arrays.
+The source of the `synthetic_camera` node and the bag recorder: a
+`data.walker.Walker` drawn from a `WalkerConfig`, its frames as the camera
+driver gives them. ROS-free: frames are numpy arrays.
 """
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .body import BodyModel, sample_phenotype
+from .body import BodyModel
 from .camera import LABEL_LOWER_LIMB, Intrinsics, RenderedFrame
-from .gait import CONDITIONS, GaitModel, GaitParams, sample_gait_params
-from .scene import VIEWS, CameraSetup, WalkingSubject, render_scene, sample_clutter
+from .gait import CONDITIONS, GaitModel
+from .scene import VIEWS, Box, CameraSetup, WalkingSubject
+from .walker import Walker, draw_walker
 
 
 @dataclass(frozen=True)
@@ -70,31 +72,49 @@ class SyntheticWalker:
 
     def __init__(self, config: WalkerConfig = WalkerConfig(), body_model: BodyModel | None = None):
         self.config = config
-        self.body_model = body_model or BodyModel()
-        rng = np.random.default_rng([config.seed, 7919])
-        gait = sample_gait_params(rng, config.condition)
-        if config.cadence_spm > 0:
-            gait = GaitParams(**(gait.to_dict() | {"cadence_spm": float(config.cadence_spm)}))
-        self.gait = GaitModel(gait)
-        self.camera = config.camera()
-        self.clutter = sample_clutter(rng, self.camera, n_boxes=config.clutter_boxes, wall=False)
-        self.intrinsics = Intrinsics(width=config.width, height=config.height,
-                                     fx=464.0 * config.width / 640, fy=464.0 * config.width / 640)
-        self.subject = WalkingSubject(self.body_model, sample_phenotype("test", config.body_index), self.gait,
-                                      self.camera, mode="treadmill", phase0=float(rng.random()))
+        intrinsics = Intrinsics(width=config.width, height=config.height,
+                                fx=464.0 * config.width / 640, fy=464.0 * config.width / 640)
+        self.walker: Walker = draw_walker(
+            np.random.default_rng([config.seed, 7919]), config.condition, body=config.body_index,
+            view=config.view, camera=config.camera(), cadence_spm=config.cadence_spm,
+            clutter_boxes=config.clutter_boxes, intrinsics=intrinsics, body_model=body_model)
+
+    @property
+    def body_model(self) -> BodyModel:
+        return self.walker.body_model
+
+    @property
+    def subject(self) -> WalkingSubject:
+        return self.walker.subject
+
+    @property
+    def gait(self) -> GaitModel:
+        return self.walker.gait
+
+    @property
+    def camera(self) -> CameraSetup:
+        return self.walker.camera
+
+    @property
+    def clutter(self) -> list[Box]:
+        return self.walker.clutter
+
+    @property
+    def intrinsics(self) -> Intrinsics:
+        return self.walker.intrinsics
 
     @property
     def cycle_s(self) -> float:
-        return self.gait.params.cycle_s
+        return self.walker.cycle_s
 
     def frame(self, t: float) -> StreamFrame:
         """The frame at time `t` (s) of the walk."""
-        bodies, transforms = self.subject.poses(np.array([t]))
         rng = np.random.default_rng([self.config.seed, 104729, int(round(t * 1e6))])
-        rendered, _, joints = render_scene(bodies, 0, transforms[0], self.camera, self.clutter, rng,
-                                           self.config.noise, self.body_model.lower_limb_face, self.intrinsics)
-        return StreamFrame(float(t), rendered.organised_cloud(), rendered.rgb, self._leg_mask(rendered, joints),
-                           joints.astype(np.float32), rendered.camera_to_gravity, transforms[0], self.intrinsics)
+        (f,) = self.walker.frames(np.array([t]), rng, self.config.noise)
+        rendered = f.rendered
+        return StreamFrame(float(t), rendered.organised_cloud(), rendered.rgb, self._leg_mask(rendered, f.joints),
+                           f.joints.astype(np.float32), rendered.camera_to_gravity, f.subject_to_gravity,
+                           self.intrinsics)
 
     @staticmethod
     def _leg_mask(rendered: RenderedFrame, joints: np.ndarray) -> np.ndarray:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.body import BodyModel, sample_phenotype
-from ..data.gait import CONDITIONS, GaitModel, sample_gait_params
-from ..data.scene import VIEWS, CameraSetup, WalkingSubject
+from ..data.body import BodyModel
+from ..data.gait import CONDITIONS
+from ..data.scene import WalkingSubject
+from ..data.walker import draw_walker
 from ..gait.angles import joint_angles
 from ..gait.events import GaitEvents, forward_offsets, walking_direction
 from ..gait.parameters import GaitParameters, gait_parameters
@@ -38,22 +39,18 @@ def walking_sequences(subjects: int = 10, conditions: tuple[str, ...] = CONDITIO
     """Yield walks of test bodies 0..subjects-1 in each condition.
 
     Gait (cadence 95-125 steps/min, amplitudes, asymmetry, warp), view and
-    start phase are drawn from `seed`; treadmill and overground alternate.
+    start phase are drawn from `seed` (`data.walker.draw_walker`, the spec's
+    camera placement); treadmill and overground alternate.
     """
     body_model = body_model or BodyModel()
     for i in range(subjects):
         for c, condition in enumerate(conditions):
-            rng = np.random.default_rng([seed, i, c])
-            gait = GaitModel(sample_gait_params(rng, condition))
             mode = ("treadmill", "overground")[(i + c) % 2]
-            duration = cycles * gait.params.cycle_s
-            view = list(VIEWS)[int(rng.integers(len(VIEWS)))]
-            subject = WalkingSubject(body_model, sample_phenotype("test", i), gait, CameraSetup(VIEWS[view]),
-                                     mode=mode, duration_s=duration, phase0=float(rng.random()))
-            stamps = np.arange(0.0, duration, 1.0 / fps)
-            body, transforms = subject.poses(stamps)
-            joints = body.joints @ transforms[:, :3, :3].transpose(0, 2, 1) + transforms[:, None, :3, 3]
-            yield WalkingSequence(f"test-{i:04d}/{condition}/{mode}", condition, mode, stamps, joints, subject)
+            walker = draw_walker(np.random.default_rng([seed, i, c]), condition, body=i, view=None, mode=mode,
+                                 cycles=cycles, body_model=body_model)
+            stamps = np.arange(0.0, walker.subject.duration_s, 1.0 / fps)
+            yield WalkingSequence(f"test-{i:04d}/{condition}/{mode}", condition, mode, stamps,
+                                  walker.joints(stamps), walker.subject)
 
 
 def event_errors(found: GaitEvents, truth: GaitEvents, stamps_s: np.ndarray, cycle_s: float) -> dict:

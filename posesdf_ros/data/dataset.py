@@ -20,12 +20,12 @@ from typing import Iterable
 import numpy as np
 
 from .. import __version__
+from ..geometry import yaw_matrix
 from .body import BodyModel, sample_phenotype, subject_id
 from .camera import LABEL_LOWER_LIMB, Intrinsics
 from .gait import ABNORMAL_CONDITIONS, CONDITIONS, GaitModel, sample_gait_params
-from ..geometry import yaw_matrix
 from .scene import VIEWS, WalkingSubject, render_scene, sample_camera, sample_clutter
-from .sdf import lower_limb_surface, sdf_samples, unit_sphere_normalisation, SURFACE_SAMPLES
+from .sdf import SURFACE_SAMPLES, lower_limb_surface, sdf_samples, unit_sphere_normalisation
 
 #: "val" holds scenes like the test split's, but of the training bodies (data seed 2): a split to
 #: tune inference and perception on without touching the test bodies.

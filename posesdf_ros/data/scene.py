@@ -16,8 +16,18 @@ import numpy as np
 from ..geometry import look_at_pitched, yaw_matrix
 from ..skeleton import JOINT_NAMES
 from .body import BodyModel, PosedBodies
-from .camera import (LABEL_BODY, LABEL_CLUTTER, LABEL_FLOOR, LABEL_LOWER_LIMB, LABEL_NONE,
-                     Intrinsics, RenderedFrame, apply_depth_noise, raycast, shade)
+from .camera import (
+    LABEL_BODY,
+    LABEL_CLUTTER,
+    LABEL_FLOOR,
+    LABEL_LOWER_LIMB,
+    LABEL_NONE,
+    Intrinsics,
+    RenderedFrame,
+    apply_depth_noise,
+    raycast,
+    shade,
+)
 from .gait import TOE_OFF_PHASE, GaitModel
 
 #: The benchmark's views: name -> azimuth (deg) of the camera around the subject.
@@ -114,7 +124,8 @@ def sample_clutter(rng: np.random.Generator, camera: CameraSetup, n_boxes: int |
 def render_scene(body: PosedBodies, index: int, subject_to_gravity: np.ndarray, camera: CameraSetup,
                  clutter: list[Box], rng: np.random.Generator, noise: str,
                  lower_limb_face: np.ndarray, intrinsics: Intrinsics = Intrinsics(),
-                 colours: dict[str, tuple[int, int, int]] | None = None) -> tuple[RenderedFrame, np.ndarray, np.ndarray]:
+                 colours: dict[str, tuple[int, int, int]] | None = None
+                 ) -> tuple[RenderedFrame, np.ndarray, np.ndarray]:
     """Render body `index` of a posed batch, placed by `subject_to_gravity`.
 
     Returns the frame and the body's vertices and joints in the gravity frame.

@@ -71,6 +71,7 @@ class PriorConfig:
     warm_up_frames: int = 10              # outputs are flagged initialising for at most this many frames ...
     settled_length_sd_m: float = 0.005    # ... or until every bone length's standard error is below this,
     warm_up_min_frames: int = 3           # ... but for at least this many (one frame's lengths may be an outlier)
+    length_bias_sd: float = 0.05          # systematic error of the incoming bone lengths (share of the length)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -207,8 +208,8 @@ class PosePrior:
     @property
     def initialising(self) -> bool:
         """True until the bone lengths have settled: the first `warm_up_min_frames` frames since the reset are
-        always initialising, the next ones until every bone length's standard error is under
-        `settled_length_sd_m`, and none after the first `warm_up_frames`."""
+        always initialising, the next ones until every measured bone length's standard error
+        (`bone_length_sd`) is under `settled_length_sd_m`, and none after the first `warm_up_frames`."""
         c = self.config
         if self.frames_in <= c.warm_up_min_frames:
             return True
@@ -300,23 +301,29 @@ class PosePrior:
         proportions scaled to this subject's leg length (thigh + shank): the
         measurement's variance is one frame's (2 sigma^2 / 3 along the bone,
         a quarter of it for the half hip width) times pi / 2 (a median) over
-        the frames in, the population's is the spread of the training
-        bodies' proportions plus the leg length's own uncertainty. So the
-        first frames lean on the population the more the noisier the joints,
-        and the subject's own lengths take over as frames come in.
+        the frames in, plus the estimator's systematic error (`length_bias_sd`
+        of the length, which no number of frames averages out); the
+        population's is the spread of the training bodies' proportions plus
+        the leg length's own uncertainty. So the first frames lean on the
+        population the more the noisier the joints, the subject's own lengths
+        take over as frames come in, and the population keeps a share where
+        its spread is comparable to the estimator's bias (the hip width).
         """
         return self._length_estimate()[0]
 
     def bone_length_sd(self) -> np.ndarray:
-        """Standard error (m) of each of `bone_lengths()`, from the same variances; inf before any frame."""
+        """Standard error (m) of the subject's measured bone lengths from the joint noise alone (sigma_obs over
+        the frames seen; the warm-up waits for it): how far the running estimate has converged. inf before
+        a bone is seen."""
         return np.sqrt(self._length_estimate()[1])
 
     def _length_estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        """`bone_lengths()` and their variances, (7,) each."""
+        """`bone_lengths()` and the measurement's noise variances, (7,) each."""
         if not self._lengths:
             return np.full(7, np.nan), np.full(7, np.inf)
+        c = self.config
         history = np.stack(self._lengths)
-        sigma2 = self.config.observation_sigma_m ** 2
+        sigma2 = c.observation_sigma_m ** 2
         # Variance of one frame's length along the bone: two joints' noise along one axis.
         frame_var = np.full(7, 2 * sigma2 / 3)
         frame_var[0] /= 4   # the half hip width is half the distance between two joints
@@ -326,18 +333,18 @@ class PosePrior:
         frames = np.isfinite(history).sum(0).astype(float)
         lengths[1:4] = lengths[4:7] = 0.5 * (lengths[1:4] + lengths[4:7])
         frames[1:4] = frames[4:7] = frames[1:4] + frames[4:7]
-        measured_var = np.where(frames > 0, np.pi / 2 * frame_var / np.maximum(frames, 1.0), np.inf)
+        noise_var = np.where(frames > 0, np.pi / 2 * frame_var / np.maximum(frames, 1.0), np.inf)
         ratios, ratio_sds = self.meta.get("length_ratios"), self.meta.get("length_ratio_sds")
         if ratios is None or ratio_sds is None:
-            return lengths, measured_var
+            return lengths, noise_var
+        # The estimator's own systematic error does not average out over frames.
+        measured_var = noise_var + (c.length_bias_sd * lengths) ** 2
         leg = 0.5 * (lengths[1] + lengths[2] + lengths[4] + lengths[5])
         population = np.asarray(ratios) * leg
         population_var = ((np.asarray(ratio_sds) * leg) ** 2
                           + np.asarray(ratios) ** 2 * (measured_var[1] + measured_var[2]))
         weight = population_var / (population_var + measured_var)
-        combined_var = population_var * measured_var / (population_var + measured_var)
-        combined_var = np.where(frames > 0, combined_var, population_var)
-        return np.where(frames > 0, weight * lengths + (1 - weight) * population, population), combined_var
+        return np.where(frames > 0, weight * lengths + (1 - weight) * population, population), noise_var
 
     def _solve(self) -> None:
         """Solve the open frames together (their solutions updated in place); the outputs before them fixed."""
@@ -412,11 +419,15 @@ class PosePrior:
         if motion is None or K == 1 and F == 0:
             return current
         c = self.config
-        # Normal equations per joint: A (9, K, K) x = rhs (9, K, 3); a weak pull to the current solution
-        # keeps joints without data or motion determined.
+        # Normal equations per joint: A (9, K, K) x = rhs (9, K, 3). A pull to the current solution keeps
+        # joints without data or motion determined; for the hidden joints of frames solved before (all but the
+        # newest) it is as strong as an observation, so that their fill from the gait cycle is kept.
         data_w = np.stack([f.seen / c.observation_sigma_m ** 2 for f in open_], 1)        # (9, K)
-        A = np.zeros((9, K, K)) + np.eye(K) * (1e-6 / c.observation_sigma_m ** 2)
-        rhs = np.einsum("jk,kjd->jkd", A[:, range(K), range(K)], current)
+        anchor_w = np.full((9, K), 1e-6 / c.observation_sigma_m ** 2)
+        anchor_w[:, :-1] += (data_w[:, :-1] == 0) / c.observation_sigma_m ** 2
+        A = np.zeros((9, K, K))
+        A[:, range(K), range(K)] = anchor_w
+        rhs = np.einsum("jk,kjd->jkd", anchor_w, current)
         A[:, range(K), range(K)] += data_w
         rhs += np.einsum("jk,kjd->jkd", data_w, np.nan_to_num(np.stack([f.observed for f in open_])))
         track = fixed + [None] * K

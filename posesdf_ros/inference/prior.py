@@ -363,6 +363,9 @@ class PosePrior:
         period = self.cycle_period()
         motion = self._motion_terms(fixed, fixed_stamps)
         start = self._linear_start(fixed, motion)
+        motion_t = None if motion is None else (
+            *(torch.as_tensor(m) for m in motion[:3]), *(torch.as_tensor(m, dtype=torch.float32)[..., None]
+                                                         for m in motion[3:]))
         targets = [self._periodic_targets(period, f.stamp_s, f.seen) for f in open_]
         pose = inverse(torch.as_tensor(start, dtype=torch.float32))
         # The newest frame's rotations with a strong periodic target start from it.
@@ -395,8 +398,8 @@ class PosePrior:
                       + (rot_w * ((canonical_hemisphere(q) - rot_target) ** 2).sum(-1)).sum()
                       # The knee's anatomical limit, which the learned field only approximates.
                       + (torch.relu(-knee_flexion_signed(joints)) ** 2).sum() / c.knee_limit_sigma_rad ** 2)
-            if motion is not None:
-                index, a, b, gain, weight = motion
+            if motion_t is not None:
+                index, a, b, gain, weight = motion_t
                 pred = track[b] + gain * (track[b] - track[a])
                 energy = energy + (weight * (track[index] - pred) ** 2).sum()
             energy.backward()
@@ -431,17 +434,16 @@ class PosePrior:
         A[:, range(K), range(K)] += data_w
         rhs += np.einsum("jk,kjd->jkd", data_w, np.nan_to_num(np.stack([f.observed for f in open_])))
         track = fixed + [None] * K
-        index, a, b, gain, weight = (t.numpy().astype(np.float64) if t.is_floating_point() else t.numpy()
-                                     for t in motion)
+        index, a, b, gain, weight = motion
         for m in range(len(index)):
             # residual = x_index - (1 + g) x_b + g x_a, linear in the open frames, the fixed ones as constants
             coeffs = {int(index[m]): 1.0}
-            coeffs[int(b[m])] = coeffs.get(int(b[m]), 0.0) - (1 + gain[m, :, 0])
-            coeffs[int(a[m])] = coeffs.get(int(a[m]), 0.0) + gain[m, :, 0]
+            coeffs[int(b[m])] = coeffs.get(int(b[m]), 0.0) - (1 + gain[m])
+            coeffs[int(a[m])] = coeffs.get(int(a[m]), 0.0) + gain[m]
             const = sum((np.asarray(cf)[..., None] * track[i] for i, cf in coeffs.items() if i < F),
                         np.zeros((9, 3)))
             free = {i - F: np.broadcast_to(cf, (9,)) for i, cf in coeffs.items() if i >= F}
-            w = weight[m, :, 0]
+            w = weight[m]
             for i, ci in free.items():
                 rhs[:, i] -= (w * ci)[:, None] * const
                 for j, cj in free.items():
@@ -453,9 +455,9 @@ class PosePrior:
         c = self.config
         return np.where(unseen > 0, c.hidden_velocity_damping ** unseen, c.velocity_damping)[:, None]
 
-    def _motion_terms(self, fixed: list, fixed_stamps: list) -> tuple[torch.Tensor, ...] | None:
+    def _motion_terms(self, fixed: list, fixed_stamps: list) -> tuple[np.ndarray, ...] | None:
         """The open frames' motion residuals `track[index] - (track[b] + gain (track[b] - track[a]))` with their
-        weights, as (M,) indices into [fixed outputs..., open frames...] and (M, 9, 1) gains and weights; None
+        weights, as (M,) indices into [fixed outputs..., open frames...] and (M, 9) gains and weights; None
         without any. A frame right after the first output is predicted to stand still (gain 0: no velocity
         yet); a frame with no output before it has no motion term."""
         c = self.config
@@ -476,9 +478,7 @@ class PosePrior:
         if not rows:
             return None
         index, a, b, gain, weight = zip(*rows)
-        return (torch.tensor(index), torch.tensor(a), torch.tensor(b),
-                torch.as_tensor(np.stack(gain), dtype=torch.float32)[..., None],
-                torch.as_tensor(np.stack(weight), dtype=torch.float32)[..., None])
+        return np.array(index), np.array(a), np.array(b), np.stack(gain), np.stack(weight)
 
 
 def _extrapolated(before: list[np.ndarray], stamps: list[float], stamp_s: float, damping: np.ndarray) -> np.ndarray:

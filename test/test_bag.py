@@ -56,8 +56,8 @@ def test_recorded_bag_has_the_documented_layout_and_any_rosbags_reader_reads_it(
             (t_ns, layout.CAMERA_FRAME)
         assert (cloud.height, cloud.width) == (180, 320) and [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
     gait = {kv.key: kv.value for kv in msgs[layout.GT_GAIT_TOPIC][0][1].status[0].values}
-    assert float(gait["cadence_spm"]) == pytest.approx(walker.gait.params.cadence_spm, abs=1e-3)
-    assert float(gait["stride_length_m"]) == pytest.approx(walker.subject.stride_length_m, abs=1e-4)
+    assert float(gait["cadence_spm"]) == pytest.approx(walker.walker.gait.params.cadence_spm, abs=1e-3)
+    assert float(gait["stride_length_m"]) == pytest.approx(walker.walker.subject.stride_length_m, abs=1e-4)
     assert (gait["condition"], gait["view"]) == ("normal", "V1")
 
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from .body import BodyModel
 from .camera import LABEL_LOWER_LIMB, Intrinsics, RenderedFrame
-from .gait import CONDITIONS, GaitModel
-from .scene import VIEWS, Box, CameraSetup, WalkingSubject
+from .gait import CONDITIONS
+from .scene import VIEWS, CameraSetup
 from .walker import Walker, draw_walker
 
 
@@ -80,30 +80,6 @@ class SyntheticWalker:
             clutter_boxes=config.clutter_boxes, intrinsics=intrinsics, body_model=body_model)
 
     @property
-    def body_model(self) -> BodyModel:
-        return self.walker.body_model
-
-    @property
-    def subject(self) -> WalkingSubject:
-        return self.walker.subject
-
-    @property
-    def gait(self) -> GaitModel:
-        return self.walker.gait
-
-    @property
-    def camera(self) -> CameraSetup:
-        return self.walker.camera
-
-    @property
-    def clutter(self) -> list[Box]:
-        return self.walker.clutter
-
-    @property
-    def intrinsics(self) -> Intrinsics:
-        return self.walker.intrinsics
-
-    @property
     def cycle_s(self) -> float:
         return self.walker.cycle_s
 
@@ -114,7 +90,7 @@ class SyntheticWalker:
         rendered = f.rendered
         return StreamFrame(float(t), rendered.organised_cloud(), rendered.rgb, self._leg_mask(rendered, f.joints),
                            f.joints.astype(np.float32), rendered.camera_to_gravity, f.subject_to_gravity,
-                           self.intrinsics)
+                           self.walker.intrinsics)
 
     @staticmethod
     def _leg_mask(rendered: RenderedFrame, joints: np.ndarray) -> np.ndarray:

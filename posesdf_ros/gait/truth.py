@@ -1,6 +1,6 @@
 """The generator's true gait parameters, as a clinician would read them.
 
-For a `WalkingSubject` (or a `SyntheticWalker`, through its `subject`):
+For a `WalkingSubject` (or a `SyntheticWalker`, through its `walker.subject`):
 - events: heel strike where a side's gait-angle curves are at phase 0 and
   toe off where they are at `TOE_OFF_PHASE`; the curves run on a warped
   phase `w = p + a sin(2 pi (p + off))` (`GaitModel._warp`), so the event
@@ -52,7 +52,7 @@ _SIDE_LAG = {"left": 0.0, "right": 0.5}
 
 
 def _subject(subject) -> WalkingSubject:
-    """A WalkingSubject, or the `subject` of a SyntheticWalker."""
+    """A WalkingSubject, or the `walker.subject` of a SyntheticWalker."""
     return getattr(subject, "subject", subject)
 
 

@@ -93,9 +93,10 @@ def record_walks(out: Path, config: RecordConfig = RecordConfig(), storage: str 
     bar = tqdm(total=n * len(sequences), desc="bag record", unit="frame", disable=not progress)
     with BagWriter(out, storage, compression) as bag:
         for index, (condition, view, body) in enumerate(sequences):
-            walker = SyntheticWalker(WalkerConfig(condition=condition, view=view, body_index=body, seed=config.seed,
+            camera = SyntheticWalker(WalkerConfig(condition=condition, view=view, body_index=body, seed=config.seed,
                                                   noise=config.noise, clutter_boxes=config.clutter_boxes,
                                                   width=config.width, height=config.height), body_model)
+            walker = camera.walker
             gait = walker.gait.params
             truth = {"sequence": index, "condition": condition, "view": view, "azimuth_deg": VIEWS[view],
                      "body_index": body, "subject": f"test_{body:03d}", "seed": config.seed, "noise": config.noise,
@@ -105,7 +106,7 @@ def record_walks(out: Path, config: RecordConfig = RecordConfig(), storage: str 
                      "cycle_s": round(gait.cycle_s, 5), "foot_progression_deg": round(gait.foot_progression_deg, 4),
                      "condition_offset_deg": round(gait.condition_offset_deg, 4)}
             for i in range(n):
-                frame = walker.frame(i / config.rate_hz)
+                frame = camera.frame(i / config.rate_hz)
                 stamp = t_ns + int(round(i * 1e9 / config.rate_hz))
                 if i == 0:
                     _write_sequence_start(bag, stamp, frame.camera_to_gravity, truth)

@@ -127,15 +127,19 @@ class NodePipeline:
         else:
             # As the pose_prior node: it sees the estimator's outputs only, restarts itself after gaps, gives
             # NaN until its first complete frame, and outputs each frame `lag_frames` frames later.
-            outputs = [(o.stamp_s, o.joints if np.isfinite(o.joints).all() else None)
-                       for o in self.prior.step(stamp, joints)]
+            outputs = _finished(self.prior.step(stamp, joints))
             reason = reason or "the prior has not started (no frame with all nine joints yet)"
         return StepResult(joints, "" if joints is not None else (reason or "no estimate"),
                           time.perf_counter() - t0, outputs)
 
     def finish(self) -> list[tuple[float, np.ndarray | None]]:
         """The frames the prior still holds at the end of the stream, (stamp, joints)."""
-        return [] if self.prior is None else [(o.stamp_s, o.joints) for o in self.prior.flush()]
+        return [] if self.prior is None else _finished(self.prior.flush())
+
+
+def _finished(outputs: list) -> list[tuple[float, np.ndarray | None]]:
+    """The prior's outputs as (stamp, joints), None for the NaN joints of a frame before its start."""
+    return [(o.stamp_s, o.joints if np.isfinite(o.joints).all() else None) for o in outputs]
 
 
 def load_prior(enabled: bool, settings: PipelineSettings, notes: list[str]):

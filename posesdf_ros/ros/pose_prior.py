@@ -96,14 +96,17 @@ class PosePriorNode(ManagedNode):
         # Out-of-order stamps never reach the prior here: check_stamp drops and counts them.
         lengths = prior.bone_lengths()
         return {"bone_lengths_m": " ".join(f"{v:.3f}" for v in lengths) if np.isfinite(lengths).all() else "",
-                "initialising": str(prior.frames_in > 0 and prior.initialising).lower(),
-                "lag_frames": str(prior.config.lag_frames)}
+                "initialising": str(self.warming_up()).lower(), "lag_frames": str(prior.config.lag_frames)}
+
+    def warming_up(self) -> bool:
+        """Frames have come in, and the prior still flags its outputs as initialising."""
+        prior = getattr(self, "prior", None)
+        return prior is not None and prior.frames_in > 0 and prior.initialising
 
     def standing_problem(self) -> str:
-        prior = getattr(self, "prior", None)
-        if prior is not None and prior.frames_in > 0 and prior.initialising:
-            return (f"initialising: bone lengths not settled ({prior.frames_in} frames in, settled at "
-                    f"{prior.config.warm_up_frames} at the latest); outputs are flagged")
+        if self.warming_up():
+            return (f"initialising: bone lengths not settled ({self.prior.frames_in} frames in, settled at "
+                    f"{self.prior.config.warm_up_frames} at the latest); outputs are flagged")
         return ""
 
     def process(self, msg: PoseArray) -> None:
@@ -115,7 +118,7 @@ class PosePriorNode(ManagedNode):
         problems = []
         if stamp < self.last_stamp:     # the stream went back in time (its ordering restarted): a cut
             # The frames before the cut go out with the look-ahead they have; then everything restarts.
-            problems += [self.publish_output(o) for o in self.prior.flush()]
+            problems += self.publish_outputs(self.prior.flush())
             self.prior.reset()
             self.analyser.reset()
             self.headers.clear()
@@ -123,8 +126,7 @@ class PosePriorNode(ManagedNode):
         self.last_frame_at = time.monotonic()
         self.headers[stamp] = msg.header
         # None while the frame is in the smoother's window: it is published when `lag_frames` more arrive.
-        problems += [self.publish_output(o) for o in self.prior.step(stamp, joints)]
-        problems = [p for p in problems if p]
+        problems += self.publish_outputs(self.prior.step(stamp, joints))
         if problems:
             raise DroppedFrame(*problems[-1])
 
@@ -134,9 +136,13 @@ class PosePriorNode(ManagedNode):
         prior = getattr(self, "prior", None)
         if prior is None or not prior.open_frames or time.monotonic() - self.last_frame_at < self.p.restart_gap_s:
             return
-        problems = [p for p in (self.publish_output(o) for o in prior.flush()) if p]
+        problems = self.publish_outputs(prior.flush())
         if problems:
             raise DroppedFrame(*problems[-1])
+
+    def publish_outputs(self, outputs: list) -> list[tuple[str, str]]:
+        """Publish smoothed frames; (kind, reason) of each that could not be."""
+        return [problem for problem in map(self.publish_output, outputs) if problem]
 
     def publish_output(self, output) -> tuple[str, str] | None:
         """Publish one smoothed frame under its input's header; (kind, reason) when it cannot be published."""

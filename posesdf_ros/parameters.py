@@ -82,9 +82,10 @@ SYNTHETIC_CAMERA_PARAMETERS: tuple[Param, ...] = CAMERA_POSE_PARAMETERS + (
     Param("clutter_boxes", 2, "Boxes standing beside the walkway.", (0, 6)),
     Param("cadence_spm", 0.0, "Cadence (steps/min); 0 draws one from 95..125.", (0.0, 200.0)),
     Param("distance_m", 2.5, "Horizontal distance from the camera to the walker (m).", (1.0, 6.0)),
-    Param("loop_frames", 0, "Frames rendered on configure and played in a loop; 0: one gait cycle.",
+    Param("loop_frames", 0, "Frames rendered on configure and played in a loop at rate_hz; 0: one gait cycle, "
+                            "played at the rate nearest rate_hz that repeats it seamlessly.",
           (0, 600)),
-    Param("publish_ground_truth", True, "Publish ~/ground_truth/joints."),
+    Param("publish_ground_truth", True, "Publish ~/ground_truth/joints and ~/ground_truth/gait."),
 )
 
 
@@ -111,8 +112,10 @@ CANONICALISER_PARAMETERS: tuple[Param, ...] = CAMERA_POSE_PARAMETERS + (
 #: `estimator`.
 ESTIMATOR_PARAMETERS: tuple[Param, ...] = (
     Param("backend", "posesdf", "Joint estimator.", choices=("posesdf", "nvf")),
-    Param("profile", "fast", "Inference settings: 'fast' for camera rate on a CPU, 'accurate' for the "
-                             "lowest error.", choices=("fast", "accurate")),
+    Param("profile", "realtime", "Inference settings: 'realtime' (the amortised fit: one encoder pass, no "
+                                 "optimisation; camera rate on a small CPU), 'fast' (a short latent "
+                                 "optimisation, warm-started), 'accurate' (the lowest error).",
+          choices=("realtime", "fast", "accurate")),
     Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
     Param("weights", "", "PoseSDF weights file; empty: the shipped weights."),
     TORCH_THREADS,

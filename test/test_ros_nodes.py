@@ -240,7 +240,7 @@ def test_offline_pipeline_reads_the_nodes_sections_of_the_yaml(tmp_path):
     from posesdf_ros.ros.reference import render_yaml
 
     params = tmp_path / "posesdf.yaml"
-    params.write_text(render_yaml().replace('profile: "fast"', 'profile: "accurate"')
+    params.write_text(render_yaml().replace('profile: "realtime"', 'profile: "accurate"')
                       .replace("track_timeout_s: 1.0", "track_timeout_s: 2.5")
                       .replace("observation_sigma_m: 0.03", "observation_sigma_m: 0.02"))
     settings = PipelineSettings.from_yaml(params)

@@ -25,7 +25,8 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--backend", choices=BACKENDS, default="posesdf",
                     help="posesdf (default: joints from the sphere fields), nvf (the same latent fit, joints by NVF "
                          "voting) or pn2, the PN++ joint-regression baseline")
-    ev.add_argument("--profile", default="accurate", help="accurate (default) or fast")
+    ev.add_argument("--profile", default="accurate", choices=("realtime", "fast", "accurate"),
+                    help="accurate (default), fast or realtime")
     ev.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build folder (default {DEFAULT_TEST})")
     ev.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
     ev.add_argument("--yaw", choices=YAW_SOURCES, default="gt",
@@ -71,7 +72,8 @@ def add_parsers(subparsers) -> None:
     sp.add_argument("--frames", type=int, default=30, help="frames of the sequence (default 30, at 15 Hz)")
     sp.add_argument("--view", default="V2", help="camera view of the sequence (default V2)")
     sp.add_argument("--seed", type=int, default=1, help="sequence seed (default 1)")
-    sp.add_argument("--profiles", default="fast,accurate", help="comma-separated (default fast,accurate)")
+    sp.add_argument("--profiles", default="realtime,fast,accurate",
+                    help="comma-separated (default realtime,fast,accurate)")
     sp.add_argument("--backends", default="posesdf",
                     help="comma-separated joint extractions to time on each profile: posesdf (default), nvf; "
                          "a backend other than posesdf is reported as PROFILE-BACKEND")

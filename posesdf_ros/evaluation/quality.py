@@ -85,7 +85,7 @@ def add_parser(bsub) -> None:
                         description=__doc__.split("\n\n")[1])
     p.add_argument("--data", type=Path, required=True, help="a val or test build (posesdf data build)")
     p.add_argument("--limit", type=int, default=None, help="first N samples (default: all)")
-    p.add_argument("--profile", choices=("fast", "accurate"), default="fast")
+    p.add_argument("--profile", choices=("realtime", "fast", "accurate"), default="fast")
     p.add_argument("--json", type=Path, default=None, help="write the summary and per-sample rows here")
     p.add_argument("--markdown", type=Path, default=None, help="write the table here, with how it was made")
     p.add_argument("--quiet", action="store_true")

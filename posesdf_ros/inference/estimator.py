@@ -35,10 +35,10 @@ import torch
 from ..perception.segment import SegmentationConfig, segment_legs
 from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
-from .latent import LatentFit, optimise_latent, screen_starts, start_codes
+from .latent import LatentFit, fit_objective, optimise_latent, screen_starts, start_codes
 from .meshing import extract_mesh
 from .nvf import DEFAULT_PROBES, VoteDecoding, nvf_joints
-from .pretrained import load_nvf, load_posesdf
+from .pretrained import load_encoder, load_nvf, load_posesdf
 from .quality import QualityConfig, assess_fit
 
 MIN_POINTS = 50
@@ -65,7 +65,11 @@ class Profile:
     screen_iterations: int = 20     # ... for this many steps, on at most screen_points observed points
     screen_points: int = 256
     refine_similarity: bool = True
-    joint_method: str = "votes"
+    # Starts from the amortised fit (models.latent_encoder) instead of screening `starts`: cold
+    # fits refine the encoder's code for `iterations` steps, tracked ones refine it and the
+    # previous frame's code side by side for `track_iterations` and keep the better.
+    amortised: bool = False
+    joint_method: str = "votes"     # "votes" or "lsq" (inference.joints) or "head" (the amortised joint head)
     coarse_queries: int = 1024
     fine_queries: int = 48
     vote_probes: int = DEFAULT_PROBES   # nvf backend: unit-ball probes (the coarse queries' counterpart)
@@ -78,7 +82,12 @@ PROFILES = {
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33),
+    # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
+    # bench sequence, steps after the encoder moved the code where the head reads it worse).
+    "realtime": Profile(name="realtime", points=128, free_points=64, iterations=0, track_iterations=0,
+                        starts=1, amortised=True, joint_method="head", vote_probes=256, mesh_resolution=33),
 }
+JOINT_METHODS = ("votes", "lsq", "head")
 
 
 @dataclass
@@ -132,16 +141,22 @@ class GaitPoseEstimator:
 
     def __init__(self, model, meta: dict, profile: Profile, device: str = "cpu", backend: str = "posesdf",
                  segmentation: SegmentationConfig | None = None, yaw_estimator=None, nvf_head=None,
-                 vote_decoding: VoteDecoding | None = None, leg_classifier=None):
+                 vote_decoding: VoteDecoding | None = None, leg_classifier=None, amortised=None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         if backend == "nvf" and nvf_head is None:
             raise ValueError("the nvf backend needs its vote head (nvf_head)")
+        if profile.joint_method not in JOINT_METHODS:
+            raise ValueError(f"unknown joint method {profile.joint_method!r}; expected one of {JOINT_METHODS}")
+        if (profile.amortised or profile.joint_method == "head") and amortised is None:
+            raise ValueError(f"profile {profile.name!r} needs the amortised fit (encoder.pt, "
+                             "`posesdf train encoder`)")
         self.model, self.meta, self.profile = model, meta, profile
         self.nvf_head, self.vote_decoding = nvf_head, vote_decoding or VoteDecoding()
         self.segmentation = segmentation or SegmentationConfig()
         self.yaw_estimator, self.leg_classifier = yaw_estimator, leg_classifier
         self.device, self.backend = torch.device(device), backend
+        self.amortised = amortised      # models.latent_encoder.AmortisedFit, or None
         self.weights_dir = Path(meta["weights_dir"]) if "weights_dir" in meta else None
         self.radius = model.config.sphere_radius
         self.prior = meta["normalisation_prior"]
@@ -182,6 +197,9 @@ class GaitPoseEstimator:
             profile = PROFILES[profile]
         model, meta = load_posesdf(Path(weights) if weights else None, device)
         nvf_head = load_nvf(Path(weights) if weights else None, device)[0] if backend == "nvf" else None
+        amortised = None
+        if profile.amortised or profile.joint_method == "head":
+            amortised = load_encoder(Path(weights) if weights else None, device)[0]
         yaw_estimator = None
         if rotnet:
             from .yaw import YawEstimator
@@ -202,7 +220,7 @@ class GaitPoseEstimator:
                 classifier = None
                 warnings.warn(f"LegSegNet unavailable ({err}); scenes are cropped at the pelvis guess")
         return cls(model, meta, profile, device, backend, yaw_estimator=yaw_estimator, nvf_head=nvf_head,
-                   vote_decoding=vote_decoding, leg_classifier=classifier)
+                   vote_decoding=vote_decoding, leg_classifier=classifier, amortised=amortised)
 
     def reset(self) -> None:
         """Forget the tracked latent code (a new person or a cut in the sequence)."""
@@ -213,7 +231,7 @@ class GaitPoseEstimator:
         """A copy sharing the model with some profile settings changed (ablations, sweeps)."""
         copy = GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
                                  self.backend, self.segmentation, self.yaw_estimator, self.nvf_head,
-                                 self.vote_decoding, self.leg_classifier)
+                                 self.vote_decoding, self.leg_classifier, self.amortised)
         copy.quality = self.quality
         return copy
 
@@ -316,13 +334,39 @@ class GaitPoseEstimator:
         headings = [float(yaw), float(yaw) + np.pi] if check_heading else [float(yaw)]
         views = [self._canonical_view(pts, h, obs, free, camera_origin) for h in headings]
         timings["canonicalise"] = time.perf_counter() - t1
+        if p.amortised:
+            t = time.perf_counter()
+            encoder_points = pts[rng.choice(len(pts), self.amortised.config.encoder.points,
+                                            replace=len(pts) < self.amortised.config.encoder.points)]
+            predicted = [self._encode(canon.to_normalised(encoder_points), obs_n, free_n)
+                         for canon, obs_n, free_n in views]
+            timings["encoder"] = time.perf_counter() - t
 
         t = time.perf_counter()
         warm = track and self._previous is not None
         chosen = 0
 
+        def amortised_fit(previous: LatentFit | None) -> LatentFit:
+            """The encoder's fit of the heading whose prediction fits best, refined; with `previous`,
+            that frame's code (at this frame's predicted similarity) refined beside it, the better kept."""
+            nonlocal chosen
+            chosen = min(range(len(views)), key=lambda i: predicted[i].loss)
+            start = predicted[chosen]
+            _, obs_n, free_n = views[chosen]
+            starts = [start] if previous is None else [start, LatentFit(previous.z, start.shift, start.log_scale, 0,
+                                                                         float("inf"))]
+            steps = p.iterations if previous is None else p.track_iterations
+            if steps == 0:
+                return start
+            return screen_starts(self.model, obs_n, torch.stack([f.z for f in starts]), free_points=free_n,
+                                 shifts=torch.stack([f.shift for f in starts]),
+                                 log_scales=torch.stack([f.log_scale for f in starts]), iterations=steps, lr=p.lr,
+                                 refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0]
+
         def cold_fit() -> LatentFit:
             nonlocal chosen
+            if p.amortised:
+                return amortised_fit(None)
             if len(self.start_codes) * len(views) == 1:
                 chosen = 0
                 return refine(0, None, p.iterations)
@@ -347,11 +391,14 @@ class GaitPoseEstimator:
                                    iterations=iterations, lr=p.lr, refine_similarity=p.refine_similarity,
                                    similarity_lr=p.similarity_lr, patience=p.patience)
 
-        fit = refine(0, self._warm_start(), p.track_iterations) if warm else cold_fit()
+        if warm and p.amortised:
+            fit = amortised_fit(self._previous)
+        else:
+            fit = refine(0, self._warm_start(), p.track_iterations) if warm else cold_fit()
         # A warm start can slide into a worse basin frame after frame (large gaps between
         # frames, a wrong frame): when its fit is clearly worse than the last cold fit's,
-        # start again cold.
-        if warm and fit.loss > p.track_loss_ratio * self._reference_loss:
+        # start again cold. (The amortised fit weighs a fresh start against it every frame.)
+        if warm and not p.amortised and fit.loss > p.track_loss_ratio * self._reference_loss:
             fit, warm = cold_fit(), False
             timings["track_restarts"] = 1.0
         if track:
@@ -370,6 +417,9 @@ class GaitPoseEstimator:
                 decoding = replace(decoding, probes=p.vote_probes)
             centres = nvf_joints(self.model, self.nvf_head, fit.z, fit.apply(obs_n), decoding,
                                  generator=torch.Generator().manual_seed(p.seed))
+        elif p.joint_method == "head":
+            with torch.no_grad():
+                centres = self.amortised.joints(fit.z[None])[0]
         else:
             z = fit.z[None]
             field = lambda q: self.model(z, q[None])[1][0]  # noqa: E731  (N, 3) -> (N, 9)
@@ -396,6 +446,16 @@ class GaitPoseEstimator:
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
                               quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
                               1 if warm else len(views))
+
+    def _encode(self, encoder_points: np.ndarray, obs_n: torch.Tensor, free_n: torch.Tensor | None) -> LatentFit:
+        """The amortised fit of a view: encoder_points (E, 3) in its first-guess frame; the
+        fit's loss is the objective on the view's observed (and free-space) points."""
+        with torch.no_grad():
+            x = torch.as_tensor(encoder_points, dtype=torch.float32, device=self.device)[None]
+            z, shift, log_scale = self.amortised.encoder(x)
+            query = obs_n[None] if free_n is None else torch.cat([obs_n, free_n])[None]
+            loss = float(fit_objective(self.model, query, len(obs_n), z, shift, log_scale)[0])
+        return LatentFit(z[0], shift[0], log_scale[0], 0, loss)
 
     def _warm_start(self) -> LatentFit:
         """The previous frame's code with the similarity back at this frame's first guess."""

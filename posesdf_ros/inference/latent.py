@@ -59,20 +59,23 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
 
 
 def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
-                  free_points: torch.Tensor | None = None, iterations: int = 20, lr: float = 5e-3,
+                  free_points: torch.Tensor | None = None, shifts: torch.Tensor | None = None,
+                  log_scales: torch.Tensor | None = None, iterations: int = 20, lr: float = 5e-3,
                   latent_reg: float = 1e-2, refine_similarity: bool = True, similarity_lr: float = 2e-3,
                   free_weight: float = 0.5) -> tuple[LatentFit, int]:
     """Fit from each of the K start `codes` (K, L) at once for a few steps; return the fit
     with the lowest loss, to be refined by `optimise_latent(start=...)`, and its index.
+    The starts' similarities are `shifts` (K, 3) and `log_scales` (K,), default the first guess (0).
 
     A single start (the mean code) lands in a wrong basin on some frames (a leg
     bent the wrong way, legs crossed); the loss tells those apart, so trying
     several codes of the training set is cheap insurance.
     """
     k = len(codes)
-    zeros = torch.zeros(k, 3, device=points.device)
+    shifts = torch.zeros(k, 3, device=points.device) if shifts is None else shifts
+    log_scales = torch.zeros(k, device=points.device) if log_scales is None else log_scales
     z, shift, log_scale, per_fit, _, it = _descend(
-        model, points, free_points, codes, zeros, zeros[:, 0], iterations=iterations, lr=lr, latent_reg=latent_reg,
+        model, points, free_points, codes, shifts, log_scales, iterations=iterations, lr=lr, latent_reg=latent_reg,
         refine_similarity=refine_similarity, similarity_lr=similarity_lr, free_weight=free_weight,
         patience=iterations, min_improvement=0.0)
     i = int(per_fit.argmin())
@@ -88,6 +91,19 @@ def start_codes(mean: torch.Tensor, training_codes: np.ndarray | None, count: in
 
     centres, _ = kmeans2(np.asarray(training_codes, dtype=np.float64), count - 1, seed=seed, minit="++")
     return torch.cat([mean[None], torch.as_tensor(centres, dtype=mean.dtype, device=mean.device)])
+
+
+def fit_objective(model: PoseSDF, query: torch.Tensor, n_obs: int, z: torch.Tensor, shift: torch.Tensor,
+                  log_scale: torch.Tensor, latent_reg: float = 1e-2, free_weight: float = 0.5) -> torch.Tensor:
+    """The MAP objective of K fits (K,): query (1, N + M, 3) holds the N = `n_obs` observed points
+    (on the surface) then M free-space points (outside), in the first-guess frame; z (K, L),
+    shift (K, 3), log_scale (K,) as `LatentFit`'s."""
+    q = (query - shift[:, None]) * torch.exp(log_scale)[:, None, None]
+    sdf, _ = model(z, q, with_pose=False)                                  # (K, N + M)
+    per_fit = tolerance_loss(sdf[:, :n_obs], torch.zeros_like(sdf[:, :n_obs]), 0.0, 0.0).mean(1)
+    if query.shape[1] > n_obs:
+        per_fit = per_fit + free_weight * free_space_loss(sdf[:, n_obs:], torch.zeros((), device=z.device)).mean(1)
+    return per_fit + latent_penalty(z, latent_reg)
 
 
 def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | None, z0: torch.Tensor,
@@ -115,13 +131,7 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
     per_fit = torch.full((len(z0),), float("inf"))
     try:
         for it in range(1, iterations + 1):
-            q = (query - shift[:, None]) * torch.exp(log_scale)[:, None, None]
-            sdf, _ = model(z, q, with_pose=False)                                  # (K, N + M)
-            per_fit = tolerance_loss(sdf[:, :n_obs], torch.zeros_like(sdf[:, :n_obs]), 0.0, 0.0).mean(1)
-            if free_points is not None:
-                per_fit = per_fit + free_weight * free_space_loss(sdf[:, n_obs:],
-                                                                  torch.zeros((), device=z.device)).mean(1)
-            per_fit = per_fit + latent_penalty(z, latent_reg)
+            per_fit = fit_objective(model, query, n_obs, z, shift, log_scale, latent_reg, free_weight)
             loss = per_fit.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()

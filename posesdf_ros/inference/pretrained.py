@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.latent_encoder import AmortisedFit, LatentEncoderConfig
 from ..models.nvf import NVFConfig, NVFHead
 from ..models.posesdf import PoseSDF, PoseSDFConfig
 
@@ -20,6 +21,10 @@ def weights_path(name: str, folder: Path | None = None) -> Path:
             f"no weights {path} (+ .json): the package ships them in posesdf_ros/weights; "
             f"to make your own, run `posesdf train {name} --data DIR --out RUN` and pass weights=RUN")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_posesdf(folder: Path | None = None, device: str | torch.device = "cpu") -> tuple[PoseSDF, dict]:
@@ -38,10 +43,24 @@ def load_nvf(folder: Path | None = None, device: str | torch.device = "cpu") -> 
     path = weights_path("nvf", folder)
     meta = json.loads(path.with_suffix(".json").read_text()) | {"weights_dir": str(path.parent)}
     trunk = weights_path("posesdf", folder)
-    if hashlib.sha256(trunk.read_bytes()).hexdigest() != meta["posesdf_sha256"]:
+    if file_sha256(trunk) != meta["posesdf_sha256"]:
         raise ValueError(f"{path} was trained on other PoseSDF weights than {trunk}; retrain it with "
                          f"`posesdf train nvf --posesdf-weights {trunk.parent}`")
     posesdf_config = PoseSDFConfig.from_dict(json.loads(trunk.with_suffix(".json").read_text())["config"])
     head = NVFHead(NVFConfig.from_dict(meta["config"]), posesdf_config)
     head.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return head.to(device).eval(), meta
+
+
+def load_encoder(folder: Path | None = None, device: str | torch.device = "cpu") -> tuple[AmortisedFit, dict]:
+    """The amortised fit (encoder and joint head, `models.latent_encoder`) in eval mode and its
+    metadata. Like NVF's head it belongs to the posesdf.pt beside it (SHA-256 checked)."""
+    path = weights_path("encoder", folder)
+    meta = json.loads(path.with_suffix(".json").read_text()) | {"weights_dir": str(path.parent)}
+    trunk = weights_path("posesdf", folder)
+    if file_sha256(trunk) != meta["posesdf_sha256"]:
+        raise ValueError(f"{path} was trained on other PoseSDF weights than {trunk}; retrain it with "
+                         f"`posesdf train encoder --posesdf-weights {trunk.parent}`")
+    model = AmortisedFit(LatentEncoderConfig.from_dict(meta["config"]))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(device).eval(), meta

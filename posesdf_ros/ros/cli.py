@@ -22,13 +22,12 @@ def add_parser(sub) -> None:
                    help="stop after this many scored frames and a first overlay (default: 200)")
     p.add_argument("--params-file", type=Path, default=None,
                    help="node parameters (default: the package's config/posesdf.yaml)")
-    p.add_argument("--profile", choices=("fast", "accurate"), default=None,
-                   help="estimator profile (default: the YAML's, fast)")
+    p.add_argument("--profile", choices=("realtime", "fast", "accurate"), default=None,
+                   help="estimator profile (default: the YAML's, realtime)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="torch device (default: the YAML's)")
-    p.add_argument("--camera-rate", type=float, default=5.0,
-                   help="synthetic camera rate in Hz (default 5: on a 2-core CPU the three nodes share the cores and "
-                        "the estimator manages a few frames a second, so a faster camera only adds dropped frames; "
-                        "the YAML's 15 Hz is what a real depth camera sends)")
+    p.add_argument("--camera-rate", type=float, default=None,
+                   help="synthetic camera rate in Hz (default: the YAML's 15, what a depth camera sends; the "
+                        "walker's gait cycle is played at the nearest rate that loops it seamlessly)")
     p.add_argument("--view", choices=tuple(VIEWS), default=None,
                    help="benchmark view of the synthetic camera (default: the YAML's, V1)")
     p.add_argument("--condition", choices=CONDITIONS, default=None,
@@ -41,10 +40,11 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from .demo import print_summary, run_demo
 
-    if args.duration <= 0 or args.frames <= 0 or args.bag_input_every <= 0 or args.camera_rate <= 0:
+    if args.duration <= 0 or args.frames <= 0 or args.bag_input_every <= 0 or (args.camera_rate or 1) <= 0:
         raise ValueError("--duration, --frames, --bag-input-every and --camera-rate must be positive")
-    overrides: dict[str, dict] = {"synthetic_camera": {"rate_hz": args.camera_rate}, "canonicaliser": {},
-                                  "estimator": {}}
+    overrides: dict[str, dict] = {"synthetic_camera": {}, "canonicaliser": {}, "estimator": {}}
+    if args.camera_rate:
+        overrides["synthetic_camera"]["rate_hz"] = args.camera_rate
     for key, node in (("profile", "estimator"), ("view", "synthetic_camera"), ("condition", "synthetic_camera")):
         if getattr(args, key):
             overrides[node][key] = getattr(args, key)

@@ -27,6 +27,13 @@ from .bag.writer import write_raw_bag
 from .recorder import TopicRecorder
 
 GT_TOPIC = "/synthetic_camera/ground_truth/joints"
+GAIT_TOPIC = "/pose_prior/gait"
+TRUE_GAIT_TOPIC = "/synthetic_camera/ground_truth/gait"
+#: The gait parameters the demo prints and scores: (key, label, unit, format).
+GAIT_SHOWN = (("cadence_spm", "cadence", "steps/min", ".1f"), ("stride_length_m", "stride", "m", ".3f"),
+              ("left_stance_pct", "stance L", "%", ".1f"), ("right_stance_pct", "stance R", "%", ".1f"),
+              ("left_peak_knee_flexion_deg", "peak knee L", "deg", ".1f"),
+              ("right_peak_knee_flexion_deg", "peak knee R", "deg", ".1f"))
 JOINTS_TOPIC = "/estimator/joints"
 PRIOR_TOPIC = "/pose_prior/joints"
 #: topic -> (message type, record every n-th message); types are the rosbag2 names.
@@ -45,7 +52,8 @@ RECORDED = {
     PRIOR_TOPIC: ("geometry_msgs/msg/PoseArray", 1),
     "/pose_prior/markers": ("visualization_msgs/msg/MarkerArray", 1),
     "/pose_prior/gait_angles": ("sensor_msgs/msg/JointState", 1),
-    "/pose_prior/gait": ("diagnostic_msgs/msg/DiagnosticArray", 1),
+    GAIT_TOPIC: ("diagnostic_msgs/msg/DiagnosticArray", 1),
+    TRUE_GAIT_TOPIC: ("diagnostic_msgs/msg/DiagnosticArray", 1),
     "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", 1),
 }
 
@@ -70,6 +78,10 @@ class DemoRecorder(TopicRecorder):
         self.mesh: tuple[np.ndarray, np.ndarray] | None = None
         self.input_every, self.max_frames = input_every, max_frames
         self.first_truth: float | None = None
+        self.gait: dict | None = None            # the latest complete gait parameters of pose_prior
+        self.gait_updates = 0
+        self.true_gait: dict | None = None
+        self._gait_printed = -np.inf
         self.done = threading.Event()
 
     def keep(self, topic: str, n: int) -> bool:
@@ -83,6 +95,8 @@ class DemoRecorder(TopicRecorder):
 
             self.overlays.append(image_to_rgb(self.deserialize(topic, raw)))
             self._check_done()
+        elif topic in (GAIT_TOPIC, TRUE_GAIT_TOPIC):
+            self._on_gait(topic, self.deserialize(topic, raw))
         elif topic == "/estimator/mesh":
             msg = self.deserialize(topic, raw)
             self.mesh = (np.array([[v.x, v.y, v.z] for v in msg.vertices]),
@@ -113,11 +127,52 @@ class DemoRecorder(TopicRecorder):
               f"latency {frame['latency_ms']:6.0f} ms", flush=True)
         self._check_done()
 
+    def _on_gait(self, topic: str, msg) -> None:
+        from .gait_messages import gait_values
+
+        if not msg.status:
+            return
+        values = gait_values(msg.status[0])
+        if topic == TRUE_GAIT_TOPIC:
+            self.true_gait = values
+            return
+        if not all(values.get(key) is not None for key, *_ in GAIT_SHOWN):
+            return
+        self.gait, self.gait_updates = values, self.gait_updates + 1
+        now = time.monotonic()
+        if now - self._gait_printed >= 2.0:     # the parameters change slowly; a line every 2 s
+            self._gait_printed = now
+            print("  gait   " + gait_line(values, self.true_gait), flush=True)
+
     def _check_done(self) -> None:
         # Also wait for a first overlay: on a busy CPU best-effort RGB images get lost, and a
         # short run could end with scored frames but no image drawn.
         if len(self.frames) >= self.max_frames and self.overlays:
             self.done.set()
+
+
+def gait_line(measured: dict, truth: dict | None) -> str:
+    """'cadence 112.0 (true 110.9) steps/min, ...' for the parameters of GAIT_SHOWN."""
+    parts = []
+    for key, label, unit, fmt in GAIT_SHOWN:
+        true = (truth or {}).get(key)
+        parts.append(f"{label} {measured[key]:{fmt}}" + (f" (true {true:{fmt}})" if true is not None else "") +
+                     f" {unit}")
+    return ", ".join(parts)
+
+
+def gait_summary(rec: DemoRecorder) -> dict:
+    """The last complete gait parameters of pose_prior against the walker's, with their errors."""
+    keys = [key for key, *_ in GAIT_SHOWN]
+    out = {"updates": rec.gait_updates,
+           "measured": {k: rec.gait.get(k) for k in keys + ["n_strides", "walking_mode"]} if rec.gait else None,
+           "true": {k: rec.true_gait.get(k) for k in keys} if rec.true_gait else None}
+    if rec.gait and rec.true_gait:
+        out["error"] = {k: rec.gait[k] - rec.true_gait[k] for k in keys if rec.true_gait.get(k) is not None}
+        if rec.true_gait.get("stride_length_m"):
+            out["error"]["stride_length_pct"] = 100.0 * out["error"]["stride_length_m"] / rec.true_gait[
+                "stride_length_m"]
+    return out
 
 
 def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
@@ -142,6 +197,7 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
         # The prior restarts after gaps over its restart_gap_s: at CPU rates it mostly passes frames through.
         "prior_frames_scored": len(rec.prior_errors_mm),
         "prior_mpjpe_mm": float(np.mean(rec.prior_errors_mm)) if rec.prior_errors_mm else None,
+        "gait": gait_summary(rec),
         "dropped": {n: diag[n].get("frames_dropped") for n in ("canonicaliser", "estimator", "pose_prior")},
         "walker": {k: diag["synthetic_camera"].get(k) for k in ("condition", "view", "body_index", "seed", "noise",
                                                                   "rate_hz")},
@@ -227,6 +283,11 @@ def print_summary(summary: dict, out: Path) -> None:
           f"after pose_prior {fmt(summary['prior_mpjpe_mm'], ' mm')} over {summary['prior_frames_scored']} frames")
     print(f"  speed  {fmt(summary['fps'], ' FPS')}, latency mean {fmt(summary['latency_mean_ms'], ' ms')}, "
           f"p95 {fmt(summary['latency_p95_ms'], ' ms')} on {summary['device']}")
+    gait = summary["gait"]
+    if gait["measured"]:
+        print(f"  gait   {gait_line(gait['measured'], gait['true'])} (after {gait['updates']} updates)")
+    else:
+        print("  gait   n/a: the pose_prior's window never held a complete stride of each side")
     print(f"  dropped frames (newest-frame policy): canonicaliser {summary['dropped']['canonicaliser']}, "
           f"estimator {summary['dropped']['estimator']}, pose_prior {summary['dropped']['pose_prior']}")
     print(f"  wrote {out}/demo.mcap, legs.gif, overlay.png, summary.json")

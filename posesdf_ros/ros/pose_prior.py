@@ -30,20 +30,9 @@ from sensor_msgs.msg import JointState
 from visualization_msgs.msg import MarkerArray
 
 from ..parameters import POSE_PRIOR_PARAMETERS
+from .gait_messages import gait_status
 from .markers import implausible_joints, joints_from_message, joints_to_pose_array, skeleton_markers
 from .node_base import DroppedFrame, ManagedNode, set_torch_threads, stamp_seconds
-
-
-def gait_status(parameters: dict, frame_id: str) -> DiagnosticStatus:
-    """Gait parameters (`GaitParameters.to_dict()`) as key-values, units in the keys; unknown values empty."""
-    def text(v) -> str:
-        if v is None or (isinstance(v, float) and not np.isfinite(v)):
-            return ""
-        return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
-
-    values = [KeyValue(key=k, value=text(v)) for k, v in parameters.items()]
-    return DiagnosticStatus(level=DiagnosticStatus.OK, name="pose_prior: gait parameters", hardware_id=frame_id,
-                            message="gait parameters over the analysis window", values=values)
 
 
 def output_status(output, prior) -> DiagnosticStatus:

@@ -17,7 +17,6 @@ trained on, so `--weights RUN` loads a matching pair.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..inference.nvf import VoteDecoding, vote_joints
-from ..inference.pretrained import WEIGHTS_DIR, load_posesdf, weights_path
+from ..inference.pretrained import WEIGHTS_DIR, file_sha256, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
 from ..provenance import git_commit
 from .checkpoint import export_weights, open_run
@@ -112,10 +111,6 @@ class SurfaceSet:
         """(B, n, 3) random near-surface points of the shapes."""
         idx = torch.randint(0, self.points.shape[1], (len(shape_ids), n), generator=gen)
         return self.points[shape_ids[:, None], idx]
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def decoded_joint_error_mm(model, head: NVFHead, codes: torch.Tensor, shapes: SurfaceSet, ids: list[int],

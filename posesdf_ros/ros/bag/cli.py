@@ -80,7 +80,7 @@ def add_parser(sub) -> None:
                     help="largest stamp difference between a cloud and its ground truth (s, default 0.01)")
     ev.add_argument("--params-file", type=Path, default=None,
                     help="node parameters (default: the package's config/posesdf.yaml)")
-    ev.add_argument("--profile", choices=("fast", "accurate"), default=None,
+    ev.add_argument("--profile", choices=("realtime", "fast", "accurate"), default=None,
                     help="estimator profile (default: the YAML's)")
     ev.add_argument("--device", choices=("cpu", "cuda"), default=None, help="torch device (default: the YAML's)")
     ev.add_argument("--weights", type=Path, default=None, help="PoseSDF weights (default: the shipped ones)")

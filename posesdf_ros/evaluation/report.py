@@ -38,6 +38,8 @@ def run_label(summary: dict) -> str:
     # Runs from before start screening existed fitted from the mean code only.
     starts = prof.get("starts", 1) if summary["backend"] != "pn2" else None
     screening = "" if starts is None else (", mean-code start" if starts == 1 else f", {starts} starts")
+    if prof.get("amortised"):
+        screening = ", amortised fit (encoder)"
     return f"{summary['backend']} ({prof.get('name', 'profile')}, {yaw}{scene}{screening})"
 
 

@@ -69,7 +69,13 @@ class Profile:
     # fits refine the encoder's code for `iterations` steps, tracked ones refine it and the
     # previous frame's code side by side for `track_iterations` and keep the better.
     amortised: bool = False
+    # Amortised profiles: a fit scoring under the quality's retry_below is optimised from the encoder's
+    # start for this many steps, its joints read off the sphere fields, and kept if it scores better.
+    fallback_iterations: int = 0
     joint_method: str = "votes"     # "votes" or "lsq" (inference.joints) or "head" (the amortised joint head)
+    # The quality check's surface residual (ok, bad), metres (QualityConfig's residual_ok_m, residual_bad_m);
+    # None keeps QualityConfig's, which were set on optimised fits.
+    surface_residual_m: tuple[float, float] | None = None
     coarse_queries: int = 1024
     fine_queries: int = 48
     vote_probes: int = DEFAULT_PROBES   # nvf backend: unit-ball probes (the coarse queries' counterpart)
@@ -84,8 +90,12 @@ PROFILES = {
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
+    # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
+    # from an optimised one's: the residual's ramp was set on val scenes (docs/quality.md).
     "realtime": Profile(name="realtime", points=128, free_points=64, iterations=0, track_iterations=0,
-                        starts=1, amortised=True, joint_method="head", vote_probes=256, mesh_resolution=33),
+                        starts=1, amortised=True, fallback_iterations=40, joint_method="head",
+                        coarse_queries=256, fine_queries=24, vote_probes=256, mesh_resolution=33,
+                        surface_residual_m=(0.035, 0.055)),
 }
 JOINT_METHODS = ("votes", "lsq", "head")
 
@@ -168,7 +178,8 @@ class GaitPoseEstimator:
         self._previous: LatentFit | None = None
         self._reference_loss = float("inf")               # of the last cold-started fit
         self._previous_centre: np.ndarray | None = None   # xy of the tracked person
-        self.quality = QualityConfig()
+        self.quality = QualityConfig() if profile.surface_residual_m is None else QualityConfig(
+            residual_ok_m=profile.surface_residual_m[0], residual_bad_m=profile.surface_residual_m[1])
 
     @classmethod
     def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
@@ -232,7 +243,8 @@ class GaitPoseEstimator:
         copy = GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
                                  self.backend, self.segmentation, self.yaw_estimator, self.nvf_head,
                                  self.vote_decoding, self.leg_classifier, self.amortised)
-        copy.quality = self.quality
+        if "surface_residual_m" not in changes:     # else the new profile's residual ramp
+            copy.quality = self.quality
         return copy
 
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
@@ -263,7 +275,16 @@ class GaitPoseEstimator:
         t0 = time.perf_counter()
         res = self._estimate(points, yaw, camera_origin, track, mesh, segment, check_heading)
         q = self.quality
-        if res.valid and res.quality < q.retry_below and res.headings_tried == 1:
+        if res.valid and res.quality < q.retry_below and self.profile.fallback_iterations:
+            t = time.perf_counter()
+            # Both headings again when they were checked: the optimised fits tell them apart better.
+            alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,
+                                             res.headings_tried == 2)
+            if alt.valid and alt.quality >= q.retry_below:
+                alt.yaw_source = res.yaw_source
+                res = alt
+            res.timings["quality_retry"] = time.perf_counter() - t
+        elif res.valid and res.quality < q.retry_below and res.headings_tried == 1:
             t = time.perf_counter()
             if res.warm_start:     # a warm start gone wrong: a cold fit from both headings, kept if it scores better
                 alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True)
@@ -350,18 +371,28 @@ class GaitPoseEstimator:
             """The encoder's fit of the heading whose prediction fits best, refined; with `previous`,
             that frame's code (at this frame's predicted similarity) refined beside it, the better kept."""
             nonlocal chosen
-            chosen = min(range(len(views)), key=lambda i: predicted[i].loss)
-            start = predicted[chosen]
-            _, obs_n, free_n = views[chosen]
-            starts = [start] if previous is None else [start, LatentFit(previous.z, start.shift, start.log_scale, 0,
-                                                                         float("inf"))]
             steps = p.iterations if previous is None else p.track_iterations
-            if steps == 0:
-                return start
-            return screen_starts(self.model, obs_n, torch.stack([f.z for f in starts]), free_points=free_n,
-                                 shifts=torch.stack([f.shift for f in starts]),
-                                 log_scales=torch.stack([f.log_scale for f in starts]), iterations=steps, lr=p.lr,
-                                 refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0]
+            if steps == 0 or previous is not None:
+                chosen = min(range(len(views)), key=lambda i: predicted[i].loss)
+                candidates = [chosen]
+            else:       # each heading refined, and the refined fits decide (as a cold fit's do)
+                candidates = list(range(len(views)))
+            fits = []
+            for view in candidates:
+                start = predicted[view]
+                if steps == 0:
+                    return start
+                _, obs_n, free_n = views[view]
+                starts = [start] if previous is None else [
+                    start, LatentFit(previous.z, start.shift, start.log_scale, 0, float("inf"))]
+                fits.append(screen_starts(
+                    self.model, obs_n, torch.stack([f.z for f in starts]), free_points=free_n,
+                    shifts=torch.stack([f.shift for f in starts]),
+                    log_scales=torch.stack([f.log_scale for f in starts]), iterations=steps, lr=p.lr,
+                    refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0])
+            best = min(range(len(fits)), key=lambda i: fits[i].loss)
+            chosen = candidates[best]
+            return fits[best]
 
         def cold_fit() -> LatentFit:
             nonlocal chosen
@@ -446,6 +477,15 @@ class GaitPoseEstimator:
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
                               quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
                               1 if warm else len(views))
+
+    def _fallback(self) -> "GaitPoseEstimator":
+        """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""
+        if getattr(self, "_fallback_estimator", None) is None:
+            p = self.profile
+            self._fallback_estimator = self.with_profile(
+                name=f"{p.name}+fit", iterations=p.fallback_iterations, fallback_iterations=0, joint_method="votes",
+                surface_residual_m=None)
+        return self._fallback_estimator
 
     def _encode(self, encoder_points: np.ndarray, obs_n: torch.Tensor, free_n: torch.Tensor | None) -> LatentFit:
         """The amortised fit of a view: encoder_points (E, 3) in its first-guess frame; the

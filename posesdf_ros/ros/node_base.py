@@ -60,11 +60,14 @@ def descriptor(prm: Param) -> ParameterDescriptor:
 
 
 def set_torch_threads(threads: int) -> None:
-    """Process-wide: several OpenMP threads per node stall each other on shared cores."""
+    """Process-wide: several OpenMP threads per node stall each other on shared cores. numpy's BLAS
+    (OpenBLAS's own pool, whose threads spin while they wait) is held to the same count."""
     if threads > 0:
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(threads)
+        threadpool_limits(limits=threads)
 
 
 def stamp_seconds(stamp) -> float:

@@ -37,15 +37,22 @@ def load_posesdf(folder: Path | None = None, device: str | torch.device = "cpu")
     return model.to(device).eval(), meta
 
 
-def load_nvf(folder: Path | None = None, device: str | torch.device = "cpu") -> tuple[NVFHead, dict]:
-    """The NVF vote head in eval mode and its metadata. It must have been trained on the
-    posesdf.pt beside it (checked by the SHA-256 recorded at training)."""
-    path = weights_path("nvf", folder)
+def _trunk_bound_weights(name: str, folder: Path | None) -> tuple[Path, dict, Path]:
+    """(`name`.pt, its metadata, the posesdf.pt beside it) for weights trained on a frozen PoseSDF,
+    which must be that posesdf.pt (the SHA-256 recorded at training)."""
+    path = weights_path(name, folder)
     meta = json.loads(path.with_suffix(".json").read_text()) | {"weights_dir": str(path.parent)}
     trunk = weights_path("posesdf", folder)
     if file_sha256(trunk) != meta["posesdf_sha256"]:
         raise ValueError(f"{path} was trained on other PoseSDF weights than {trunk}; retrain it with "
-                         f"`posesdf train nvf --posesdf-weights {trunk.parent}`")
+                         f"`posesdf train {name} --posesdf-weights {trunk.parent}`")
+    return path, meta, trunk
+
+
+def load_nvf(folder: Path | None = None, device: str | torch.device = "cpu") -> tuple[NVFHead, dict]:
+    """The NVF vote head in eval mode and its metadata. It must have been trained on the
+    posesdf.pt beside it (checked by the SHA-256 recorded at training)."""
+    path, meta, trunk = _trunk_bound_weights("nvf", folder)
     posesdf_config = PoseSDFConfig.from_dict(json.loads(trunk.with_suffix(".json").read_text())["config"])
     head = NVFHead(NVFConfig.from_dict(meta["config"]), posesdf_config)
     head.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -55,12 +62,7 @@ def load_nvf(folder: Path | None = None, device: str | torch.device = "cpu") -> 
 def load_encoder(folder: Path | None = None, device: str | torch.device = "cpu") -> tuple[AmortisedFit, dict]:
     """The amortised fit (encoder and joint head, `models.latent_encoder`) in eval mode and its
     metadata. Like NVF's head it belongs to the posesdf.pt beside it (SHA-256 checked)."""
-    path = weights_path("encoder", folder)
-    meta = json.loads(path.with_suffix(".json").read_text()) | {"weights_dir": str(path.parent)}
-    trunk = weights_path("posesdf", folder)
-    if file_sha256(trunk) != meta["posesdf_sha256"]:
-        raise ValueError(f"{path} was trained on other PoseSDF weights than {trunk}; retrain it with "
-                         f"`posesdf train encoder --posesdf-weights {trunk.parent}`")
+    path, meta, _ = _trunk_bound_weights("encoder", folder)
     model = AmortisedFit(LatentEncoderConfig.from_dict(meta["config"]))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.to(device).eval(), meta

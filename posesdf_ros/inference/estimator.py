@@ -8,9 +8,11 @@ Steps for one frame (all in the input frame's metres until step 2):
    lower-limb crop plane; the floor is z = 0) and its horizontal centre;
 3. optimise the latent code and refine the normalisation (`optimise_latent`); a cold
    fit first screens several start codes (`screen_starts`), and with `check_heading`
-   the heading turned round as well;
+   the heading turned round as well; an amortised profile (`realtime`) instead takes
+   the code and normalisation the encoder predicts (`models.latent_encoder`);
 4. read the nine sphere centres off the pose field (`sphere_centres`), or,
-   with the `nvf` backend, decode the NVF votes of the observed points (`nvf_joints`);
+   with the `nvf` backend, decode the NVF votes of the observed points (`nvf_joints`),
+   or with the amortised joint head, read them off the code;
 5. optionally run marching cubes on the shape field;
 6. map joints and mesh back to the input frame.
 
@@ -178,6 +180,7 @@ class GaitPoseEstimator:
         self._previous: LatentFit | None = None
         self._reference_loss = float("inf")               # of the last cold-started fit
         self._previous_centre: np.ndarray | None = None   # xy of the tracked person
+        self._fallback_estimator: GaitPoseEstimator | None = None   # made by _fallback() when first needed
         self.quality = QualityConfig() if profile.surface_residual_m is None else QualityConfig(
             residual_ok_m=profile.surface_residual_m[0], residual_bad_m=profile.surface_residual_m[1])
 
@@ -281,7 +284,10 @@ class GaitPoseEstimator:
             alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,
                                              res.headings_tried == 2)
             if alt.valid and alt.quality >= q.retry_below:
-                alt.yaw_source = res.yaw_source
+                # Its heading was given as res.yaw; "_turned" if it turned that round (again).
+                turned = alt.yaw_source.endswith("_turned")
+                alt.yaw_source = res.yaw_source.removesuffix("_turned") if turned and res.yaw_source.endswith(
+                    "_turned") else res.yaw_source + ("_turned" if turned else "")
                 res = alt
             res.timings["quality_retry"] = time.perf_counter() - t
         elif res.valid and res.quality < q.retry_below and res.headings_tried == 1:
@@ -480,7 +486,7 @@ class GaitPoseEstimator:
 
     def _fallback(self) -> "GaitPoseEstimator":
         """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""
-        if getattr(self, "_fallback_estimator", None) is None:
+        if self._fallback_estimator is None:
             p = self.profile
             self._fallback_estimator = self.with_profile(
                 name=f"{p.name}+fit", iterations=p.fallback_iterations, fallback_iterations=0, joint_method="votes",

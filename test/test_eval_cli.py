@@ -48,11 +48,13 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     assert "PoseSDF" in text and "paper, ICL-Gait" in text and f"{s['by_protocol']['CC']['mpjpe_mm']:.2f}" in text
 
 
-def test_bench_speed_reports_stages_for_both_profiles(tmp_path):
+def test_bench_speed_reports_stages_for_every_profile(tmp_path):
     js = tmp_path / "bench.json"
     _run("bench", "speed", "--frames", "3", "--json", str(js), "--quiet")
     b = json.loads(js.read_text())
-    assert set(b["profiles"]) == {"fast", "accurate"} and b["frames"] == 3
+    assert set(b["profiles"]) == {"realtime", "fast", "accurate"} and b["frames"] == 3
+    assert "encoder" in b["profiles"]["realtime"]["stages_ms"]
+    assert b["profiles"]["realtime"]["iterations_mean"] == 0
     for entry in b["profiles"].values():
         assert entry["fps"] > 0 and entry["peak_rss_mb"] > 0 and entry["points"] > 0 and entry["frames"] == 3
         assert 0 < entry["mpjpe_mm"] < 1000

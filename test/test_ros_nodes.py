@@ -47,6 +47,9 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
         assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1.0) < 1e-6
         errors.append(np.linalg.norm(pose_array_to_joints(msg) - truth[key], axis=1).mean() * 1e3)
     assert np.mean(errors) < 60.0, f"MPJPE {np.mean(errors):.1f} mm over {len(errors)} frames"
+    # The canonicaliser reports its stages' times, as the estimator does.
+    timed = [status_values(s) for s in statuses(r, "canonicaliser") if "time_total_ms" in status_values(s)]
+    assert timed and all(float(v["time_segmentation_ms"]) > 0 and float(v["time_rotnet_ms"]) > 0 for v in timed)
     # Every published fit has its quality, with the same stamp, and it is a trusted one.
     qualities = {(m.header.stamp.sec, m.header.stamp.nanosec): status_values(m.status[0])
                  for m in r["/estimator/quality"]}

@@ -9,7 +9,8 @@ optimisation refines it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -99,6 +100,7 @@ class TrackedFrame:
     legs: np.ndarray | None = None               # (M, 3) leg points, the input's frame
     segmentation: SegmentationResult | None = None
     yaw: float = float("nan")                    # heading (rad): the subject's +x in the input frame
+    timings: dict[str, float] = field(default_factory=dict)   # seconds: segmentation (and its leg_classifier), rotnet
 
     @property
     def valid(self) -> bool:
@@ -147,11 +149,15 @@ class PersonTracker:
             return TrackedFrame(f"no person: {seg.reason}", segmentation=seg)
         legs = points[seg.indices]
         self.previous_centre, self.last_seen = seg.centre, stamp
+        timings = {"segmentation": seg.timings.get("total", 0.0)} | (
+            {"leg_classifier": seg.timings["leg_classifier"]} if "leg_classifier" in seg.timings else {})
         if self.yaw_estimator is None:
             yaw = heading_assuming_canonical_view(legs, None if sensor_origin is None else sensor_origin[:2])
-            return TrackedFrame("", legs, seg, yaw)
+            return TrackedFrame("", legs, seg, yaw, timings)
+        t = time.perf_counter()
         try:
             yaw, _ = self.yaw_estimator.predict(points[seg.heading_indices])
         except ValueError as err:
-            return TrackedFrame(f"RotNet rejected the legs: {err}", legs, seg)
-        return TrackedFrame("", legs, seg, self.headings.update(yaw, stamp)[0])
+            return TrackedFrame(f"RotNet rejected the legs: {err}", legs, seg, timings=timings)
+        timings["rotnet"] = time.perf_counter() - t
+        return TrackedFrame("", legs, seg, self.headings.update(yaw, stamp)[0], timings)

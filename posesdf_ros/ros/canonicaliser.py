@@ -21,6 +21,8 @@ The estimator pairs `legs` and `person` by stamp.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import PointCloud2
@@ -82,12 +84,14 @@ class CanonicaliserNode(ManagedNode):
         return {"yaw_source": getattr(self, "yaw_note", "n/a"),
                 "leg_points": getattr(self, "classifier_note", "n/a"),
                 "heading_flips_corrected": str(tracker.headings.corrected) if tracker else "0",
-                "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
+                "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"} | {
+            f"time_{k}_ms": f"{1e3 * v:.1f}" for k, v in getattr(self, "last_timings", {}).items()}
 
     def standing_problem(self) -> str:
         return self.extrinsics.problem if hasattr(self, "extrinsics") else ""
 
     def process(self, msg: PointCloud2) -> None:
+        t0 = time.perf_counter()
         try:
             xyz = cloud_to_xyz(msg)
         except ValueError as err:
@@ -98,7 +102,9 @@ class CanonicaliserNode(ManagedNode):
             xyz = xyz[np.linspace(0, len(xyz) - 1, self.p.max_points).astype(np.int64)]
         T = self.extrinsics.camera_to_gravity(msg.header, self.p.gravity_frame)
         points = xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        t_convert = time.perf_counter() - t0
         frame = self.tracker.update(stamp_seconds(msg.header.stamp), points, T[:3, 3])
+        self.last_timings = {"convert": t_convert, **frame.timings}
         if not frame.valid:
             self.drop("no_person", frame.reason)
             return
@@ -115,6 +121,7 @@ class CanonicaliserNode(ManagedNode):
         canonical = (legs - [centre[0], centre[1], 0.0]) @ yaw_matrix(-yaw).T
         self.pub_canonical.publish(xyz_to_cloud(canonical.astype(np.float32),
                                                 Header(stamp=msg.header.stamp, frame_id=self.p.canonical_frame)))
+        self.last_timings["total"] = time.perf_counter() - t0
         self.mark_published(msg.header.stamp)
 
 

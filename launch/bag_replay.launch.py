@@ -64,9 +64,10 @@ def generate_launch_description():
                               description='Folder of the recorded outputs (must not exist yet).'),
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution([share, 'config', 'posesdf.yaml']),
                               description='YAML with the parameters of every posesdf_ros node.'),
-        DeclareLaunchArgument('profile', default_value='fast', choices=['fast', 'accurate'],
-                              description="Estimator profile: 'fast' for camera rate on a CPU, 'accurate' for the "
-                                          "lowest error."),
+        DeclareLaunchArgument('profile', default_value='realtime', choices=['realtime', 'fast', 'accurate'],
+                              description="Estimator profile: 'realtime' (the amortised fit, camera rate on a "
+                                          "CPU), 'fast' (a short latent optimisation), 'accurate' (the lowest "
+                                          "error)."),
         DeclareLaunchArgument('rviz', default_value='false', description='Start RViz 2 with config/posesdf.rviz.'),
     ]
     pipeline = IncludeLaunchDescription(

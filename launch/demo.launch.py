@@ -48,8 +48,9 @@ def generate_launch_description():
             'condition', default_value='normal', choices=CONDITIONS,
             description='Gait condition of the synthetic walker.'),
         DeclareLaunchArgument(
-            'profile', default_value='fast', choices=['fast', 'accurate'],
-            description="Inference settings: 'fast' for camera rate on a CPU, 'accurate' for the lowest error."),
+            'profile', default_value='realtime', choices=['realtime', 'fast', 'accurate'],
+            description="Inference settings: 'realtime' (the amortised fit, camera rate on a CPU), 'fast' (a short "
+                        "latent optimisation), 'accurate' (the lowest error)."),
         DeclareLaunchArgument(
             'device', default_value='cpu', choices=['cpu', 'cuda'],
             description='Torch device of RotNet (canonicaliser) and PoseSDF (estimator).'),

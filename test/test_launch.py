@@ -238,12 +238,17 @@ def test_posesdf_launch_arguments(launch_files):
         "points_topic": "/camera/camera/depth/color/points",
         "image_topic": "/camera/camera/color/image_raw",
         "camera_info_topic": "/camera/camera/color/camera_info",
-        "backend": "posesdf", "profile": "fast", "device": "cpu",
+        "backend": "posesdf", "profile": "realtime", "device": "cpu",
         "use_sim_time": "false", "rviz": "false", "namespace": "",
     }
     assert set(args) == set(expected_defaults) | {"params_file", "fastdds_profile"}
     for name, default in expected_defaults.items():
         assert args[name]["default"] == default, name
+    # The profiles offered are the estimator node's.
+    from posesdf_ros.parameters import ESTIMATOR_PARAMETERS
+
+    profile = next(p for p in ESTIMATOR_PARAMETERS if p.name == "profile")
+    assert list(args["profile"]["choices"]) == list(profile.choices) and profile.default == "realtime"
     _assert_params_file_default(args["params_file"]["default_node"])
 
 

@@ -29,7 +29,8 @@ def test_arguments_are_described_and_default_to_the_recorded_layout(replay):
     defaults = {k: a["default"] for k, a in replay.arguments.items()}
     assert (defaults["points_topic"], defaults["image_topic"], defaults["camera_info_topic"]) == \
         (layout.POINTS_TOPIC, layout.IMAGE_TOPIC, layout.CAMERA_INFO_TOPIC)
-    assert replay.arguments["profile"]["choices"] == ["fast", "accurate"]
+    assert replay.arguments["profile"]["choices"] == ["realtime", "fast", "accurate"]
+    assert defaults["profile"] == "realtime"
 
 
 def test_plays_with_clock_into_the_pipeline_on_sim_time_and_records_what_live_eval_records(replay):

@@ -378,16 +378,14 @@ class GaitPoseEstimator:
             that frame's code (at this frame's predicted similarity) refined beside it, the better kept."""
             nonlocal chosen
             steps = p.iterations if previous is None else p.track_iterations
-            if steps == 0 or previous is not None:
-                chosen = min(range(len(views)), key=lambda i: predicted[i].loss)
-                candidates = [chosen]
-            else:       # each heading refined, and the refined fits decide (as a cold fit's do)
-                candidates = list(range(len(views)))
+            chosen = min(range(len(views)), key=lambda i: predicted[i].loss)
+            if steps == 0:
+                return predicted[chosen]
+            # Cold, each heading is refined and the refined fits decide (as a cold fit's do).
+            candidates = [chosen] if previous is not None else list(range(len(views)))
             fits = []
             for view in candidates:
                 start = predicted[view]
-                if steps == 0:
-                    return start
                 _, obs_n, free_n = views[view]
                 starts = [start] if previous is None else [
                     start, LatentFit(previous.z, start.shift, start.log_scale, 0, float("inf"))]

@@ -95,7 +95,7 @@ class SyntheticCameraNode(ManagedNode):
             joints = frame.joints @ rendered_to_configured[:3, :3].T + rendered_to_configured[:3, 3]
             self.pub_truth.publish(joints_to_pose_array(joints, Header(stamp=header.stamp,
                                                                        frame_id=self.p.gravity_frame)))
-            if self.index % len(self.frames) == 1 or len(self.frames) == 1:
+            if (self.index - 1) % len(self.frames) == 0:     # the loop's first frame
                 self.pub_gait.publish(DiagnosticArray(header=header, status=[gait_status(
                     self.true_gait, self.p.gravity_frame, "synthetic_camera: true gait parameters",
                     "the walker's gait parameters, from the generator")]))

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
+from ..geometry import yaw_matrix
 from ..inference.canonical import first_guess
 from ..inference.pretrained import file_sha256, load_posesdf
 from ..models.latent_encoder import AmortisedFit, LatentEncoderConfig
@@ -115,9 +116,7 @@ def make_batch(views, targets: ShapeTargets, ids: np.ndarray, config: EncoderTra
     for i in ids:
         view, s = views[i], int(i) // config.views_per_shape
         p, yaw = augmented(view, config.model.encoder.points, config.augment, rng)
-        turn = yaw - view.yaw
-        c, sn = math.cos(turn), math.sin(turn)
-        R = np.array([[c, -sn, 0.0], [sn, c, 0.0], [0.0, 0.0, 1.0]])
+        R = yaw_matrix(yaw - view.yaw)      # the turn augmented() gave the view
         p = p.astype(np.float64)
         # The view's points in the shape frame: augmented() turned them last, after its tilt.
         code_frame = lambda q: (q @ R - targets.centres[s]) * targets.scales[s]  # noqa: E731

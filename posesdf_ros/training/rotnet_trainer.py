@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
+from ..geometry import yaw_matrix
 from ..models.rotnet import RotNet, RotNetConfig, centre_cloud, decode_heading, heading_loss
 from ..provenance import git_commit
 from .checkpoint import export_weights, open_network_run
@@ -113,11 +114,6 @@ def make_views(folder: Path, config: RotNetTrainConfig, limit: int | None = None
     return views
 
 
-def _rot_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def augmented(view: View, n: int, aug: Augment, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """A fresh variant of `view`: ((n, 3) gravity-frame cloud, its heading in rad)."""
     p, cam, yaw = view.points.astype(np.float64), view.camera.copy(), view.yaw
@@ -129,7 +125,7 @@ def augmented(view: View, n: int, aug: Augment, rng: np.random.Generator) -> tup
     if rng.random() < aug.crop_prob:
         keep &= p[:, 2] < p[:, 2].max() - rng.uniform(0, aug.crop_max_m)
     if rng.random() < aug.occlude_prob:
-        d = p[:, :2] @ _rot_z(rng.uniform(0, 2 * np.pi))[:2, 0]
+        d = p[:, :2] @ yaw_matrix(rng.uniform(0, 2 * np.pi))[:2, 0]
         keep &= d < np.quantile(d, 1 - rng.uniform(0, aug.occlude_max_fraction))
     p = p[keep] if keep.sum() >= 32 else p
     p = p[rng.choice(len(p), n, replace=len(p) < n)]
@@ -150,10 +146,10 @@ def augmented(view: View, n: int, aug: Augment, rng: np.random.Generator) -> tup
         p[floor] = np.c_[base[:, :2] + rng.normal(0, 0.08, (floor.sum(), 2)), rng.normal(0, 0.005, floor.sum())]
     axis = rng.uniform(0, 2 * np.pi)
     tilt = math.radians(rng.uniform(-aug.tilt_deg, aug.tilt_deg))
-    R_tilt = _rot_z(axis) @ np.array([[1, 0, 0], [0, math.cos(tilt), -math.sin(tilt)],
-                                      [0, math.sin(tilt), math.cos(tilt)]]) @ _rot_z(-axis)
+    R_tilt = yaw_matrix(axis) @ np.array([[1, 0, 0], [0, math.cos(tilt), -math.sin(tilt)],
+                                      [0, math.sin(tilt), math.cos(tilt)]]) @ yaw_matrix(-axis)
     turn = rng.uniform(-np.pi, np.pi)
-    p = p @ (_rot_z(turn) @ R_tilt).T
+    p = p @ (yaw_matrix(turn) @ R_tilt).T
     return p.astype(np.float32), float(np.angle(np.exp(1j * (yaw + turn))))
 
 

@@ -191,3 +191,41 @@ def test_person_tracker_turns_a_lone_heading_flip_round(scenes):
     rotnet.yaw = 0.3 + np.pi
     assert tracker.update(0.2, points, sensor).yaw == pytest.approx(0.3)
     assert tracker.headings.corrected == 1
+
+
+def test_decimate_keeps_every_nth_pixel_row_and_column_and_drops_invalid_points():
+    from posesdf_ros.perception import decimate
+
+    cloud = np.arange(6 * 8 * 3, dtype=np.float32).reshape(6, 8, 3)
+    cloud[0, 2] = np.nan                              # a pixel without depth on a kept row and column
+    thinned = decimate(cloud, 2)
+    expected = cloud[::2, ::2].reshape(-1, 3)
+    assert np.array_equal(thinned, expected[np.isfinite(expected).all(1)]) and len(thinned) == 3 * 4 - 1
+    flat = cloud.reshape(-1, 3)
+    assert np.array_equal(decimate(flat, 2), flat[::4][np.isfinite(flat[::4]).all(1)])
+    assert np.array_equal(decimate(cloud[:1], 2), decimate(cloud[0], 2))   # height 1: unorganised
+    assert np.array_equal(decimate(cloud, 1), flat[np.isfinite(flat).all(1)])
+    with pytest.raises(ValueError):
+        decimate(cloud, 0)
+    with pytest.raises(ValueError):
+        decimate(np.zeros((4, 2)), 2)
+
+
+@pytest.mark.parametrize("scene_index", range(len(CLUTTERED_SCENES)))
+def test_a_decimated_scene_gives_the_same_legs_with_the_decimated_config(scenes, scene_index):
+    """Every second pixel row and column (what the canonicaliser segments by default): the legs are
+    found as well, on a quarter of the points, with thresholds that follow the density."""
+    from posesdf_ros.evaluation.segmentation import pixel_decimation
+
+    scene = scenes[scene_index]
+    full = segment_legs(scene["points"], sensor_origin=_sensor(scene))
+    keep = pixel_decimation(scene["depth"], 2)
+    assert 0.2 < keep.mean() < 0.3
+    config = SegmentationConfig().decimated(2)
+    assert config.decimation == 2 and config.person_min_points == SegmentationConfig().person_min_points // 4
+    result = segment_legs(scene["points"][keep], config, sensor_origin=_sensor(scene))
+    assert result.valid
+    precision, recall = _precision_recall(result, scene["leg_mask"][keep])
+    full_precision, full_recall = _precision_recall(full, scene["leg_mask"])
+    assert precision > full_precision - 0.03 and recall > full_recall - 0.03
+    assert abs(result.pelvis_height - full.pelvis_height) < 0.05

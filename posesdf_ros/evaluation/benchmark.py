@@ -203,39 +203,50 @@ def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, in
     return out
 
 
-def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = True, leg_classifier=None) -> dict:
-    """Latency of the canonicaliser's work on whole scene clouds: segmentation (with LegSegNet's
+def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = True, leg_classifier=None,
+                       decimation: int = 1) -> dict:
+    """Latency of the canonicaliser's work on whole scene clouds: decimation (of each sample's
+    organised `cloud` where it has one, else of its `points`) and segmentation (with LegSegNet's
     share when `leg_classifier` is given), then RotNet."""
     from tqdm import tqdm
 
-    from ..perception.segment import segment_legs
+    from ..perception.segment import SegmentationConfig, decimate, segment_legs
 
     samples = list(samples)
+    config = SegmentationConfig().decimated(decimation)
     stages = defaultdict(list)
     found, centre = 0, None
+    def thinned(sample: dict) -> np.ndarray:
+        return decimate(sample.get("cloud", sample["points"]), decimation)
+
     # Untimed warm-up: the first call of each pays one-off costs (allocations, torch's first pass).
-    first = segment_legs(samples[0]["points"], sensor_origin=samples[0]["camera_to_gravity"][:3, 3],
+    points = thinned(samples[0])
+    first = segment_legs(points, config, sensor_origin=samples[0]["camera_to_gravity"][:3, 3],
                          leg_classifier=leg_classifier)
     if first.valid:
-        yaw_estimator.predict(samples[0]["points"][first.heading_indices])
+        yaw_estimator.predict(points[first.heading_indices])
+    sizes = []
     for a in tqdm(samples, desc="bench canonicalise", unit="frame", disable=not progress):
         t0 = time.perf_counter()
-        seg = segment_legs(a["points"], previous_centre=centre, sensor_origin=a["camera_to_gravity"][:3, 3],
+        points = thinned(a)
+        seg = segment_legs(points, config, previous_centre=centre, sensor_origin=a["camera_to_gravity"][:3, 3],
                            leg_classifier=leg_classifier)
         t1 = time.perf_counter()
+        sizes.append(len(points))
         stages["segmentation"].append(t1 - t0)
         if "leg_classifier" in seg.timings:
             stages["of which leg_classifier"].append(seg.timings["leg_classifier"])
         if seg.valid:
             found += 1
             centre = seg.centre
-            yaw_estimator.predict(a["points"][seg.heading_indices])
+            yaw_estimator.predict(points[seg.heading_indices])
             stages["rotnet"].append(time.perf_counter() - t1)
         stages["total"].append(time.perf_counter() - t0)
     return {"stages_ms": {k: {"mean": 1000 * float(np.mean(v)), "p95": 1000 * float(np.percentile(v, 95))}
                           for k, v in stages.items()},
             "frames": len(samples), "frames_with_person": found,
-            "scene_points": float(np.mean([len(a["points"]) for a in samples])),
+            "scene_points": float(np.mean([len(a["points"]) for a in samples])), "decimation": decimation,
+            "points_segmented": float(np.mean(sizes)),
             "rotnet_turns": yaw_estimator.turns, "leg_points_by": "LegSegNet" if leg_classifier else "pelvis crop",
             "device": provenance.device_description(yaw_estimator.device)}
 

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from ..data.dataset import PROTOCOLS
+from ..parameters import CANONICALISER_PARAMETERS
 from . import prior as prior_bench
 from . import quality as quality_bench
 from .benchmark import BACKENDS, INPUTS, YAW_SOURCES, add_classifier_arguments
 
 DEFAULT_TEST = Path("data/test")
+_CANONICALISER_DECIMATION = next(p.default for p in CANONICALISER_PARAMETERS if p.name == "decimation")
 
 
 def add_parsers(subparsers) -> None:
@@ -78,6 +80,9 @@ def add_parsers(subparsers) -> None:
                     help="comma-separated joint extractions to time on each profile: posesdf (default), nvf; "
                          "a backend other than posesdf is reported as PROFILE-BACKEND")
     sp.add_argument("--no-track", action="store_true", help="cold start every frame instead of warm starts")
+    sp.add_argument("--decimation", type=int, default=_CANONICALISER_DECIMATION,
+                    help="the canonicaliser's decimation of each camera image before segmentation (default: the "
+                         f"node's, {_CANONICALISER_DECIMATION}: every second pixel row and column; 1: every pixel)")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--weights", type=Path, default=None)
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -119,6 +124,9 @@ def add_parsers(subparsers) -> None:
     seg.add_argument("--data", type=Path, default=DEFAULT_TEST, help=f"test build folder (default {DEFAULT_TEST})")
     seg.add_argument("--limit", type=int, default=None, help="at most N samples per (condition, view) cell")
     add_classifier_arguments(seg)
+    seg.add_argument("--decimation", type=int, default=1,
+                     help="keep every n-th pixel row and column of each depth image first, as the canonicaliser's "
+                          "`decimation` parameter does (default 1: every pixel)")
     seg.add_argument("--json", type=Path, default=None, help="write the summary here (without per-sample rows)")
     seg.set_defaults(func=_eval_segmentation)
 
@@ -223,7 +231,7 @@ def _bench_speed(args: argparse.Namespace) -> int:
     from .benchmark import bench_speed
     from .sequences import walking_sequence
 
-    frames = walking_sequence(args.frames, view=args.view, seed=args.seed)
+    frames = walking_sequence(args.frames, view=args.view, seed=args.seed, organised=True)
     ests = {name if backend == "posesdf" else f"{name}-{backend}":
             GaitPoseEstimator.from_pretrained(backend, name, args.device, args.weights)
             for name in args.profiles.split(",") for backend in args.backends.split(",")}
@@ -236,7 +244,7 @@ def _bench_speed(args: argparse.Namespace) -> int:
     first = next(iter(ests.values()))
     if first.yaw_estimator is not None:
         out["canonicalise"] = bench_canonicalise(frames, first.yaw_estimator, progress=not args.quiet,
-                                                 leg_classifier=first.leg_classifier)
+                                                 leg_classifier=first.leg_classifier, decimation=args.decimation)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
@@ -271,11 +279,12 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
     from .segmentation import measure_segmentation
 
     classifier = load_for_cli(args.classifier, args.legseg_weights)
-    summary = {k: v for k, v in measure_segmentation(args.data, args.limit, leg_classifier=classifier).items()
+    summary = {k: v for k, v in measure_segmentation(args.data, args.limit, leg_classifier=classifier,
+                                                                 decimation=args.decimation).items()
                if k != "samples"}
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
                 "generator_version": load_manifest(args.data).get("generator_version"),
-                "samples_per_cell": args.limit or "all", "device": device_description("cpu"),
+                "samples_per_cell": args.limit or "all", "decimation": args.decimation, "device": device_description("cpu"),
                 "classifier": None if classifier is None else {
                     k: classifier.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "command")},
                 "git_commit": git_commit()}

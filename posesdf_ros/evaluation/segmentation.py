@@ -10,14 +10,24 @@ import numpy as np
 from ..perception.segment import SegmentationConfig, segment_legs
 
 
+def pixel_decimation(depth: np.ndarray, factor: int) -> np.ndarray:
+    """Mask over a sample's `points` (its depth image's valid pixels, row-major) of those on every
+    `factor`-th row and column: what `perception.decimate` keeps of the organised cloud."""
+    rows, cols = np.nonzero(np.isfinite(depth) & (depth > 0))
+    return (rows % factor == 0) & (cols % factor == 0)
+
+
 def measure_segmentation(folder: str | Path, per_cell: int | None = 3,
-                         config: SegmentationConfig | None = None, leg_classifier=None) -> dict:
+                         config: SegmentationConfig | None = None, leg_classifier=None,
+                         decimation: int = 1) -> dict:
     """Point precision and recall against `leg_mask`, and stage timings, on a test build.
 
     The subset: the first `per_cell` samples (by file name, i.e. by index)
     of every (condition, view) cell in the manifest; None takes all. Each
     sample's sensor origin is the translation of its `camera_to_gravity`;
-    `leg_classifier` is handed to `segment_legs`;
+    `leg_classifier` is handed to `segment_legs`; with `decimation` > 1 the
+    clouds keep every n-th pixel row and column (`pixel_decimation`) and the
+    config is `config.decimated(n)`;
     its floor is z = 0, so the pelvis error is the estimate minus the true
     pelvis z. A warm-up call on the first sample (first-call overheads) is
     not timed. Returns pooled and median per-sample precision and recall,
@@ -34,6 +44,7 @@ def measure_segmentation(folder: str | Path, per_cell: int | None = 3,
         if per_cell is None or taken.get(cell, 0) < per_cell:
             taken[cell] = taken.get(cell, 0) + 1
             subset.append(entry)
+    config = (config or SegmentationConfig()).decimated(decimation)
     if subset:  # keep first-call overheads out of the timings
         with np.load(folder / subset[0]["file"]) as sample:
             segment_legs(sample["points"], config, sensor_origin=sample["camera_to_gravity"][:3, 3],
@@ -43,6 +54,9 @@ def measure_segmentation(folder: str | Path, per_cell: int | None = 3,
         with np.load(folder / entry["file"]) as sample:
             points, truth = sample["points"], sample["leg_mask"]
             sensor, true_pelvis = sample["camera_to_gravity"][:3, 3], float(sample["joints"][0, 2])
+            if decimation > 1:
+                keep = pixel_decimation(sample["depth"], decimation)
+                points, truth = points[keep], truth[keep]
         result = segment_legs(points, config, sensor_origin=sensor, leg_classifier=leg_classifier)
         kept = np.zeros(len(points), bool)
         kept[result.indices] = True

@@ -128,10 +128,12 @@ class PersonTracker:
 
     @classmethod
     def from_settings(cls, settings, yaw_estimator=None, leg_classifier=None) -> "PersonTracker":
-        """With the canonicaliser's parameters: any object with `min_range_m`, `max_range_m` and
-        `track_timeout_s` (the node's parameters, or `inference.pipeline.PipelineSettings`)."""
-        return cls(SegmentationConfig(roi_min_range=settings.min_range_m, roi_max_range=settings.max_range_m),
-                   yaw_estimator, settings.track_timeout_s, leg_classifier)
+        """With the canonicaliser's parameters: any object with `min_range_m`, `max_range_m`,
+        `decimation` and `track_timeout_s` (the node's parameters, or
+        `inference.pipeline.PipelineSettings`). The clouds given to `update` must be thinned by
+        `perception.decimate(cloud, settings.decimation)`."""
+        config = SegmentationConfig(roi_min_range=settings.min_range_m, roi_max_range=settings.max_range_m)
+        return cls(config.decimated(settings.decimation), yaw_estimator, settings.track_timeout_s, leg_classifier)
 
     def reset(self) -> None:
         """Forget the person."""

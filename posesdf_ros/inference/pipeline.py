@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..parameters import CANONICALISER_PARAMETERS, ESTIMATOR_PARAMETERS, POSE_PRIOR_PARAMETERS
+from ..perception.segment import decimate
 from .canonical import PersonTracker
 
 _NODE_DEFAULTS = {prm.name: prm.default for prm in CANONICALISER_PARAMETERS + ESTIMATOR_PARAMETERS}
@@ -55,6 +56,7 @@ class PipelineSettings:
     track_timeout_s: float = _NODE_DEFAULTS["track_timeout_s"]
     min_range_m: float = _NODE_DEFAULTS["min_range_m"]
     max_range_m: float = _NODE_DEFAULTS["max_range_m"]
+    decimation: int = _NODE_DEFAULTS["decimation"]
     yaw_source: str = _NODE_DEFAULTS["yaw_source"]
     leg_classifier: bool = _NODE_DEFAULTS["leg_classifier"]
 
@@ -114,7 +116,10 @@ class NodePipeline:
         self.prior = prior
 
     def step(self, stamp: float, points: np.ndarray, camera_origin: np.ndarray | None) -> StepResult:
+        """points: the scene cloud in the gravity frame, organised (H, W, 3) with NaN where a pixel has
+        no depth, or flat (N, 3); thinned by the settings' `decimation` as the canonicaliser does."""
         t0 = time.perf_counter()
+        points = decimate(points, self.settings.decimation)
         frame = self.tracker.update(stamp, points, camera_origin)      # the canonicaliser
         if not frame.valid:
             return self._filtered(stamp, None, frame.reason, t0)

@@ -33,7 +33,7 @@ seeded RANSAC, so the same cloud always gives the same result).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -102,6 +102,23 @@ class SegmentationConfig:
     limb_voxel: float = 0.015           # connectivity resolution
     hand_reach: float = 0.3             # fingertips hang at most this far below the pelvis
     random_seed: int = 0                # of the RANSAC hypotheses
+    decimation: int = 1                 # the cloud keeps every n-th pixel row and column (`decimate`)
+
+    def decimated(self, factor: int) -> "SegmentationConfig":
+        """The settings for a cloud thinned by `decimate(cloud, factor)`: point-count thresholds
+        divided by factor² (each surface keeps that share of its points; the flying-pixel test's
+        expected density follows `decimation`). Fixed-size samples (floor, planarity), lengths and
+        the angles of the sensor's pixels stay."""
+        if factor < 1:
+            raise ValueError(f"decimation factor must be at least 1, got {factor}")
+        if factor == 1:
+            return self
+        area = factor * factor
+        return replace(self, cluster_min_cell_points=max(1, round(self.cluster_min_cell_points / area)),
+                       cluster_min_points=max(1, round(self.cluster_min_points / area)),
+                       person_min_points=max(1, round(self.person_min_points / area)),
+                       heading_min_points=max(1, round(self.heading_min_points / area)),
+                       decimation=self.decimation * factor)
 
 
 @dataclass
@@ -132,6 +149,32 @@ class _StageTimer:
     def finish(self) -> dict[str, float]:
         self.timings["total"] = time.perf_counter() - self._start
         return self.timings
+
+
+# ---------------------------------------------------------------- decimation
+
+def decimate(cloud: np.ndarray, factor: int) -> np.ndarray:
+    """The finite points of `cloud` thinned by `factor`: (M, 3) float32.
+
+    An organised cloud (H, W, 3) keeps every `factor`-th row and column,
+    as a depth camera's decimation filter does; a flat one (N, 3), or an
+    unorganised one (1, N, 3), keeps every factor²-th point. Either way about 1/factor² of the points are
+    left; segment them with `SegmentationConfig.decimated(factor)`.
+    """
+    if factor < 1:
+        raise ValueError(f"decimation factor must be at least 1, got {factor}")
+    cloud = np.asarray(cloud, np.float32)
+    if cloud.ndim == 3 and cloud.shape[0] == 1:
+        cloud = cloud[0]
+    if cloud.ndim == 3 and cloud.shape[2] == 3:
+        flat = cloud[::factor, ::factor].reshape(-1, 3)
+    elif cloud.ndim == 2 and cloud.shape[1] == 3:
+        flat = cloud[::factor * factor]
+    else:
+        raise ValueError(f"cloud must be (H, W, 3) or (N, 3), got {cloud.shape}")
+    # Per-column tests and compress: several times faster than isfinite(flat).all(axis=1) and a mask.
+    finite = np.isfinite(flat[:, 0]) & np.isfinite(flat[:, 1]) & np.isfinite(flat[:, 2])
+    return np.compress(finite, flat, axis=0)
 
 
 # ---------------------------------------------------------------- region of interest
@@ -414,7 +457,8 @@ def on_surface(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfi
     counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.float32)
     neighbours = ndimage.uniform_filter(counts, size=3, mode="constant") * 27.0
     distance = np.linalg.norm(points - sensor.astype(np.float32), axis=1)
-    expected = (3 * config.outlier_voxel * config.sensor_focal_px / np.maximum(distance, 0.1)) ** 2
+    expected = (3 * config.outlier_voxel * config.sensor_focal_px / np.maximum(distance, 0.1)) ** 2 \
+        / config.decimation ** 2
     return neighbours.ravel()[flat] >= config.outlier_density_fraction * expected
 
 

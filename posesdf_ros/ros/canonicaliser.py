@@ -1,8 +1,8 @@
 """`canonicaliser`: a depth camera's cloud in, the target person's legs and heading out.
 
 Subscribes `points` (sensor_msgs/PointCloud2, sensor-data QoS, any frame
-whose pose is known: tf2 or the camera_* parameters). Per frame: move the
-cloud into the gravity frame, segment the target person's lower limbs
+whose pose is known: tf2 or the camera_* parameters). Per frame: thin the
+cloud (`decimation`: every n-th pixel row and column), move it into the gravity frame, segment the target person's lower limbs
 (`perception.segment_legs`, tracking the person from frame to frame:
 `inference.canonical.PersonTracker`, shared with the bag replay; the leg
 points picked by LegSegNet unless `leg_classifier` is false), and predict
@@ -30,6 +30,7 @@ from std_msgs.msg import Header
 
 from ..geometry import yaw_matrix
 from ..inference.canonical import PersonTracker
+from ..perception.segment import decimate
 from ..parameters import CANONICALISER_PARAMETERS
 from .conversions import cloud_to_xyz, xyz_to_cloud
 from .frames import Extrinsics, heading_pose, matrix_to_pose, pose_to_transform, tf2_ros
@@ -93,7 +94,7 @@ class CanonicaliserNode(ManagedNode):
     def process(self, msg: PointCloud2) -> None:
         t0 = time.perf_counter()
         try:
-            xyz = cloud_to_xyz(msg)
+            xyz = decimate(cloud_to_xyz(msg, keep_organised=True), self.p.decimation)
         except ValueError as err:
             self.drop("bad_cloud", f"cannot read the cloud: {err}")
             return

@@ -110,8 +110,10 @@ def add_parser(subparsers) -> None:
                     "each person's points below the pelvis guess + 0.3 m with perception.find_person, cache them "
                     "in --out/windows.npz, and train LegSegNet on their leg_mask labels under fresh augmentation. "
                     "Writes checkpoint.pt (resumable), loss.csv, loss.png and legseg.pt/legseg.json into --out.")
-    g.add_argument("--config", choices=("small", "tiny"), default="small",
-                   help="small: 70 scenes per (condition, view) cell, 40 epochs; tiny: tests only")
+    g.add_argument("--config", choices=("small", "fast", "tiny"), default="small",
+                   help="small: 1,024 points per window, 70 scenes per (condition, view) cell, 40 epochs; "
+                        "fast: the same on 512 points with half as many neighbours per centre (a quarter of "
+                        "the work per window); tiny: tests only")
     g.add_argument("--out", type=Path, required=True, help="run folder")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     g.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")

@@ -65,7 +65,7 @@ class BagFrame:
     """One cloud of the bag, ready for the estimator."""
 
     stamp_s: float
-    points: np.ndarray | None           # (N, 3) float32 gravity frame; None if the cloud was unusable
+    points: np.ndarray | None           # (H, W, 3) float32 gravity frame, NaN where no depth; None if unusable
     camera_origin: np.ndarray | None    # (3,) gravity frame, when the extrinsics are known
     truth: np.ndarray | None            # (9, 3) ground truth matched by stamp
     labels: dict = field(default_factory=dict)   # the ground-truth gait key-values of the frame's sequence
@@ -149,7 +149,8 @@ def iter_frames(reader: BagReader, source: FrameSource, limit: int | None = None
         else:
             frame.camera_to_gravity = T
             try:
-                xyz = cloud_xyz(msg).astype(np.float64)
+                # Organised, NaN where a pixel has none: the pipeline decimates it as the canonicaliser does.
+                xyz = cloud_xyz(msg, keep_organised=True).astype(np.float64)
                 frame.points = (xyz @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
                 is_gravity = source.camera_to_gravity is None and \
                     msg.header.frame_id.lstrip("/") == source.gravity_frame.lstrip("/")

@@ -64,8 +64,9 @@ def cloud_msg(xyz: np.ndarray, hdr, rgb: np.ndarray | None = None):
         data=buffer.reshape(-1).view(np.uint8), is_dense=bool(np.isfinite(xyz).all()))
 
 
-def cloud_xyz(msg) -> np.ndarray:
-    """(N, 3) float32 finite points of a PointCloud2 (any point_step, row padding, byte order, f4/f8 xyz)."""
+def cloud_xyz(msg, keep_organised: bool = False) -> np.ndarray:
+    """(N, 3) float32 finite points of a PointCloud2 (any point_step, row padding, byte order, f4/f8 xyz);
+    with `keep_organised`, (height, width, 3) with NaN where a pixel has none."""
     fields = {f.name: f for f in msg.fields}
     missing = [n for n in "xyz" if n not in fields]
     if missing:
@@ -80,7 +81,10 @@ def cloud_xyz(msg) -> np.ndarray:
     if data.size < msg.height * msg.row_step or msg.width * msg.point_step > msg.row_step:
         raise ValueError(f"cloud data has {data.size} bytes, less than height {msg.height} x row_step {msg.row_step}")
     points = np.ndarray((msg.height, msg.width), dtype=dtype, buffer=data, strides=(msg.row_step, msg.point_step))
-    xyz = np.stack([points[n].astype(np.float32).reshape(-1) for n in "xyz"], axis=1)
+    xyz = np.stack([points[n].astype(np.float32) for n in "xyz"], axis=-1)
+    if keep_organised:
+        return xyz
+    xyz = xyz.reshape(-1, 3)
     return xyz[np.isfinite(xyz).all(axis=1)]
 
 

@@ -284,7 +284,8 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
                if k != "samples"}
     summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
                 "generator_version": load_manifest(args.data).get("generator_version"),
-                "samples_per_cell": args.limit or "all", "decimation": args.decimation, "device": device_description("cpu"),
+                "samples_per_cell": args.limit or "all", "decimation": args.decimation,
+                "device": device_description("cpu"),
                 "classifier": None if classifier is None else {
                     k: classifier.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "command")},
                 "git_commit": git_commit()}

@@ -2,7 +2,8 @@
 
 Subscribes `points` (sensor_msgs/PointCloud2, sensor-data QoS, any frame
 whose pose is known: tf2 or the camera_* parameters). Per frame: thin the
-cloud (`decimation`: every n-th pixel row and column), move it into the gravity frame, segment the target person's lower limbs
+cloud (`decimation`: every n-th pixel row and column), move it into the
+gravity frame, segment the target person's lower limbs
 (`perception.segment_legs`, tracking the person from frame to frame:
 `inference.canonical.PersonTracker`, shared with the bag replay; the leg
 points picked by LegSegNet unless `leg_classifier` is false), and predict
@@ -30,8 +31,8 @@ from std_msgs.msg import Header
 
 from ..geometry import yaw_matrix
 from ..inference.canonical import PersonTracker
-from ..perception.segment import decimate
 from ..parameters import CANONICALISER_PARAMETERS
+from ..perception.segment import decimate
 from .conversions import cloud_to_xyz, xyz_to_cloud
 from .frames import Extrinsics, heading_pose, matrix_to_pose, pose_to_transform, tf2_ros
 from .node_base import ManagedNode, set_torch_threads, stamp_seconds

@@ -14,7 +14,7 @@ from . import quality as quality_bench
 from .benchmark import BACKENDS, INPUTS, YAW_SOURCES, add_classifier_arguments
 
 DEFAULT_TEST = Path("data/test")
-_CANONICALISER_DECIMATION = next(p.default for p in CANONICALISER_PARAMETERS if p.name == "decimation")
+_CANONICALISER_DEFAULTS = {p.name: p.default for p in CANONICALISER_PARAMETERS}
 
 
 def add_parsers(subparsers) -> None:
@@ -80,9 +80,13 @@ def add_parsers(subparsers) -> None:
                     help="comma-separated joint extractions to time on each profile: posesdf (default), nvf; "
                          "a backend other than posesdf is reported as PROFILE-BACKEND")
     sp.add_argument("--no-track", action="store_true", help="cold start every frame instead of warm starts")
-    sp.add_argument("--decimation", type=int, default=_CANONICALISER_DECIMATION,
+    sp.add_argument("--rotnet-turns", type=int, default=_CANONICALISER_DEFAULTS["rotnet_turns"],
+                    help="RotNet's test-time turns in the canonicaliser's stage (default: the node's, "
+                         f"{_CANONICALISER_DEFAULTS['rotnet_turns']})")
+    sp.add_argument("--decimation", type=int, default=_CANONICALISER_DEFAULTS["decimation"],
                     help="the canonicaliser's decimation of each camera image before segmentation (default: the "
-                         f"node's, {_CANONICALISER_DECIMATION}: every second pixel row and column; 1: every pixel)")
+                         f"node's, {_CANONICALISER_DEFAULTS['decimation']}: every second pixel row and column; "
+                         "1: every pixel)")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--weights", type=Path, default=None)
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -233,7 +237,7 @@ def _bench_speed(args: argparse.Namespace) -> int:
 
     frames = walking_sequence(args.frames, view=args.view, seed=args.seed, organised=True)
     ests = {name if backend == "posesdf" else f"{name}-{backend}":
-            GaitPoseEstimator.from_pretrained(backend, name, args.device, args.weights)
+            GaitPoseEstimator.from_pretrained(backend, name, args.device, args.weights, rotnet_turns=args.rotnet_turns)
             for name in args.profiles.split(",") for backend in args.backends.split(",")}
     result = bench_speed(ests, frames, track=not args.no_track, progress=not args.quiet)
     from ..provenance import git_commit

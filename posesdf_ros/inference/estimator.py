@@ -93,10 +93,11 @@ PROFILES = {
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
-    # from an optimised one's: the residual's ramp was set on val scenes (docs/quality.md).
+    # from an optimised one's: the residual's ramp was set on val scenes (docs/quality.md). Its mesh
+    # is coarser than fast's (25^3: a third of the SDF queries of 33^3), the node's largest CPU cost.
     "realtime": Profile(name="realtime", points=128, free_points=64, iterations=0, track_iterations=0,
                         starts=1, amortised=True, fallback_iterations=40, joint_method="head",
-                        coarse_queries=256, fine_queries=24, vote_probes=256, mesh_resolution=33,
+                        coarse_queries=256, fine_queries=24, vote_probes=256, mesh_resolution=25,
                         surface_residual_m=(0.035, 0.055)),
 }
 JOINT_METHODS = ("votes", "lsq", "head")
@@ -189,8 +190,9 @@ class GaitPoseEstimator:
                         weights: str | Path | None = None, rotnet: bool = True,
                         rotnet_weights: str | Path | None = None,
                         vote_decoding: VoteDecoding | None = None,
-                        leg_classifier=True) -> "GaitPoseEstimator":
-        """The shipped (or given) PoseSDF weights, RotNet unless `rotnet=False` and the
+                        leg_classifier=True, rotnet_turns: int = 4) -> "GaitPoseEstimator":
+        """The shipped (or given) PoseSDF weights, RotNet (with `rotnet_turns` test-time turns,
+        `inference.yaw.YawEstimator`) unless `rotnet=False` and the
         segmentation's shipped LegSegNet unless `leg_classifier` is False or None (the
         pelvis crop) or a classifier of its own (`inference.legseg.LegClassifier`).
 
@@ -219,7 +221,7 @@ class GaitPoseEstimator:
             from .yaw import YawEstimator
 
             try:
-                yaw_estimator = YawEstimator.from_pretrained(device, rotnet_weights)
+                yaw_estimator = YawEstimator.from_pretrained(device, rotnet_weights, rotnet_turns)
             except FileNotFoundError as err:
                 if rotnet_weights is not None:
                     raise

@@ -58,6 +58,7 @@ class PipelineSettings:
     max_range_m: float = _NODE_DEFAULTS["max_range_m"]
     decimation: int = _NODE_DEFAULTS["decimation"]
     yaw_source: str = _NODE_DEFAULTS["yaw_source"]
+    rotnet_turns: int = _NODE_DEFAULTS["rotnet_turns"]
     leg_classifier: bool = _NODE_DEFAULTS["leg_classifier"]
 
     # The pose_prior node's parameters that PriorConfig has, where the YAML sets them (else the node's defaults).
@@ -110,7 +111,8 @@ class NodePipeline:
         self.settings = settings
         estimator = GaitPoseEstimator.from_pretrained("posesdf", settings.profile, settings.device, weights,
                                                       rotnet=settings.yaw_source == "rotnet",
-                                                      leg_classifier=settings.leg_classifier)
+                                                      leg_classifier=settings.leg_classifier,
+                                                      rotnet_turns=settings.rotnet_turns)
         self.tracker = PersonTracker.from_settings(settings, estimator.yaw_estimator, estimator.leg_classifier)
         self.estimator = EstimatorStep(estimator, settings)
         self.prior = prior

@@ -62,9 +62,9 @@ class CanonicaliserNode(ManagedNode):
         try:
             from ..inference.yaw import YawEstimator
 
-            est = YawEstimator.from_pretrained(self.p.device, self.p.rotnet_weights or None)
-            return est, "rotnet"
-        except (ImportError, FileNotFoundError, RuntimeError) as err:
+            est = YawEstimator.from_pretrained(self.p.device, self.p.rotnet_weights or None, self.p.rotnet_turns)
+            return est, f"rotnet ({est.turns} turns)"
+        except (ImportError, FileNotFoundError, RuntimeError, ValueError) as err:
             self.warn("rotnet", f"RotNet unavailable ({err}); assuming the canonical view V1, which is "
                                 "only right for a camera at the person's front-left")
             return None, f"assume_v1 (RotNet unavailable: {err})"

@@ -482,3 +482,23 @@ def test_garbage_images_raise_only_value_error(image):
             convert(image)
         except ValueError:
             pass
+
+
+def test_the_stamp_is_read_from_serialized_clouds_and_images():
+    """What the nodes' serialized frame inputs read before deciding to deserialize a frame."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from posesdf_ros.ros.node_base import SerializedFrame, serialized_stamp
+
+    header = Header(frame_id="camera")
+    header.stamp.sec, header.stamp.nanosec = 1_700_000_123, 456_789_000
+    cloud = xyz_to_cloud(np.ones((4, 5, 3), np.float32), header)
+    for msg in (cloud, Image(header=header, height=2, width=3, encoding="rgb8", step=9, data=bytes(18))):
+        raw = serialize_message(msg)
+        stamp = serialized_stamp(raw)
+        assert (stamp.sec, stamp.nanosec) == (1_700_000_123, 456_789_000)
+        back = SerializedFrame(raw, type(msg)).message()
+        assert back.header.frame_id == "camera" and bytes(back.data) == bytes(msg.data)
+    assert serialized_stamp(b"\x00\x01\x00") is None and serialized_stamp(b"not a CDR message") is None

@@ -54,7 +54,7 @@ class CanonicaliserNode(ManagedNode):
         self.pub_person = self.create_lifecycle_publisher(PoseArray, "~/person", 5, qos_overriding_options=qos)
         self.pub_canonical = self.create_lifecycle_publisher(PointCloud2, "~/canonical_points", 5,
                                                              qos_overriding_options=qos)
-        self.subscribe(PointCloud2, "points", self.on_frame)
+        self.subscribe_frames(PointCloud2, "points")
         classifier, self.classifier_note = self._load_leg_classifier() if p.leg_classifier else (None, "off")
         self.tracker = PersonTracker.from_settings(p, yaw_estimator, classifier)
 

@@ -34,7 +34,7 @@ from ..skeleton import JOINT_NAMES
 from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
 from .frames import checked_pose, yaw_of
 from .markers import MAX_SKELETON_EXTENT_M, joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
-from .node_base import DroppedFrame, ManagedNode, set_torch_threads, stamp_seconds
+from .node_base import DroppedFrame, ManagedNode, SerializedFrame, serialized_stamp, set_torch_threads, stamp_seconds
 from .overlay import OverlayFrames, draw_skeleton
 
 
@@ -97,7 +97,8 @@ class EstimatorNode(ManagedNode):
         self.last_quality = float("nan")
         self.subscribe(PointCloud2, "legs", lambda m: self._on_part("legs", m))
         self.subscribe(PoseArray, "person", lambda m: self._on_part("person", m))
-        self.subscribe(Image, "image", self._on_image)
+        # Serialized: only the images that get an overlay are converted.
+        self.subscribe(Image, "image", self._on_image, raw=True)
         self.subscribe(CameraInfo, "camera_info", self._on_info)
 
     def cleanup(self) -> None:
@@ -113,9 +114,12 @@ class EstimatorNode(ManagedNode):
                 "last_fit_quality": f"{getattr(self, 'last_quality', float('nan')):.2f}"} | {
             f"time_{k}_ms": f"{1e3 * v:.1f}" for k, v in self.last_timings.items()}
 
-    def _on_image(self, msg: Image) -> None:
-        if self.p.overlay:
-            self._publish_overlays(*self.overlays.add_image(stamp_seconds(msg.header.stamp), msg))
+    def _on_image(self, raw: bytes) -> None:
+        stamp = serialized_stamp(raw)
+        if stamp is None:
+            self.warn("image", "cannot read an image: not CDR-serialized")
+        elif self.p.overlay:
+            self._publish_overlays(*self.overlays.add_image(stamp_seconds(stamp), SerializedFrame(raw, Image)))
 
     def _on_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -189,8 +193,13 @@ class EstimatorNode(ManagedNode):
         for image, (joints, camera_to_gravity) in ready:
             self._publish_overlay(image, joints, camera_to_gravity)
 
-    def _publish_overlay(self, image: Image, joints: np.ndarray, camera_to_gravity: np.ndarray) -> None:
+    def _publish_overlay(self, serialized: SerializedFrame, joints: np.ndarray, camera_to_gravity: np.ndarray) -> None:
         info = self.camera_info
+        try:
+            image = serialized.message()
+        except Exception as err:  # noqa: BLE001  (a message the middleware let through must not stop the node)
+            self.warn("image", f"cannot deserialize the image: {err}")
+            return
         if info is None:
             self.warn("camera_info", "no camera_info received yet; no overlay")
             return

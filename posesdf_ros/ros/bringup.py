@@ -103,11 +103,17 @@ def make_nodes(names: list[str], params_file: Path | None = None, context=None,
 
 
 def spin(nodes: list, duration_s: float = 0.0, context=None, stop: threading.Event | None = None) -> None:
-    """Spin the nodes on one multi-threaded executor until Ctrl-C, `duration_s` or `stop`."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    """Spin the nodes on one single-threaded executor until Ctrl-C, `duration_s` or `stop`.
 
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    Single-threaded: every callback only hands work to its node's worker thread, and rclpy's
+    MultiThreadedExecutor (7.1, Jazzy) re-yields queued tasks without waiting (ros2/rclpy#1452),
+    a loop that holds the interpreter lock and slows the workers' torch calls, each of which
+    must take the lock back.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=context)
     for node in nodes:
         executor.add_node(node)
     end = time.monotonic() + duration_s if duration_s > 0 else float("inf")

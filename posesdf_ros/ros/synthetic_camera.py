@@ -52,6 +52,9 @@ class SyntheticCameraNode(ManagedNode):
         # Camera yaw and position only move the scene in the gravity frame; the walker is
         # placed relative to the camera, so the rendering is the same.
         self.frames: list[StreamFrame] = [self.walker.frame(i * self.period_s) for i in range(n)]
+        # The messages too, once: packing a 640 x 360 cloud with its colours took 6 ms a tick.
+        self.messages = [(xyz_to_cloud(f.cloud, Header(), rgb=f.rgb), array_to_image(f.rgb, "rgb8", Header()))
+                         for f in self.frames]
         self.true_gait = true_parameters(self.walker.walker.subject).to_dict()
         self.get_logger().info(f"ready: {n} frames, {np.isfinite(self.frames[0].cloud).all(-1).sum()} points each")
         self.camera_to_gravity = extrinsics_from_parameters(self.p)
@@ -77,16 +80,18 @@ class SyntheticCameraNode(ManagedNode):
         if getattr(self, "timer", None) is not None:
             self.destroy_timer(self.timer)
             self.timer = None
-        self.frames = []
+        self.frames, self.messages = [], []
 
     def _tick(self) -> None:
         if not self.is_active or not self.frames:
             return
         frame = self.frames[self.index % len(self.frames)]
+        cloud, image = self.messages[self.index % len(self.frames)]
         self.index += 1
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.p.camera_frame)
-        self.pub_points.publish(xyz_to_cloud(frame.cloud, header, rgb=frame.rgb))
-        self.pub_image.publish(array_to_image(frame.rgb, "rgb8", header))
+        cloud.header = image.header = header
+        self.pub_points.publish(cloud)
+        self.pub_image.publish(image)
         self.pub_info.publish(self.camera_info(header, frame))
         if self.p.publish_ground_truth:
             # The walker was rendered by a camera at the origin with no yaw; move its joints

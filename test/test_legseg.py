@@ -113,3 +113,25 @@ def test_threshold_sweep_trades_recall_for_precision(test_build, classifier, tmp
     assert precision[2] > precision[0]
     with pytest.raises(SystemExit, match="split val"):
         tune_threshold(tmp_path, test_build, progress=False)
+
+
+def test_the_fast_classifier_on_decimated_scenes_as_the_canonicaliser_runs_it(scenes):
+    """The canonicaliser's defaults: the 512-point LegSegNet on every second pixel row and column."""
+    from posesdf_ros.evaluation.segmentation import pixel_decimation
+    from posesdf_ros.inference.legseg import LegClassifier
+    from posesdf_ros.perception import SegmentationConfig
+
+    fast = LegClassifier.from_pretrained(model="fast")
+    assert fast.model.config.points == 512 and fast.description == "LegSegNet (512 points)"
+    config = SegmentationConfig().decimated(2)
+    thinned = []
+    for scene in scenes:
+        keep = pixel_decimation(scene["depth"], 2)
+        thinned.append({"points": scene["points"][keep], "leg_mask": scene["leg_mask"][keep]})
+    results = [segment_legs(t["points"], config, sensor_origin=s["camera_to_gravity"][:3, 3], leg_classifier=fast)
+               for t, s in zip(thinned, scenes)]
+    assert all(r.valid for r in results)
+    precision, recall = _pooled(results, thinned)
+    assert precision > 0.93 and recall > 0.93
+    with pytest.raises(ValueError):
+        LegClassifier.from_pretrained(model="medium")

@@ -29,9 +29,10 @@ BACKENDS = ("posesdf", "nvf", "pn2")
 
 def add_classifier_arguments(parser) -> None:
     """--classifier and --legseg-weights: how the segmentation picks the leg points of a scene."""
-    parser.add_argument("--classifier", choices=("legseg", "none"), default="legseg",
+    parser.add_argument("--classifier", choices=("legseg", "legseg-fast", "none"), default="legseg",
                         help="how segmentation picks the person's leg points: legseg (default), LegSegNet on the "
-                             "person's points below the pelvis guess + 0.3 m; none, the rule-based crop at the "
+                             "person's points below the pelvis guess + 0.3 m; legseg-fast, the shipped 512-point "
+                             "LegSegNet (the canonicaliser's default); none, the rule-based crop at the "
                              "pelvis guess + 0.1 m without detached hands")
     parser.add_argument("--legseg-weights", type=Path, default=None,
                         help="folder of legseg.pt/legseg.json (default: the shipped weights)")
@@ -247,7 +248,8 @@ def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = 
             "frames": len(samples), "frames_with_person": found,
             "scene_points": float(np.mean([len(a["points"]) for a in samples])), "decimation": decimation,
             "points_segmented": float(np.mean(sizes)),
-            "rotnet_turns": yaw_estimator.turns, "leg_points_by": "LegSegNet" if leg_classifier else "pelvis crop",
+            "rotnet_turns": yaw_estimator.turns,
+            "leg_points_by": leg_classifier.description if leg_classifier else "pelvis crop",
             "device": provenance.device_description(yaw_estimator.device)}
 
 

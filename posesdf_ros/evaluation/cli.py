@@ -80,6 +80,9 @@ def add_parsers(subparsers) -> None:
                     help="comma-separated joint extractions to time on each profile: posesdf (default), nvf; "
                          "a backend other than posesdf is reported as PROFILE-BACKEND")
     sp.add_argument("--no-track", action="store_true", help="cold start every frame instead of warm starts")
+    sp.add_argument("--legseg-model", choices=("fast", "small"), default=_CANONICALISER_DEFAULTS["legseg_model"],
+                    help="LegSegNet of the canonicaliser's stage (default: the node's, "
+                         f"{_CANONICALISER_DEFAULTS['legseg_model']})")
     sp.add_argument("--rotnet-turns", type=int, default=_CANONICALISER_DEFAULTS["rotnet_turns"],
                     help="RotNet's test-time turns in the canonicaliser's stage (default: the node's, "
                          f"{_CANONICALISER_DEFAULTS['rotnet_turns']})")
@@ -216,7 +219,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.shard[1] > 1:
         summary["shard"] = "{}/{}".format(*args.shard)
     if args.input == "scene":
-        summary["leg_points_by"] = "LegSegNet" if est.leg_classifier is not None else "pelvis crop"
+        summary["leg_points_by"] = est.leg_classifier.description if est.leg_classifier is not None else "pelvis crop"
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1))
@@ -237,7 +240,8 @@ def _bench_speed(args: argparse.Namespace) -> int:
 
     frames = walking_sequence(args.frames, view=args.view, seed=args.seed, organised=True)
     ests = {name if backend == "posesdf" else f"{name}-{backend}":
-            GaitPoseEstimator.from_pretrained(backend, name, args.device, args.weights, rotnet_turns=args.rotnet_turns)
+            GaitPoseEstimator.from_pretrained(backend, name, args.device, args.weights, rotnet_turns=args.rotnet_turns,
+                                              legseg_model=args.legseg_model)
             for name in args.profiles.split(",") for backend in args.backends.split(",")}
     result = bench_speed(ests, frames, track=not args.no_track, progress=not args.quiet)
     from ..provenance import git_commit

@@ -34,7 +34,11 @@ def run_label(summary: dict) -> str:
     yaw = "GT yaw" if source.startswith("ground") else ("RotNet" if source == "RotNet" else "no RotNet")
     scene = ""
     if summary.get("input", "").startswith("whole scene"):
-        scene = ", scene input" + (", LegSegNet" if summary.get("leg_points_by") == "LegSegNet" else "")
+        by = summary.get("leg_points_by") or ""
+        # Runs written before the model's point count was recorded say just "LegSegNet" (1,024 points).
+        small = by in ("LegSegNet", "LegSegNet (1024 points)")
+        legseg = ", LegSegNet" if small else ", fast LegSegNet"
+        scene = ", scene input" + (legseg if by.startswith("LegSegNet") else "")
     # Runs from before start screening existed fitted from the mean code only.
     starts = prof.get("starts", 1) if summary["backend"] != "pn2" else None
     screening = "" if starts is None else (", mean-code start" if starts == 1 else f", {starts} starts")

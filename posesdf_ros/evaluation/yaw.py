@@ -111,7 +111,8 @@ def _eval_yaw(args) -> int:
            "samples_per_cell": args.limit or "all", "count": len(records),
            "device": device_description(est.device), "rotnet_points": est.model.config.encoder.points,
            "test_time_turns": est.turns,
-           "leg_points_by": "LegSegNet" if classifier is not None else ("pelvis crop" if args.segment else None),
+           "leg_points_by": (classifier.description if classifier is not None
+                             else "pelvis crop" if args.segment else None),
            "seconds": round(time.perf_counter() - t0, 1),
            "git_commit": git_commit(),
            "weights": {k: est.meta.get(k) for k in ("epochs_done", "epochs_planned", "train_minutes", "data_seed",

@@ -190,10 +190,12 @@ class GaitPoseEstimator:
                         weights: str | Path | None = None, rotnet: bool = True,
                         rotnet_weights: str | Path | None = None,
                         vote_decoding: VoteDecoding | None = None,
-                        leg_classifier=True, rotnet_turns: int = 4) -> "GaitPoseEstimator":
+                        leg_classifier=True, rotnet_turns: int = 4,
+                        legseg_model: str = "small") -> "GaitPoseEstimator":
         """The shipped (or given) PoseSDF weights, RotNet (with `rotnet_turns` test-time turns,
         `inference.yaw.YawEstimator`) unless `rotnet=False` and the
-        segmentation's shipped LegSegNet unless `leg_classifier` is False or None (the
+        segmentation's shipped LegSegNet (`legseg_model`, a name of
+        `inference.legseg.LEGSEG_MODELS`) unless `leg_classifier` is False or None (the
         pelvis crop) or a classifier of its own (`inference.legseg.LegClassifier`).
 
         backend "nvf" also loads the NVF vote head (nvf.pt/json) from the same
@@ -231,7 +233,7 @@ class GaitPoseEstimator:
             from .legseg import LegClassifier
 
             try:
-                classifier = LegClassifier.from_pretrained(device)
+                classifier = LegClassifier.from_pretrained(device, model=legseg_model)
             except FileNotFoundError as err:
                 classifier = None
                 warnings.warn(f"LegSegNet unavailable ({err}); scenes are cropped at the pelvis guess")

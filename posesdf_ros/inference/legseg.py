@@ -22,6 +22,11 @@ from scipy.spatial import cKDTree
 from ..models.legseg import LegSegConfig, LegSegNet, to_network_frame
 from .pretrained import weights_path
 
+#: The shipped LegSegNets by name -> their weights' file stem in posesdf_ros/weights: "small" (1,024
+#: points, the evaluation commands' default) and "fast" (512 points with half the neighbours per centre, a
+#: quarter of the work: the canonicaliser's default). docs/segmentation.md compares them.
+LEGSEG_MODELS = {"small": "legseg", "fast": "legseg_fast"}
+
 
 class LegClassifier:
     def __init__(self, model: LegSegNet, meta: dict | None = None, device: str = "cpu",
@@ -37,13 +42,21 @@ class LegClassifier:
 
     @classmethod
     def from_pretrained(cls, device: str = "cpu", weights: str | Path | None = None,
-                        threshold: float | None = None) -> "LegClassifier":
-        """The shipped weights (posesdf_ros/weights/legseg.*) or those in the folder `weights`."""
-        path = weights_path("legseg", Path(weights) if weights else None)
+                        threshold: float | None = None, model: str = "small") -> "LegClassifier":
+        """The shipped weights of `model` (a name of `LEGSEG_MODELS`) or legseg.pt/json in the folder
+        `weights`."""
+        if model not in LEGSEG_MODELS:
+            raise ValueError(f"unknown LegSegNet {model!r}; expected one of {tuple(LEGSEG_MODELS)}")
+        path = (weights_path("legseg", Path(weights)) if weights else weights_path(LEGSEG_MODELS[model]))
         meta = json.loads(path.with_suffix(".json").read_text())
         model = LegSegNet(LegSegConfig.from_dict(meta["config"]))
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return cls(model, meta, device, threshold)
+
+    @property
+    def description(self) -> str:
+        """What picks the leg points, for reports: "LegSegNet (N points)"."""
+        return f"LegSegNet ({self.model.config.points} points)"
 
     def leg_probability(self, points: np.ndarray, height: np.ndarray) -> np.ndarray:
         """points (M, 3) of one person's window (gravity frame), height (M,) above the floor ->
@@ -70,11 +83,11 @@ class LegClassifier:
 
 
 def load_for_cli(choice: str, weights: str | Path | None = None, device: str = "cpu") -> "LegClassifier | None":
-    """The `--classifier legseg|none` option of the evaluation commands: the classifier, or None for
-    the rule-based pelvis crop. Missing weights stop the command with what to do."""
+    """The `--classifier legseg|legseg-fast|none` option of the evaluation commands: the classifier, or
+    None for the rule-based pelvis crop. Missing weights stop the command with what to do."""
     if choice == "none":
         return None
     try:
-        return LegClassifier.from_pretrained(device, weights)
+        return LegClassifier.from_pretrained(device, weights, model="fast" if choice == "legseg-fast" else "small")
     except FileNotFoundError as err:
         raise SystemExit(f"{err}\n(or pass --classifier none for the rule-based pelvis crop)") from None

@@ -60,6 +60,7 @@ class PipelineSettings:
     yaw_source: str = _NODE_DEFAULTS["yaw_source"]
     rotnet_turns: int = _NODE_DEFAULTS["rotnet_turns"]
     leg_classifier: bool = _NODE_DEFAULTS["leg_classifier"]
+    legseg_model: str = _NODE_DEFAULTS["legseg_model"]
 
     # The pose_prior node's parameters that PriorConfig has, where the YAML sets them (else the node's defaults).
     prior: tuple[tuple[str, object], ...] = ()
@@ -112,7 +113,8 @@ class NodePipeline:
         estimator = GaitPoseEstimator.from_pretrained("posesdf", settings.profile, settings.device, weights,
                                                       rotnet=settings.yaw_source == "rotnet",
                                                       leg_classifier=settings.leg_classifier,
-                                                      rotnet_turns=settings.rotnet_turns)
+                                                      rotnet_turns=settings.rotnet_turns,
+                                                      legseg_model=settings.legseg_model)
         self.tracker = PersonTracker.from_settings(settings, estimator.yaw_estimator, estimator.leg_classifier)
         self.estimator = EstimatorStep(estimator, settings)
         self.prior = prior

@@ -73,7 +73,8 @@ class CanonicaliserNode(ManagedNode):
         try:
             from ..inference.legseg import LegClassifier
 
-            return LegClassifier.from_pretrained(self.p.device), "legseg"
+            return (LegClassifier.from_pretrained(self.p.device, model=self.p.legseg_model),
+                    f"legseg ({self.p.legseg_model})")
         except (ImportError, FileNotFoundError, RuntimeError) as err:
             self.warn("legseg", f"LegSegNet unavailable ({err}); cropping the person at the pelvis guess")
             return None, f"pelvis crop (LegSegNet unavailable: {err})"

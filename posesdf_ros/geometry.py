@@ -26,3 +26,12 @@ def look_at_pitched(height_m: float, pitch_rad: float, yaw_rad: float = 0.0,
     T[:3, :3] = yaw_matrix(yaw_rad) @ R
     T[:3, 3] = [position_xy[0], position_xy[1], height_m]
     return T
+
+
+def standing_legs(points: int = 2000, seed: int = 0) -> np.ndarray:
+    """(points, 3) on two upright cylinders (radius 6 cm, 0.85 m tall, 20 cm apart, along y) on the
+    floor z = 0 at the origin: a crude pair of legs facing +x, for warming models up before live data."""
+    rng = np.random.default_rng(seed)
+    angle, height = rng.uniform(0, 2 * np.pi, points), rng.uniform(0.0, 0.85, points)
+    side = np.where(np.arange(points) % 2 == 0, 0.1, -0.1)
+    return np.column_stack([0.06 * np.cos(angle), side + 0.06 * np.sin(angle), height])

@@ -240,6 +240,19 @@ class GaitPoseEstimator:
         return cls(model, meta, profile, device, backend, yaw_estimator=yaw_estimator, nvf_head=nvf_head,
                    vote_decoding=vote_decoding, leg_classifier=classifier, amortised=amortised)
 
+    def warm_up(self) -> None:
+        """One estimate with a mesh on a synthetic pair of legs (then `reset`), so that first-call costs
+        (lazy imports, the first pass of each torch op, allocations) are not paid on live frames."""
+        from ..geometry import standing_legs
+
+        self.estimate(standing_legs(), yaw=0.0, camera_origin=np.array([2.0, 0.0, 1.0]), mesh=True, segment=False)
+        if self.yaw_estimator is not None:
+            self.yaw_estimator.predict(standing_legs())
+        if self.leg_classifier is not None:
+            legs = standing_legs()
+            self.leg_classifier.leg_mask(legs, legs[:, 2])
+        self.reset()
+
     def reset(self) -> None:
         """Forget the tracked latent code (a new person or a cut in the sequence)."""
         self._previous = None

@@ -79,7 +79,9 @@ class EstimatorNode(ManagedNode):
 
         p = self.p
         set_torch_threads(p.torch_threads)
-        self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None)
+        self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None,
+                                                           rotnet=False, leg_classifier=False)
+        self.estimator.warm_up()
         # The live parameters (track, track_reset_s, check_heading) are read by the step at every frame.
         self.step = EstimatorStep(self.estimator, p)
         self.pairer = StampPairer()

@@ -38,11 +38,21 @@ def _disk(image: np.ndarray, centre: np.ndarray, radius: float, colour) -> None:
 
 
 def _line(image: np.ndarray, a: np.ndarray, b: np.ndarray, width: float, colour) -> None:
+    """The pixels whose centres lie within width / 2 of the segment a-b (a capsule), in one pass over
+    its bounding box (a disk per pixel step along the bone took 16 % of the estimator node's time)."""
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return
-    steps = int(np.clip(np.linalg.norm(b - a), 1, 4000))
-    for t in np.linspace(0.0, 1.0, steps + 1):
-        _disk(image, a + t * (b - a), width / 2, colour)
+    h, w = image.shape[:2]
+    r = width / 2
+    x0, x1 = int(max(0, min(a[0], b[0]) - r)), int(min(w, max(a[0], b[0]) + r + 1))
+    y0, y1 = int(max(0, min(a[1], b[1]) - r)), int(min(h, max(a[1], b[1]) + r + 1))
+    if x0 >= x1 or y0 >= y1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
+    d = b - a
+    t = np.clip(((xx - a[0]) * d[0] + (yy - a[1]) * d[1]) / max(float(d @ d), 1e-12), 0.0, 1.0)
+    inside = (xx - a[0] - t * d[0]) ** 2 + (yy - a[1] - t * d[1]) ** 2 <= r * r
+    image[y0:y1, x0:x1][inside] = colour
 
 
 def draw_skeleton(rgb: np.ndarray, joints_gravity: np.ndarray, camera_to_gravity: np.ndarray, K: np.ndarray,

@@ -95,9 +95,8 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
                   quiet_s: float = 8.0) -> tuple[dict, list[dict]]:
     """Replay the bag to the nodes and score their outputs; returns (summary, per-frame records)."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
 
-    from ..bringup import NODE_CLASSES, default_params_file
+    from ..bringup import NODE_CLASSES, default_params_file, make_executor
     from ..processes import start_node_processes, stop_node_processes
     from .play import BagPlayer
     from .writer import write_raw_bag
@@ -130,7 +129,7 @@ def evaluate_live(bag: Path, source: FrameSource, settings: PipelineSettings, ou
     try:
         recorder = OutputRecorder(context, joints_topic)
         player = BagPlayer(bag, context, played, rate, clock=True)
-        executor = SingleThreadedExecutor(context=context)     # see bringup.spin
+        executor = make_executor(context)
         executor.add_node(recorder.node)
         executor.add_node(player.node)
         spinner = threading.Thread(target=lambda: _spin(executor, stop), daemon=True)

@@ -105,10 +105,11 @@ CANONICALISER_PARAMETERS: tuple[Param, ...] = CAMERA_POSE_PARAMETERS + (
                                   "more precision and recall, docs/segmentation.md).", choices=("fast", "small")),
     Param("device", "cpu", "Torch device of RotNet and LegSegNet.", choices=("cpu", "cuda")),
     TORCH_THREADS,
-    Param("decimation", 2, "Keep every n-th row and column of an organised cloud (every n²-th point of an "
-                           "unorganised one) before segmentation, as a depth camera's decimation filter does: "
-                           "2 keeps a quarter of a 640 x 360 cloud, enough for the networks' fixed-size samples, "
-                           "at a quarter of the segmentation's work. 1 keeps every point.", (1, 8)),
+    Param("decimation", 1, "Keep every n-th row and column of an organised cloud (every n²-th point of an "
+                           "unorganised one) before segmentation, as a depth camera's decimation filter does. 2 "
+                           "keeps a quarter of a 640 x 360 cloud at about half the segmentation's time, but the "
+                           "slivers of a far leg seen past the near one go, and the fit check then rejects some "
+                           "right fits of a hidden knee (docs/segmentation.md). 1 keeps every point.", (1, 8)),
     Param("max_points", 400000, "Clouds with more valid points (after decimation) are thinned to this many.",
           (1000, 10000000), live=True),
     Param("min_range_m", 0.3, "Ignore points horizontally nearer the camera than this (m).", (0.0, 10.0)),

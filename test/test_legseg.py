@@ -115,8 +115,9 @@ def test_threshold_sweep_trades_recall_for_precision(test_build, classifier, tmp
         tune_threshold(tmp_path, test_build, progress=False)
 
 
-def test_the_fast_classifier_on_decimated_scenes_as_the_canonicaliser_runs_it(scenes):
-    """The canonicaliser's defaults: the 512-point LegSegNet on every second pixel row and column."""
+def test_the_fast_classifier_finds_the_legs_of_decimated_scenes(scenes):
+    """The canonicaliser's default LegSegNet (512 points) on every second pixel row and column
+    (`decimation: 2`)."""
     from posesdf_ros.evaluation.segmentation import pixel_decimation
     from posesdf_ros.inference.legseg import LegClassifier
     from posesdf_ros.perception import SegmentationConfig

@@ -213,7 +213,7 @@ def test_decimate_keeps_every_nth_pixel_row_and_column_and_drops_invalid_points(
 
 @pytest.mark.parametrize("scene_index", range(len(CLUTTERED_SCENES)))
 def test_a_decimated_scene_gives_the_same_legs_with_the_decimated_config(scenes, scene_index):
-    """Every second pixel row and column (what the canonicaliser segments by default): the legs are
+    """Every second pixel row and column (the canonicaliser's `decimation: 2`): the legs are
     found as well, on a quarter of the points, with thresholds that follow the density."""
     from posesdf_ros.evaluation.segmentation import pixel_decimation
 

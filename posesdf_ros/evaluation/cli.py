@@ -295,7 +295,8 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
                 "samples_per_cell": args.limit or "all", "decimation": args.decimation,
                 "device": device_description("cpu"),
                 "classifier": None if classifier is None else {
-                    k: classifier.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "command")},
+                    k: classifier.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "command")}
+                | {"points": classifier.model.config.points},
                 "git_commit": git_commit()}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -147,7 +147,12 @@ def _yaw_lines(yaw: dict) -> list[str]:
 
 def _segmentation_method(seg: dict) -> str:
     c = seg.get("classifier")
-    return "pelvis crop (rules)" if not c else f"LegSegNet ({c.get('epochs_done')}/{c.get('epochs_planned')} epochs)"
+    # Runs from before the point count was recorded used the only LegSegNet then, of 1,024 points.
+    method = "pelvis crop (rules)" if not c else \
+        f"LegSegNet, {c.get('points', 1024)} points ({c.get('epochs_done')}/{c.get('epochs_planned')} epochs)"
+    decimation = seg.get("decimation", 1)
+    return method + (f", every {decimation}nd pixel row and column" if decimation == 2 else
+                     f", every {decimation}th pixel row and column" if decimation > 2 else "")
 
 
 def _segmentation_lines(runs: list[dict]) -> list[str]:

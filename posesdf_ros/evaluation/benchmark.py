@@ -253,6 +253,29 @@ def bench_canonicalise(samples: Iterable[dict], yaw_estimator, progress: bool = 
             "device": provenance.device_description(yaw_estimator.device)}
 
 
+def bench_prior_step(samples: Iterable[dict], noise_m: float = 0.015, seed: int = 0) -> dict:
+    """Latency of the pose_prior node's work per frame: `PosePrior.step` with the node's parameter
+    defaults, on the samples' true joints plus isotropic Gaussian noise (`noise_m` per axis)."""
+    from ..inference.pipeline import PipelineSettings, load_prior
+
+    samples = list(samples)
+    prior = load_prior(True, PipelineSettings(), [])
+    if prior is None:
+        return {"note": "Pose-NDF weights unavailable"}
+    rng = np.random.default_rng(seed)
+    seconds = []
+    for i, a in enumerate(samples):
+        joints = np.asarray(a["joints"], float) + rng.normal(0.0, noise_m, (9, 3))
+        t = time.perf_counter()
+        prior.step(float(a["stamp_s"]), joints)
+        if i >= 3:          # the first frames start the filter (no window, no cycle yet)
+            seconds.append(time.perf_counter() - t)
+    return {"step_ms": {"mean": 1000 * float(np.mean(seconds)), "p95": 1000 * float(np.percentile(seconds, 95))},
+            "frames_timed": len(seconds), "noise_m": noise_m, "seed": seed,
+            "settings": {k: getattr(prior.config, k) for k in ("lag_frames", "iterations", "observation_sigma_m",
+                                                                "motion_sigma_m", "prior_weight")}}
+
+
 def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, repeats: int = 1,
                 progress: bool = True) -> dict:
     """Per-stage latency (mean, p95), FPS, MPJPE and peak memory of each profile over the same

@@ -70,7 +70,9 @@ def add_parsers(subparsers) -> None:
     sp = bsub.add_parser("speed", help="per-stage latency, FPS, MPJPE and peak memory of each profile",
                          description="Time the profiles on the same generated walking sequence (a test body "
                                      "on a treadmill, realistic noise, segmented leg clouds, ground-truth yaw), "
-                                     "warm-starting each frame from the previous one unless --no-track.")
+                                     "warm-starting each frame from the previous one unless --no-track; then the "
+                                     "canonicaliser's work on the whole scene clouds (the node's settings) and the "
+                                     "pose_prior node's step on the true joints plus 15 mm noise.")
     sp.add_argument("--frames", type=int, default=30, help="frames of the sequence (default 30, at 15 Hz)")
     sp.add_argument("--view", default="V2", help="camera view of the sequence (default V2)")
     sp.add_argument("--seed", type=int, default=1, help="sequence seed (default 1)")
@@ -253,6 +255,9 @@ def _bench_speed(args: argparse.Namespace) -> int:
     if first.yaw_estimator is not None:
         out["canonicalise"] = bench_canonicalise(frames, first.yaw_estimator, progress=not args.quiet,
                                                  leg_classifier=first.leg_classifier, decimation=args.decimation)
+    from .benchmark import bench_prior_step
+
+    out["pose_prior"] = bench_prior_step(frames)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))

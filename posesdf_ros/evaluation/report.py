@@ -234,11 +234,22 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
         if "canonicalise" in bench:
             c = bench["canonicalise"]
             st = c["stages_ms"]
+            decimation = c.get("decimation", 1)
+            thinned = "" if decimation == 1 else \
+                f", every {decimation}nd pixel row and column kept: about {c['points_segmented']:.0f} segmented"
             lines += ["", "Segmentation + RotNet on the same frames' whole scene clouds "
-                          f"(about {c['scene_points']:.0f} points, {c['frames_with_person']}/{c['frames']} "
-                          f"with a person found, RotNet with {c['rotnet_turns']} test-time turns, {c['device']}):", "",
+                          f"(about {c['scene_points']:.0f} points{thinned}, {c['frames_with_person']}/{c['frames']} "
+                          f"with a person found, leg points by {c.get('leg_points_by', 'LegSegNet')}, RotNet with "
+                          f"{c['rotnet_turns']} test-time turns, {c['device']}):", "",
                       "| stage | mean (ms) | p95 (ms) |", "|---|---|---|"]
             lines += [f"| {k} | {v['mean']:.1f} | {v['p95']:.1f} |" for k, v in st.items()]
+        if "step_ms" in bench.get("pose_prior", {}):
+            p = bench["pose_prior"]
+            lines += ["", f"The pose_prior node's step (`PosePrior.step`, the node's defaults: "
+                          f"{p['settings']['lag_frames']} frames of lag, {p['settings']['iterations']} L-BFGS "
+                          f"iterations) on the same frames' true joints plus {1000 * p['noise_m']:.0f} mm noise: "
+                          f"{p['step_ms']['mean']:.1f} ms mean, {p['step_ms']['p95']:.1f} ms p95 over "
+                          f"{p['frames_timed']} frames."]
     if yaw_file is not None and Path(yaw_file).exists():
         lines += _yaw_lines(json.loads(Path(yaw_file).read_text()))
     segmentation = [json.loads(Path(f).read_text()) for f in segmentation_files or [] if Path(f).exists()]

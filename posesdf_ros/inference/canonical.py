@@ -135,6 +135,17 @@ class PersonTracker:
         config = SegmentationConfig(roi_min_range=settings.min_range_m, roi_max_range=settings.max_range_m)
         return cls(config.decimated(settings.decimation), yaw_estimator, settings.track_timeout_s, leg_classifier)
 
+    def warm_up(self) -> None:
+        """RotNet and LegSegNet once on a synthetic pair of legs: their first calls pay one-off costs
+        (the first pass of each torch op), which should not fall on live frames."""
+        from ..geometry import standing_legs
+
+        legs = standing_legs()
+        if self.yaw_estimator is not None:
+            self.yaw_estimator.predict(legs)
+        if self.leg_classifier is not None:
+            self.leg_classifier.leg_mask(legs, legs[:, 2])
+
     def reset(self) -> None:
         """Forget the person."""
         self.previous_centre: np.ndarray | None = None

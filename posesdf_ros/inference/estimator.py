@@ -242,15 +242,11 @@ class GaitPoseEstimator:
 
     def warm_up(self) -> None:
         """One estimate with a mesh on a synthetic pair of legs (then `reset`), so that first-call costs
-        (lazy imports, the first pass of each torch op, allocations) are not paid on live frames."""
+        (lazy imports, the first pass of each torch op, allocations) are not paid on live frames. The
+        segmentation's models are `PersonTracker.warm_up`'s."""
         from ..geometry import standing_legs
 
         self.estimate(standing_legs(), yaw=0.0, camera_origin=np.array([2.0, 0.0, 1.0]), mesh=True, segment=False)
-        if self.yaw_estimator is not None:
-            self.yaw_estimator.predict(standing_legs())
-        if self.leg_classifier is not None:
-            legs = standing_legs()
-            self.leg_classifier.leg_mask(legs, legs[:, 2])
         self.reset()
 
     def reset(self) -> None:

@@ -29,7 +29,7 @@ from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
-from ..geometry import standing_legs, yaw_matrix
+from ..geometry import yaw_matrix
 from ..inference.canonical import PersonTracker
 from ..parameters import CANONICALISER_PARAMETERS
 from ..perception.segment import decimate
@@ -57,12 +57,7 @@ class CanonicaliserNode(ManagedNode):
         self.subscribe_frames(PointCloud2, "points")
         classifier, self.classifier_note = self._load_leg_classifier() if p.leg_classifier else (None, "off")
         self.tracker = PersonTracker.from_settings(p, yaw_estimator, classifier)
-        # First calls pay one-off costs (the first pass of each torch op): here, not on live frames.
-        legs = standing_legs()
-        if yaw_estimator is not None:
-            yaw_estimator.predict(legs)
-        if classifier is not None:
-            classifier.leg_mask(legs, legs[:, 2])
+        self.tracker.warm_up()
 
     def _load_rotnet(self):
         try:

@@ -101,7 +101,8 @@ def test_offline_eval_writes_report_and_the_issues_json(walk_bag, tmp_path, caps
 
 def test_bag_of_test_samples_scores_as_posesdf_eval_does(test_build, tmp_path):
     """The same samples through `posesdf bag eval` and `posesdf eval --input scene --yaw rotnet`, with the
-    evaluation's full-resolution clouds and 4 RotNet turns (the canonicaliser's defaults trade them for speed)."""
+    evaluation's 1,024-point LegSegNet, full-resolution clouds and 4 RotNet turns (the canonicaliser's defaults
+    trade them for speed)."""
     from posesdf_ros.evaluation.benchmark import evaluate, load_estimator
     from posesdf_ros.ros.bag.record import record_dataset
 
@@ -109,7 +110,8 @@ def test_bag_of_test_samples_scores_as_posesdf_eval_does(test_build, tmp_path):
     record_dataset(bag, test_build, "CV", limit=1, progress=False)
     js = tmp_path / "bag.json"
     params = tmp_path / "params.yaml"
-    params.write_text("canonicaliser:\n  ros__parameters:\n    decimation: 1\n    rotnet_turns: 4\n")
+    params.write_text("canonicaliser:\n  ros__parameters:\n    decimation: 1\n    rotnet_turns: 4\n"
+                      "    legseg_model: small\n")
     assert main(["bag", "eval", str(bag), "--no-prior", "--profile", "fast", "--out", str(tmp_path / "r"),
                  "--params-file", str(params), "--json", str(js), "--quiet"]) == 0
     records = json.loads((tmp_path / "r" / "records.json").read_text())

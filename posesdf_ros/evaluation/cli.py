@@ -90,8 +90,8 @@ def add_parsers(subparsers) -> None:
                          f"{_CANONICALISER_DEFAULTS['rotnet_turns']})")
     sp.add_argument("--decimation", type=int, default=_CANONICALISER_DEFAULTS["decimation"],
                     help="the canonicaliser's decimation of each camera image before segmentation (default: the "
-                         f"node's, {_CANONICALISER_DEFAULTS['decimation']}: every second pixel row and column; "
-                         "1: every pixel)")
+                         f"node's, {_CANONICALISER_DEFAULTS['decimation']}; 1: every pixel, 2: every second pixel "
+                         "row and column)")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--weights", type=Path, default=None)
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")

@@ -150,9 +150,14 @@ def _segmentation_method(seg: dict) -> str:
     # Runs from before the point count was recorded used the only LegSegNet then, of 1,024 points.
     method = "pelvis crop (rules)" if not c else \
         f"LegSegNet, {c.get('points', 1024)} points ({c.get('epochs_done')}/{c.get('epochs_planned')} epochs)"
-    decimation = seg.get("decimation", 1)
-    return method + (f", every {decimation}nd pixel row and column" if decimation == 2 else
-                     f", every {decimation}th pixel row and column" if decimation > 2 else "")
+    return method + _decimation_phrase(seg.get("decimation", 1))
+
+
+def _decimation_phrase(decimation: int) -> str:
+    """", every 2nd pixel row and column" for a decimated cloud, "" for every pixel."""
+    if decimation == 1:
+        return ""
+    return f", every {decimation}{'nd' if decimation == 2 else 'rd' if decimation == 3 else 'th'} pixel row and column"
 
 
 def _segmentation_lines(runs: list[dict]) -> list[str]:
@@ -236,7 +241,7 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
             st = c["stages_ms"]
             decimation = c.get("decimation", 1)
             thinned = "" if decimation == 1 else \
-                f", every {decimation}nd pixel row and column kept: about {c['points_segmented']:.0f} segmented"
+                f"{_decimation_phrase(decimation)} kept: about {c['points_segmented']:.0f} segmented"
             lines += ["", "Segmentation + RotNet on the same frames' whole scene clouds "
                           f"(about {c['scene_points']:.0f} points{thinned}, {c['frames_with_person']}/{c['frames']} "
                           f"with a person found, leg points by {c.get('leg_points_by', 'LegSegNet')}, RotNet with "

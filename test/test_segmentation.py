@@ -229,3 +229,21 @@ def test_a_decimated_scene_gives_the_same_legs_with_the_decimated_config(scenes,
     full_precision, full_recall = _precision_recall(full, scene["leg_mask"])
     assert precision > full_precision - 0.03 and recall > full_recall - 0.03
     assert abs(result.pelvis_height - full.pelvis_height) < 0.05
+
+
+@pytest.mark.parametrize("scene_index", range(len(CLUTTERED_SCENES)))
+def test_the_coarse_stages_find_the_person_and_the_legs_keep_every_point(scenes, scene_index):
+    """`coarse_decimation`: floor, clusters and the target's choice on a quarter of the points give the
+    same person as on all of them, and its points are taken at full density from its cells."""
+    from dataclasses import replace
+
+    scene = scenes[scene_index]
+    every_point = segment_legs(scene["points"], replace(SegmentationConfig(), coarse_decimation=1),
+                               sensor_origin=_sensor(scene))
+    coarse = segment_legs(scene["points"], SegmentationConfig(), sensor_origin=_sensor(scene))
+    assert SegmentationConfig().coarse_decimation == 2 and coarse.valid and every_point.valid
+    assert np.linalg.norm(coarse.centre - every_point.centre) < 0.05
+    # The legs: (nearly) the same input points, not a quarter of them.
+    same = np.intersect1d(coarse.indices, every_point.indices)
+    assert len(same) > 0.97 * max(len(coarse.indices), len(every_point.indices))
+    assert abs(coarse.pelvis_height - every_point.pelvis_height) < 0.02

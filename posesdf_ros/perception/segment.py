@@ -25,6 +25,9 @@ model, so it lives outside this module), steps 6 and 7 keep only the
 pelvis guess: the classifier labels the person's points below the guess
 + its `window_above_pelvis`, and its leg points replace the crop.
 
+Steps 1 to 4 need only the scene's layout and run on every
+(`coarse_decimation`²)-th point; the target's points are then every
+input point in its bird's-eye cells, so the legs keep full density.
 Heavy steps work on grids (cells, voxels) and map back to the original
 points through each point's cell, so the indices are those of the input.
 Core module: numpy, scipy and threadpoolctl only (no ROS, no torch; planes by its own
@@ -33,6 +36,7 @@ seeded RANSAC, so the same cloud always gives the same result).
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -103,11 +107,14 @@ class SegmentationConfig:
     limb_voxel: float = 0.015           # connectivity resolution
     hand_reach: float = 0.3             # fingertips hang at most this far below the pelvis
     random_seed: int = 0                # of the RANSAC hypotheses
+    # ROI, floor, clusters and the target's choice see every (n x n)-th point (`decimated(n)`'s thresholds);
+    # the target's points are then taken at full density through its bird's-eye cells. 1: all points.
+    coarse_decimation: int = 2
     decimation: int = 1                 # the cloud keeps every n-th pixel row and column (`decimate`)
 
     def decimated(self, factor: int) -> "SegmentationConfig":
         """The settings for a cloud thinned by `decimate(cloud, factor)`: point-count thresholds
-        divided by factor² (each surface keeps that share of its points; the flying-pixel test's
+        divided by factor², rounded up (each surface keeps that share of its points; the flying-pixel test's
         expected density follows `decimation`). Fixed-size samples (floor, planarity), lengths and
         the angles of the sensor's pixels stay."""
         if factor < 1:
@@ -115,10 +122,10 @@ class SegmentationConfig:
         if factor == 1:
             return self
         area = factor * factor
-        return replace(self, cluster_min_cell_points=max(1, round(self.cluster_min_cell_points / area)),
-                       cluster_min_points=max(1, round(self.cluster_min_points / area)),
-                       person_min_points=max(1, round(self.person_min_points / area)),
-                       heading_min_points=max(1, round(self.heading_min_points / area)),
+        return replace(self, cluster_min_cell_points=max(1, math.ceil(self.cluster_min_cell_points / area)),
+                       cluster_min_points=max(1, math.ceil(self.cluster_min_points / area)),
+                       person_min_points=max(1, math.ceil(self.person_min_points / area)),
+                       heading_min_points=max(1, math.ceil(self.heading_min_points / area)),
                        decimation=self.decimation * factor)
 
 
@@ -282,8 +289,22 @@ class BirdEyeGrid:
     def __init__(self, xy: np.ndarray, sensor_xy: np.ndarray, config: SegmentationConfig):
         self.config = config
         self.side = int(np.ceil(2 * config.roi_max_range / config.cluster_cell)) + 1
-        ij = ((xy - (sensor_xy - config.roi_max_range)) / config.cluster_cell).astype(np.int64)
-        self.cell_of = ij[:, 0] * self.side + ij[:, 1]
+        self.origin = sensor_xy - config.roi_max_range
+        self.cell_of = self.cells(xy)
+
+    def cells(self, xy: np.ndarray) -> np.ndarray:
+        """The flat cell index of each of (N, 2) positions inside the ROI."""
+        ij = ((xy - self.origin) / self.config.cluster_cell).astype(np.int64)
+        return ij[:, 0] * self.side + ij[:, 1]
+
+    def points_in(self, cells: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        """Indices of the (N, 2) positions that fall in the masked `cells` (a mask over the grid's cells):
+        positions outside the mask's bounding box are dropped by comparisons before any is binned."""
+        i, j = np.unravel_index(np.flatnonzero(cells), (self.side, self.side))
+        lo = self.origin + np.array([i.min(), j.min()]) * self.config.cluster_cell
+        hi = self.origin + np.array([i.max() + 1, j.max() + 1]) * self.config.cluster_cell
+        inside = np.flatnonzero((xy[:, 0] >= lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] >= lo[1]) & (xy[:, 1] < hi[1]))
+        return inside[cells[self.cells(xy[inside])]]
 
     def clusters(self, members: np.ndarray, xy: np.ndarray, height: np.ndarray) -> list[Cluster]:
         """Clusters of `members` (point indices) with at least `cluster_min_points` points.
@@ -425,10 +446,10 @@ def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.
     return fallback
 
 
-def target_points(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, above: np.ndarray,
-                  points: np.ndarray, height: np.ndarray, sensor: np.ndarray,
-                  config: SegmentationConfig) -> np.ndarray:
-    """The target's members, its pieces among the other clusters, and the edge cells around them.
+def target_cells(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, points: np.ndarray,
+                 height: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> np.ndarray:
+    """Mask over the grid's cells: the target's, its pieces' among the other clusters, and the edge cells
+    around them.
 
     A piece's centre lies within `fragment_radius` of the target's, and
     the piece either does not look like a person itself (the part of the
@@ -446,8 +467,7 @@ def target_points(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, a
         touches = reach[grid.cell_of[cluster.members]].any()
         if touches or not looks_like_person(cluster, points, height, sensor, config):
             pieces.append(cluster.members)
-    edge = grid.near(np.concatenate(pieces), 1)
-    return above[edge[grid.cell_of[above]]]
+    return grid.near(np.concatenate(pieces), 1)
 
 
 # ---------------------------------------------------------------- flying pixels
@@ -577,7 +597,7 @@ def _blas_controller() -> ThreadpoolController:
 class Person:
     """The target person found in a scene: everything `segment_legs` knows before the crop."""
 
-    roi: np.ndarray                     # (R,) indices of the input cloud's ROI points
+    roi: np.ndarray                     # (R,) indices of the input cloud's points in the target's cells
     roi_points: np.ndarray              # (R, 3) float32, those points
     height: np.ndarray                  # (R,) above the fitted floor plane
     members: np.ndarray                 # (P,) indices into roi: the person's points, flying pixels dropped
@@ -593,50 +613,65 @@ class Person:
 def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
                 sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Person | str:
     """Steps 1 to 6 of the module docstring: the target person and its pelvis height, or why there is none.
-    points: (N, 3) float32; `timer` records the stages' times."""
+    points: (N, 3) float32; `timer` records the stages' times.
+
+    Steps 1 to 4 see every (`coarse_decimation`²)-th point, with `decimated`'s thresholds: they only
+    need the scene's layout. The target's points are then every input point in its bird's-eye
+    cells, at full density, so the legs lose nothing (a far leg seen past the near one is a sliver).
+    """
     timer = timer or _StageTimer()
     sensor = np.array([0.0, 0.0, 1.0]) if sensor_origin is None else np.asarray(sensor_origin, float)
     if len(points) == 0:
         return "empty cloud"
-    roi = region_of_interest(points, sensor, config)
+    coarse = config.decimated(config.coarse_decimation)
+    scene = points[::config.coarse_decimation ** 2]
+    roi = region_of_interest(scene, sensor, coarse)
     timer.lap("roi")
-    if len(roi) < config.person_min_points:
-        return ("no finite points in the region of interest" if len(roi) == 0
-                else f"only {len(roi)} points in the region of interest")
-    roi_points = points[roi]
+    if len(roi) < coarse.person_min_points:
+        count = len(region_of_interest(points, sensor, config))   # the input's, for the message
+        return ("no finite points in the region of interest" if count == 0
+                else f"only {count} points in the region of interest")
+    scene = scene[roi]
 
-    floor = fit_floor(roi_points, sensor[:2], config)
-    height = floor.distance(roi_points)
+    floor = fit_floor(scene, sensor[:2], coarse)
+    height = floor.distance(scene)
     above = np.flatnonzero((height > config.floor_clearance) & (height < config.person_max_height))
     timer.lap("floor")
-    if len(above) < config.person_min_points:
+    if len(above) < coarse.person_min_points:
         return "nothing above the floor"
 
-    grid = BirdEyeGrid(roi_points[:, :2], sensor[:2], config)
+    grid = BirdEyeGrid(scene[:, :2], sensor[:2], coarse)
     clusters = []
-    for cluster in grid.clusters(above, roi_points[:, :2], height):
-        if cluster.length > config.person_max_footprint:
-            clusters += split_off_walls(roi_points, height, cluster, grid, config)
+    for cluster in grid.clusters(above, scene[:, :2], height):
+        if cluster.length > coarse.person_max_footprint:
+            clusters += split_off_walls(scene, height, cluster, grid, coarse)
         else:
             clusters.append(cluster)
-    people = [c for c in clusters if is_person_sized(c, config)]
+    people = [c for c in clusters if is_person_sized(c, coarse)]
     timer.lap("clusters")
     if not people:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
-    target = choose_target(people, reference, roi_points, height, sensor, config)
+    target = choose_target(people, reference, scene, height, sensor, coarse)
     timer.lap("target")
     if target is None:
         return "no person-like cluster (the person-sized ones are flat or do not reach the floor)"
 
-    person = target_points(target, clusters, grid, above, roi_points, height, sensor, config)
+    # Every input point in the target's cells (NaN rows fail the cells' bounds), in the ROI and above the floor.
+    cells = target_cells(target, clusters, grid, scene, height, sensor, coarse)
+    near = grid.points_in(cells, points[:, :2])
+    near = near[region_of_interest(points[near], sensor, config)]
+    near_points = points[near]
+    near_height = floor.distance(near_points)
+    keep = (near_height > config.floor_clearance) & (near_height < config.person_max_height)
+    near, near_points, near_height = near[keep], near_points[keep], near_height[keep]
     timer.lap("target_points")
-    person = person[on_surface(roi_points[person], sensor, config)]
+    members = np.flatnonzero(on_surface(near_points, sensor, config))
     timer.lap("flying_pixels")
-    pelvis, cue = estimate_pelvis_height(roi_points[person], height[person],
+    pelvis, cue = estimate_pelvis_height(near_points[members], near_height[members],
                                          None if sensor_origin is None else sensor, config)
     timer.lap("pelvis")
-    return Person(roi, roi_points, height, person, target.centre, float(pelvis), cue)
+    return Person(near, near_points, near_height, members, target.centre, float(pelvis), cue)
 
 
 def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,

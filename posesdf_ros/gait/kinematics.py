@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import roma
 import torch
 
 from ..skeleton import JOINT_INDEX, SIDES, side_joints
@@ -49,6 +48,8 @@ _DOWN = (0.0, 0.0, -1.0)
 _FORWARD = (1.0, 0.0, 0.0)
 #: Rest direction of each side's (thigh, shank, foot) in its parent's frame.
 _REST = (_DOWN, _DOWN, _FORWARD)
+#: The same as (column of the parent's frame, sign): -z, -z, +x.
+_REST_AXES = ((2, -1.0), (2, -1.0), (0, 1.0))
 _EPS = 1e-9
 
 
@@ -64,6 +65,22 @@ class LimbPose:
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+
+
+def rotation_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices of unit quaternions (x, y, z, w), as `roma.unitquat_to_rotmat`. (..., 4) -> (..., 3, 3).
+
+    R = (w² - |v|²) I + 2 v vᵀ + 2 w [v]x in a handful of tensor operations: the prior's solver
+    differentiates forward kinematics dozens of times a frame on tiny tensors, where the number of
+    operations, not their size, sets the time.
+    """
+    v, w = q[..., :3], q[..., 3:]
+    eye = torch.eye(3, dtype=q.dtype, device=q.device)
+    # Row j of cross(v, e_j) stacked is column j of [v]x, so the transpose is [v]x.
+    rows = v[..., None, :].expand(*v.shape[:-1], 3, 3)
+    skew = torch.linalg.cross(rows, eye.expand_as(rows)).transpose(-1, -2)
+    scale = (w * w - (v * v).sum(-1, keepdim=True))[..., None]
+    return scale * eye + 2.0 * (v[..., :, None] * v[..., None, :] + w[..., None] * skew)
 
 
 def swing(rest: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
@@ -119,26 +136,28 @@ def inverse(joints: torch.Tensor) -> LimbPose:
             q = swing(torch.tensor(rest, dtype=joints.dtype, device=joints.device), local)
             rotations.append(q)
             lengths.append(bone.norm(dim=-1))
-            parent = parent @ roma.unitquat_to_rotmat(q)
+            parent = parent @ rotation_matrix(q)
     return LimbPose(joints[:, JOINT_INDEX["pelvis"]], heading, torch.stack(rotations, 1), torch.stack(lengths, 1))
 
 
 def forward(pose: LimbPose) -> torch.Tensor:
     """Forward kinematics: `LimbPose` -> nine joints (B, 9, 3), `JOINT_NAMES` order."""
-    R = roma.unitquat_to_rotmat(_unit(pose.rotations))          # (B, 7, 3, 3)
-    frame = _yaw_matrix(pose.heading) @ R[:, 0]
-    joints = [None] * 9
-    joints[JOINT_INDEX["pelvis"]] = pose.root
-    for s, side in enumerate(SIDES):
-        chain = side_joints(side)
-        sign = 1.0 if side == "left" else -1.0
-        joints[chain[0]] = pose.root + sign * pose.lengths[:, :1] * frame[..., 1]
-        parent = frame
-        for k, rest in enumerate(_REST):
-            parent = parent @ R[:, 1 + 3 * s + k]
-            direction = parent @ torch.tensor(rest, dtype=parent.dtype, device=parent.device)
-            joints[chain[k + 1]] = joints[chain[k]] + pose.lengths[:, 1 + 3 * s + k, None] * direction
-    return torch.stack(joints, 1)
+    R = rotation_matrix(_unit(pose.rotations))          # (B, 7, 3, 3)
+    frame = _yaw_matrix(pose.heading) @ R[..., 0, :, :]
+    # Both legs at once, (B, 2, ...) in `SIDES` order: the prior's solver evaluates this dozens of
+    # times a frame on tiny tensors, where the number of operations sets the time.
+    legs = R[..., 1:, :, :].unflatten(-3, (2, 3))               # (B, 2, 3 segments, 3, 3)
+    lengths = pose.lengths[..., 1:].unflatten(-1, (2, 3))       # (B, 2, 3)
+    side_sign = torch.tensor([1.0, -1.0], dtype=frame.dtype, device=frame.device)[:, None]
+    position = pose.root[..., None, :] + side_sign * pose.lengths[..., :1, None] * frame[..., None, :, 1]
+    chain = [position]
+    parent = frame[..., None, :, :]
+    for k, (axis, sign) in enumerate(_REST_AXES):
+        parent = parent @ legs[..., k, :, :]
+        position = position + (sign * lengths[..., k, None]) * parent[..., axis]
+        chain.append(position)
+    # JOINT_NAMES: the pelvis, then each side's hip, knee, ankle, foot.
+    return torch.cat([pose.root[..., None, :], torch.stack(chain, -2).flatten(-3, -2)], -2)
 
 
 def knee_flexion_signed(joints: torch.Tensor) -> torch.Tensor:
@@ -148,13 +167,10 @@ def knee_flexion_signed(joints: torch.Tensor) -> torch.Tensor:
     left axis: a healthy knee only flexes (shank turns backwards).
     """
     _, frame = pelvis_frame(joints)
-    out = []
-    for side in SIDES:
-        hip, knee, ankle, _ = side_joints(side)
-        thigh, shank = _unit(joints[:, knee] - joints[:, hip]), _unit(joints[:, ankle] - joints[:, knee])
-        sine = (torch.cross(thigh, shank, dim=-1) * frame[..., 1]).sum(-1)
-        out.append(torch.atan2(sine, (thigh * shank).sum(-1)))
-    return torch.stack(out, -1)
+    hip, knee, ankle = (joints[..., list(index), :] for index in zip(*(side_joints(s)[:3] for s in SIDES)))
+    thigh, shank = _unit(knee - hip), _unit(ankle - knee)                     # (B, 2, 3)
+    sine = (torch.cross(thigh, shank, dim=-1) * frame[..., None, :, 1]).sum(-1)
+    return torch.atan2(sine, (thigh * shank).sum(-1))
 
 
 def geodesic_distance(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

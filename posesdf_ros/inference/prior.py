@@ -393,9 +393,10 @@ class PosePrior:
             q = rotations / rotations.norm(dim=-1, keepdim=True)
             joints = forward(LimbPose(root, heading, q, lengths))
             track = torch.cat([fixed_t, joints])
+            canonical = canonical_hemisphere(q)
             energy = ((data_w * (joints - obs_t) ** 2).sum()
-                      + c.prior_weight * self.model(canonical_hemisphere(q)).clamp_min(0).sum()
-                      + (rot_w * ((canonical_hemisphere(q) - rot_target) ** 2).sum(-1)).sum()
+                      + c.prior_weight * self.model(canonical).clamp_min(0).sum()
+                      + (rot_w * ((canonical - rot_target) ** 2).sum(-1)).sum()
                       # The knee's anatomical limit, which the learned field only approximates.
                       + (torch.relu(-knee_flexion_signed(joints)) ** 2).sum() / c.knee_limit_sigma_rad ** 2)
             if motion_t is not None:

@@ -8,7 +8,11 @@ labels a fixed-seed subsample of the window (so the same window always
 gives the same answer); every other point takes the inverse-distance
 mean of its three nearest labelled neighbours' probabilities, which on
 windows of 6k to 19k points matched labelling each point by the network
-at two thirds of the cost.
+at two thirds of the cost. That mean is taken once per 1.5 cm voxel of
+the window (`INTERPOLATION_VOXEL_M`), at the voxel's first point: on a
+test and a val build the 512-point model's pooled precision / recall
+went from 0.970 / 0.973 to 0.973 / 0.971 and from 0.974 / 0.974 to
+0.977 / 0.972, at three quarters of the classifier's time.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ from .pretrained import weights_path
 #: points, the evaluation commands' default) and "fast" (512 points with half the neighbours per centre, a
 #: quarter of the work: the canonicaliser's default). docs/segmentation.md compares them.
 LEGSEG_MODELS = {"small": "legseg", "fast": "legseg_fast"}
+#: The window's points are labelled per voxel of this size (m): every point of a voxel takes its first point's
+#: interpolated probability.
+INTERPOLATION_VOXEL_M = 0.015
 
 
 class LegClassifier:
@@ -72,10 +79,18 @@ class LegClassifier:
         x = to_network_frame(pts, h, pts[:, :2].mean(0))
         with torch.no_grad():
             sampled = torch.sigmoid(self.model(x[pick][None].to(self.device))[0]).cpu().numpy()
+        # One query per occupied voxel (its first point stands for it): a window's 6k to 19k points
+        # fill 2k to 3k voxels of 1.5 cm, far finer than the labelled points' spacing (about 5 cm).
+        xyz = x.numpy()
+        voxel = np.floor(xyz / INTERPOLATION_VOXEL_M).astype(np.int64)
+        voxel -= voxel.min(0)
+        extent = voxel.max(0) + 1
+        key = (voxel[:, 0] * extent[1] + voxel[:, 1]) * extent[2] + voxel[:, 2]
+        _, first, members = np.unique(key, return_index=True, return_inverse=True)
         # As many query threads as torch may use (the node's `torch_threads`).
-        distance, nearest = cKDTree(x[pick].numpy()).query(x.numpy(), k=3, workers=torch.get_num_threads())
+        distance, nearest = cKDTree(xyz[pick]).query(xyz[first], k=3, workers=torch.get_num_threads())
         weight = 1.0 / (distance ** 2 + 1e-8)
-        return (sampled[nearest] * weight).sum(1) / weight.sum(1)
+        return ((sampled[nearest] * weight).sum(1) / weight.sum(1))[members]
 
     def leg_mask(self, points: np.ndarray, height: np.ndarray) -> np.ndarray:
         """(M,) bool: the window's points on the lower limbs."""

@@ -24,6 +24,7 @@ from .camera import (
     LABEL_NONE,
     Intrinsics,
     RenderedFrame,
+    SurfaceInfo,
     apply_depth_noise,
     raycast,
     shade,
@@ -128,7 +129,9 @@ def render_scene(body: PosedBodies, index: int, subject_to_gravity: np.ndarray, 
                  ) -> tuple[RenderedFrame, np.ndarray, np.ndarray]:
     """Render body `index` of a posed batch, placed by `subject_to_gravity`.
 
-    Returns the frame and the body's vertices and joints in the gravity frame.
+    `noise` is a profile name or a sensor model (`camera.ToFNoise`, ...);
+    `colours` may name "trousers", "shirt" and "floor" (RGB). Returns the
+    frame and the body's vertices and joints in the gravity frame.
     """
     import open3d as o3d
 
@@ -164,7 +167,8 @@ def render_scene(body: PosedBodies, index: int, subject_to_gravity: np.ndarray, 
     dirs = intrinsics.pixel_rays() @ cam[:3, :3].T
     hits = cam[:3, 3] + dirs * np.nan_to_num(depth)[..., None]
     checker = (np.floor(hits[..., 0] * 2) + np.floor(hits[..., 1] * 2)) % 2
-    albedo[gid == floor_id] = (np.array([170.0, 170.0, 165.0]) + 30 * checker[..., None])[gid == floor_id]
+    floor_rgb = np.array(colours.get("floor", (170.0, 170.0, 165.0)), float)
+    albedo[gid == floor_id] = (floor_rgb + 30 * checker[..., None])[gid == floor_id]
     for cid, box in clutter_ids.items():
         albedo[gid == cid] = box.colour
     albedo[is_body] = colours["shirt"]
@@ -172,7 +176,14 @@ def render_scene(body: PosedBodies, index: int, subject_to_gravity: np.ndarray, 
     rgb = shade(hit["primitive_normals"], dirs, albedo)
     for cid in clutter_ids:
         labels[gid == cid] = LABEL_CLUTTER
-    depth, labels = apply_depth_noise(depth, labels, rng, noise)
+    surface = None
+    if not isinstance(noise, str):   # the sensor models' signal: reflectance and incidence of each hit
+        hit_any = np.isfinite(depth)
+        normals = hit["primitive_normals"] / np.maximum(np.linalg.norm(hit["primitive_normals"], axis=-1,
+                                                                       keepdims=True), 1e-9)
+        cos = np.abs(np.sum(normals * dirs / np.linalg.norm(dirs, axis=-1, keepdims=True), axis=-1))
+        surface = SurfaceInfo(np.where(hit_any, albedo.mean(-1) / 255.0, np.nan), np.where(hit_any, cos, np.nan))
+    depth, labels = apply_depth_noise(depth, labels, rng, noise, surface, intrinsics)
     return RenderedFrame(depth, rgb, labels, cam, intrinsics), verts, joints
 
 

@@ -115,6 +115,17 @@ def segment_rotations(angles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out[f"foot.{suffix}"] = (
             _ry(-a["ankle_dorsiflexion"]) @ _rx(medial * a["foot_inversion"]) @ _rz(medial * a["foot_adduction"])
         )
+        if f"{side}_shoulder_flexion" in angles:
+            # Free arms (the product engine): shoulder flexion (forward), abduction (out from
+            # the rest pose's arm by the side) and elbow flexion per side and frame.
+            # The elbow's hinge is the upper arm's flexion axis, carried by its adduction: in the
+            # upper arm's frame, the subject's y axis turned back by that adduction.
+            zero = np.zeros(T)
+            adduction = _rx(medial * (_ARM_ADDUCTION - angles.get(f"{side}_shoulder_abduction", zero)))
+            out[f"upperarm01.{suffix}"] = _ry(-angles[f"{side}_shoulder_flexion"]) @ adduction
+            elbow = _ry(_ELBOW_EXTENSION - angles.get(f"{side}_elbow_flexion", zero))
+            out[f"lowerarm01.{suffix}"] = np.swapaxes(adduction, -1, -2) @ elbow @ adduction
+            continue
         swing = angles["arm_swing"] if side == "left" else -angles["arm_swing"]
         out[f"upperarm01.{suffix}"] = _ry(-swing) @ _rx(np.full(T, medial * _ARM_ADDUCTION))
         out[f"lowerarm01.{suffix}"] = _ry(np.full(T, _ELBOW_EXTENSION))
@@ -171,6 +182,10 @@ class BodyModel:
     def resolve(self, build: dict[str, float]) -> RestCorrection:
         """anny parameters of a build from `sample_phenotype`, and its rest-pose corrections.
 
+        A build may also carry `knee_correction` (0: keep anny's rest knee
+        bend) and `step_width_m` (ankle spacing of the corrected rest pose,
+        instead of 3/4 of the hip width); `data.domain` draws both.
+
         Stature is linear in anny's `height` parameter, so two rest
         evaluations give the parameter that reaches the target stature.
         """
@@ -184,12 +199,17 @@ class BodyModel:
         params = {k: build[k] for k in ADULT_PHENOTYPE_RANGES} | {"height": height}
         rest = self._rest_joints(self._forward([params]))[0]
         # anny's rest knee is bent a little: measured from joint positions as
-        # a clinician would, flexion must read the gait curve's value.
+        # a clinician would, flexion must read the gait curve's value. A build
+        # with `knee_correction` 0 (the product engine's) keeps the bend.
         knee_rest = float(np.mean([knee_flexion(rest, s) for s in SIDES]))
+        if not build.get("knee_correction", 1.0):
+            knee_rest = 0.0
         # Its legs are splayed; bring the ankles in to 3/4 of the hip width,
-        # which with the gait's own adduction gives a step width of ~0.1 m.
+        # which with the gait's own adduction gives a step width of ~0.1 m,
+        # or, where the build asks for `step_width_m`, to that ankle spacing.
         hip_y, ankle_y = abs(rest[1, 1]), abs(rest[3, 1])
-        adduction = float(np.arctan2(ankle_y - 0.75 * hip_y, rest[1, 2] - rest[3, 2]))
+        target = 0.5 * build["step_width_m"] if "step_width_m" in build else 0.75 * hip_y
+        adduction = float(np.arctan2(ankle_y - target, rest[1, 2] - rest[3, 2]))
         result = RestCorrection(params, knee_rest, adduction)
         self._resolved[key] = result
         return result

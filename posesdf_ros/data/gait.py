@@ -124,6 +124,19 @@ def sample_gait_params(rng: np.random.Generator, condition: str = "normal") -> G
     )
 
 
+def apply_condition(angles: dict[str, np.ndarray], condition: str, offset: float) -> dict[str, np.ndarray]:
+    """Add an abnormal condition's foot offset (rad) to one leg's angles, in place; returns them."""
+    if condition == "supination":
+        angles["foot_inversion"] = angles["foot_inversion"] + offset
+    elif condition == "pronation":
+        angles["foot_inversion"] = angles["foot_inversion"] - offset
+    elif condition in ("in_toeing", "out_toeing"):
+        sign = 1.0 if condition == "in_toeing" else -1.0
+        angles["hip_rotation"] = angles["hip_rotation"] + sign * HIP_SHARE_OF_TOEING * offset
+        angles["foot_adduction"] = angles["foot_adduction"] + sign * (1.0 - HIP_SHARE_OF_TOEING) * offset
+    return angles
+
+
 class GaitModel:
     """Joint angles of one subject as functions of time or phase."""
 
@@ -160,16 +173,7 @@ class GaitModel:
         angles["hip_rotation"] = angles["hip_rotation"] - np.deg2rad(p.foot_progression_deg) * HIP_SHARE_OF_TOEING
         angles["foot_adduction"] -= np.deg2rad(p.foot_progression_deg) * (1.0 - HIP_SHARE_OF_TOEING)
 
-        offset = np.deg2rad(p.condition_offset_deg) * side_scale
-        if p.condition == "supination":
-            angles["foot_inversion"] = angles["foot_inversion"] + offset
-        elif p.condition == "pronation":
-            angles["foot_inversion"] = angles["foot_inversion"] - offset
-        elif p.condition in ("in_toeing", "out_toeing"):
-            sign = 1.0 if p.condition == "in_toeing" else -1.0
-            angles["hip_rotation"] = angles["hip_rotation"] + sign * HIP_SHARE_OF_TOEING * offset
-            angles["foot_adduction"] = angles["foot_adduction"] + sign * (1.0 - HIP_SHARE_OF_TOEING) * offset
-        return angles
+        return apply_condition(angles, p.condition, np.deg2rad(p.condition_offset_deg) * side_scale)
 
     def pelvis_angles(self, left_phase: np.ndarray) -> dict[str, np.ndarray]:
         """Pelvis obliquity and rotation (rad) at the left leg's phase(s)."""
@@ -200,3 +204,138 @@ class GaitModel:
     def phase_at(self, t: np.ndarray, phase0: float = 0.0) -> np.ndarray:
         """Left-leg phase (unwrapped) at times t (s)."""
         return phase0 + np.asarray(t, float) / self.params.cycle_s
+
+
+# Curve families and gait styles beyond the paper's model (the product engine, `data.domain`, and the
+# shifted validation generator, `data.shifted`). A family turns per-subject coefficients into one
+# angle's curve over the warped phase; a style reshapes the curves (slow, shuffling, stiff knee,
+# crouch, asymmetric); arms move freely.
+
+#: The angles a curve family draws; the feet's frontal angles come from the condition offsets.
+CURVE_ANGLES: tuple[str, ...] = tuple(_KNOTS_DEG)
+
+#: name -> f(coefficients of one angle, angle name, warped phase (T,)) -> angle (rad). "spline" is the
+#: paper's curves scaled by one coefficient; `data.domain` and `data.shifted` register theirs.
+CURVE_FAMILIES: dict = {"spline": lambda coeffs, name, phase: coeffs[0] * normal_curve(name, phase)}
+
+
+def fourier_curve(coeffs, name: str, phase: np.ndarray) -> np.ndarray:
+    """A truncated Fourier series in degrees: [a0, a1, b1, a2, b2, ...] -> rad."""
+    c = np.asarray(coeffs, float)
+    out = np.full(np.shape(phase), c[0])
+    for k in range(1, (len(c) - 1) // 2 + 1):
+        w = 2.0 * np.pi * k * np.asarray(phase)
+        out = out + c[2 * k - 1] * np.cos(w) + c[2 * k] * np.sin(w)
+    return np.deg2rad(out)
+
+
+CURVE_FAMILIES["fourier"] = fourier_curve
+
+
+@dataclass(frozen=True)
+class GaitStyle:
+    """How a style reshapes a family's curves (deg; None keeps the family's value).
+
+    Hip flexion: its oscillation about the cycle mean is scaled by
+    `stride_scale` and shifted by `hip_offset_deg`. Knee flexion: mapped
+    affinely so that its cycle minimum and maximum become `knee_min_deg`
+    and `knee_max_deg`. Ankle: oscillation scaled by `ankle_scale`, shifted
+    by `ankle_offset_deg`. The right leg's oscillations are scaled by
+    `right_scale` and it runs `right_delay` of a cycle late.
+    """
+
+    name: str = "typical"
+    stride_scale: float = 1.0
+    hip_offset_deg: float = 0.0
+    knee_min_deg: float | None = None
+    knee_max_deg: float | None = None
+    ankle_scale: float = 1.0
+    ankle_offset_deg: float = 0.0
+    right_scale: float = 1.0
+    right_delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class ArmPose:
+    """Arms of any kind (deg): static shoulder flexion (+ forward: hands in front), abduction
+    out from the side, elbow flexion, and swing amplitude, per side (left, right)."""
+
+    flexion_deg: tuple[float, float] = (0.0, 0.0)
+    abduction_deg: tuple[float, float] = (0.0, 0.0)
+    elbow_deg: tuple[float, float] = (0.0, 0.0)
+    swing_deg: tuple[float, float] = (20.0, 20.0)
+
+
+@dataclass(frozen=True)
+class CurveGaitParams(GaitParams):
+    """A gait of a curve family: `curves` maps each of CURVE_ANGLES to its family coefficients."""
+
+    family: str = "spline"
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    style: GaitStyle = GaitStyle()
+    arms: ArmPose = ArmPose()
+
+
+class CurveGaitModel(GaitModel):
+    """`GaitModel` of a `CurveGaitParams`: family curves, reshaped by the style, arms free."""
+
+    def __init__(self, params: CurveGaitParams):
+        super().__init__(params)
+        if params.family not in CURVE_FAMILIES:
+            raise ValueError(f"unknown curve family {params.family!r}; expected one of {tuple(CURVE_FAMILIES)}")
+        grid = np.linspace(0.0, 1.0, 256, endpoint=False)
+        self._range = {}
+        for name in CURVE_ANGLES:
+            c = self._base(name, grid)
+            self._range[name] = (float(c.mean()), float(c.min()), float(c.max()))
+
+    def _base(self, name: str, phase: np.ndarray) -> np.ndarray:
+        return CURVE_FAMILIES[self.params.family](self.params.curves[name], name, phase)
+
+    def leg_angles(self, phase: np.ndarray, side: str) -> dict[str, np.ndarray]:
+        p, st = self.params, self.params.style
+        right = side == "right"
+        phase = self._warp(np.mod(np.asarray(phase, float) - (st.right_delay if right else 0.0), 1.0))
+        scale = (1.0 - p.asymmetry) * st.right_scale if right else 1.0
+        a = {name: self._base(name, phase) for name in CURVE_ANGLES}
+        mean, _, _ = self._range["hip_flexion"]
+        a["hip_flexion"] = mean + scale * st.stride_scale * (a["hip_flexion"] - mean) + np.deg2rad(st.hip_offset_deg)
+        _, lo, hi = self._range["knee_flexion"]
+        k_lo = lo if st.knee_min_deg is None else np.deg2rad(st.knee_min_deg)
+        k_hi = hi if st.knee_max_deg is None else np.deg2rad(st.knee_max_deg)
+        a["knee_flexion"] = k_lo + scale * (a["knee_flexion"] - lo) * (k_hi - k_lo) / max(hi - lo, 1e-9)
+        mean, _, _ = self._range["ankle_dorsiflexion"]
+        a["ankle_dorsiflexion"] = (mean + scale * st.ankle_scale * (a["ankle_dorsiflexion"] - mean)
+                                   + np.deg2rad(st.ankle_offset_deg))
+        for name in ("hip_adduction", "hip_rotation"):
+            a[name] = scale * a[name]
+        a["foot_inversion"] = np.zeros_like(phase)
+        a["foot_adduction"] = np.zeros_like(phase)
+        a["hip_rotation"] = a["hip_rotation"] - np.deg2rad(p.foot_progression_deg) * HIP_SHARE_OF_TOEING
+        a["foot_adduction"] -= np.deg2rad(p.foot_progression_deg) * (1.0 - HIP_SHARE_OF_TOEING)
+        return apply_condition(a, p.condition, np.deg2rad(p.condition_offset_deg) * scale)
+
+    def angles(self, left_phase: np.ndarray) -> dict[str, np.ndarray]:
+        """`GaitModel.angles` with per-side arm keys (`{side}_shoulder_flexion`, `_abduction`,
+        `{side}_elbow_flexion`) in place of `arm_swing`."""
+        out = super().angles(left_phase)
+        del out["arm_swing"]
+        arms = self.params.arms
+        swing = np.cos(2.0 * np.pi * np.atleast_1d(np.asarray(left_phase, float)))
+        for k, (side, sign) in enumerate((("left", -1.0), ("right", 1.0))):
+            out[f"{side}_shoulder_flexion"] = np.deg2rad(arms.flexion_deg[k] + sign * arms.swing_deg[k] * swing)
+            out[f"{side}_shoulder_abduction"] = np.full_like(swing, np.deg2rad(arms.abduction_deg[k]))
+            out[f"{side}_elbow_flexion"] = np.full_like(swing, np.deg2rad(arms.elbow_deg[k]))
+        return out
+
+    def stance_travel_m(self, thigh_m: float, shank_m: float) -> float:
+        """Backward travel of the stance ankle relative to the pelvis from heel strike to toe off,
+        averaged over both legs, of a planar two-segment leg (sagittal hip and knee angles)."""
+        hs, to = self.unwarp(0.0), self.unwarp(TOE_OFF_PHASE)
+        travel = []
+        for side in ("left", "right"):
+            delay = self.params.style.right_delay if side == "right" else 0.0
+            a = self.leg_angles(np.array([hs, to]) + delay, side)
+            x = thigh_m * np.sin(a["hip_flexion"]) + shank_m * np.sin(a["hip_flexion"] - a["knee_flexion"])
+            travel.append(x[0] - x[1])
+        return float(np.mean(travel))

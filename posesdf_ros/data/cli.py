@@ -5,7 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
-from .dataset import PROTOCOLS, SPLITS, TEST_SAMPLES_PER_CELL, TRAIN_BODIES
+from .dataset import PROFILES, PROTOCOLS, SPLITS, TEST_SAMPLES_PER_CELL, TRAIN_BODIES
+from .domain import PRODUCT
+
+PRODUCT_TRAIN = PRODUCT.train_samples
 
 
 def add_parser(subparsers) -> None:
@@ -13,19 +16,27 @@ def add_parser(subparsers) -> None:
     sub = data.add_subparsers(dest="data_command", required=True)
 
     build = sub.add_parser(
-        "build", help="write a train, test or val dataset (npz samples + manifest.json)",
+        "build", help="write a train, test, val or shifted dataset (npz samples + manifest.json)",
         description="Write a dataset folder of the benchmark spec. Deterministic (same seed, same bytes) "
                     "and safe to rerun: samples already written are kept.")
     build.add_argument("--split", choices=SPLITS, required=True,
-                       help=f"train: {TRAIN_BODIES} training bodies, SDF samples; "
+                       help=f"train: {TRAIN_BODIES} training bodies (product: {PRODUCT_TRAIN}), SDF samples; "
                             "test: scene clouds of test bodies, per (condition, view) cell; val: the same scenes "
-                            "of the training bodies, to tune on without touching the test bodies")
+                            "of the training bodies, to tune on without touching the test bodies; shifted: scenes "
+                            "of a second, independent generator (other bodies, gait curves, cameras, sensor "
+                            "model and clutter), to validate on only")
+    build.add_argument("--profile", choices=PROFILES, default=None,
+                       help="paper (default): the benchmark spec's generator; product: the domain-randomised "
+                            "engine (all conditions, gait styles, arms, camera presets and sensor models; "
+                            "docs/data.md lists its ranges). Not for --split shifted, which has its own. "
+                            "A folder holds one profile")
     build.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all",
-                       help="test/val cells to build: CC, CV, CCCV or all (default; ignored for train)")
+                       help="test/val/shifted cells to build: CC, CV, CCCV or all (default; ignored for train)")
     build.add_argument("--limit", type=int, default=None,
-                       help=f"train: number of bodies (default {TRAIN_BODIES}); "
-                            f"test/val: samples per (condition, view) cell (default {TEST_SAMPLES_PER_CELL})")
-    build.add_argument("--seed", type=int, default=None, help="data seed (default 0 for train, 1 for test, 2 for val)")
+                       help=f"train: number of bodies (default {TRAIN_BODIES}, product {PRODUCT_TRAIN}); "
+                            f"test/val/shifted: samples per (condition, view) cell (default {TEST_SAMPLES_PER_CELL})")
+    build.add_argument("--seed", type=int, default=None,
+                       help="data seed (default 0 for train, 1 for test, 2 for val, 3 for shifted)")
     build.add_argument("--out", type=Path, required=True, help="dataset folder")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_build)
@@ -40,10 +51,14 @@ def add_parser(subparsers) -> None:
 def _build(args: argparse.Namespace) -> int:
     from .dataset import build_dataset
 
-    manifest = build_dataset(args.out, args.split, args.protocol, args.limit, args.seed, progress=not args.quiet)
+    if args.split == "shifted" and args.profile is not None:
+        raise SystemExit("--split shifted has its own generator: build it without --profile")
+    manifest = build_dataset(args.out, args.split, args.protocol, args.limit, args.seed, progress=not args.quiet,
+                             profile=args.profile)
     stats = manifest["build_stats"]
     rate = f"{stats['samples_per_s']:.2f} samples/s" if stats["samples_per_s"] else "nothing new to write"
-    print(json.dumps({"out": str(args.out), "split": manifest["split"], "seed": manifest["seed"],
+    print(json.dumps({"out": str(args.out), "split": manifest["split"], "profile": manifest["profile"],
+                      "seed": manifest["seed"],
                       "samples": manifest["count"], "written_now": stats["written"],
                       "seconds": round(stats["seconds"], 1), "rate": rate}, indent=1))
     return 0

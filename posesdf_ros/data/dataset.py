@@ -22,22 +22,26 @@ import numpy as np
 from .. import __version__
 from ..geometry import yaw_matrix
 from .body import BodyModel, sample_phenotype, subject_id
-from .camera import LABEL_LOWER_LIMB, Intrinsics
+from .camera import LABEL_LOWER_LIMB, Intrinsics, noise_name
 from .gait import ABNORMAL_CONDITIONS, CONDITIONS, GaitModel, sample_gait_params
 from .scene import VIEWS, WalkingSubject, render_scene, sample_camera, sample_clutter
 from .sdf import SURFACE_SAMPLES, lower_limb_surface, sdf_samples, unit_sphere_normalisation
 
 #: "val" holds scenes like the test split's, but of the training bodies (data seed 2): a split to
-#: tune inference and perception on without touching the test bodies.
-SPLITS = ("train", "test", "val")
-SCENE_SPLITS = ("test", "val")
+#: tune inference and perception on without touching the test bodies. "shifted" holds scenes of a
+#: second, independent generator (`data.shifted`, data seed 3), to validate on only.
+SPLITS = ("train", "test", "val", "shifted")
+SCENE_SPLITS = ("test", "val", "shifted")
+#: Generators: "paper" is the benchmark spec's, "product" the domain-randomised engine (`data.domain`);
+#: the shifted split has its own ("shifted"). A manifest without a profile is a paper build.
+PROFILES = ("paper", "product")
 TRAIN_BODIES = 300
 TEST_BODIES = 100
 TEST_SAMPLES_PER_CELL = 100
 TRAIN_YAW_JITTER_DEG = 5.0
 TRAIN_SURFACE_NOISE_M = 0.0015
 TEST_NOISE = "realistic"
-DEFAULT_SEEDS = {"train": 0, "test": 1, "val": 2}
+DEFAULT_SEEDS = {"train": 0, "test": 1, "val": 2, "shifted": 3}
 
 _NON_CANONICAL = ("V2", "V3", "V4", "V5", "V6")
 #: Protocol -> (condition, view) cells, after the PoseSDF paper.
@@ -79,16 +83,24 @@ class SampleKey:
             return f"train_{self.index:04d}.npz"
         return f"{self.split}_{self.condition}_{self.view}_{self.index:03d}.npz"
 
-    def rng(self, seed: int) -> np.random.Generator:
+    def rng(self, seed: int, *stream: int) -> np.random.Generator:
+        """The sample's random stream; generators other than the paper's append a `stream` of their own."""
         return np.random.default_rng([seed, SPLITS.index(self.split), CONDITIONS.index(self.condition),
-                                      list(VIEWS).index(self.view), self.index])
+                                      list(VIEWS).index(self.view), self.index, *stream])
 
 
-def sample_keys(split: str, protocol: str = "all", limit: int | None = None) -> list[SampleKey]:
-    """The samples of a split. Train: `limit` bodies; test and val: the cells of
-    `protocol`, `limit` capping the samples per (condition, view) cell."""
+def sample_keys(split: str, protocol: str = "all", limit: int | None = None,
+                profile: str = "paper") -> list[SampleKey]:
+    """The samples of a split. Train: `limit` bodies (of TRAIN_BODIES, or of the product engine's
+    `train_samples`); test, val and shifted: the cells of `protocol`, `limit` capping the samples per
+    (condition, view) cell."""
     if split == "train":
-        return [SampleKey("train", i) for i in range(TRAIN_BODIES if limit is None else min(limit, TRAIN_BODIES))]
+        if profile == "product":
+            from .domain import PRODUCT
+            total = PRODUCT.train_samples
+        else:
+            total = TRAIN_BODIES
+        return [SampleKey("train", i) for i in range(total if limit is None else min(limit, total))]
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {tuple(PROTOCOLS)}")
     n = TEST_SAMPLES_PER_CELL if limit is None else min(limit, TEST_SAMPLES_PER_CELL)
@@ -111,8 +123,20 @@ def make_test_sample(body_model: BodyModel, key: SampleKey, seed: int,
                             phase0=float(rng.random()))
     body, subject_to_gravity = walker.poses(np.zeros(1))
     boxes = sample_clutter(rng, camera) if clutter else []
+    arrays, entry = scene_arrays(body_model, body, subject_to_gravity[0], camera, boxes, rng, noise, key,
+                                 subject_id(bodies, subject_index))
+    entry |= {"gait": params.to_dict(), "phase": walker.phase0}
+    return arrays, entry
+
+
+def scene_arrays(body_model: BodyModel, body, subject_to_gravity: np.ndarray, camera, boxes: list, rng,
+                 noise, key: SampleKey, subject: str, intrinsics: Intrinsics = Intrinsics(),
+                 colours: dict | None = None) -> tuple[dict, dict]:
+    """Render posed body 0 of `body` in a scene and return a test sample's arrays and manifest entry
+    (without the gait): the renderer's and the lower-limb surface's draws come from `rng`."""
     lower_face = body_model.lower_limb_face
-    frame, verts, joints = render_scene(body, 0, subject_to_gravity[0], camera, boxes, rng, noise, lower_face)
+    frame, verts, joints = render_scene(body, 0, subject_to_gravity, camera, boxes, rng, noise, lower_face,
+                                        intrinsics, colours)
     crop = float(joints[0, 2] + 0.10)
     points, labels = frame.points_gravity()
     leg_mask = (labels == LABEL_LOWER_LIMB) & (points[:, 2] < crop)
@@ -122,17 +146,17 @@ def make_test_sample(body_model: BodyModel, key: SampleKey, seed: int,
         "points": points, "leg_mask": leg_mask, "joints": joints.astype(np.float32),
         "camera_to_gravity": frame.camera_to_gravity, "gt_surface": surface.astype(np.float32),
         "norm_centre": centre, "norm_scale": np.float64(scale),
-        "subject_to_gravity": subject_to_gravity[0], "K": frame.intrinsics.K,
+        "subject_to_gravity": subject_to_gravity, "K": frame.intrinsics.K,
         "rgb": frame.rgb, "depth": frame.depth,
         "condition": np.str_(key.condition), "view": np.str_(key.view),
-        "azimuth_deg": np.float64(camera.azimuth_deg), "subject": np.str_(subject_id(bodies, subject_index)),
+        "azimuth_deg": np.float64(camera.azimuth_deg), "subject": np.str_(subject),
     }
     entry = {
         "file": f"samples/{key.filename}", "split": key.split, "condition": key.condition, "view": key.view,
-        "azimuth_deg": camera.azimuth_deg, "subject": subject_id(bodies, subject_index),
+        "azimuth_deg": camera.azimuth_deg, "subject": subject,
         "protocols": protocols_of(key.condition, key.view), "points": int(len(points)),
-        "leg_points": int(leg_mask.sum()), "noise": noise, "clutter_objects": len(boxes),
-        "camera": camera.to_dict(), "gait": params.to_dict(), "phase": walker.phase0,
+        "leg_points": int(leg_mask.sum()), "noise": noise_name(noise), "clutter_objects": len(boxes),
+        "camera": camera.to_dict(),
     }
     return arrays, entry
 
@@ -174,27 +198,61 @@ def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | None = None, seed: int | None = None,
-                  progress: bool = True, body_model: BodyModel | None = None) -> dict:
-    """Write (or complete) a dataset folder and return its manifest."""
+                  progress: bool = True, body_model: BodyModel | None = None, profile: str | None = None) -> dict:
+    """Write (or complete) a dataset folder and return its manifest.
+
+    `profile` is "paper" (default) or "product" for train, test and val;
+    the shifted split has its own generator and takes none. A folder holds
+    one profile: completing it with another is refused.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if split == "shifted":
+        if profile not in (None, "shifted"):
+            raise ValueError("the shifted split has its own generator: build it without a profile")
+        profile = "shifted"
+    elif profile is None:
+        profile = "paper"
+    elif profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     seed = DEFAULT_SEEDS[split] if seed is None else seed
     out = Path(out)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     params = {"split": split, "seed": seed, "protocol": protocol if split in SCENE_SPLITS else None,
               "noise": TEST_NOISE if split in SCENE_SPLITS else "train surface noise",
-              "intrinsics": Intrinsics().to_dict()}
+              "intrinsics": Intrinsics().to_dict(), "profile": profile}
+    if profile == "product":
+        from dataclasses import asdict
+
+        from .domain import PRODUCT, make_product_scene_sample, make_product_train_sample
+        params |= {"noise": "per sample: the camera preset's sensor model (noise, noise_model)"
+                   if split in SCENE_SPLITS else "train surface noise",
+                   "intrinsics": "per sample: the camera preset (camera_preset, intrinsics)",
+                   "ranges": asdict(PRODUCT)}
+        make = make_product_train_sample if split == "train" else make_product_scene_sample
+    elif profile == "shifted":
+        from dataclasses import asdict
+
+        from .shifted import SHIFTED, make_shifted_sample
+        params |= {"noise": "per sample: structured light (noise_model)",
+                   "intrinsics": "per sample: the camera (camera_preset, intrinsics)", "choices": asdict(SHIFTED)}
+        make = make_shifted_sample
+    else:
+        make = make_train_sample if split == "train" else make_test_sample
     entries: dict[str, dict] = {}
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
         if old.get("split") != split or old.get("seed") != seed:
             raise SystemExit(f"{out} holds a {old.get('split')} build with seed {old.get('seed')}; "
                              f"use another --out for split={split} seed={seed}")
+        if old.get("profile", "paper") != profile:
+            raise SystemExit(f"{out} holds a {old.get('profile', 'paper')} build; use another --out for "
+                             f"profile {profile}")
         entries = {e["file"]: e for e in old["samples"]}
-    keys = sample_keys(split, protocol, limit)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    _write_manifest(manifest_path, params, entries)    # the folder's split, seed and profile, from the start
+    keys = sample_keys(split, protocol, limit, profile)
     body_model = body_model or BodyModel()
-    make = make_train_sample if split == "train" else make_test_sample
     from tqdm import tqdm
 
     start, made = time.perf_counter(), 0

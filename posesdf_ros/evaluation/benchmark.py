@@ -57,7 +57,8 @@ def select_samples(folder: Path, protocol: str, limit: int | None = None) -> lis
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {tuple(PROTOCOLS)}")
     manifest = load_manifest(folder)
     if manifest.get("split") not in SCENE_SPLITS:
-        raise ValueError(f"{folder} is a {manifest.get('split')} build; evaluation needs --split test (or val)")
+        raise ValueError(f"{folder} is a {manifest.get('split')} build; "
+                         "evaluation needs --split test (or val, or shifted)")
     cells = set(PROTOCOLS[protocol])
     taken: dict[tuple, int] = defaultdict(int)
     out = []

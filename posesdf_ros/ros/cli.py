@@ -11,10 +11,11 @@ from ..data.scene import VIEWS
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo", help="the live walking demo over real ROS 2 topics, scored against ground truth",
-        description="Runs synthetic_camera, canonicaliser and estimator in one process over real DDS topics "
-                    "for a bounded time, prints per-frame and overall MPJPE, FPS and latency, and writes an "
-                    "MCAP rosbag2, a GIF of the estimated legs beside the ground truth, RGB overlays and "
-                    "summary.json.")
+        description="Runs synthetic_camera, canonicaliser, estimator and pose_prior, one process each as "
+                    "ros2 launch would start them, over real DDS topics for a bounded time; prints per-frame and "
+                    "overall MPJPE, FPS and latency and, once the pose prior holds a stride of each side, the "
+                    "gait parameters against the walker's; writes an MCAP rosbag2, a GIF of the estimated legs "
+                    "beside the ground truth, RGB overlays and summary.json.")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument("--duration", type=float, default=20.0,
                    help="seconds to run after the first camera frame (default: 20)")

@@ -41,11 +41,20 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     records = json.loads((tmp_path / "none" / "records.json").read_text())
     assert all(r["reason"].startswith("implausible fit") for r in records if not r["valid"])
     assert n["failed"] == 5 or n["yaw_error_deg"]["median"] > 20, n
+    # Issue 18's shares, of all frames: the failures here are all rejections, and a heading assumed at V1 is
+    # turned round (over 90 deg off) exactly where the kept frames' yaw errors say so.
+    assert s["data_split"] == "test" and s["data_profile"] == "paper" and s["turned_pct"] is None
+    assert s["no_person_pct"] == 0 and s["mpjpe_median_mm"] > 0
+    assert n["rejected_pct"] == 100 * n["failed"] / 5 and n["no_person_pct"] == 0
+    kept = [r for r in records if r["valid"]]
+    assert n["turned_pct"] == 100 * sum(abs(r["yaw_error_deg"]) > 90 for r in kept) / 5
+    assert n["over_150mm_pct"] == 100 * sum(r["mpjpe_mm"] > 150 for r in kept) / 5
 
     page = tmp_path / "results.md"
     _run("report", str(js), str(none), "--out", str(page))
     text = page.read_text()
     assert "PoseSDF" in text and "paper, ICL-Gait" in text and f"{s['by_protocol']['CC']['mpjpe_mm']:.2f}" in text
+    assert "## Generalisation" in text and f"| {s['mpjpe_median_mm']:.1f} |" in text
 
 
 def test_bench_speed_reports_stages_for_every_profile(tmp_path):

@@ -168,14 +168,23 @@ def _has_seed_arg() -> bool:
 def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, input_mode: str = "legs",
               git_commit: str | None = None) -> dict:
     """The spec's JSON object, plus a breakdown by protocol, view and condition."""
+    from ..inference.estimator import NO_PERSON, REJECTED
+
     def block(recs: list[dict]) -> dict:
         ok = [r for r in recs if r["valid"]]
         per_joint = np.array([r["per_joint_mm"] for r in ok]) if ok else np.zeros((0, 9))
         cds = [r["cd_1e3"] for r in ok if "cd_1e3" in r]
         yaw = np.array([r["yaw_error_deg"] for r in ok])
-        # A failed frame counts in `count` and `failed`, and not in the means.
+        # A failed frame counts in `count` and `failed`, and not in the means; the shares are of all frames.
+        share = (lambda n: float(100.0 * n / len(recs))) if recs else (lambda n: None)
+        mpjpe = np.array([r["mpjpe_mm"] for r in ok])
         return {"count": len(recs), "failed": len(recs) - len(ok),
                 "mpjpe_mm": float(per_joint.mean()) if ok else None,
+                "mpjpe_median_mm": float(np.median(mpjpe)) if ok else None,
+                "no_person_pct": share(sum(r["reason"].startswith(NO_PERSON) for r in recs)),
+                "rejected_pct": share(sum(r["reason"].startswith(REJECTED) for r in recs)),
+                "over_150mm_pct": share(int(np.sum(mpjpe > 150.0))),
+                "turned_pct": None if yaw_source == "gt" else share(int(np.sum(yaw > 90.0))),
                 "per_joint_mm": dict(zip(JOINT_NAMES, per_joint.mean(0).tolist())) if ok else None,
                 "cd_1e3": float(np.mean(cds)) if cds else None,
                 "yaw_error_deg": None if yaw_source == "gt" or not ok else {

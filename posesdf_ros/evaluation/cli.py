@@ -216,8 +216,9 @@ def _eval(args: argparse.Namespace) -> int:
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
                                 progress=not args.quiet, input_mode=args.input, done=done, on_record=on_record,
                                 shard=args.shard)
-    summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
-                "samples_per_cell": args.limit or "all"}
+    manifest = load_manifest(args.data)
+    summary |= {"command": _command(), "data_seed": manifest.get("seed"), "data_split": manifest.get("split"),
+                "data_profile": manifest.get("profile", "paper"), "samples_per_cell": args.limit or "all"}
     if args.shard[1] > 1:
         summary["shard"] = "{}/{}".format(*args.shard)
     if args.input == "scene":

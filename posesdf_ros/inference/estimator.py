@@ -44,6 +44,8 @@ from .pretrained import load_encoder, load_nvf, load_posesdf
 from .quality import QualityConfig, assess_fit
 
 MIN_POINTS = 50
+#: How `EstimateResult.reason` begins when segmentation found no person, and when the fit check rejected the fit.
+NO_PERSON, REJECTED = "no person found", "implausible fit"
 BACKENDS = ("posesdf", "nvf")   # joints from the sphere fields' centres, or by NVF voting
 #: A leg cloud is at most this tall and wide (m); anything bigger is a scene to segment.
 LEG_CLOUD_MAX_HEIGHT_M = 1.4
@@ -324,7 +326,7 @@ class GaitPoseEstimator:
             if track:           # the next frame starts cold rather than from this fit
                 self._previous = None
             res.valid = False
-            res.reason = "implausible fit: " + "; ".join(res.quality_terms.get("problems", [])) + \
+            res.reason = f"{REJECTED}: " + "; ".join(res.quality_terms.get("problems", [])) + \
                 f" (quality {res.quality:.2f} < {q.reject_below})"
         return res
 
@@ -342,7 +344,7 @@ class GaitPoseEstimator:
                                self.leg_classifier)
             timings["segmentation"] = seg.timings.get("total", 0.0)
             if not seg.valid:
-                return EstimateResult(False, f"no person found: {seg.reason}", timings=timings)
+                return EstimateResult(False, f"{NO_PERSON}: {seg.reason}", timings=timings)
             pts, heading_pts = pts[seg.indices], pts[seg.heading_indices]
             if track:
                 self._previous_centre = seg.centre

@@ -296,8 +296,9 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
     summary = {k: v for k, v in measure_segmentation(args.data, args.limit, leg_classifier=classifier,
                                                                  decimation=args.decimation).items()
                if k != "samples"}
-    summary |= {"command": _command(), "data_seed": load_manifest(args.data).get("seed"),
-                "generator_version": load_manifest(args.data).get("generator_version"),
+    manifest = load_manifest(args.data)
+    summary |= {"command": _command(), "data_seed": manifest.get("seed"), "data_split": manifest.get("split"),
+                "generator_version": manifest.get("generator_version"),
                 "samples_per_cell": args.limit or "all", "decimation": args.decimation,
                 "device": device_description("cpu"),
                 "classifier": None if classifier is None else {

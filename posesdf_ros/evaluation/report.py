@@ -180,7 +180,8 @@ def _segmentation_method(seg: dict) -> str:
     # Runs from before the point count was recorded used the only LegSegNet then, of 1,024 points.
     method = "pelvis crop (rules)" if not c else \
         f"LegSegNet, {c.get('points', 1024)} points ({c.get('epochs_done')}/{c.get('epochs_planned')} epochs)"
-    return method + _decimation_phrase(seg.get("decimation", 1))
+    split = seg.get("data_split") or "test"     # runs from before the split was recorded ran on test builds
+    return method + _decimation_phrase(seg.get("decimation", 1)) + ("" if split == "test" else f", {split} split")
 
 
 def _decimation_phrase(decimation: int) -> str:
@@ -202,8 +203,9 @@ def _segmentation_lines(runs: list[dict]) -> list[str]:
                      f"{_fmt(t.get('median'))} | {_fmt(t.get('p95'))} |")
     lines.append("")
     for seg in runs:
+        split = seg.get("data_split") or "test"
         lines.append(f"- {_segmentation_method(seg)}: made by `{seg.get('command')}` on scene clouds of about "
-                     f"{seg.get('median_points')} points (test data seed {seg.get('data_seed')}, generator "
+                     f"{seg.get('median_points')} points ({split} data seed {seg.get('data_seed')}, generator "
                      f"{seg.get('generator_version')}), device {seg.get('device')}, commit {seg.get('git_commit')}"
                      + (f"; LegSegNet trained by `{seg['classifier'].get('command')}` (scene seed "
                         f"{seg['classifier'].get('data_seed')})" if seg.get("classifier") else "") + ".")

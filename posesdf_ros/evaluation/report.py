@@ -253,7 +253,7 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
         lines.append(f"- `{Path(f).name}`: `{s.get('command', 'posesdf eval')}`; {s['count']} samples "
                      f"({s.get('samples_per_cell', 'all')} per cell), device {s['device']}, commit {s['git_commit']}, "
                      f"weights trained {w.get('epochs_done')}/{w.get('epochs_planned')} epochs on data seed "
-                     f"{w.get('data_seed')}, test data seed {s.get('data_seed')}, "
+                     f"{w.get('data_seed')}, {s.get('data_split') or 'test'} data seed {s.get('data_seed')}, "
                      f"{s['profile'].get('points')} points, {s['profile'].get('iterations')} iterations max.")
     if bench_file is not None and Path(bench_file).exists():
         bench = json.loads(Path(bench_file).read_text())

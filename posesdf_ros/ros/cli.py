@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--duration", type=float, default=20.0,
                    help="seconds to run after the first camera frame (default: 20)")
     p.add_argument("--frames", type=int, default=200,
-                   help="stop after this many scored frames and a first overlay (default: 200)")
+                   help="stop after this many scored frames, a first overlay and a first output of the "
+                        "pose prior (default: 200)")
     p.add_argument("--params-file", type=Path, default=None,
                    help="node parameters (default: the package's config/posesdf.yaml)")
     p.add_argument("--profile", choices=("realtime", "fast", "accurate"), default=None,

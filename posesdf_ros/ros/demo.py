@@ -118,6 +118,7 @@ class DemoRecorder(TopicRecorder):
         err = np.linalg.norm(joints - truth, axis=1) * 1e3
         if topic == PRIOR_TOPIC:
             self.prior_errors_mm.append(float(err.mean()))
+            self._check_done()
             return
         frame = {"stamp_s": stamp_seconds(msg.header.stamp), "mpjpe_mm": float(err.mean()),
                  "per_joint_mm": err.tolist(), "latency_ms": (now_ns * 1e-9 - stamp_seconds(msg.header.stamp)) * 1e3,
@@ -145,9 +146,10 @@ class DemoRecorder(TopicRecorder):
             print("  gait   " + gait_line(values, self.true_gait), flush=True)
 
     def _check_done(self) -> None:
-        # Also wait for a first overlay: on a busy CPU best-effort RGB images get lost, and a
-        # short run could end with scored frames but no image drawn.
-        if len(self.frames) >= self.max_frames and self.overlays:
+        # Also wait for a first overlay and a first output of the pose prior: on a busy CPU best-effort
+        # RGB images get lost, and the prior lags the estimator by its `lag_frames` and its own work, so
+        # a short run could end with scored frames but no image drawn and nothing smoothed.
+        if len(self.frames) >= self.max_frames and self.overlays and self.prior_errors_mm:
             self.done.set()
 
 

@@ -314,12 +314,9 @@ class ActiveStereoNoise:
         far = np.where(np.isfinite(depth), depth, np.inf)
         with np.errstate(invalid="ignore"):
             depth, labels = _flying_pixels(depth, labels, far, rng, self.flying_rate)
-        valid = np.isfinite(depth)
-        disparity = np.where(valid, fb / np.maximum(np.nan_to_num(depth, nan=1.0), 1e-3), np.nan)
-        disparity = disparity + rng.normal(size=depth.shape) * self.subpixel_sigma_px
-        disparity = np.round(disparity / self.disparity_step_px) * self.disparity_step_px
-        with np.errstate(invalid="ignore", divide="ignore"):
-            depth = np.where(valid & (disparity > 0), fb / disparity, np.nan)
+        depth = _through_disparity(depth, fb, rng.normal(size=depth.shape) * self.subpixel_sigma_px,
+                                   self.disparity_step_px)
+        with np.errstate(invalid="ignore"):
             faint = signal < self.min_signal * rng.uniform(0.5, 1.5, depth.shape)
             dead = hidden | edge_hole | faint | (depth < self.min_range_m) | (depth > self.max_range_m)
         dead |= rng.random(depth.shape) < self.dropout
@@ -357,21 +354,28 @@ class StructuredLightNoise:
         fb = intrinsics.fx * self.baseline_m
         shadow = _occluded(depth, fb, -1)
         edge = _depth_edges(depth)
-        valid = np.isfinite(depth)
         h, w = depth.shape
         blocks = rng.normal(size=(h // 8 + 1, w // 8 + 1)) * self.block_sigma_px
         correlated = np.repeat(np.repeat(blocks, 8, 0), 8, 1)[:h, :w]
-        disparity = np.where(valid, fb / np.maximum(np.nan_to_num(depth, nan=1.0), 1e-3), np.nan)
-        disparity = disparity + correlated + rng.normal(size=depth.shape) * self.pixel_sigma_px
-        disparity = np.round(disparity / self.disparity_step_px) * self.disparity_step_px
-        with np.errstate(invalid="ignore", divide="ignore"):
-            depth = np.where(valid & (disparity > 0), fb / disparity, np.nan)
+        depth = _through_disparity(depth, fb, correlated + rng.normal(size=depth.shape) * self.pixel_sigma_px,
+                                   self.disparity_step_px)
+        with np.errstate(invalid="ignore"):
             dark = np.nan_to_num(surface.reflectance * surface.cos_incidence) < self.min_reflect
             dead = shadow | edge | dark | (depth < self.min_range_m) | (depth > self.max_range_m)
         dead &= np.isfinite(depth)
         depth[dead] = np.nan
         labels[~np.isfinite(depth)] = LABEL_NONE
         return depth.astype(np.float32), labels
+
+
+def _through_disparity(depth: np.ndarray, fb: float, noise_px: np.ndarray, step_px: float) -> np.ndarray:
+    """Depth as a triangulating sensor measures it: disparity fb / z plus `noise_px`, quantised to
+    `step_px`, back to depth. NaN where there was no depth or the disparity is not positive."""
+    valid = np.isfinite(depth)
+    disparity = np.where(valid, fb / np.maximum(np.nan_to_num(depth, nan=1.0), 1e-3), np.nan)
+    disparity = np.round((disparity + noise_px) / step_px) * step_px
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid & (disparity > 0), fb / disparity, np.nan)
 
 
 #: The sensor model classes by name, as manifests record them.

@@ -124,8 +124,14 @@ def sample_gait_params(rng: np.random.Generator, condition: str = "normal") -> G
     )
 
 
-def apply_condition(angles: dict[str, np.ndarray], condition: str, offset: float) -> dict[str, np.ndarray]:
-    """Add an abnormal condition's foot offset (rad) to one leg's angles, in place; returns them."""
+def add_foot_angles(angles: dict[str, np.ndarray], phase: np.ndarray, foot_progression_deg: float,
+                    condition: str, offset: float) -> dict[str, np.ndarray]:
+    """One leg's foot angles, in place (returns `angles`): a flat foot, the subject's normal toe-out
+    (mostly from the hip, like the pathological offsets), then an abnormal condition's foot offset (rad)."""
+    angles["foot_inversion"] = np.zeros_like(phase)
+    angles["foot_adduction"] = np.zeros_like(phase)
+    angles["hip_rotation"] = angles["hip_rotation"] - np.deg2rad(foot_progression_deg) * HIP_SHARE_OF_TOEING
+    angles["foot_adduction"] -= np.deg2rad(foot_progression_deg) * (1.0 - HIP_SHARE_OF_TOEING)
     if condition == "supination":
         angles["foot_inversion"] = angles["foot_inversion"] + offset
     elif condition == "pronation":
@@ -167,13 +173,8 @@ class GaitModel:
             name: side_scale * p.amplitude.get(name, 1.0) * normal_curve(name, phase)
             for name in _KNOTS_DEG
         }
-        angles["foot_inversion"] = np.zeros_like(phase)
-        angles["foot_adduction"] = np.zeros_like(phase)
-        # Normal toe-out, mostly from the hip like the pathological offsets.
-        angles["hip_rotation"] = angles["hip_rotation"] - np.deg2rad(p.foot_progression_deg) * HIP_SHARE_OF_TOEING
-        angles["foot_adduction"] -= np.deg2rad(p.foot_progression_deg) * (1.0 - HIP_SHARE_OF_TOEING)
-
-        return apply_condition(angles, p.condition, np.deg2rad(p.condition_offset_deg) * side_scale)
+        return add_foot_angles(angles, phase, p.foot_progression_deg, p.condition,
+                               np.deg2rad(p.condition_offset_deg) * side_scale)
 
     def pelvis_angles(self, left_phase: np.ndarray) -> dict[str, np.ndarray]:
         """Pelvis obliquity and rotation (rad) at the left leg's phase(s)."""
@@ -309,11 +310,8 @@ class CurveGaitModel(GaitModel):
                                    + np.deg2rad(st.ankle_offset_deg))
         for name in ("hip_adduction", "hip_rotation"):
             a[name] = scale * a[name]
-        a["foot_inversion"] = np.zeros_like(phase)
-        a["foot_adduction"] = np.zeros_like(phase)
-        a["hip_rotation"] = a["hip_rotation"] - np.deg2rad(p.foot_progression_deg) * HIP_SHARE_OF_TOEING
-        a["foot_adduction"] -= np.deg2rad(p.foot_progression_deg) * (1.0 - HIP_SHARE_OF_TOEING)
-        return apply_condition(a, p.condition, np.deg2rad(p.condition_offset_deg) * scale)
+        return add_foot_angles(a, phase, p.foot_progression_deg, p.condition,
+                               np.deg2rad(p.condition_offset_deg) * scale)
 
     def angles(self, left_phase: np.ndarray) -> dict[str, np.ndarray]:
         """`GaitModel.angles` with per-side arm keys (`{side}_shoulder_flexion`, `_abduction`,

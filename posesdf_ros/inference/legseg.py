@@ -24,6 +24,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..models.legseg import LegSegConfig, LegSegNet, to_network_frame
+from ..perception.segment import voxel_index
 from .pretrained import weights_path
 
 #: The shipped LegSegNets by name -> their weights' file stem in posesdf_ros/weights: "small" (1,024
@@ -82,11 +83,8 @@ class LegClassifier:
         # One query per occupied voxel (its first point stands for it): a window's 6k to 19k points
         # fill 2k to 3k voxels of 1.5 cm, far finer than the labelled points' spacing (about 5 cm).
         xyz = x.numpy()
-        voxel = np.floor(xyz / INTERPOLATION_VOXEL_M).astype(np.int64)
-        voxel -= voxel.min(0)
-        extent = voxel.max(0) + 1
-        key = (voxel[:, 0] * extent[1] + voxel[:, 1]) * extent[2] + voxel[:, 2]
-        _, first, members = np.unique(key, return_index=True, return_inverse=True)
+        _, first, members = np.unique(voxel_index(xyz, INTERPOLATION_VOXEL_M)[0], return_index=True,
+                                      return_inverse=True)
         # As many query threads as torch may use (the node's `torch_threads`).
         distance, nearest = cKDTree(xyz[pick]).query(xyz[first], k=3, workers=torch.get_num_threads())
         weight = 1.0 / (distance ** 2 + 1e-8)

@@ -472,7 +472,7 @@ def target_cells(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, po
 
 # ---------------------------------------------------------------- flying pixels
 
-def _voxel_index(points: np.ndarray, voxel: float) -> tuple[np.ndarray, tuple[int, ...]]:
+def voxel_index(points: np.ndarray, voxel: float) -> tuple[np.ndarray, tuple[int, ...]]:
     """Flat voxel index of each point in the points' bounding grid, and the grid's shape."""
     ijk = np.floor(points / voxel).astype(np.int64)
     ijk -= ijk.min(axis=0)
@@ -487,7 +487,7 @@ def on_surface(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfi
     the two surfaces, so its 3 x 3 x 3 voxel neighbourhood holds far fewer
     points than a surface there would give: (3 voxel * focal / range)^2.
     """
-    flat, shape = _voxel_index(points, config.outlier_voxel)
+    flat, shape = voxel_index(points, config.outlier_voxel)
     counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.float32)
     neighbours = ndimage.uniform_filter(counts, size=3, mode="constant") * 27.0
     distance = np.linalg.norm(points - sensor.astype(np.float32), axis=1)
@@ -552,7 +552,7 @@ def reaches_below_hands(points: np.ndarray, height: np.ndarray, pelvis: float,
     and a piece of the far leg that the near one hides in part still
     comes down lower than any hand.
     """
-    flat, shape = _voxel_index(points, config.limb_voxel)
+    flat, shape = voxel_index(points, config.limb_voxel)
     occupied = np.zeros(int(np.prod(shape)), bool)
     occupied[flat] = True
     labels, count = ndimage.label(occupied.reshape(shape), structure=np.ones((3, 3, 3)))

@@ -28,9 +28,14 @@ def by_protocol(summary: dict) -> dict:
     return {summary["protocol"]: summary}
 
 
+def data_split(summary: dict) -> str:
+    """The split an eval or eval-seg run read; runs from before the split was recorded read test builds."""
+    return summary.get("data_split") or "test"
+
+
 def data_label(summary: dict) -> str:
-    """"ours" for the test split (runs from before the split was recorded are test runs), else which split."""
-    split = summary.get("data_split") or "test"
+    """"ours" for the test split of the paper's generator, else which split (and generator)."""
+    split = data_split(summary)
     profile = summary.get("data_profile") or "paper"
     return "ours" if split == "test" and profile == "paper" else f"ours, {split} split" + (
         f" ({profile} engine)" if profile not in ("paper", split) else "")
@@ -180,7 +185,7 @@ def _segmentation_method(seg: dict) -> str:
     # Runs from before the point count was recorded used the only LegSegNet then, of 1,024 points.
     method = "pelvis crop (rules)" if not c else \
         f"LegSegNet, {c.get('points', 1024)} points ({c.get('epochs_done')}/{c.get('epochs_planned')} epochs)"
-    split = seg.get("data_split") or "test"     # runs from before the split was recorded ran on test builds
+    split = data_split(seg)
     return method + _decimation_phrase(seg.get("decimation", 1)) + ("" if split == "test" else f", {split} split")
 
 
@@ -203,9 +208,9 @@ def _segmentation_lines(runs: list[dict]) -> list[str]:
                      f"{_fmt(t.get('median'))} | {_fmt(t.get('p95'))} |")
     lines.append("")
     for seg in runs:
-        split = seg.get("data_split") or "test"
         lines.append(f"- {_segmentation_method(seg)}: made by `{seg.get('command')}` on scene clouds of about "
-                     f"{seg.get('median_points')} points ({split} data seed {seg.get('data_seed')}, generator "
+                     f"{seg.get('median_points')} points ({data_split(seg)} data seed {seg.get('data_seed')}, "
+                     f"generator "
                      f"{seg.get('generator_version')}), device {seg.get('device')}, commit {seg.get('git_commit')}"
                      + (f"; LegSegNet trained by `{seg['classifier'].get('command')}` (scene seed "
                         f"{seg['classifier'].get('data_seed')})" if seg.get("classifier") else "") + ".")
@@ -253,7 +258,7 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
         lines.append(f"- `{Path(f).name}`: `{s.get('command', 'posesdf eval')}`; {s['count']} samples "
                      f"({s.get('samples_per_cell', 'all')} per cell), device {s['device']}, commit {s['git_commit']}, "
                      f"weights trained {w.get('epochs_done')}/{w.get('epochs_planned')} epochs on data seed "
-                     f"{w.get('data_seed')}, {s.get('data_split') or 'test'} data seed {s.get('data_seed')}, "
+                     f"{w.get('data_seed')}, {data_split(s)} data seed {s.get('data_seed')}, "
                      f"{s['profile'].get('points')} points, {s['profile'].get('iterations')} iterations max.")
     if bench_file is not None and Path(bench_file).exists():
         bench = json.loads(Path(bench_file).read_text())

@@ -48,8 +48,8 @@ _DOWN = (0.0, 0.0, -1.0)
 _FORWARD = (1.0, 0.0, 0.0)
 #: Rest direction of each side's (thigh, shank, foot) in its parent's frame.
 _REST = (_DOWN, _DOWN, _FORWARD)
-#: The same as (column of the parent's frame, sign): -z, -z, +x.
-_REST_AXES = ((2, -1.0), (2, -1.0), (0, 1.0))
+#: The same as (column of the parent's frame, sign), each rest direction being an axis: -z, -z, +x.
+_REST_AXES = tuple((max(range(3), key=lambda i: abs(r[i])), sum(r)) for r in _REST)
 _EPS = 1e-9
 
 

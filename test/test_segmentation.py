@@ -90,6 +90,30 @@ def test_a_box_nearer_than_the_person_is_not_taken_for_them(body_model):
     assert precision > 0.85 and recall > 0.9
 
 
+@pytest.mark.parametrize("scene_index", range(len(CLUTTERED_SCENES)))
+def test_a_person_whose_feet_the_sensor_misses_is_still_found(scenes, scene_index):
+    """Dark shoes and trousers leave holes in structured light and stereo: without the legs' points below
+    0.45 m the person no longer reaches the floor, but stands tall and is not flat, so is still the target;
+    with the floor-contact rule alone (hidden feet not allowed) nothing in the scene looks like a person."""
+    scene = scenes[scene_index]
+    gone = scene["leg_mask"] & (scene["points"][:, 2] < 0.45)
+    points, truth = scene["points"][~gone], scene["leg_mask"][~gone]
+    result = segment_legs(points, sensor_origin=_sensor(scene))
+    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
+    precision, recall = _precision_recall(result, truth)
+    assert precision > 0.75 and recall > 0.9
+    floor_only = segment_legs(points, SegmentationConfig(person_hidden_foot_height=0.2), sensor_origin=_sensor(scene))
+    assert not floor_only.valid and "no person-like cluster" in floor_only.reason
+
+
+def test_a_tall_object_floating_above_the_floor_is_not_a_person():
+    """A round column from 0.9 m up (a hanging coat, a lamp): higher than any hidden feet allow."""
+    column = _column(np.array([2.5, 0.0]), height=0.9, rng=np.random.default_rng(3))
+    column[:, 2] += 0.9
+    result = segment_legs(np.concatenate([_floor(np.random.default_rng(4)), column]))
+    assert not result.valid and "no person-like cluster" in result.reason
+
+
 def _column(centre_xy, radius=0.15, height=1.7, spacing=0.01, rng=None):
     """Points on a round column standing on the floor: person-sized, not flat."""
     angles = np.arange(0.0, 2 * np.pi, spacing / radius)

@@ -73,7 +73,8 @@ class SegmentationConfig:
     person_max_height: float = 2.3
     person_max_footprint: float = 1.4   # longest horizontal extent (stride, arm swing)
     person_min_points: int = 300
-    person_foot_height: float = 0.2     # a person has points this close to the floor
+    person_foot_height: float = 0.2     # a person has points this close to the floor ...
+    person_hidden_foot_height: float = 0.8  # ... or, standing tall, this close (feet the sensor misses)
     person_max_planar_fraction: float = 0.94  # share on the two best planes (boxes, walls: ~1)
     horizontal_face_fraction: float = 0.03  # share on a horizontal plane (a box top)
     horizontal_face_tilt_deg: float = 15.0
@@ -435,12 +436,20 @@ def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.
                   sensor: np.ndarray, config: SegmentationConfig) -> Cluster | None:
     """The person-like cluster nearest to `reference_xy` that `stands_tall`, else the nearest
     person-like one (so that a child or a seated person alone in view is still found); the
-    shape tests run nearest first."""
+    shape tests run nearest first.
+
+    A cluster that stands tall may end up to `person_hidden_foot_height` above the floor: its
+    feet and shins out of the sensor's sight (dark shoes and trousers leave holes in structured
+    light and stereo; the frame's bottom edge cuts a near walker's shins)."""
     frame_top = top_elevation(points, sensor)
     fallback = None
     for cluster in sorted(clusters, key=lambda c: float(np.linalg.norm(c.centre - reference_xy))):
-        if looks_like_person(cluster, points, height, sensor, config):
-            if stands_tall(cluster, points, sensor, frame_top, config):
+        lowest = float(height[cluster.members].min())
+        if lowest > config.person_hidden_foot_height:
+            continue
+        tall = stands_tall(cluster, points, sensor, frame_top, config)
+        if (lowest <= config.person_foot_height or tall) and not is_flat(points[cluster.members], sensor, config):
+            if tall:
                 return cluster
             fallback = fallback or cluster
     return fallback
@@ -655,7 +664,7 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
     target = choose_target(people, reference, scene, height, sensor, coarse)
     timer.lap("target")
     if target is None:
-        return "no person-like cluster (the person-sized ones are flat or do not reach the floor)"
+        return "no person-like cluster (the person-sized ones are flat, or neither reach the floor nor stand tall)"
 
     # Every input point in the target's cells (NaN rows fail the cells' bounds), in the ROI and above the floor.
     cells = target_cells(target, clusters, grid, scene, height, sensor, coarse)

@@ -1,4 +1,6 @@
 """LegSegNet: the model, its training, and the shipped classifier inside segment_legs."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -52,14 +54,20 @@ def test_model_labels_every_point_and_passes_gradients():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_a_tiny_training_run_lowers_the_loss(tmp_path):
+@pytest.mark.parametrize("profile", ["paper", "product"])
+def test_a_tiny_training_run_lowers_the_loss(tmp_path, profile):
     config = preset("tiny")
-    config.epochs = 6
+    config.epochs, config.profile = 6, profile
     summary = train_legseg(tmp_path, config, progress=False)
     history = [float(line.split(",")[1]) for line in (tmp_path / "loss.csv").read_text().splitlines()[1:]]
     assert summary["epochs_done"] == 6 and len(history) == 6
     assert history[-1] < history[0]
-    assert (tmp_path / "legseg.pt").exists() and (tmp_path / "legseg.json").exists()
+    meta = json.loads((tmp_path / "legseg.json").read_text())
+    assert (tmp_path / "legseg.pt").exists() and meta["data_profile"] == profile
+    assert f"--profile {profile}" in meta["command"]
+    # The windows' cache is the profile's: the other profile's scenes are rendered afresh.
+    with np.load(tmp_path / "windows.npz") as z:
+        assert z["stamp"][-1] == ("paper", "product").index(profile)
 
 
 def test_shipped_classifier_is_more_precise_than_the_pelvis_crop(scenes, classifier):

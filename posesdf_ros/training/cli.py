@@ -119,6 +119,10 @@ def add_parser(subparsers) -> None:
     g.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     g.add_argument("--scenes-per-cell", type=int, default=None, help="override the preset's scenes per cell")
     g.add_argument("--data-seed", type=int, default=None, help="seed of the training scenes (default 3)")
+    g.add_argument("--profile", choices=("paper", "product"), default=None,
+                   help="scene engine: paper (the test split's, default) or product (the domain-randomised "
+                        "engine of `posesdf data build --profile product`: its bodies, gaits, cameras, sensor "
+                        "models and clutter)")
     add_resume_arguments(g, export_only=True)
     g.add_argument("--tune-on", type=Path, default=None,
                    help="a val build (`posesdf data build --split val`): after training, pick the probability "
@@ -266,7 +270,7 @@ def _train_legseg(args: argparse.Namespace) -> int:
 
     config = preset(args.config)
     for field, value in (("epochs", args.epochs), ("scenes_per_cell", args.scenes_per_cell),
-                         ("data_seed", args.data_seed)):
+                         ("data_seed", args.data_seed), ("profile", args.profile)):
         if value is not None:
             setattr(config, field, value)
     summary = train_legseg(args.out, config, args.device, resume=not args.no_resume, progress=not args.quiet,

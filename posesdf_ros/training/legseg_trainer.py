@@ -6,7 +6,10 @@ bodies and with their own data seed (default 3; the val split uses 2,
 test 1), so neither the test bodies nor the val scenes are seen. Each
 scene goes through `segment_legs`' person finder (`find_person`); the
 points of the person below `pelvis guess + window` and their `leg_mask`
-labels are cached once in OUT/windows.npz. Batches draw a fresh variant
+labels are cached once in OUT/windows.npz. With `profile` "product" the
+scenes come from the product engine instead (`data.domain`: its training
+bodies, gaits, camera presets with their sensor models, clutter near the
+legs), as a product val build would draw them. Batches draw a fresh variant
 of each window: a random turn about the vertical, a mirror image half the
 time, scale +-8 %, floor height +-2 cm, a tilt up to 2 deg, jitter up to
 5 mm, and a random subsample.
@@ -36,6 +39,7 @@ class LegSegTrainConfig:
     model: LegSegConfig = field(default_factory=LegSegConfig)
     scenes_per_cell: int = 70            # x 29 (condition, view) cells
     data_seed: int = 3
+    profile: str = "paper"               # scene engine: "paper" (the test split's) or "product" (data.domain)
     window_above_pelvis: float = 0.30    # m above the pelvis guess: the window's top
     epochs: int = 40
     batch: int = 16
@@ -85,12 +89,16 @@ def make_windows(config: LegSegTrainConfig, progress: bool = True) -> dict[str, 
 
     from ..data.body import BodyModel
     from ..data.dataset import make_test_sample, sample_keys
+    from ..data.domain import make_product_scene_sample
 
+    if config.profile not in ("paper", "product"):
+        raise ValueError(f"unknown profile {config.profile!r}; expected paper or product")
+    make = make_product_scene_sample if config.profile == "product" else make_test_sample
     body_model = BodyModel()
     keys = sample_keys("val", "all", config.scenes_per_cell)
     pts, hts, labels, offsets, cells = [], [], [], [0], []
     for key in tqdm(keys, desc="legseg scenes", unit="scene", disable=not progress):
-        arrays, _ = make_test_sample(body_model, key, config.data_seed)
+        arrays, _ = make(body_model, key, config.data_seed)
         found = person_window(arrays["points"], arrays["camera_to_gravity"][:3, 3], config.window_above_pelvis)
         if found is None or len(found[0]) < 100:
             continue
@@ -108,10 +116,11 @@ def make_windows(config: LegSegTrainConfig, progress: bool = True) -> dict[str, 
 
 def load_or_make_windows(out: Path, config: LegSegTrainConfig, progress: bool = True) -> dict[str, np.ndarray]:
     cache = out / "windows.npz"
-    stamp = np.array([config.scenes_per_cell, config.data_seed, int(1000 * config.window_above_pelvis)])
+    stamp = np.array([config.scenes_per_cell, config.data_seed, int(1000 * config.window_above_pelvis),
+                      ("paper", "product").index(config.profile)])
     if cache.exists():
         with np.load(cache) as z:
-            if np.array_equal(z["stamp"], stamp):
+            if z["stamp"].shape == stamp.shape and np.array_equal(z["stamp"], stamp):
                 return {k: z[k] for k in z.files}
     windows = make_windows(config, progress)
     np.savez(cache, stamp=stamp, **windows)
@@ -253,12 +262,14 @@ def train_legseg(out: Path, config: LegSegTrainConfig, device: str = "cpu", resu
     meta = {"model": "legseg", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "window_above_pelvis": config.window_above_pelvis,
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
-            "data_seed": config.data_seed, "scenes": int(windows["scenes"]), "windows": count,
+            "data_seed": config.data_seed, "data_profile": config.profile, "scenes": int(windows["scenes"]),
+            "windows": count,
             "device": str(dev), "torch_threads": torch.get_num_threads(),
             "train_minutes": round(train_seconds / 60, 1), "git_commit": git_commit(),
             "final": history[-1] if history else None,
             "command": f"posesdf train legseg --config {config.name} --epochs {config.epochs} "
                        f"--scenes-per-cell {config.scenes_per_cell} --data-seed {config.data_seed} "
+                       f"--profile {config.profile} "
                        f"--out {out} --device {device}"}
     export_weights(out, "legseg", model, meta)
     return {"out": str(out), "epochs_done": done, "epochs_planned": config.epochs, "stopped_early": stopped_early,

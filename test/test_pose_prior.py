@@ -229,3 +229,22 @@ def test_warm_up_flags_outputs_until_the_bone_lengths_settle(prior, sequences):
     assert not prior.step(float(stamps[-1]) + 5.0, obs[0])[0].initialising
     prior.reset()
     assert prior.step(0.0, obs[0])[0].initialising
+
+
+def test_the_gait_cycle_is_found_between_the_frames_of_a_slow_stream(prior, body_model):
+    """At 5 FPS the frames are 0.2 s apart; the cycle (here 1.1 s, cadence 109 steps/min) is still found to
+    within 0.03 s, so the rotations one cycle earlier are those of the same gait phase."""
+    from dataclasses import replace
+
+    from posesdf_ros.data.walker import draw_walker
+
+    walker = draw_walker(np.random.default_rng(5), body=0, split="test", duration_s=4.0, cadence_spm=120 / 1.1,
+                         body_model=body_model)
+    assert abs(walker.cycle_s - 1.1) < 1e-9
+    stamps = np.arange(0.0, 4.0, 0.2)
+    joints = walker.joints(stamps)
+    prior.config = replace(prior.config.__class__(), lag_frames=0)
+    prior.reset()
+    for t, j in zip(stamps, joints):
+        prior.filter(float(t), j)
+    assert abs(prior.cycle_period() - 1.1) < 0.03

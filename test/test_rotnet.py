@@ -115,3 +115,25 @@ def test_eval_yaw_cli(test_build, tmp_path, capsys):
         assert {"median", "p95", "over_30_pct"} <= set(res[source]["overall"])
         assert set(res[source]["by_view"]) == {"V1", "V3"}
         assert res[source]["overall"]["failed"] == 0
+
+
+def test_views_of_a_product_build_come_from_the_product_cameras(train_build, tmp_path, body_model):
+    """RotNet's training views of a product build's shapes are seen from the product engine's camera heights
+    and distances (0.3 to 1.8 m high, 1 to 5 m away), a paper build's from the spec's (0.6 to 1.3, 1.5 to 3.5)."""
+    from posesdf_ros.data.dataset import build_dataset
+    from posesdf_ros.data.domain import PRODUCT
+    from posesdf_ros.training.rotnet_trainer import make_views
+
+    product = tmp_path / "product"
+    build_dataset(product, "train", limit=2, progress=False, body_model=body_model, profile="product")
+    config = preset("tiny")
+    config.views_per_shape = 8
+    for folder, (dist, height) in ((train_build, ((1.5, 3.5), (0.6, 1.3))),
+                                   (product, (PRODUCT.camera_distance_m, PRODUCT.camera_height_m))):
+        cameras = np.array([v.camera for v in make_views(folder, config, progress=False)])
+        assert len(cameras) == 16
+        assert np.all((cameras[:, 2] >= height[0]) & (cameras[:, 2] <= height[1]))
+        ranges = np.hypot(cameras[:, 0], cameras[:, 1])
+        assert np.all((ranges >= dist[0]) & (ranges <= dist[1]))
+    # Of 16 product cameras, some stand where the spec's never do.
+    assert np.any((cameras[:, 2] < 0.6) | (cameras[:, 2] > 1.3) | (ranges < 1.5) | (ranges > 3.5))

@@ -95,12 +95,29 @@ class View:
     yaw: float              # the shape's heading in that frame (its +-5 deg jitter)
 
 
+#: Camera distance and height (m) of the views of a paper build's shapes: the spec's views.
+PAPER_CAMERA_DISTANCE_M, PAPER_CAMERA_HEIGHT_M = (1.5, 3.5), (0.6, 1.3)
+
+
+def camera_ranges(manifest: dict) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(distance, height) ranges of the views' cameras (m): the product engine's for a product build,
+    the spec's otherwise."""
+    if manifest.get("profile") == "product":
+        from ..data.domain import PRODUCT
+
+        return PRODUCT.camera_distance_m, PRODUCT.camera_height_m
+    return PAPER_CAMERA_DISTANCE_M, PAPER_CAMERA_HEIGHT_M
+
+
 def make_views(folder: Path, config: RotNetTrainConfig, limit: int | None = None,
                progress: bool = True) -> list[View]:
-    """`views_per_shape` partial views of each training shape from uniform azimuths."""
+    """`views_per_shape` partial views of each training shape from uniform azimuths, the cameras at the
+    build's `camera_ranges`."""
     from tqdm import tqdm
 
-    entries = load_manifest(folder)["samples"][:limit]
+    manifest = load_manifest(folder)
+    entries = manifest["samples"][:limit]
+    distances, heights = camera_ranges(manifest)
     rng = np.random.default_rng(config.seed)
     views = []
     for e in tqdm(entries, desc="partial views", unit="shape", disable=not progress):
@@ -108,7 +125,7 @@ def make_views(folder: Path, config: RotNetTrainConfig, limit: int | None = None
             surface, yaw = z["gt_surface"].astype(np.float64), math.radians(float(z["yaw_deg"]))
         surface = surface[rng.choice(len(surface), min(len(surface), config.hpr_surface_points), replace=False)]
         for az in (rng.random() + np.arange(config.views_per_shape)) * 2 * np.pi / config.views_per_shape:
-            dist, height = rng.uniform(1.5, 3.5), rng.uniform(0.6, 1.3)
+            dist, height = rng.uniform(*distances), rng.uniform(*heights)
             camera = np.array([dist * np.cos(az), dist * np.sin(az), height])
             views.append(View(surface[hidden_point_removal(surface, camera)].astype(np.float32), camera, yaw))
     return views
@@ -206,10 +223,13 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
         postfix=lambda h: {"loss": f"{h['loss']:.3f}", "med": f"{h['median_error_deg']:.1f}"})
     history, done = run.history, run.epochs_done
     train_seconds = sum(h["seconds"] for h in history)
+    manifest = load_manifest(data)
+    distances, heights = camera_ranges(manifest)
     meta = {"model": "rotnet", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
-            "data": str(data), "data_seed": load_manifest(data).get("seed"),
-            "shapes": len(load_manifest(data)["samples"][:limit]), "views_per_shape": config.views_per_shape,
+            "data": str(data), "data_seed": manifest.get("seed"), "data_profile": manifest.get("profile", "paper"),
+            "camera_distance_m": list(distances), "camera_height_m": list(heights),
+            "shapes": len(manifest["samples"][:limit]), "views_per_shape": config.views_per_shape,
             "device": str(dev), "torch_threads": torch.get_num_threads(),
             "train_minutes": round(train_seconds / 60, 1), "git_commit": git_commit(),
             "final": history[-1] if history else None,

@@ -109,6 +109,21 @@ def test_eval_seg_reports_the_classifier_and_the_rule_based_crop(test_build, tmp
         assert 0.5 < s["precision_pooled"] <= 1 and 0.5 < s["recall_pooled"] <= 1
         assert (s["classifier"] is None) == (choice == "none")
         assert ("leg_classifier" in s["timing_ms"]) == (choice == "legseg")
+        assert s["data_profile"] == "paper" and (choice == "none" or s["classifier"]["data_profile"] == "paper")
+
+
+def test_results_page_names_the_classifier_s_scenes_and_the_build():
+    """A product-trained LegSegNet on a product val build is told apart from the shipped one on the test split."""
+    from posesdf_ros.evaluation.report import _segmentation_method
+
+    shipped = {"classifier": {"points": 512, "epochs_done": 40, "epochs_planned": 40}, "data_split": "test"}
+    product = {"classifier": {"points": 512, "epochs_done": 40, "epochs_planned": 40, "data_profile": "product"},
+               "data_split": "val", "data_profile": "product"}
+    assert _segmentation_method(shipped) == "LegSegNet, 512 points (40/40 epochs)"
+    assert _segmentation_method(product) == \
+        "LegSegNet, 512 points (40/40 epochs, product scenes), val split (product engine)"
+    assert _segmentation_method(shipped | {"data_split": "shifted", "data_profile": "shifted"}).endswith(
+        "(40/40 epochs), shifted split")
 
 
 def test_threshold_sweep_trades_recall_for_precision(test_build, classifier, tmp_path):

@@ -298,12 +298,14 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
                if k != "samples"}
     manifest = load_manifest(args.data)
     summary |= {"command": _command(), "data_seed": manifest.get("seed"), "data_split": manifest.get("split"),
+                "data_profile": manifest.get("profile", "paper"),
                 "generator_version": manifest.get("generator_version"),
                 "samples_per_cell": args.limit or "all", "decimation": args.decimation,
                 "device": device_description("cpu"),
                 "classifier": None if classifier is None else {
                     k: classifier.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "command")}
-                | {"points": classifier.model.config.points},
+                | {"points": classifier.model.config.points,
+                   "data_profile": classifier.meta.get("data_profile", "paper")},
                 "git_commit": git_commit()}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,18 @@
 """Where a figure came from: the code's commit and the device it ran on, recorded in every result JSON."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
 
 
 def git_commit() -> str:
-    """The checkout's short commit, with "-dirty" when tracked files have uncommitted changes."""
+    """The checkout's short commit, with "-dirty" when tracked files have uncommitted changes; where
+    POSESDF_GIT_COMMIT is set, that (a copy of a checkout without its own git history, e.g. on a
+    GPU machine, names the commit it was copied from)."""
+    if os.environ.get("POSESDF_GIT_COMMIT"):
+        return os.environ["POSESDF_GIT_COMMIT"]
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent,
                               timeout=5).stdout.strip()

@@ -92,7 +92,13 @@ def add_parsers(subparsers) -> None:
                     help="the canonicaliser's decimation of each camera image before segmentation (default: the "
                          f"node's, {_CANONICALISER_DEFAULTS['decimation']}; 1: every pixel, 2: every second pixel "
                          "row and column)")
-    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--save-sequence", type=Path, default=None, metavar="FILE",
+                    help="write the generated sequence (depth images, labels, poses: about 0.3 MB a frame) to "
+                         "FILE.npz and stop, to time the same frames on a machine without the body model")
+    sp.add_argument("--sequence", type=Path, default=None, metavar="FILE",
+                    help="time the frames of a --save-sequence file instead of generating them (its own "
+                         "frames, view and seed; --frames, --view and --seed are then unused)")
+    sp.add_argument("--device", default="cpu", help="torch device of the estimators and RotNet (cpu, cuda)")
     sp.add_argument("--weights", type=Path, default=None)
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")
     sp.add_argument("--quiet", action="store_true")
@@ -118,7 +124,8 @@ def add_parsers(subparsers) -> None:
 
     rep = subparsers.add_parser("report", help="write docs/results.md from eval (and bench) JSON files")
     rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")
-    rep.add_argument("--bench", type=Path, default=None, help="JSON of `posesdf bench speed --json`")
+    rep.add_argument("--bench", type=Path, nargs="+", default=None,
+                     help="JSONs of `posesdf bench speed --json` (one speed table each, e.g. CPU and GPU)")
     rep.add_argument("--yaw", type=Path, default=None, help="JSON of `posesdf eval-yaw --json`")
     rep.add_argument("--segmentation", type=Path, nargs="+", default=None,
                      help="JSON files of `posesdf eval-seg --json`, one row each")
@@ -239,9 +246,18 @@ def _eval(args: argparse.Namespace) -> int:
 def _bench_speed(args: argparse.Namespace) -> int:
     from ..inference.estimator import GaitPoseEstimator
     from .benchmark import bench_speed
-    from .sequences import walking_sequence
+    from .sequences import load_sequence, save_sequence, walking_sequence
 
-    frames = walking_sequence(args.frames, view=args.view, seed=args.seed, organised=True)
+    if args.sequence:
+        frames, described = load_sequence(args.sequence)
+        data = f"walking sequence {args.sequence.name}: {described['data']}"
+    else:
+        frames = walking_sequence(args.frames, view=args.view, seed=args.seed, organised=True)
+        data = f"walking sequence, view {args.view}, seed {args.seed}, 15 Hz"
+        if args.save_sequence:
+            save_sequence(args.save_sequence, frames, {"data": data, "command": _command()})
+            print(f"{len(frames)} frames written to {args.save_sequence}")
+            return 0
     ests = {name if backend == "posesdf" else f"{name}-{backend}":
             GaitPoseEstimator.from_pretrained(backend, name, args.device, args.weights, rotnet_turns=args.rotnet_turns,
                                               legseg_model=args.legseg_model)
@@ -249,7 +265,7 @@ def _bench_speed(args: argparse.Namespace) -> int:
     result = bench_speed(ests, frames, track=not args.no_track, progress=not args.quiet)
     from ..provenance import git_commit
     from .benchmark import bench_canonicalise
-    out = {"command": _command(), "data": f"walking sequence, view {args.view}, seed {args.seed}, 15 Hz",
+    out = {"command": _command(), "data": data,
            "frames": len(frames), "track": not args.no_track,
            "git_commit": git_commit(), "profiles": result}
     first = next(iter(ests.values()))

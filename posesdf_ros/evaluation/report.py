@@ -219,7 +219,51 @@ def _segmentation_lines(runs: list[dict]) -> list[str]:
     return lines
 
 
-def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None = None,
+def _bench_title(bench: dict) -> str:
+    devices = sorted({e["device"] for e in bench["profiles"].values()})
+    return f"{', '.join(devices)}, warm starts {'on' if bench.get('track') else 'off'}"
+
+
+def _speed_lines(bench: dict) -> list[str]:
+    """One `posesdf bench speed --json` result: the profiles' table, then the canonicaliser's and the prior's
+    stages."""
+    lines = ["", f"### {_bench_title(bench)}", "",
+              "| profile | device | points | iterations | FPS | MPJPE (mm) | latent opt. (ms) | joints (ms) | "
+              "total p95 (ms) | peak RSS (MB) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, e in bench["profiles"].items():
+        st = e["stages_ms"]
+        lines.append(f"| {name} | {e['device']} | {e['points']:.0f} | {e['iterations_mean']:.1f} | "
+                     f"{e['fps']:.1f} | {e['mpjpe_mm']:.1f} | "
+                     f"{st['latent_optimisation']['mean']:.0f} | {st['joint_extraction']['mean']:.0f} | "
+                     f"{st['total']['p95']:.0f} | {e['peak_rss_mb']:.0f} |")
+    lines.append("")
+    lines.append(f"Made by `{bench.get('command')}` on {bench.get('frames')} frames of {bench.get('data')}, "
+                 f"tracking (warm start) {'on' if bench.get('track') else 'off'}, "
+                 f"commit {bench.get('git_commit')}.")
+    if "canonicalise" in bench:
+        c = bench["canonicalise"]
+        st = c["stages_ms"]
+        decimation = c.get("decimation", 1)
+        thinned = "" if decimation == 1 else \
+            f"{_decimation_phrase(decimation)} kept: about {c['points_segmented']:.0f} segmented"
+        lines += ["", "Segmentation + RotNet on the same frames' whole scene clouds "
+                      f"(about {c['scene_points']:.0f} points{thinned}, {c['frames_with_person']}/{c['frames']} "
+                      f"with a person found, leg points by {c.get('leg_points_by', 'LegSegNet')}, RotNet with "
+                      f"{c['rotnet_turns']} test-time turns, {c['device']}):", "",
+                  "| stage | mean (ms) | p95 (ms) |", "|---|---|---|"]
+        lines += [f"| {k} | {v['mean']:.1f} | {v['p95']:.1f} |" for k, v in st.items()]
+    if "step_ms" in bench.get("pose_prior", {}):
+        p = bench["pose_prior"]
+        lines += ["", f"The pose_prior node's step (`PosePrior.step`, the node's defaults: "
+                      f"{p['settings']['lag_frames']} frames of lag, {p['settings']['iterations']} L-BFGS "
+                      f"iterations) on the same frames' true joints plus {1000 * p['noise_m']:.0f} mm noise: "
+                      f"{p['step_ms']['mean']:.1f} ms mean, {p['step_ms']['p95']:.1f} ms p95 over "
+                      f"{p['frames_timed']} frames."]
+    return lines
+
+
+def write_results_page(run_files: list[Path], out: Path, bench_files: list[Path] | None = None,
                        yaw_file: Path | None = None, segmentation_files: list[Path] | None = None,
                        prior_file: Path | None = None) -> Path:
     """docs/results.md: our measured rows next to the paper's, from eval JSON files."""
@@ -262,41 +306,11 @@ def write_results_page(run_files: list[Path], out: Path, bench_file: Path | None
                      f"weights trained {w.get('epochs_done')}/{w.get('epochs_planned')} epochs on data seed "
                      f"{w.get('data_seed')}, {data_split(s)} data seed {s.get('data_seed')}, "
                      f"{s['profile'].get('points')} points, {s['profile'].get('iterations')} iterations max.")
-    if bench_file is not None and Path(bench_file).exists():
-        bench = json.loads(Path(bench_file).read_text())
-        lines += ["", "## Speed (`posesdf bench speed`)", "",
-                  "| profile | device | points | iterations | FPS | MPJPE (mm) | latent opt. (ms) | joints (ms) | "
-                  "total p95 (ms) | peak RSS (MB) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for name, e in bench["profiles"].items():
-            st = e["stages_ms"]
-            lines.append(f"| {name} | {e['device']} | {e['points']:.0f} | {e['iterations_mean']:.1f} | "
-                         f"{e['fps']:.1f} | {e['mpjpe_mm']:.1f} | "
-                         f"{st['latent_optimisation']['mean']:.0f} | {st['joint_extraction']['mean']:.0f} | "
-                         f"{st['total']['p95']:.0f} | {e['peak_rss_mb']:.0f} |")
-        lines.append("")
-        lines.append(f"Made by `{bench.get('command')}` on {bench.get('frames')} frames of {bench.get('data')}, "
-                     f"tracking (warm start) {'on' if bench.get('track') else 'off'}, "
-                     f"commit {bench.get('git_commit')}.")
-        if "canonicalise" in bench:
-            c = bench["canonicalise"]
-            st = c["stages_ms"]
-            decimation = c.get("decimation", 1)
-            thinned = "" if decimation == 1 else \
-                f"{_decimation_phrase(decimation)} kept: about {c['points_segmented']:.0f} segmented"
-            lines += ["", "Segmentation + RotNet on the same frames' whole scene clouds "
-                          f"(about {c['scene_points']:.0f} points{thinned}, {c['frames_with_person']}/{c['frames']} "
-                          f"with a person found, leg points by {c.get('leg_points_by', 'LegSegNet')}, RotNet with "
-                          f"{c['rotnet_turns']} test-time turns, {c['device']}):", "",
-                      "| stage | mean (ms) | p95 (ms) |", "|---|---|---|"]
-            lines += [f"| {k} | {v['mean']:.1f} | {v['p95']:.1f} |" for k, v in st.items()]
-        if "step_ms" in bench.get("pose_prior", {}):
-            p = bench["pose_prior"]
-            lines += ["", f"The pose_prior node's step (`PosePrior.step`, the node's defaults: "
-                          f"{p['settings']['lag_frames']} frames of lag, {p['settings']['iterations']} L-BFGS "
-                          f"iterations) on the same frames' true joints plus {1000 * p['noise_m']:.0f} mm noise: "
-                          f"{p['step_ms']['mean']:.1f} ms mean, {p['step_ms']['p95']:.1f} ms p95 over "
-                          f"{p['frames_timed']} frames."]
+    benches = [json.loads(Path(f).read_text()) for f in bench_files or [] if Path(f).exists()]
+    if benches:
+        lines += ["", "## Speed (`posesdf bench speed`)"]
+        for bench in benches:
+            lines += _speed_lines(bench)
     if yaw_file is not None and Path(yaw_file).exists():
         lines += _yaw_lines(json.loads(Path(yaw_file).read_text()))
     segmentation = [json.loads(Path(f).read_text()) for f in segmentation_files or [] if Path(f).exists()]

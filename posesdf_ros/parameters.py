@@ -160,7 +160,8 @@ POSE_PRIOR_PARAMETERS: tuple[Param, ...] = (
     Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
     TORCH_THREADS,
     MAX_COORDINATE,
-    Param("observation_sigma_m", 0.03, "Expected error of the incoming joints (m): the estimator's MPJPE.",
+    Param("observation_sigma_m", 0.02, "Expected error of the incoming joints (m): the estimator's MPJPE "
+                                       "(`posesdf bench prior` tunes the motion and prior weights at 0.02).",
           (0.001, 1.0)),
     Param("motion_sigma_m", 0.02, "Expected deviation of a joint from constant velocity over 1/30 s (m), "
                                   "scaled by the square of the actual time step; smaller smooths more. "

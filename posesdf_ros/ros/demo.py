@@ -36,6 +36,7 @@ GAIT_SHOWN = (("cadence_spm", "cadence", "steps/min", ".1f"), ("stride_length_m"
               ("right_peak_knee_flexion_deg", "peak knee R", "deg", ".1f"))
 JOINTS_TOPIC = "/estimator/joints"
 PRIOR_TOPIC = "/pose_prior/joints"
+PRIOR_QUALITY_TOPIC = "/pose_prior/quality"
 #: topic -> (message type, record every n-th message); types are the rosbag2 names.
 RECORDED = {
     "/synthetic_camera/points": ("sensor_msgs/msg/PointCloud2", None),   # n from --bag-input-every
@@ -51,6 +52,7 @@ RECORDED = {
     "/estimator/overlay": ("sensor_msgs/msg/Image", 1),
     PRIOR_TOPIC: ("geometry_msgs/msg/PoseArray", 1),
     "/pose_prior/markers": ("visualization_msgs/msg/MarkerArray", 1),
+    PRIOR_QUALITY_TOPIC: ("diagnostic_msgs/msg/DiagnosticArray", 1),
     "/pose_prior/gait_angles": ("sensor_msgs/msg/JointState", 1),
     GAIT_TOPIC: ("diagnostic_msgs/msg/DiagnosticArray", 1),
     TRUE_GAIT_TOPIC: ("diagnostic_msgs/msg/DiagnosticArray", 1),
@@ -74,6 +76,11 @@ class DemoRecorder(TopicRecorder):
         self.truth: dict[tuple[int, int], np.ndarray] = {}
         self.frames: list[dict] = []
         self.prior_errors_mm: list[float] = []
+        # Stamp key -> MPJPE (mm) of the estimator's and the prior's output of that frame, and whether the
+        # prior flagged its output as initialising: the prior is judged on the frames both scored.
+        self.estimator_by_stamp: dict[tuple[int, int], float] = {}
+        self.prior_by_stamp: dict[tuple[int, int], float] = {}
+        self.prior_initialising: dict[tuple[int, int], bool] = {}
         self.overlays: list[np.ndarray] = []
         self.mesh: tuple[np.ndarray, np.ndarray] | None = None
         self.input_every, self.max_frames = input_every, max_frames
@@ -97,6 +104,12 @@ class DemoRecorder(TopicRecorder):
             self._check_done()
         elif topic in (GAIT_TOPIC, TRUE_GAIT_TOPIC):
             self._on_gait(topic, self.deserialize(topic, raw))
+        elif topic == PRIOR_QUALITY_TOPIC:
+            msg = self.deserialize(topic, raw)
+            values = {kv.key: kv.value for st in msg.status for kv in st.values}
+            if "initialising" in values:
+                self.prior_initialising[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = \
+                    values["initialising"] == "true"
         elif topic == "/estimator/mesh":
             msg = self.deserialize(topic, raw)
             self.mesh = (np.array([[v.x, v.y, v.z] for v in msg.vertices]),
@@ -118,8 +131,10 @@ class DemoRecorder(TopicRecorder):
         err = np.linalg.norm(joints - truth, axis=1) * 1e3
         if topic == PRIOR_TOPIC:
             self.prior_errors_mm.append(float(err.mean()))
+            self.prior_by_stamp[key] = float(err.mean())
             self._check_done()
             return
+        self.estimator_by_stamp[key] = float(err.mean())
         frame = {"stamp_s": stamp_seconds(msg.header.stamp), "mpjpe_mm": float(err.mean()),
                  "per_joint_mm": err.tolist(), "latency_ms": (now_ns * 1e-9 - stamp_seconds(msg.header.stamp)) * 1e3,
                  "received_s": time.monotonic(), "joints": joints, "truth": truth, "mesh": self.mesh}
@@ -177,6 +192,23 @@ def gait_summary(rec: DemoRecorder) -> dict:
     return out
 
 
+def prior_comparison(rec: DemoRecorder) -> dict:
+    """The prior against the estimator on the same frames (those both scored), all of them and the
+    settled ones (the prior's quality status not `initialising`)."""
+    both = [k for k in rec.prior_by_stamp if k in rec.estimator_by_stamp]
+    settled = [k for k in both if rec.prior_initialising.get(k) is False]
+
+    def mean(values):
+        return float(np.mean(values)) if values else None
+
+    return {"frames": len(both), "prior_mpjpe_mm": mean([rec.prior_by_stamp[k] for k in both]),
+            "estimator_mpjpe_mm": mean([rec.estimator_by_stamp[k] for k in both]),
+            "settled_frames": len(settled),
+            "settled_prior_mpjpe_mm": mean([rec.prior_by_stamp[k] for k in settled]),
+            "settled_estimator_mpjpe_mm": mean([rec.estimator_by_stamp[k] for k in settled]),
+            "initialising_frames": sum(rec.prior_initialising.get(k) is True for k in both)}
+
+
 def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
     frames = rec.frames
     err = np.array([f["mpjpe_mm"] for f in frames]) if frames else np.array([])
@@ -184,7 +216,7 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
     span = frames[-1]["received_s"] - frames[0]["received_s"] if len(frames) > 1 else 0.0
     diag = {name: next((v for k, v in rec.diagnostics.items() if k.startswith(name)), {})
             for name in ("synthetic_camera", "canonicaliser", "estimator", "pose_prior")}
-    from ..provenance import device_description
+    from ..provenance import device_description, git_commit
 
     return {
         "frames_scored": len(frames),
@@ -199,6 +231,7 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
         # The prior restarts after gaps over its restart_gap_s: at CPU rates it mostly passes frames through.
         "prior_frames_scored": len(rec.prior_errors_mm),
         "prior_mpjpe_mm": float(np.mean(rec.prior_errors_mm)) if rec.prior_errors_mm else None,
+        "prior_vs_estimator": prior_comparison(rec),
         "gait": gait_summary(rec),
         "dropped": {n: diag[n].get("frames_dropped") for n in ("canonicaliser", "estimator", "pose_prior")},
         "walker": {k: diag["synthetic_camera"].get(k) for k in ("condition", "view", "body_index", "seed", "noise",
@@ -208,6 +241,7 @@ def summarise(rec: DemoRecorder, wall_s: float, settings: dict) -> dict:
         "diagnostics": rec.diagnostics,
         "wall_s": wall_s,
         "device": device_description(diag["estimator"].get("device") or "cpu"),
+        "git_commit": git_commit(),
         "settings": settings,
     }
 
@@ -283,6 +317,11 @@ def print_summary(summary: dict, out: Path) -> None:
           f"heading from {summary['yaw_source']}")
     print(f"  MPJPE  mean {fmt(summary['mpjpe_mm'], ' mm')}, median {fmt(summary['mpjpe_median_mm'], ' mm')}; "
           f"after pose_prior {fmt(summary['prior_mpjpe_mm'], ' mm')} over {summary['prior_frames_scored']} frames")
+    pair = summary["prior_vs_estimator"]
+    print(f"  prior  on the {pair['settled_frames']} settled frames both scored: "
+          f"{fmt(pair['settled_prior_mpjpe_mm'], ' mm')} against the estimator's "
+          f"{fmt(pair['settled_estimator_mpjpe_mm'], ' mm')} ({pair['initialising_frames']} initialising frames "
+          "left out)")
     print(f"  speed  {fmt(summary['fps'], ' FPS')}, latency mean {fmt(summary['latency_mean_ms'], ' ms')}, "
           f"p95 {fmt(summary['latency_p95_ms'], ' ms')} on {summary['device']}")
     gait = summary["gait"]

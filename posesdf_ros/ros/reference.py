@@ -1,6 +1,8 @@
 """config/posesdf.yaml and the README's parameter tables, generated from the declared parameters.
 
-    python -m posesdf_ros.ros.reference --yaml config/posesdf.yaml --markdown docs/ros_parameters.md
+    python -m posesdf_ros.ros.reference --yaml config/posesdf.yaml --markdown TABLES.md
+
+then paste TABLES.md over the README's tables.
 
 A test checks that both files match what the nodes declare.
 """

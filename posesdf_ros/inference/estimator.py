@@ -534,6 +534,13 @@ class GaitPoseEstimator:
         """Refined normalised coordinates -> the first-guess normalised frame, (N, 3) numpy."""
         return (p_n * torch.exp(-fit.log_scale) + fit.shift).cpu().numpy().astype(np.float64)
 
+    def mesh_of(self, result: EstimateResult):
+        """The lower-limb mesh (trimesh.Trimesh, input frame) of a valid `result`'s fit, or None: what
+        `estimate(..., mesh=True)` adds, made afterwards, so a node can publish the joints first."""
+        if not result.valid or result.fit is None or result.canonical is None:
+            return None
+        return self._mesh(result.fit, result.canonical)
+
     def _mesh(self, fit: LatentFit, canon: Canonical):
         import trimesh
 

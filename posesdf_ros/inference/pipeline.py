@@ -33,14 +33,13 @@ class EstimatorStep:
         self.estimator, self.settings = estimator, settings
         self.last_stamp = -np.inf
 
-    def run(self, stamp: float, legs: np.ndarray, yaw: float, camera_origin: np.ndarray | None,
-            mesh: bool = False):
+    def run(self, stamp: float, legs: np.ndarray, yaw: float, camera_origin: np.ndarray | None):
         """One frame's leg points (M, 3, gravity frame) and heading -> `EstimateResult`."""
         s = self.settings
         if not 0.0 <= stamp - self.last_stamp <= s.track_reset_s:
             self.estimator.reset()
         self.last_stamp = stamp
-        return self.estimator.estimate(legs, yaw=yaw, camera_origin=camera_origin, track=s.track, mesh=mesh,
+        return self.estimator.estimate(legs, yaw=yaw, camera_origin=camera_origin, track=s.track,
                                        segment=False, check_heading=s.check_heading)
 
 

@@ -20,6 +20,7 @@ stamp, in the gravity frame:
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -164,7 +165,7 @@ class EstimatorNode(ManagedNode):
         if stamp < self.last_mesh:          # the stream restarted
             self.last_mesh = -np.inf
         want_mesh = self.p.mesh_rate_hz > 0 and stamp - self.last_mesh >= 1.0 / self.p.mesh_rate_hz
-        res = self.step.run(stamp, points, yaw_of(person.poses[0]), camera[:3, 3], mesh=want_mesh)
+        res = self.step.run(stamp, points, yaw_of(person.poses[0]), camera[:3, 3])
         self.last_timings = res.timings
         if not res.valid:
             raise DroppedFrame("invalid", f"no estimate: {res.reason}")
@@ -174,16 +175,21 @@ class EstimatorNode(ManagedNode):
         self.last_quality = res.quality
         self.pub_joints.publish(joints_to_pose_array(res.joints, header))
         self.pub_quality.publish(DiagnosticArray(header=header, status=[quality_status(res, self.estimator.quality)]))
-        markers = skeleton_markers(res.joints, header, self.p.marker_lifetime_s, self.p.joint_diameter_m,
-                                   res.joint_confidence)
-        if res.mesh is not None:
-            self.last_mesh = stamp
-            verts, faces = np.asarray(res.mesh.vertices), np.asarray(res.mesh.faces)
-            # The mesh outlives the skeleton: it is refreshed only at mesh_rate_hz.
-            life = max(self.p.marker_lifetime_s, 1.5 / self.p.mesh_rate_hz)
-            markers.append(mesh_marker(verts, faces, header, life))
-            self.pub_mesh.publish(mesh_to_msg(verts, faces))
-        self.pub_markers.publish(MarkerArray(markers=markers))
+        self.pub_markers.publish(MarkerArray(markers=skeleton_markers(
+            res.joints, header, self.p.marker_lifetime_s, self.p.joint_diameter_m, res.joint_confidence)))
+        # The mesh is made after the joints are out: its marching cubes (about a tenth of a second on a
+        # small CPU) must not delay the frame's joints.
+        if want_mesh:
+            t = time.perf_counter()
+            mesh = self.estimator.mesh_of(res)
+            self.last_timings = res.timings | {"meshing": time.perf_counter() - t}
+            if mesh is not None:
+                self.last_mesh = stamp
+                verts, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+                # The mesh outlives the skeleton: it is refreshed only at mesh_rate_hz.
+                life = max(self.p.marker_lifetime_s, 1.5 / self.p.mesh_rate_hz)
+                self.pub_markers.publish(MarkerArray(markers=[mesh_marker(verts, faces, header, life)]))
+                self.pub_mesh.publish(mesh_to_msg(verts, faces))
         if self.p.overlay:
             self._publish_overlays(*self.overlays.add_result(stamp, (res.joints, camera)))
         self.mark_published(legs.header.stamp)

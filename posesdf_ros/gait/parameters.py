@@ -120,16 +120,18 @@ def _json_number(value):
     return value if math.isfinite(value) else None
 
 
-def prepare(stamps_s: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Check input and resample it to uniform time steps.
+def segments(stamps_s: np.ndarray, joints: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Check input and split it into gap-free parts, each resampled to uniform time steps.
 
     stamps_s: (T,) strictly increasing, joints: (T, 9, 3) with NaN for
-    missing frames. Frames with any non-finite joint are dropped; the rest
-    are linearly resampled at their median frame interval; gaps over
-    `MAX_GAP_S` split the sequence and the longest gap-free part is kept;
-    single frames with swapped legs or a flipped heading are put right
-    (`fix_leg_labels`).
-    Returns (stamps (N,), joints (N, 9, 3)), N may be 0.
+    missing frames. Frames with any non-finite joint are dropped; single
+    frames with swapped legs or a flipped heading are put right
+    (`fix_leg_labels`); gaps over `MAX_GAP_S` split the sequence, and each
+    part of two frames or more is linearly resampled at its median frame
+    interval. A live stream at a few frames a second loses a few frames now
+    and then: its strides between the gaps all count, not only those of its
+    longest gap-free part.
+    Returns [(stamps (N,), joints (N, 9, 3)), ...], oldest first; may be empty.
     """
     stamps_s = np.asarray(stamps_s, float)
     joints = np.asarray(joints, float)
@@ -139,20 +141,18 @@ def prepare(stamps_s: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.nd
         raise ValueError("stamps_s must be finite and strictly increasing")
     ok = np.isfinite(joints).all(axis=(1, 2))
     t, j = stamps_s[ok], fix_leg_labels(joints[ok])
-    if len(t) < 2:
-        return t, j
-    # The longest run without a gap over MAX_GAP_S.
     breaks = np.flatnonzero(np.diff(t) > MAX_GAP_S)
-    starts, ends = np.r_[0, breaks + 1], np.r_[breaks, len(t) - 1]
-    longest = int(np.argmax(t[ends] - t[starts]))
-    t, j = t[starts[longest]:ends[longest] + 1], j[starts[longest]:ends[longest] + 1]
-    if len(t) < 2:
-        return t, j
-    dt = float(np.median(np.diff(t)))
-    grid = t[0] + dt * np.arange(int(np.floor((t[-1] - t[0]) / dt + 1e-6)) + 1)
-    flat = j.reshape(len(t), -1)
-    resampled = np.stack([np.interp(grid, t, flat[:, k]) for k in range(flat.shape[1])], axis=1)
-    return grid, resampled.reshape(len(grid), 9, 3)
+    parts = []
+    for a, b in zip(np.r_[0, breaks + 1], np.r_[breaks + 1, len(t)]):
+        if b - a < 2:
+            continue
+        ts, js = t[a:b], j[a:b]
+        dt = float(np.median(np.diff(ts)))
+        grid = ts[0] + dt * np.arange(int(np.floor((ts[-1] - ts[0]) / dt + 1e-6)) + 1)
+        flat = js.reshape(len(ts), -1)
+        resampled = np.stack([np.interp(grid, ts, flat[:, k]) for k in range(flat.shape[1])], axis=1)
+        parts.append((grid, resampled.reshape(len(grid), 9, 3)))
+    return parts
 
 
 def fix_leg_labels(joints: np.ndarray) -> np.ndarray:
@@ -211,73 +211,51 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
     a z-up frame (gravity frame), JOINT_NAMES order, NaN rows for missing
     frames. Raises ValueError on malformed input; a sequence too short or
     too broken for one stride per side gives `valid=False` and a reason.
+    Sequences with gaps (`segments`) pool the strides of their gap-free parts.
     """
-    t, j = prepare(stamps_s, joints)
-    duration = float(t[-1] - t[0]) if len(t) > 1 else 0.0
-    base = dict(duration_s=duration, n_frames=len(t))
-    if len(t) < 5:
-        return GaitParameters(valid=False, reason=f"only {len(t)} usable frames", **base)
+    parts = [(t, j) for t, j in segments(stamps_s, joints) if len(t) >= 5]
+    duration = float(sum(t[-1] - t[0] for t, _ in parts))
+    base = dict(duration_s=duration, n_frames=int(sum(len(t) for t, _ in parts)))
+    if not parts:
+        usable = sum(len(t) for t, _ in segments(stamps_s, joints))
+        return GaitParameters(valid=False, reason=f"only {usable} usable frames", **base)
     try:
-        direction = walking_direction(j)
+        direction = walking_direction(np.concatenate([j for _, j in parts]))
     except ValueError as err:
         return GaitParameters(valid=False, reason=str(err), **base)
-    offsets = forward_offsets(j, direction)
-    velocity = pelvis_velocity(t, j)
+    # The pelvis' velocity over the parts, each weighted by its duration.
+    spans = np.array([t[-1] - t[0] for t, _ in parts])
+    velocity = sum(w * pelvis_velocity(t, j) for w, (t, j) in zip(spans, parts)) / max(spans.sum(), 1e-9)
     overground = bool(np.linalg.norm(velocity) > OVERGROUND_MIN_SPEED_MPS)
     # The line of progression: where the pelvis travels overground, where it faces on a treadmill.
     progression = velocity / np.linalg.norm(velocity) if overground else direction
     lateral = np.cross(_UP, progression)    # across the line of progression
-    events = detect_events(t, j)
-    strides = {s: _strides(events.heel_strike_s[s]) for s in SIDES}
-    if not all(strides.values()):
-        short = [s for s in SIDES if not strides[s]]
+    measured = [_part_measures(t, j, direction, progression, lateral) for t, j in parts]
+    events = GaitEvents(
+        heel_strike_s={s: np.concatenate([m["events"].heel_strike_s[s] for m in measured]) for s in SIDES},
+        toe_off_s={s: np.concatenate([m["events"].toe_off_s[s] for m in measured]) for s in SIDES})
+    n_strides = {s: sum(len(m["strides"][s]) for m in measured) for s in SIDES}
+    if not all(n_strides.values()):
+        short = [s for s in SIDES if not n_strides[s]]
         return GaitParameters(valid=False, reason=f"no complete gait cycle of the {' and '.join(short)} leg "
                                                   f"in {duration:.2f} s", events=events, **base)
 
-    angle_splines = {k: CubicSpline(t, np.rad2deg(v)) for k, v in joint_angles(j).items()}
-    percent = np.linspace(0.0, 1.0, CURVE_POINTS)
-    stride_times, speeds, widths, stride_lengths = [], [], [], []
-    stance, curves = {}, {}
-    # Overground: each heel strike's footprint, the ankle's world position along the line of progression.
-    footprints = {s: _positions(t, j[:, JOINT_INDEX[f"{s}_ankle"]], events.heel_strike_s[s]) @ progression
-                  for s in SIDES}
-    for side in SIDES:
-        ankle = offsets[f"{side}_ankle"]
-        side_stance = []
-        for a, b in strides[side]:
-            stride_times.append(b - a)
-            toe_off = events.toe_off_s[side][(events.toe_off_s[side] > a) & (events.toe_off_s[side] < b)]
-            if len(toe_off):
-                side_stance.append(100.0 * (toe_off[0] - a) / (b - a))
-                # The stance ankle's backward travel relative to the pelvis: the belt's speed (treadmill).
-                speeds.append((np.interp(a, t, ankle) - np.interp(toe_off[0], t, ankle)) / (toe_off[0] - a))
-        hs = events.heel_strike_s[side]
-        stride_lengths += [footprints[side][k + 1] - footprints[side][k] for k in range(len(hs) - 1)
-                           if MIN_CYCLE_S <= hs[k + 1] - hs[k] <= MAX_CYCLE_S]
-        stance[side] = float(np.mean(side_stance)) if side_stance else float("nan")
-        for name, spline in angle_splines.items():
-            if name.startswith(side + "_"):
-                curves[name] = np.mean([spline(a + percent * (b - a)) for a, b in strides[side]], axis=0)
-        for hs in events.heel_strike_s[side]:
-            between = [np.interp(hs, t, (j[:, JOINT_INDEX["left_ankle"]] - j[:, JOINT_INDEX["right_ankle"]]) @ axis)
-                       for axis in np.eye(3)]
-            widths.append(abs(float(np.dot(between, lateral))))
+    def pooled(key: str, side: str | None = None) -> list:
+        return [v for m in measured for v in (m[key][side] if side else m[key])]
 
-    other = {"left": "right", "right": "left"}
-    step_time, step_footprints = {}, {}
-    for side in SIDES:
-        hs, hs_other = events.heel_strike_s[side], events.heel_strike_s[other[side]]
-        # Each heel strike after one of the other side's, within half the longest cycle: a step.
-        steps = [(k, int(np.flatnonzero(hs_other < h)[-1])) for k, h in enumerate(hs) if (hs_other < h).any()]
-        steps = [(k, m) for k, m in steps if hs[k] - hs_other[m] <= MAX_CYCLE_S / 2]
-        step_time[side] = float(np.mean([hs[k] - hs_other[m] for k, m in steps])) if steps else float("nan")
-        step_footprints[side] = (float(np.mean([footprints[side][k] - footprints[other[side]][m] for k, m in steps]))
-                                 if steps else float("nan"))
+    stride_times, speeds, widths, stride_lengths = (pooled(k) for k in ("stride_times", "speeds", "widths",
+                                                                         "stride_lengths"))
+    stance = {s: float(np.mean(pooled("stance", s))) if pooled("stance", s) else float("nan") for s in SIDES}
+    curves = {name: np.mean(pooled("curves", name), axis=0) for name in ANGLE_NAMES}
+    step_times = {s: pooled("step_times", s) for s in SIDES}
+    step_time = {s: float(np.mean(v)) if v else float("nan") for s, v in step_times.items()}
+    step_footprints = {s: float(np.mean(pooled("step_footprints", s))) if pooled("step_footprints", s)
+                       else float("nan") for s in SIDES}
 
     stride_time = float(np.mean(stride_times))
     if overground:
         speed = float(velocity @ progression)
-        stride_length = float(np.mean(stride_lengths))
+        stride_length = float(np.mean(stride_lengths)) if stride_lengths else float("nan")
         step_length = step_footprints
     else:
         speed = float(np.mean(speeds)) if speeds else float("nan")
@@ -292,12 +270,60 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
         stance_pct=stance, swing_pct={s: 100.0 - v for s, v in stance.items()},
         walking_speed_mps=speed, walking_mode="overground" if overground else "treadmill",
         peak_knee_flexion_deg=peak,
-        n_strides={s: len(strides[s]) for s in SIDES},
+        n_strides=n_strides,
         symmetry_pct={"step_length": symmetry_index(step_length), "step_time": symmetry_index(step_time),
                       "stance": symmetry_index(stance), "peak_knee_flexion": symmetry_index(peak)},
         curves_deg={name: curves[name] for name in ANGLE_NAMES},
         events=events,
     )
+
+
+def _part_measures(t: np.ndarray, j: np.ndarray, direction: np.ndarray, progression: np.ndarray,
+                   lateral: np.ndarray) -> dict:
+    """The per-stride measures of one gap-free part (uniform stamps t (T,), joints j (T, 9, 3)): its
+    events and strides per side, and lists of stride times, treadmill speeds, step widths, overground
+    stride lengths, stance shares and angle curves per side, step times and step footprints per side."""
+    offsets = forward_offsets(j, direction)
+    events = detect_events(t, j)
+    strides = {s: _strides(events.heel_strike_s[s]) for s in SIDES}
+    out = {"events": events, "strides": strides, "stride_times": [], "speeds": [], "widths": [],
+           "stride_lengths": [], "stance": {}, "curves": {name: [] for name in ANGLE_NAMES},
+           "step_times": {}, "step_footprints": {}}
+    percent = np.linspace(0.0, 1.0, CURVE_POINTS)
+    angle_splines = ({k: CubicSpline(t, np.rad2deg(v)) for k, v in joint_angles(j).items()}
+                     if any(strides.values()) else {})
+    # Overground: each heel strike's footprint, the ankle's world position along the line of progression.
+    footprints = {s: _positions(t, j[:, JOINT_INDEX[f"{s}_ankle"]], events.heel_strike_s[s]) @ progression
+                  for s in SIDES}
+    for side in SIDES:
+        ankle = offsets[f"{side}_ankle"]
+        out["stance"][side] = []
+        for a, b in strides[side]:
+            out["stride_times"].append(b - a)
+            toe_off = events.toe_off_s[side][(events.toe_off_s[side] > a) & (events.toe_off_s[side] < b)]
+            if len(toe_off):
+                out["stance"][side].append(100.0 * (toe_off[0] - a) / (b - a))
+                # The stance ankle's backward travel relative to the pelvis: the belt's speed (treadmill).
+                out["speeds"].append((np.interp(a, t, ankle) - np.interp(toe_off[0], t, ankle)) / (toe_off[0] - a))
+            for name, spline in angle_splines.items():
+                if name.startswith(side + "_"):
+                    out["curves"][name].append(spline(a + percent * (b - a)))
+        hs = events.heel_strike_s[side]
+        out["stride_lengths"] += [footprints[side][k + 1] - footprints[side][k] for k in range(len(hs) - 1)
+                                  if MIN_CYCLE_S <= hs[k + 1] - hs[k] <= MAX_CYCLE_S]
+        for h in hs:
+            between = [np.interp(h, t, (j[:, JOINT_INDEX["left_ankle"]] - j[:, JOINT_INDEX["right_ankle"]]) @ axis)
+                       for axis in np.eye(3)]
+            out["widths"].append(abs(float(np.dot(between, lateral))))
+    other = {"left": "right", "right": "left"}
+    for side in SIDES:
+        hs, hs_other = events.heel_strike_s[side], events.heel_strike_s[other[side]]
+        # Each heel strike after one of the other side's, within half the longest cycle: a step.
+        steps = [(k, int(np.flatnonzero(hs_other < h)[-1])) for k, h in enumerate(hs) if (hs_other < h).any()]
+        steps = [(k, m) for k, m in steps if hs[k] - hs_other[m] <= MAX_CYCLE_S / 2]
+        out["step_times"][side] = [hs[k] - hs_other[m] for k, m in steps]
+        out["step_footprints"][side] = [footprints[side][k] - footprints[other[side]][m] for k, m in steps]
+    return out
 
 
 class GaitAnalyser:

@@ -307,6 +307,8 @@ def test_demo_command_writes_bag_gif_overlays_and_summary(tmp_path):
     pair = summary["prior_vs_estimator"]
     assert pair["frames"] >= 1 and pair["initialising_frames"] >= 1
     assert pair["settled_frames"] + pair["initialising_frames"] <= pair["frames"]
+    whole = summary["gait"].get("whole_run")     # four frames hold no stride: no gait is claimed
+    assert whole is None or (not whole["valid"] and whole["reason"])
     with AnyReader([out / "demo.mcap"]) as reader:
         topics = {c.topic for c in reader.connections}
         assert {"/synthetic_camera/points", "/estimator/joints", "/estimator/markers",

@@ -81,6 +81,7 @@ class DemoRecorder(TopicRecorder):
         self.estimator_by_stamp: dict[tuple[int, int], float] = {}
         self.prior_by_stamp: dict[tuple[int, int], float] = {}
         self.prior_initialising: dict[tuple[int, int], bool] = {}
+        self.prior_joints: dict[float, np.ndarray] = {}     # stamp (s) -> the prior's joints, for the whole run
         self.overlays: list[np.ndarray] = []
         self.mesh: tuple[np.ndarray, np.ndarray] | None = None
         self.input_every, self.max_frames = input_every, max_frames
@@ -132,6 +133,7 @@ class DemoRecorder(TopicRecorder):
         if topic == PRIOR_TOPIC:
             self.prior_errors_mm.append(float(err.mean()))
             self.prior_by_stamp[key] = float(err.mean())
+            self.prior_joints[stamp_seconds(msg.header.stamp)] = joints
             self._check_done()
             return
         self.estimator_by_stamp[key] = float(err.mean())
@@ -172,9 +174,9 @@ def gait_line(measured: dict, truth: dict | None) -> str:
     """'cadence 112.0 (true 110.9) steps/min, ...' for the parameters of GAIT_SHOWN."""
     parts = []
     for key, label, unit, fmt in GAIT_SHOWN:
-        true = (truth or {}).get(key)
-        parts.append(f"{label} {measured[key]:{fmt}}" + (f" (true {true:{fmt}})" if true is not None else "") +
-                     f" {unit}")
+        value, true = measured.get(key), (truth or {}).get(key)
+        parts.append(f"{label} {'n/a' if value is None else format(value, fmt)}"
+                     + (f" (true {true:{fmt}})" if true is not None else "") + f" {unit}")
     return ", ".join(parts)
 
 
@@ -185,10 +187,26 @@ def gait_summary(rec: DemoRecorder) -> dict:
            "measured": {k: rec.gait.get(k) for k in keys + ["n_strides", "walking_mode"]} if rec.gait else None,
            "true": {k: rec.true_gait.get(k) for k in keys} if rec.true_gait else None}
     if rec.gait and rec.true_gait:
-        out["error"] = {k: rec.gait[k] - rec.true_gait[k] for k in keys if rec.true_gait.get(k) is not None}
-        if rec.true_gait.get("stride_length_m"):
-            out["error"]["stride_length_pct"] = 100.0 * out["error"]["stride_length_m"] / rec.true_gait[
-                "stride_length_m"]
+        out["error"] = _gait_errors(rec.gait, rec.true_gait, keys)
+    # The whole run's strides together, as a gait lab reports a trial (the live line shows the last window).
+    if len(rec.prior_joints) >= 2:
+        from ..gait.parameters import gait_parameters
+
+        stamps = np.array(sorted(rec.prior_joints))
+        whole = gait_parameters(stamps, np.stack([rec.prior_joints[t] for t in stamps]))
+        values = whole.to_dict()
+        out["whole_run"] = {k: values.get(k) for k in keys + ["left_n_strides", "right_n_strides", "duration_s"]}
+        out["whole_run"]["valid"], out["whole_run"]["reason"] = whole.valid, whole.reason
+        if whole.valid and rec.true_gait:
+            out["whole_run_error"] = _gait_errors(values, rec.true_gait, keys)
+    return out
+
+
+def _gait_errors(measured: dict, truth: dict, keys: list[str]) -> dict:
+    """Measured minus true per key, and the stride length's error in per cent."""
+    out = {k: measured[k] - truth[k] for k in keys if truth.get(k) is not None and measured.get(k) is not None}
+    if truth.get("stride_length_m") and "stride_length_m" in out:
+        out["stride_length_pct"] = 100.0 * out["stride_length_m"] / truth["stride_length_m"]
     return out
 
 
@@ -329,6 +347,10 @@ def print_summary(summary: dict, out: Path) -> None:
         print(f"  gait   {gait_line(gait['measured'], gait['true'])} (after {gait['updates']} updates)")
     else:
         print("  gait   n/a: the pose_prior's window never held a complete stride of each side")
+    whole = gait.get("whole_run")
+    if whole and whole["valid"]:
+        print(f"  gait   over the whole run: {gait_line(whole, gait['true'])} "
+              f"({whole['left_n_strides']:.0f} + {whole['right_n_strides']:.0f} strides)")
     print(f"  dropped frames (newest-frame policy): canonicaliser {summary['dropped']['canonicaliser']}, "
           f"estimator {summary['dropped']['estimator']}, pose_prior {summary['dropped']['pose_prior']}")
     print(f"  wrote {out}/demo.mcap, legs.gif, overlay.png, summary.json")

@@ -58,7 +58,7 @@ class PriorConfig:
     prior_weight: float = 300.0           # weight of f (quaternion units) against the squared residuals
     velocity_damping: float = 1.0         # share of the last velocity carried into the prediction
     hidden_velocity_damping: float = 0.5  # the same while a joint is not observed (no drift)
-    iterations: int = 8                   # L-BFGS iterations per frame (at most twice as many evaluations)
+    iterations: int = 5                   # L-BFGS iterations per frame (at most twice as many evaluations)
     knee_limit_sigma_rad: float = 0.01    # stiffness of the knee's limit at full extension
     length_window: int = 60               # frames in the running median of each bone length
     restart_gap_s: float = 0.5            # a longer gap between frames restarts the filter

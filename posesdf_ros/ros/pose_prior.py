@@ -60,7 +60,7 @@ class PosePriorNode(ManagedNode):
         self.prior = PosePrior.from_pretrained(p.weights or None, p.device, observation_sigma_m=p.observation_sigma_m,
                                                motion_sigma_m=p.motion_sigma_m, prior_weight=p.prior_weight,
                                                periodic_fill=p.periodic_fill, restart_gap_s=p.restart_gap_s,
-                                               lag_frames=p.lag_frames)
+                                               lag_frames=p.lag_frames, iterations=p.iterations)
         self.headers: dict[float, object] = {}      # the headers of the frames not output yet, by stamp
         self.last_frame_at = -np.inf                # time.monotonic() of the last frame handled
         self.analyser = GaitAnalyser(window_s=p.gait_window_s)

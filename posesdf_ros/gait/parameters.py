@@ -213,12 +213,12 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
     too broken for one stride per side gives `valid=False` and a reason.
     Sequences with gaps (`segments`) pool the strides of their gap-free parts.
     """
-    parts = [(t, j) for t, j in segments(stamps_s, joints) if len(t) >= 5]
+    usable = segments(stamps_s, joints)
+    parts = [(t, j) for t, j in usable if len(t) >= 5]
     duration = float(sum(t[-1] - t[0] for t, _ in parts))
     base = dict(duration_s=duration, n_frames=int(sum(len(t) for t, _ in parts)))
     if not parts:
-        usable = sum(len(t) for t, _ in segments(stamps_s, joints))
-        return GaitParameters(valid=False, reason=f"only {usable} usable frames", **base)
+        return GaitParameters(valid=False, reason=f"only {sum(len(t) for t, _ in usable)} usable frames", **base)
     try:
         direction = walking_direction(np.concatenate([j for _, j in parts]))
     except ValueError as err:
@@ -243,22 +243,23 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
     def pooled(key: str, side: str | None = None) -> list:
         return [v for m in measured for v in (m[key][side] if side else m[key])]
 
+    def mean_or_nan(values: list) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
     stride_times, speeds, widths, stride_lengths = (pooled(k) for k in ("stride_times", "speeds", "widths",
                                                                          "stride_lengths"))
-    stance = {s: float(np.mean(pooled("stance", s))) if pooled("stance", s) else float("nan") for s in SIDES}
+    stance = {s: mean_or_nan(pooled("stance", s)) for s in SIDES}
     curves = {name: np.mean(pooled("curves", name), axis=0) for name in ANGLE_NAMES}
-    step_times = {s: pooled("step_times", s) for s in SIDES}
-    step_time = {s: float(np.mean(v)) if v else float("nan") for s, v in step_times.items()}
-    step_footprints = {s: float(np.mean(pooled("step_footprints", s))) if pooled("step_footprints", s)
-                       else float("nan") for s in SIDES}
+    step_time = {s: mean_or_nan(pooled("step_times", s)) for s in SIDES}
+    step_footprints = {s: mean_or_nan(pooled("step_footprints", s)) for s in SIDES}
 
     stride_time = float(np.mean(stride_times))
     if overground:
         speed = float(velocity @ progression)
-        stride_length = float(np.mean(stride_lengths)) if stride_lengths else float("nan")
+        stride_length = mean_or_nan(stride_lengths)
         step_length = step_footprints
     else:
-        speed = float(np.mean(speeds)) if speeds else float("nan")
+        speed = mean_or_nan(speeds)
         stride_length = speed * stride_time
         step_length = {s: speed * step_time[s] for s in SIDES}
     peak = {s: float(curves[f"{s}_knee_flexion"].max()) for s in SIDES}
@@ -266,7 +267,7 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
         valid=True, reason="", **base,
         cadence_spm=120.0 / stride_time, stride_time_s=stride_time, step_time_s=step_time,
         stride_length_m=stride_length, step_length_m=step_length,
-        step_width_m=float(np.mean(widths)) if widths else float("nan"),
+        step_width_m=mean_or_nan(widths),
         stance_pct=stance, swing_pct={s: 100.0 - v for s, v in stance.items()},
         walking_speed_mps=speed, walking_mode="overground" if overground else "treadmill",
         peak_knee_flexion_deg=peak,

@@ -69,6 +69,36 @@ def test_shape_set_draws_the_requested_samples(train_build):
     assert near.max() < 0.25
 
 
+def test_a_pack_holds_a_subset_of_the_build_and_trains_like_it(train_build, tmp_path):
+    """`posesdf data pack`: each kept sample is one of the build's (float16), near ones first, and a
+    run on the pack carries the build's normalisation prior and seed."""
+    pack = tmp_path / "train.npz"
+    cmd = [POSESDF, "data", "pack", "--data", str(train_build), "--out", str(pack), "--shape-samples", "500",
+           "--joint-samples", "20", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["near_samples"] == 450
+    build, packed = SDFShapeSet(train_build, progress=False), SDFShapeSet(pack, progress=False)
+    assert packed.points.shape == (2, 500, 3) and packed.joint_points.shape == (2, 180, 3)
+    assert packed.subjects == build.subjects
+    for s in range(2):
+        # Every packed sample is within float16 rounding of a distinct build sample with the same SDF.
+        d = torch.cdist(packed.points[s], build.points[s]).min(1)
+        assert d.values.max() < 1e-3 and len(set(d.indices.tolist())) == 500
+        assert (packed.sdf[s] - build.sdf[s][d.indices]).abs().max() < 1e-3
+        assert (d.indices[:450] < 45_000).all() and (d.indices[450:] >= 45_000).all()
+        near = (packed.joint_points[s].reshape(9, 20, 3) - build.joints[s][:, None]).norm(dim=-1)
+        assert near.max() < 0.25
+    np.testing.assert_allclose(packed.normalisation_prior()["inv_scale_vs_top"],
+                               build.normalisation_prior()["inv_scale_vs_top"], rtol=1e-5)
+    summary = train_posesdf(pack, tmp_path / "run", preset("tiny"), progress=False)
+    assert summary["epochs_done"] == 30
+    meta = json.loads((tmp_path / "run" / "posesdf.json").read_text())
+    assert meta["data_seed"] == 0 and meta["data_pack"]["shape_samples"] == 500
+    wrong = subprocess.run(cmd[:-1] + ["--out", str(tmp_path / "train.bin")], capture_output=True, text=True)
+    assert wrong.returncode != 0 and "one .npz" in wrong.stderr
+
+
 def test_cli_trains_stops_on_time_and_resumes(train_build, tmp_path):
     out = tmp_path / "run"
     cmd = [POSESDF, "train", "posesdf", "--config", "tiny", "--data", str(train_build), "--out", str(out), "--quiet"]

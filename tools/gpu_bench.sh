@@ -9,15 +9,7 @@ set -u
 SEQ=${1:?usage: gpu_bench.sh SEQUENCE.npz OUT_DIR}; OUT=${2:?usage: gpu_bench.sh SEQUENCE.npz OUT_DIR}
 PY=${PY:-python3}; DEV=${DEV:-cuda}; PROFILES=${PROFILES:-realtime,fast,accurate}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-if [ -d .whl ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; nproc; } > "$OUT/machine.txt" 2>&1
-cat "$OUT/machine.txt"
+source "$(dirname "$0")/gpu_env.sh"
 echo "== pytest test/test_cuda.py"
 timeout 200 $PY -m pytest -q -p no:cacheprovider test/test_cuda.py > "$OUT/pytest_cuda.log" 2>&1
 echo "rc=$?"; tail -3 "$OUT/pytest_cuda.log"

@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--config", choices=PRESETS, default="small",
                    help="small: width 128, 200 epochs, about an hour on 2 CPU cores; "
                         "paper: the paper's width 256 and 3,000 epochs, for a GPU; tiny: tests only")
-    p.add_argument("--data", type=Path, required=True, help="training dataset folder")
+    p.add_argument("--data", type=Path, required=True,
+                   help="training dataset folder, or its pack (`posesdf data pack`, a .npz) on a machine without it")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")

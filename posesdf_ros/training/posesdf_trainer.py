@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
+from ..data.pack import is_pack, load_pack
 from ..models.losses import latent_regulariser, tolerance_loss
 from ..models.posesdf import PoseSDF, PoseSDFConfig
 from ..provenance import git_commit
@@ -80,33 +81,24 @@ PRESETS = ("small", "paper", "tiny")
 
 
 class SDFShapeSet:
-    """All training shapes as tensors (about 2 MB a shape)."""
+    """All training shapes as tensors (about 2 MB a shape from a build, 40 kB from a pack)."""
 
-    def __init__(self, folder: Path, limit: int | None = None, progress: bool = True):
-        from tqdm import tqdm
-
-        manifest = load_manifest(folder)
+    def __init__(self, data: Path, limit: int | None = None, progress: bool = True):
+        manifest, arrays = (load_pack(data, limit) if is_pack(data) else _load_build(data, limit, progress))
         if manifest.get("split") != "train":
-            raise ValueError(f"{folder} is a {manifest.get('split')} build; PoseSDF trains on --split train")
-        entries = manifest["samples"][:limit]
-        if not entries:
-            raise ValueError(f"{folder} holds no samples")
-        keys = ("points", "sdf", "joint_points", "joint_points_sdf", "joints", "gt_surface", "norm_centre",
-                "norm_scale")
-        arrays = {k: [] for k in keys}
-        for e in tqdm(entries, desc="loading shapes", unit="shape", disable=not progress):
-            with np.load(Path(folder) / e["file"]) as z:
-                for k in keys:
-                    arrays[k].append(z[k])
-        self.subjects = [e["subject"] for e in entries]
-        self.points = torch.from_numpy(np.stack(arrays["points"]))              # (S, Ns, 3)
-        self.sdf = torch.from_numpy(np.stack(arrays["sdf"]))                    # (S, Ns)
-        self.joint_points = torch.from_numpy(np.stack(arrays["joint_points"]))  # (S, 9*Nj, 3)
-        self.joint_sdf = torch.from_numpy(np.stack(arrays["joint_points_sdf"]))
-        self.joints = torch.from_numpy(np.stack(arrays["joints"]))              # (S, 9, 3) normalised
-        self.norm_centre = np.stack(arrays["norm_centre"])
-        self.norm_scale = np.array(arrays["norm_scale"], dtype=np.float64)
-        self.surface_top = np.array([s[:, 2].max() for s in arrays["gt_surface"]])
+            raise ValueError(f"{data} is a {manifest.get('split')} build; PoseSDF trains on --split train")
+        if not manifest["samples"]:
+            raise ValueError(f"{data} holds no samples")
+        self.manifest = manifest
+        self.subjects = [e["subject"] for e in manifest["samples"]]
+        self.points = torch.from_numpy(arrays["points"])                  # (S, Ns, 3)
+        self.sdf = torch.from_numpy(arrays["sdf"])                        # (S, Ns)
+        self.joint_points = torch.from_numpy(arrays["joint_points"])      # (S, 9*Nj, 3)
+        self.joint_sdf = torch.from_numpy(arrays["joint_points_sdf"])
+        self.joints = torch.from_numpy(arrays["joints"])                  # (S, 9, 3) normalised
+        self.norm_centre = np.asarray(arrays["norm_centre"], dtype=np.float64)
+        self.norm_scale = np.asarray(arrays["norm_scale"], dtype=np.float64)
+        self.surface_top = np.asarray(arrays["surface_top"], dtype=np.float64)
 
     def __len__(self) -> int:
         return self.points.shape[0]
@@ -131,6 +123,22 @@ class SDFShapeSet:
 
     def normalisation_prior(self) -> dict:
         return normalisation_prior(self.surface_top, self.norm_centre, self.norm_scale)
+
+
+def _load_build(folder: Path, limit: int | None, progress: bool) -> tuple[dict, dict[str, np.ndarray]]:
+    """(manifest, stacked arrays) of the first `limit` shapes of a train build folder."""
+    from tqdm import tqdm
+
+    manifest = load_manifest(folder)
+    manifest["samples"] = manifest["samples"][:limit]
+    keys = ("points", "sdf", "joint_points", "joint_points_sdf", "joints", "norm_centre", "norm_scale")
+    arrays = {k: [] for k in (*keys, "surface_top")}
+    for e in tqdm(manifest["samples"], desc="loading shapes", unit="shape", disable=not progress):
+        with np.load(Path(folder) / e["file"]) as z:
+            for k in keys:
+                arrays[k].append(z[k])
+            arrays["surface_top"].append(z["gt_surface"][:, 2].max())
+    return manifest, {k: np.stack(v) for k, v in arrays.items()}
 
 
 def normalisation_prior(surface_top: np.ndarray, norm_centre: np.ndarray, norm_scale: np.ndarray) -> dict:
@@ -248,7 +256,8 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
     history, done = run.history, run.epochs_done
     meta = {"model": "posesdf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
-            "data": str(data), "data_seed": load_manifest(data).get("seed"), "shapes": len(shapes),
+            "data": str(data), "data_seed": shapes.manifest.get("seed"), "data_pack": shapes.manifest.get("pack"),
+            "shapes": len(shapes),
             "device": str(dev), "git_commit": git_commit(),
             "final_loss": history[-1] if history else None,
             "normalisation_prior": shapes.normalisation_prior(),

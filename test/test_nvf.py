@@ -1,4 +1,5 @@
 """NVF voting backend: vote encoding, the head on PoseSDF features, training, the backend switch."""
+import json
 import shutil
 
 import numpy as np
@@ -76,6 +77,26 @@ def test_head_trains_on_a_tiny_set_and_loads_as_a_backend(train_build, tmp_path)
     torch.save(state, tmp_path / "run" / "posesdf.pt")
     with pytest.raises(ValueError, match="other PoseSDF weights"):
         load_nvf(tmp_path / "run")
+
+
+def test_surface_set_reads_a_pack_like_its_build(train_build, tmp_path):
+    """The vote head's training points from a pack (`posesdf data pack`): near-surface samples of the
+    same shapes, within the band, with the build's joints and scales."""
+    from posesdf_ros.data.pack import pack_training_build
+    from posesdf_ros.training.nvf_trainer import SurfaceSet
+
+    pack_training_build(train_build, tmp_path / "train.npz", 2000, 10, progress=False)
+    build = SurfaceSet(train_build, 0.03, 500, progress=False)
+    packed = SurfaceSet(tmp_path / "train.npz", 0.03, 500, progress=False)
+    assert packed.points.shape == build.points.shape == (2, 500, 3)
+    np.testing.assert_allclose(packed.joints, build.joints, atol=1e-6)
+    np.testing.assert_allclose(packed.scale, build.scale, rtol=1e-12)
+    manifest = json.loads((train_build / "manifest.json").read_text())
+    for k, entry in enumerate(manifest["samples"]):
+        # Each packed point lies within float16 rounding of one of the build's near-surface points.
+        with np.load(train_build / entry["file"]) as z:
+            near = z["points"][:45_000][np.abs(z["sdf"][:45_000]) < 0.03]
+        assert torch.cdist(packed.points[k], torch.from_numpy(near)).min(1).values.max() < 1e-3
 
 
 def test_fits_of_val_views_train_the_head_in_the_fit_frame(train_build, test_build, body_model, tmp_path):

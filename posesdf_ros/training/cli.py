@@ -99,6 +99,8 @@ def add_parser(subparsers) -> None:
                    help="folder with posesdf.pt/json and posesdf_codes.npy (default: the shipped ones)")
     e.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     e.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
+    e.add_argument("--lr-step-epochs", type=int, default=None,
+                   help="override the preset's lr halving period in epochs (20): scale it with --epochs")
     e.add_argument("--limit", type=int, default=None, help="train on the first N shapes only")
     add_resume_arguments(e, export_only=True)
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -259,6 +261,8 @@ def _train_encoder(args: argparse.Namespace) -> int:
     config = preset(args.config)
     if args.epochs is not None:
         config.epochs = args.epochs
+    if args.lr_step_epochs is not None:
+        config.lr_step_epochs = args.lr_step_epochs
     summary = train_encoder(args.data, args.out, config, args.device, resume=not args.no_resume, limit=args.limit,
                             posesdf_weights=args.posesdf_weights, progress=not args.quiet,
                             max_minutes=args.max_minutes, export_only=args.export_only)

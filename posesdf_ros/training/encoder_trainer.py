@@ -75,6 +75,16 @@ def preset(name: str) -> EncoderTrainConfig:
     raise ValueError(f"unknown config {name!r}; expected small or tiny")
 
 
+def _command(config: EncoderTrainConfig, data: Path, out: Path, device: str, posesdf_weights: Path | None) -> str:
+    """The `posesdf train encoder` command line that reproduces this run."""
+    flags = [f"--posesdf-weights {posesdf_weights}"] if posesdf_weights else []
+    base = preset(config.name)
+    flags += [f"--{name.replace('_', '-')} {getattr(config, name)}" for name in ("epochs", "lr_step_epochs")
+              if getattr(config, name) != getattr(base, name)]
+    return " ".join([f"posesdf train encoder --config {config.name} --data {data} --out {out} --device {device}",
+                     *flags])
+
+
 @dataclass
 class ShapeTargets:
     """What each training shape's views are scored against."""
@@ -193,7 +203,7 @@ def train_encoder(data: Path, out: Path, config: EncoderTrainConfig, device: str
             "torch_threads": torch.get_num_threads(),
             "train_minutes": round(sum(h["seconds"] for h in history) / 60, 1), "git_commit": git_commit(),
             "final": history[-1] if history else None, "mm_per_unit": mm,
-            "command": f"posesdf train encoder --config {config.name} --data {data} --out {out} --device {device}"}
+            "command": _command(config, data, out, device, posesdf_weights)}
     export_weights(out, "encoder", model, meta)
     return {"out": str(out), "epochs_done": done, "epochs_planned": config.epochs, "stopped_early": stopped_early,
             "final": history[-1] if history else None}

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import load_manifest
+from ..data.pack import is_pack, load_pack
 from ..inference.nvf import VoteDecoding, vote_joints
 from ..inference.pretrained import WEIGHTS_DIR, file_sha256, load_posesdf, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
@@ -85,21 +86,32 @@ class SurfaceSet:
                  progress: bool = True):
         from tqdm import tqdm
 
-        manifest = load_manifest(folder)
-        if manifest.get("split") != "train":
-            raise ValueError(f"{folder} is a {manifest.get('split')} build; NVF trains on --split train")
-        entries = manifest["samples"][:limit]
-        if not entries:
-            raise ValueError(f"{folder} holds no samples")
         rng = np.random.default_rng(seed)
         points, joints, scales = [], [], []
-        for e in tqdm(entries, desc="loading shapes", unit="shape", disable=not progress):
-            with np.load(Path(folder) / e["file"]) as z:
-                p, s = z["points"][:NEAR_SAMPLES], z["sdf"][:NEAR_SAMPLES]
-                near = p[np.abs(s) < band]
-                points.append(near[rng.choice(len(near), per_shape, replace=len(near) < per_shape)])
-                joints.append(z["joints"])
-                scales.append(float(z["norm_scale"]))
+
+        def keep(p: np.ndarray, s: np.ndarray, shape_joints: np.ndarray, scale: float) -> None:
+            near = p[np.abs(s) < band]
+            points.append(near[rng.choice(len(near), per_shape, replace=len(near) < per_shape)])
+            joints.append(shape_joints)
+            scales.append(float(scale))
+
+        if is_pack(folder):
+            manifest, arrays = load_pack(folder, limit)
+            n_near = manifest["pack"]["near_samples"]
+            for k in range(len(manifest["samples"])):
+                keep(arrays["points"][k, :n_near], arrays["sdf"][k, :n_near], arrays["joints"][k],
+                     arrays["norm_scale"][k])
+        else:
+            manifest = load_manifest(folder)
+            manifest["samples"] = manifest["samples"][:limit]
+            for e in tqdm(manifest["samples"], desc="loading shapes", unit="shape", disable=not progress):
+                with np.load(Path(folder) / e["file"]) as z:
+                    keep(z["points"][:NEAR_SAMPLES], z["sdf"][:NEAR_SAMPLES], z["joints"], z["norm_scale"])
+        if manifest.get("split") != "train":
+            raise ValueError(f"{folder} is a {manifest.get('split')} build; NVF trains on --split train")
+        if not manifest["samples"]:
+            raise ValueError(f"{folder} holds no samples")
+        self.manifest = manifest
         self.points = torch.from_numpy(np.stack(points)).float()    # (S, P, 3)
         self.joints = torch.from_numpy(np.stack(joints)).float()    # (S, 9, 3)
         self.scale = np.array(scales)                               # per metre
@@ -241,8 +253,9 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
     trunk_pt = weights_path("posesdf", trunk_dir)
     meta = {"model": "nvf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
-            "data": str(data), "data_seed": load_manifest(data).get("seed"), "shapes": len(shapes),
-            "device": str(dev), "git_commit": git_commit(), "final_loss": history[-1] if history else None,
+            "data": str(data), "data_seed": shapes.manifest.get("seed"),
+            "data_pack": shapes.manifest.get("pack"), "shapes": len(shapes), "device": str(dev),
+            "git_commit": git_commit(), "final_loss": history[-1] if history else None,
             "radius_m_at_mean_scale": config.model.radius / float(shapes.scale.mean()),
             "posesdf_sha256": file_sha256(trunk_pt), "posesdf_weights": str(trunk_dir),
             "fits": str(fits) if fits else None, "fitted_views": len(fitted) if fitted else 0,

@@ -128,8 +128,8 @@ class SurfaceSet:
 def decoded_joint_error_mm(model, head: NVFHead, codes: torch.Tensor, shapes: SurfaceSet, ids: list[int],
                            points: int = 1024) -> float:
     """Mean joint error (mm) of the decoded votes on training shapes with their training codes."""
-    gen = torch.Generator().manual_seed(1)
-    errs = [((vote_joints(model, head, codes[i], shapes.draw(torch.tensor([i]), points, gen)[0])
+    gen, dev = torch.Generator().manual_seed(1), codes.device
+    errs = [((vote_joints(model, head, codes[i], shapes.draw(torch.tensor([i]), points, gen)[0].to(dev)).cpu()
               - shapes.joints[i]).norm(dim=-1) / shapes.scale[i] * 1000).mean().item() for i in ids]
     return float(np.mean(errs))
 
@@ -137,7 +137,9 @@ def decoded_joint_error_mm(model, head: NVFHead, codes: torch.Tensor, shapes: Su
 def fitted_joint_error_mm(model, head: NVFHead, fits: FittedSet,
                           decoding: VoteDecoding = VoteDecoding()) -> np.ndarray:
     """(S, 9) joint errors (mm) of the votes decoded from each fitted view's own voters."""
-    return np.stack([((vote_joints(model, head, fits.code[i], fits.voters[i, :int(fits.counts[i])], decoding)
+    dev = next(head.parameters()).device
+    return np.stack([((vote_joints(model, head, fits.code[i].to(dev), fits.voters[i, :int(fits.counts[i])].to(dev),
+                                   decoding).cpu()
                        - fits.joints[i]).norm(dim=-1) / fits.scale[i] * 1000).numpy() for i in range(len(fits))])
 
 

@@ -13,14 +13,15 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["weights/*.pt", "weights/*.json", "weights/*.npy"]},
+    package_data={PACKAGE: [f"weights/{sub}*.{ext}" for sub in ("", "paper/") for ext in ("pt", "json", "npy")]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
-        (f"share/{PACKAGE}/weights",
-         glob(f"{PACKAGE}/weights/*.pt") + glob(f"{PACKAGE}/weights/*.json") + glob(f"{PACKAGE}/weights/*.npy")),
+        *[(f"share/{PACKAGE}/weights/{sub}".rstrip("/"),
+           sorted(f for ext in ("pt", "json", "npy") for f in glob(f"{PACKAGE}/weights/{sub}*.{ext}")))
+          for sub in ("", "paper/")],
     ],
     install_requires=["setuptools"],
     zip_safe=True,

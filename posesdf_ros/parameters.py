@@ -128,7 +128,8 @@ ESTIMATOR_PARAMETERS: tuple[Param, ...] = (
                                  "optimisation, warm-started), 'accurate' (the lowest error).",
           choices=("realtime", "fast", "accurate")),
     Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
-    Param("weights", "", "PoseSDF weights file; empty: the shipped weights."),
+    Param("weights", "", "PoseSDF weights folder (posesdf.pt with its nvf and encoder heads) or a shipped set: "
+                         "product or paper; empty: the shipped default, product."),
     TORCH_THREADS,
     MAX_COORDINATE,
     Param("track", True, "Warm-start each frame's latent code from the previous frame.", live=True),

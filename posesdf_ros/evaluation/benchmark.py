@@ -201,7 +201,8 @@ def summarise(records: list[dict], protocol: str, estimator, yaw_source: str, in
            "input": INPUT_DESCRIPTIONS[input_mode],
            "profile": asdict(estimator.profile),
            "weights": {k: estimator.meta.get(k)
-                       for k in ("epochs_done", "epochs_planned", "data_seed", "git_commit", "command")}}
+                       for k in ("epochs_done", "epochs_planned", "data_seed", "data_profile", "git_commit",
+                                 "command")}}
     if getattr(estimator, "nvf_head", None) is not None:
         out["nvf"] = {"radius": estimator.nvf_head.config.radius, "vote_decoding": asdict(estimator.vote_decoding)}
     if protocol == "all":

@@ -52,14 +52,21 @@ def generalisation_lines(runs: list[dict]) -> list[str]:
              "shifted`, docs/data.md), never trained or tuned on. Shares are of all frames: *no person* "
              "(segmentation found none), *rejected* (the fit check reported `valid=False`), *over 150 mm* "
              "and *turned* (RotNet's heading more than 90 deg off) among the frames with a pose.", "",
-             "| method | data | n | mean (mm) | median (mm) | no person % | rejected % | over 150 mm % | turned % |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| method | weights | data | n | mean (mm) | median (mm) | no person % | rejected % | over 150 mm % "
+             "| turned % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in rows:
         figures = [s["mpjpe_mm"], s["mpjpe_median_mm"], s["no_person_pct"], s["rejected_pct"], s["over_150mm_pct"],
                    s.get("turned_pct")]
-        lines.append(f"| {run_label(s)} | {data_label(s)} | {s['count']} | "
+        lines.append(f"| {run_label(s)} | {weights_label(s)} | {data_label(s)} | {s['count']} | "
                      + " | ".join(_fmt(v, 1) for v in figures) + " |")
     return lines
+
+
+def weights_label(summary: dict) -> str:
+    """The PoseSDF weight set a run used, by its training data's engine (`inference.pretrained.WEIGHT_SETS`).
+    Runs written before the field was recorded all used the paper-engine trunk."""
+    return (summary.get("weights") or {}).get("data_profile") or "paper"
 
 
 def run_label(summary: dict) -> str:
@@ -273,14 +280,17 @@ def write_results_page(run_files: list[Path], out: Path, bench_files: list[Path]
              "do not edit by hand. The paper's rows are measured on ICL-Gait, ours on this package's",
              "synthetic benchmark (docs/data.md): different bodies, renderer and noise, so compare the",
              "order of magnitude, not the digits.", "",
-             "## Pose: MPJPE (mm)", "", "| method | data | CC | CV | CC&CV | n | yaw | input |",
-             "|---|---|---|---|---|---|---|---|"]
+             "PoseSDF weights: *paper* is the set trained on the benchmark spec's 300 bodies in normal gait",
+             "(`posesdf_ros/weights/paper`, `--weights paper`), *product* the default set, trained on the",
+             "domain-randomised engine (`posesdf_ros/weights`).", "",
+             "## Pose: MPJPE (mm)", "", "| method | weights | data | CC | CV | CC&CV | n | yaw | input |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, row in PAPER_MPJPE.items():
-        lines.append(f"| {name} | paper, ICL-Gait | " + " | ".join(_fmt(row.get(p)) for p in PROTOCOL_COLUMNS)
+        lines.append(f"| {name} | | paper, ICL-Gait | " + " | ".join(_fmt(row.get(p)) for p in PROTOCOL_COLUMNS)
                      + " | | | |")
     for s in runs:
         b = by_protocol(s)
-        lines.append(f"| {run_label(s)} | {data_label(s)} | "
+        lines.append(f"| {run_label(s)} | {weights_label(s)} | {data_label(s)} | "
                      + " | ".join(_fmt(b.get(p, {}).get("mpjpe_mm")) for p in PROTOCOL_COLUMNS)
                      + f" | {s['count']} | {s['yaw_source']} | {s['input']} |")
     ratio = _rotnet_ratio_lines(runs)
@@ -303,7 +313,8 @@ def write_results_page(run_files: list[Path], out: Path, bench_files: list[Path]
         w = s.get("weights", {})
         lines.append(f"- `{Path(f).name}`: `{s.get('command', 'posesdf eval')}`; {s['count']} samples "
                      f"({s.get('samples_per_cell', 'all')} per cell), device {s['device']}, commit {s['git_commit']}, "
-                     f"weights trained {w.get('epochs_done')}/{w.get('epochs_planned')} epochs on data seed "
+                     f"{weights_label(s)} weights trained {w.get('epochs_done')}/{w.get('epochs_planned')} epochs "
+                     f"on data seed "
                      f"{w.get('data_seed')}, {data_split(s)} data seed {s.get('data_seed')}, "
                      f"{s['profile'].get('points')} points, {s['profile'].get('iterations')} iterations max.")
     benches = [json.loads(Path(f).read_text()) for f in bench_files or [] if Path(f).exists()]

@@ -12,14 +12,26 @@ from ..models.nvf import NVFConfig, NVFHead
 from ..models.posesdf import PoseSDF, PoseSDFConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+#: The shipped PoseSDF sets by name: "product" (the default: trained on the domain-randomised engine)
+#: and "paper" (the benchmark spec's 300 bodies in normal gait, for the paper-protocol table). Each holds
+#: the trunk (posesdf.*, posesdf_codes.npy) and the heads tied to it (nvf.*, encoder.*).
+WEIGHT_SETS = {"product": WEIGHTS_DIR, "paper": WEIGHTS_DIR / "paper"}
 
 
-def weights_path(name: str, folder: Path | None = None) -> Path:
-    path = Path(folder or WEIGHTS_DIR) / f"{name}.pt"
+def weights_folder(folder: str | Path | None = None) -> Path:
+    """A weights folder from a path, a set's name (`WEIGHT_SETS`) or None (the default set)."""
+    if folder is None or str(folder) in WEIGHT_SETS:
+        return WEIGHT_SETS[str(folder or "product")]
+    return Path(folder)
+
+
+def weights_path(name: str, folder: str | Path | None = None) -> Path:
+    path = weights_folder(folder) / f"{name}.pt"
     if not path.exists() or not path.with_suffix(".json").exists():
         raise FileNotFoundError(
             f"no weights {path} (+ .json): the package ships them in posesdf_ros/weights; "
-            f"to make your own, run `posesdf train {name} --data DIR --out RUN` and pass weights=RUN")
+            f"(sets: {', '.join(WEIGHT_SETS)}); to make your own, run `posesdf train {name} --data DIR --out RUN` "
+            f"and pass weights=RUN")
     return path
 
 

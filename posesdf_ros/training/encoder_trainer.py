@@ -198,7 +198,8 @@ def train_encoder(data: Path, out: Path, config: EncoderTrainConfig, device: str
     history, done = run.history, run.epochs_done
     meta = {"model": "encoder", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
-            "data": str(data), "data_seed": load_manifest(data).get("seed"), "shapes": len(targets.codes),
+            "data": str(data), "data_seed": load_manifest(data).get("seed"),
+            "data_profile": load_manifest(data).get("profile", "paper"), "shapes": len(targets.codes),
             "posesdf_sha256": file_sha256(Path(posesdf_meta["weights_dir"]) / "posesdf.pt"), "device": str(dev),
             "torch_threads": torch.get_num_threads(),
             "train_minutes": round(sum(h["seconds"] for h in history) / 60, 1), "git_commit": git_commit(),

@@ -257,6 +257,7 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
     meta = {"model": "posesdf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
             "data": str(data), "data_seed": shapes.manifest.get("seed"), "data_pack": shapes.manifest.get("pack"),
+            "data_profile": shapes.manifest.get("profile", "paper"),
             "shapes": len(shapes),
             "device": str(dev), "git_commit": git_commit(),
             "final_loss": history[-1] if history else None,

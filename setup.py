@@ -13,7 +13,7 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: [f"weights/{sub}*.{ext}" for sub in ("", "paper/") for ext in ("pt", "json", "npy")]},
+    package_data={PACKAGE: [f"weights/{sub}*.{ext}" for sub in ("", "product/") for ext in ("pt", "json", "npy")]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -21,7 +21,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         *[(f"share/{PACKAGE}/weights/{sub}".rstrip("/"),
            sorted(f for ext in ("pt", "json", "npy") for f in glob(f"{PACKAGE}/weights/{sub}*.{ext}")))
-          for sub in ("", "paper/")],
+          for sub in ("", "product/")],
     ],
     install_requires=["setuptools"],
     zip_safe=True,

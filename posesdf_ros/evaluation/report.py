@@ -65,7 +65,7 @@ def generalisation_lines(runs: list[dict]) -> list[str]:
 
 def weights_label(summary: dict) -> str:
     """The PoseSDF weight set a run used, by its training data's engine (`inference.pretrained.WEIGHT_SETS`).
-    Runs written before the field was recorded all used the paper-engine trunk."""
+    Runs written before the field was recorded all used the paper set."""
     return (summary.get("weights") or {}).get("data_profile") or "paper"
 
 
@@ -280,9 +280,9 @@ def write_results_page(run_files: list[Path], out: Path, bench_files: list[Path]
              "do not edit by hand. The paper's rows are measured on ICL-Gait, ours on this package's",
              "synthetic benchmark (docs/data.md): different bodies, renderer and noise, so compare the",
              "order of magnitude, not the digits.", "",
-             "PoseSDF weights: *paper* is the set trained on the benchmark spec's 300 bodies in normal gait",
-             "(`posesdf_ros/weights/paper`, `--weights paper`), *product* the default set, trained on the",
-             "domain-randomised engine (`posesdf_ros/weights`).", "",
+             "PoseSDF weights: *paper* is the default set, trained on the benchmark spec's 300 bodies in",
+             "normal gait (`posesdf_ros/weights`), *product* the set trained on the domain-randomised engine",
+             "(`posesdf_ros/weights/product`, `--weights product`).", "",
              "## Pose: MPJPE (mm)", "", "| method | weights | data | CC | CV | CC&CV | n | yaw | input |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, row in PAPER_MPJPE.items():

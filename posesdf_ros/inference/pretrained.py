@@ -12,16 +12,16 @@ from ..models.nvf import NVFConfig, NVFHead
 from ..models.posesdf import PoseSDF, PoseSDFConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-#: The shipped PoseSDF sets by name: "product" (the default: trained on the domain-randomised engine)
-#: and "paper" (the benchmark spec's 300 bodies in normal gait, for the paper-protocol table). Each holds
-#: the trunk (posesdf.*, posesdf_codes.npy) and the heads tied to it (nvf.*, encoder.*).
-WEIGHT_SETS = {"product": WEIGHTS_DIR, "paper": WEIGHTS_DIR / "paper"}
+#: The shipped PoseSDF sets by name: "paper" (the default: the benchmark spec's 300 bodies in normal gait)
+#: and "product" (trained on the domain-randomised engine's 1,000 shapes). Each holds the trunk
+#: (posesdf.*, posesdf_codes.npy) and the heads tied to it (nvf.*, encoder.*).
+WEIGHT_SETS = {"paper": WEIGHTS_DIR, "product": WEIGHTS_DIR / "product"}
 
 
 def weights_folder(folder: str | Path | None = None) -> Path:
     """A weights folder from a path, a set's name (`WEIGHT_SETS`) or None (the default set)."""
     if folder is None or str(folder) in WEIGHT_SETS:
-        return WEIGHT_SETS[str(folder or "product")]
+        return WEIGHT_SETS[str(folder or "paper")]
     return Path(folder)
 
 

@@ -111,6 +111,20 @@ def test_screening_picks_the_start_in_the_right_basin(estimator, body_model):
     assert fit.loss < alone.loss
 
 
+def test_a_turned_heading_needs_a_clearly_better_fit(body_model):
+    """RotNet has test scene pronation/V1/4 right, but with the product weights the fit seen from behind
+    scores a little better (350 mm off at turn_loss_ratio 1.0): the margin keeps RotNet's heading."""
+    arrays, _ = make_test_sample(body_model, SampleKey("test", 4, "pronation", "V1"), seed=1)
+    camera = arrays["camera_to_gravity"][:3, 3]
+    est = GaitPoseEstimator.from_pretrained(profile="fast", weights="product")
+    kept = est.estimate(arrays["points"], camera_origin=camera)
+    assert kept.valid and kept.yaw_source == "rotnet"
+    assert mpjpe_mm(kept.joints, arrays["joints"]) < 100
+    turned = est.with_profile(turn_loss_ratio=1.0).estimate(arrays["points"], camera_origin=camera)
+    assert turned.yaw_source == "rotnet_turned" and mpjpe_mm(turned.joints, arrays["joints"]) > 200
+    assert [est._heading_choice(losses) for losses in ([1.0, 0.9], [1.0, 0.7], [1.0])] == [0, 1, 0]
+
+
 def test_shipped_weights_estimate_generated_test_samples(estimator, body_model):
     """Whole scene clouds (segmented by the estimator) of four test bodies, ground-truth heading."""
     errors = []

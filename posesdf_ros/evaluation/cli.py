@@ -50,7 +50,8 @@ def add_parsers(subparsers) -> None:
                     help="posesdf/nvf: start codes screened for each cold fit (default: the profile's, "
                          "accurate 8, fast 4; 1: the mean code only, as in the paper)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
-    ev.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped ones)")
+    ev.add_argument("--weights", type=Path, default=None,
+                    help="weights folder, or a shipped set: paper (the default) or product")
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
     ev.add_argument("--json", type=Path, default=None, help="write the run's JSON here")
     ev.add_argument("--out", type=Path, default=None,

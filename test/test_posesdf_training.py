@@ -67,6 +67,8 @@ def test_shape_set_draws_the_requested_samples(train_build):
     # Joint samples come from each joint's block: near that joint.
     near = (pts[0, 100:].reshape(9, 7, 3) - shapes.joints[1][:, None]).norm(dim=-1)
     assert near.max() < 0.25
+    with pytest.raises(ValueError, match="holds no samples"):
+        SDFShapeSet(train_build, limit=0, progress=False)
 
 
 def test_a_pack_holds_a_subset_of_the_build_and_trains_like_it(train_build, tmp_path):

@@ -29,9 +29,9 @@ def weights_path(name: str, folder: str | Path | None = None) -> Path:
     path = weights_folder(folder) / f"{name}.pt"
     if not path.exists() or not path.with_suffix(".json").exists():
         raise FileNotFoundError(
-            f"no weights {path} (+ .json): the package ships them in posesdf_ros/weights; "
-            f"(sets: {', '.join(WEIGHT_SETS)}); to make your own, run `posesdf train {name} --data DIR --out RUN` "
-            f"and pass weights=RUN")
+            f"no weights {path} (+ .json): the package ships them in posesdf_ros/weights (sets: "
+            f"{', '.join(WEIGHT_SETS)}); to make your own, run `posesdf train {name} --data DIR --out RUN` and pass "
+            f"weights=RUN")
     return path
 
 

@@ -131,6 +131,8 @@ def _load_build(folder: Path, limit: int | None, progress: bool) -> tuple[dict, 
 
     manifest = load_manifest(folder)
     manifest["samples"] = manifest["samples"][:limit]
+    if not manifest["samples"]:
+        return manifest, {}
     keys = ("points", "sdf", "joint_points", "joint_points_sdf", "joints", "norm_centre", "norm_scale")
     arrays = {k: [] for k in (*keys, "surface_top")}
     for e in tqdm(manifest["samples"], desc="loading shapes", unit="shape", disable=not progress):

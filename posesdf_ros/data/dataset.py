@@ -289,6 +289,14 @@ def load_manifest(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def data_provenance(manifest: dict) -> dict:
+    """What trained weights record of their build (a build's or a pack's manifest): its data seed, its
+    engine (`data_profile`; builds written before profiles were recorded are the paper's) and, for a
+    pack, how it was packed (`data_pack`)."""
+    return {"data_seed": manifest.get("seed"), "data_profile": manifest.get("profile", "paper"),
+            "data_pack": manifest.get("pack")}
+
+
 def iter_samples(folder: Path, protocol: str | None = None) -> Iterable[tuple[dict, dict[str, np.ndarray]]]:
     """(manifest entry, arrays) of each sample, optionally of one protocol."""
     manifest = load_manifest(folder)

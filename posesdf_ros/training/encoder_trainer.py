@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.dataset import load_manifest
+from ..data.dataset import data_provenance, load_manifest
 from ..geometry import yaw_matrix
 from ..inference.canonical import first_guess
 from ..inference.pretrained import file_sha256, load_posesdf
@@ -198,8 +198,7 @@ def train_encoder(data: Path, out: Path, config: EncoderTrainConfig, device: str
     history, done = run.history, run.epochs_done
     meta = {"model": "encoder", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
-            "data": str(data), "data_seed": load_manifest(data).get("seed"),
-            "data_profile": load_manifest(data).get("profile", "paper"), "shapes": len(targets.codes),
+            "data": str(data), **data_provenance(load_manifest(data)), "shapes": len(targets.codes),
             "posesdf_sha256": file_sha256(Path(posesdf_meta["weights_dir"]) / "posesdf.pt"), "device": str(dev),
             "torch_threads": torch.get_num_threads(),
             "train_minutes": round(sum(h["seconds"] for h in history) / 60, 1), "git_commit": git_commit(),

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.dataset import load_manifest
+from ..data.dataset import data_provenance, load_manifest
 from ..data.pack import is_pack, load_pack
 from ..inference.nvf import VoteDecoding, vote_joints
 from ..inference.pretrained import WEIGHTS_DIR, file_sha256, load_posesdf, weights_path
@@ -255,9 +255,7 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
     trunk_pt = weights_path("posesdf", trunk_dir)
     meta = {"model": "nvf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
-            "data": str(data), "data_seed": shapes.manifest.get("seed"),
-            "data_pack": shapes.manifest.get("pack"), "data_profile": shapes.manifest.get("profile", "paper"),
-            "shapes": len(shapes), "device": str(dev),
+            "data": str(data), **data_provenance(shapes.manifest), "shapes": len(shapes), "device": str(dev),
             "git_commit": git_commit(), "final_loss": history[-1] if history else None,
             "radius_m_at_mean_scale": config.model.radius / float(shapes.scale.mean()),
             "posesdf_sha256": file_sha256(trunk_pt), "posesdf_weights": str(trunk_dir),

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.dataset import load_manifest
+from ..data.dataset import data_provenance, load_manifest
 from ..data.pack import is_pack, load_pack
 from ..models.losses import latent_regulariser, tolerance_loss
 from ..models.posesdf import PoseSDF, PoseSDFConfig
@@ -258,9 +258,7 @@ def train_posesdf(data: Path, out: Path, config: PoseSDFTrainConfig, device: str
     history, done = run.history, run.epochs_done
     meta = {"model": "posesdf", "config": config.model.to_dict(), "train_config": config.to_dict(),
             "epochs_done": done, "epochs_planned": config.epochs, "complete": done >= config.epochs,
-            "data": str(data), "data_seed": shapes.manifest.get("seed"), "data_pack": shapes.manifest.get("pack"),
-            "data_profile": shapes.manifest.get("profile", "paper"),
-            "shapes": len(shapes),
+            "data": str(data), **data_provenance(shapes.manifest), "shapes": len(shapes),
             "device": str(dev), "git_commit": git_commit(),
             "final_loss": history[-1] if history else None,
             "normalisation_prior": shapes.normalisation_prior(),

@@ -357,8 +357,11 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     graph.add(make_nodes(["pose_prior"], context=graph.context,
                          # restart_gap_s: the frames held back are published after this long without one,
                          # which a loaded machine could otherwise reach between two frames of this test.
+                         # max_age_s: the stamps run 1/15 s apart while the frames go out at a third of that
+                         # rate, so the last one is 8 s old on arrival, and on a loaded CI host it once
+                         # passed the default 10 s and was dropped as stale.
                          overrides={"pose_prior": {"observation_sigma_m": 0.02, "lag_frames": lag,
-                                                   "restart_gap_s": 2.0}}))
+                                                   "restart_gap_s": 2.0, "max_age_s": 60.0}}))
     pub = graph.publisher(PoseArray, "/estimator/joints")
     # 4 s: the gait analysis needs two heel strikes of each leg inside what reached it
     (truth,) = walking_joint_sequences(SequenceSpec(subjects=1, duration_s=4.0, fps=15.0, seed=3))

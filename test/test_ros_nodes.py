@@ -59,7 +59,8 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
         values = qualities[(msg.header.stamp.sec, msg.header.stamp.nanosec)]
         assert float(values["quality"]) >= 0.25 and 0.0 <= float(values["left_knee_confidence"]) <= 1.0
 
-    skeleton = r["/estimator/markers"][-1].markers
+    # The mesh comes on its own MarkerArray, from the estimator's mesher thread.
+    skeleton = [a.markers for a in r["/estimator/markers"] if all(m.ns != "mesh" for m in a.markers)][-1]
     spheres = [m for m in skeleton if m.ns == "joints"]
     assert sorted(m.id for m in spheres) == list(range(9)) and all(m.type == Marker.SPHERE for m in spheres)
     bones = [m for m in skeleton if m.ns == "bones"]
@@ -354,7 +355,7 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     graph.listen(MarkerArray, "/pose_prior/markers")
     graph.listen(DiagnosticArray, "/diagnostics")
     lag = 2
-    graph.add(make_nodes(["pose_prior"], context=graph.context,
+    graph.add(nodes := make_nodes(["pose_prior"], context=graph.context,
                          # restart_gap_s: the frames held back are published after this long without one,
                          # which a loaded machine could otherwise reach between two frames of this test.
                          # max_age_s: the stamps run 1/15 s apart while the frames go out at a third of that
@@ -427,3 +428,51 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     assert gait["valid"] == "True" and 60 < float(gait["cadence_spm"]) < 170, gait
     assert graph.wait_for(lambda r: any("dropped_bad_joints" in status_values(s)
                                         for s in statuses(r, "pose_prior")), 10)
+    # The step's mean time is on /diagnostics; the worker thread runs at the default worker_niceness (5) more.
+    assert float(status_values(statuses(graph.received, "pose_prior")[-1])["time_step_ms"]) > 0
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, nodes[0]._worker.native_id) == min(19, base + 5)
+
+
+def test_newest_job_runs_the_newest_item_on_its_own_thread_and_survives_errors():
+    """The estimator's mesher: an item not yet started is replaced by a newer one; an exception goes to the
+    error callback and the thread carries on; the thread holds torch to its count at lower priority."""
+    import threading
+
+    import torch
+
+    from posesdf_ros.ros.node_base import NewestJob
+
+    release, done, errors, seen = threading.Event(), threading.Event(), [], []
+
+    def work(item):
+        seen.append((item, torch.get_num_threads(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        if item == "slow":
+            release.wait(5)
+        elif item == "bad":
+            raise ValueError("no surface")
+        elif item == "last":
+            done.set()
+
+    job = NewestJob("test_job", work, errors.append, torch_threads=1, niceness=3)
+    try:
+        job.submit("slow")
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert job.busy
+        for item in ("skipped", "bad"):      # while "slow" runs, "bad" replaces "skipped"
+            job.submit(item)
+        release.set()
+        deadline = time.monotonic() + 5
+        while (len(seen) < 2 or job.busy) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        job.submit("last")
+        assert done.wait(5)
+    finally:
+        job.stop()
+    assert [item for item, _, _ in seen] == ["slow", "bad", "last"]
+    assert [str(e) for e in errors] == ["no surface"]
+    assert all(threads == 1 for _, threads, _ in seen)
+    assert all(nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3) for _, _, nice in seen)
+    assert not job._thread.is_alive()

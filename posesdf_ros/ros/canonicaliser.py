@@ -88,8 +88,7 @@ class CanonicaliserNode(ManagedNode):
         return {"yaw_source": getattr(self, "yaw_note", "n/a"),
                 "leg_points": getattr(self, "classifier_note", "n/a"),
                 "heading_flips_corrected": str(tracker.headings.corrected) if tracker else "0",
-                "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"} | {
-            f"time_{k}_ms": f"{1e3 * v:.1f}" for k, v in getattr(self, "last_timings", {}).items()}
+                "extrinsics": self.extrinsics.source if hasattr(self, "extrinsics") else "n/a"}
 
     def standing_problem(self) -> str:
         return self.extrinsics.problem if hasattr(self, "extrinsics") else ""
@@ -108,8 +107,9 @@ class CanonicaliserNode(ManagedNode):
         points = xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
         t_convert = time.perf_counter() - t0
         frame = self.tracker.update(stamp_seconds(msg.header.stamp), points, T[:3, 3])
-        self.last_timings = {"convert": t_convert, **frame.timings}
+        timings = {"convert": t_convert, **frame.timings}
         if not frame.valid:
+            self.stats.add_stage_times(timings | {"total": time.perf_counter() - t0})
             self.drop("no_person", frame.reason)
             return
         legs, centre, yaw = frame.legs, frame.segmentation.centre, frame.yaw
@@ -125,7 +125,7 @@ class CanonicaliserNode(ManagedNode):
         canonical = (legs - [centre[0], centre[1], 0.0]) @ yaw_matrix(-yaw).T
         self.pub_canonical.publish(xyz_to_cloud(canonical.astype(np.float32),
                                                 Header(stamp=msg.header.stamp, frame_id=self.p.canonical_frame)))
-        self.last_timings["total"] = time.perf_counter() - t0
+        self.stats.add_stage_times(timings | {"total": time.perf_counter() - t0})
         self.mark_published(msg.header.stamp)
 
 

@@ -10,7 +10,8 @@ stamp, in the gravity frame:
   axis along its segment: pelvis right-to-left hip, joint to child joint);
 - `~/markers` (visualization_msgs/MarkerArray: joint spheres, bones, and
   the lower-limb mesh as a TRIANGLE_LIST at `mesh_rate_hz`);
-- `~/mesh` (shape_msgs/Mesh, at `mesh_rate_hz`);
+- `~/mesh` (shape_msgs/Mesh, at `mesh_rate_hz`; made on a lower-priority thread of its own, so the
+  frames never wait for it, and stamped with the frame it was made from);
 - `~/overlay` (sensor_msgs/Image, rgb8: the skeleton drawn on the RGB image);
 - `~/quality` (diagnostic_msgs/DiagnosticArray, the frame's stamp: the fit's
   quality score and per-joint confidences, inference/quality; WARN under the
@@ -35,7 +36,15 @@ from ..skeleton import JOINT_NAMES
 from .conversions import array_to_image, cloud_to_xyz, image_to_rgb
 from .frames import checked_pose, yaw_of
 from .markers import MAX_SKELETON_EXTENT_M, joints_to_pose_array, mesh_marker, mesh_to_msg, skeleton_markers
-from .node_base import DroppedFrame, ManagedNode, SerializedFrame, serialized_stamp, set_torch_threads, stamp_seconds
+from .node_base import (
+    DroppedFrame,
+    ManagedNode,
+    NewestJob,
+    SerializedFrame,
+    serialized_stamp,
+    set_torch_threads,
+    stamp_seconds,
+)
 from .overlay import OverlayFrames, draw_skeleton
 
 
@@ -89,7 +98,11 @@ class EstimatorNode(ManagedNode):
         self.overlays = OverlayFrames(p.image_sync_tolerance_s, p.image_buffer_s)
         self.camera_info: CameraInfo | None = None
         self.last_mesh = -np.inf
-        self.last_timings: dict[str, float] = {}
+        # Marching cubes takes about a tenth of a second on a small CPU: on the worker it held up the next
+        # frame once a second (the demo's p95 latency); on its own, lower-priority thread only the mesh waits.
+        self.mesher = NewestJob(f"{self.get_name()}_mesher", self._publish_mesh,
+                                lambda err: self.warn("mesh", f"mesh failed: {type(err).__name__}: {err}"),
+                                p.torch_threads, niceness=10)
         qos = self.qos_overrides()
         self.pub_joints = self.create_lifecycle_publisher(PoseArray, "~/joints", 10, qos_overriding_options=qos)
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 10, qos_overriding_options=qos)
@@ -105,6 +118,9 @@ class EstimatorNode(ManagedNode):
         self.subscribe(CameraInfo, "camera_info", self._on_info)
 
     def cleanup(self) -> None:
+        if getattr(self, "mesher", None) is not None:
+            self.mesher.stop()
+            self.mesher = None
         on_gpu = getattr(self, "estimator", None) is not None and self.estimator.device.type == "cuda"
         self.estimator = self.step = None
         if on_gpu:
@@ -114,8 +130,7 @@ class EstimatorNode(ManagedNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         return {"backend": self.p.backend, "profile": self.p.profile, "device": self.p.device,
-                "last_fit_quality": f"{getattr(self, 'last_quality', float('nan')):.2f}"} | {
-            f"time_{k}_ms": f"{1e3 * v:.1f}" for k, v in self.last_timings.items()}
+                "last_fit_quality": f"{getattr(self, 'last_quality', float('nan')):.2f}"}
 
     def _on_image(self, raw: bytes) -> None:
         stamp = serialized_stamp(raw)
@@ -166,7 +181,7 @@ class EstimatorNode(ManagedNode):
             self.last_mesh = -np.inf
         want_mesh = self.p.mesh_rate_hz > 0 and stamp - self.last_mesh >= 1.0 / self.p.mesh_rate_hz
         res = self.step.run(stamp, points, yaw_of(person.poses[0]), camera[:3, 3])
-        self.last_timings = res.timings
+        self.stats.add_stage_times(res.timings)
         if not res.valid:
             raise DroppedFrame("invalid", f"no estimate: {res.reason}")
         if not np.isfinite(res.joints).all():
@@ -177,22 +192,27 @@ class EstimatorNode(ManagedNode):
         self.pub_quality.publish(DiagnosticArray(header=header, status=[quality_status(res, self.estimator.quality)]))
         self.pub_markers.publish(MarkerArray(markers=skeleton_markers(
             res.joints, header, self.p.marker_lifetime_s, self.p.joint_diameter_m, res.joint_confidence)))
-        # The mesh is made after the joints are out: its marching cubes (about a tenth of a second on a
-        # small CPU) must not delay the frame's joints.
-        if want_mesh:
-            t = time.perf_counter()
-            mesh = self.estimator.mesh_of(res)
-            self.last_timings = res.timings | {"meshing": time.perf_counter() - t}
-            if mesh is not None:
-                self.last_mesh = stamp
-                verts, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-                # The mesh outlives the skeleton: it is refreshed only at mesh_rate_hz.
-                life = max(self.p.marker_lifetime_s, 1.5 / self.p.mesh_rate_hz)
-                self.pub_markers.publish(MarkerArray(markers=[mesh_marker(verts, faces, header, life)]))
-                self.pub_mesh.publish(mesh_to_msg(verts, faces))
+        if want_mesh and not self.mesher.busy:
+            self.mesher.submit((res, header, stamp))
         if self.p.overlay:
             self._publish_overlays(*self.overlays.add_result(stamp, (res.joints, camera)))
         self.mark_published(legs.header.stamp)
+
+    def _publish_mesh(self, job: tuple) -> None:
+        """On the mesher thread: the lower-limb mesh of a frame's fit, as a marker and a shape_msgs/Mesh
+        under the frame's header. A fit without a surface leaves `last_mesh`, so the next frame tries."""
+        res, header, stamp = job
+        t = time.perf_counter()
+        mesh = self.estimator.mesh_of(res)
+        self.stats.add_stage_times({"meshing": time.perf_counter() - t})
+        if mesh is None:
+            return
+        self.last_mesh = stamp
+        verts, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+        # The mesh outlives the skeleton: it is refreshed only at mesh_rate_hz.
+        life = max(self.p.marker_lifetime_s, 1.5 / self.p.mesh_rate_hz)
+        self.pub_markers.publish(MarkerArray(markers=[mesh_marker(verts, faces, header, life)]))
+        self.pub_mesh.publish(mesh_to_msg(verts, faces))
 
     def _publish_overlays(self, ready: list, expired: int) -> None:
         """Draw the results whose RGB image is in; warn about those given up."""

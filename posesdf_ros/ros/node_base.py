@@ -20,12 +20,13 @@ the time and starved the worker.
 """
 from __future__ import annotations
 
+import os
 import struct
 import threading
 import time
 from collections import Counter, deque
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -65,14 +66,26 @@ def descriptor(prm: Param) -> ParameterDescriptor:
 
 
 def set_torch_threads(threads: int) -> None:
-    """Process-wide: several OpenMP threads per node stall each other on shared cores. numpy's BLAS
-    (OpenBLAS's own pool, whose threads spin while they wait) is held to the same count."""
+    """Several OpenMP threads per node stall each other on shared cores. numpy's BLAS (OpenBLAS's own
+    pool, whose threads spin while they wait) is held to the same count. OpenMP's and MKL's counts are
+    per calling thread: each thread that runs torch calls `set_thread_torch_threads` as well."""
     if threads > 0:
-        import torch
         from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(threads)
+        set_thread_torch_threads(threads)
         threadpool_limits(limits=threads)
+
+
+def set_thread_torch_threads(threads: int) -> None:
+    """torch's thread count for the calling thread's OpenMP team (and MKL's). Set on the main thread at
+    configure, the limit did not reach the worker's: the canonicaliser's torch layers ran on two OpenMP
+    threads that spun against the other nodes (its process took 1.04 cores in the demo and fell to 4 to 8
+    frames/s). Not `threadpool_limits`: its scan of the loaded libraries deadlocked against an import
+    on the main thread."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def stamp_seconds(stamp) -> float:
@@ -103,6 +116,74 @@ class SerializedFrame:
         return deserialize_message(self.raw, self.msg_type)
 
 
+def lower_thread_priority(niceness: int) -> bool:
+    """Add `niceness` (0..19) to the calling thread's scheduling niceness: on Linux a thread's own, so a
+    node's background work can yield the cores to the frames of every node in the process and beyond.
+    False where it could not be set (another OS, a sandbox forbidding it)."""
+    if niceness <= 0:
+        return True
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+class NewestJob:
+    """A thread of its own that runs `work(item)` on the newest item handed to it, for work a node's frames
+    must not wait for (the estimator's mesh): an item not yet started is replaced by a newer one. An
+    exception goes to `on_error` and the thread carries on."""
+
+    def __init__(self, name: str, work: Callable[[Any], None], on_error: Callable[[Exception], None],
+                 torch_threads: int = 0, niceness: int = 0):
+        """niceness: added to the thread's scheduling niceness (Linux: per thread), so that on a loaded CPU
+        the node's frames go first."""
+        self._work, self._on_error, self._torch_threads, self._niceness = work, on_error, torch_threads, niceness
+        self._item: Any = None
+        self._busy = False
+        self._running = True
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """An item waits or is being worked on."""
+        with self._cv:
+            return self._busy or self._item is not None
+
+    def submit(self, item: Any) -> None:
+        with self._cv:
+            self._item = item
+            self._cv.notify()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        with self._cv:
+            self._running, self._item = False, None
+            self._cv.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        set_thread_torch_threads(self._torch_threads)
+        lower_thread_priority(self._niceness)
+        while True:
+            with self._cv:
+                while self._item is None and self._running:
+                    self._cv.wait()
+                if not self._running:
+                    return
+                item, self._item, self._busy = self._item, None, True
+            try:
+                self._work(item)
+            except Exception as err:  # noqa: BLE001  (a failed job must not end the thread)
+                self._on_error(err)
+            finally:
+                with self._cv:
+                    self._busy = False
+
+
 class FrameStats:
     """Counts and latencies reported on /diagnostics."""
 
@@ -114,9 +195,16 @@ class FrameStats:
         self.dropped: Counter[str] = Counter()
         self.ordering_resets = 0
         self.latencies = deque(maxlen=100)
+        self.stage_times: dict[str, deque] = {}     # stage -> its last 100 times (s)
         self.arrivals = deque(maxlen=100)
         self.outputs = deque(maxlen=100)
         self.last_problem = ""
+
+    def add_stage_times(self, timings: dict[str, float]) -> None:
+        """Record one frame's (or one job's) per-stage times (s)."""
+        with self.lock:
+            for stage, seconds in timings.items():
+                self.stage_times.setdefault(stage, deque(maxlen=100)).append(seconds)
 
     def rate(self, times: deque) -> float:
         now = time.monotonic()
@@ -377,6 +465,10 @@ class ManagedNode(LifecycleNode):
         self._worker = None
 
     def _work(self) -> None:
+        set_thread_torch_threads(getattr(self.p, "torch_threads", 0))
+        if not lower_thread_priority(self.p.worker_niceness):
+            self.warn("niceness", f"cannot lower the worker thread's priority by {self.p.worker_niceness}: "
+                                  "it runs at the process's")
         while True:
             with self._slot_cv:
                 if self._slot is None and self._running:
@@ -423,7 +515,8 @@ class ManagedNode(LifecycleNode):
                 "frames_published": str(s.published),
                 "frames_dropped": str(sum(s.dropped.values())),
                 "ordering_resets": str(s.ordering_resets),
-            } | {f"dropped_{k}": str(v) for k, v in sorted(s.dropped.items())}
+            } | {f"dropped_{k}": str(v) for k, v in sorted(s.dropped.items())} | {
+                f"time_{k}_ms": f"{1e3 * sum(v) / len(v):.1f}" for k, v in s.stage_times.items()}
             problem = s.last_problem
         values |= self.diagnostic_values()
         problem = problem or self.standing_problem()

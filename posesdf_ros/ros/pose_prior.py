@@ -115,7 +115,11 @@ class PosePriorNode(ManagedNode):
         self.last_frame_at = time.monotonic()
         self.headers[stamp] = msg.header
         # None while the frame is in the smoother's window: it is published when `lag_frames` more arrive.
-        problems += self.publish_outputs(self.prior.step(stamp, joints))
+        t0 = time.perf_counter()
+        outputs = self.prior.step(stamp, joints)
+        t1 = time.perf_counter()
+        problems += self.publish_outputs(outputs)
+        self.stats.add_stage_times({"step": t1 - t0, "publish": time.perf_counter() - t1})
         if problems:
             raise DroppedFrame(*problems[-1])
 

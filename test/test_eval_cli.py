@@ -73,6 +73,7 @@ def test_bench_speed_reports_stages_for_every_profile(tmp_path):
     # The canonicaliser's stage at the node's settings, and the prior's step.
     assert b["canonicalise"]["leg_points_by"] == "LegSegNet (512 points)" and b["canonicalise"]["rotnet_turns"] == 2
     assert b["canonicalise"]["decimation"] == 1 and b["canonicalise"]["frames_with_person"] == 3
+    assert b["torch_threads"] == 1 and b["canonicalise"]["device"].endswith(", 1 threads")
     assert b["pose_prior"]["frames_timed"] == 1 and b["pose_prior"]["step_ms"]["mean"] > 0
 
     # The same frames saved, then timed from the file (as on a GPU machine without the body model):

@@ -100,6 +100,9 @@ def add_parsers(subparsers) -> None:
                     help="time the frames of a --save-sequence file instead of generating them (its own "
                          "frames, view and seed; --frames, --view and --seed are then unused)")
     sp.add_argument("--device", default="cpu", help="torch device of the estimators and RotNet (cpu, cuda)")
+    sp.add_argument("--torch-threads", type=int, default=_CANONICALISER_DEFAULTS["torch_threads"],
+                    help="torch's CPU threads (and numpy's BLAS threads) for everything timed (default: the nodes', "
+                         f"{_CANONICALISER_DEFAULTS['torch_threads']}; 0: torch's default, every core)")
     sp.add_argument("--weights", type=Path, default=None)
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")
     sp.add_argument("--quiet", action="store_true")
@@ -245,9 +248,19 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bench_speed(args: argparse.Namespace) -> int:
+    import torch
+
     from ..inference.estimator import GaitPoseEstimator
     from .benchmark import bench_speed
     from .sequences import load_sequence, save_sequence, walking_sequence
+
+    if args.torch_threads < 0:
+        raise SystemExit("--torch-threads must be 0 (torch's default) or more")
+    if args.torch_threads:
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(args.torch_threads)
+        threadpool_limits(limits=args.torch_threads)
 
     if args.sequence:
         frames, described = load_sequence(args.sequence)
@@ -267,7 +280,7 @@ def _bench_speed(args: argparse.Namespace) -> int:
     from ..provenance import git_commit
     from .benchmark import bench_canonicalise
     out = {"command": _command(), "data": data,
-           "frames": len(frames), "track": not args.no_track,
+           "frames": len(frames), "track": not args.no_track, "torch_threads": torch.get_num_threads(),
            "git_commit": git_commit(), "profiles": result}
     first = next(iter(ests.values()))
     if first.yaw_estimator is not None:

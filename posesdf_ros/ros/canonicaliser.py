@@ -104,7 +104,8 @@ class CanonicaliserNode(ManagedNode):
             self.warn("huge", f"cloud of {len(xyz)} valid points decimated to max_points {self.p.max_points}")
             xyz = xyz[np.linspace(0, len(xyz) - 1, self.p.max_points).astype(np.int64)]
         T = self.extrinsics.camera_to_gravity(msg.header, self.p.gravity_frame)
-        points = xyz.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        # float32 throughout, as the segmentation takes it (float64 cost 3.6 against 1.2 ms a frame).
+        points = xyz @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
         t_convert = time.perf_counter() - t0
         frame = self.tracker.update(stamp_seconds(msg.header.stamp), points, T[:3, 3])
         timings = {"convert": t_convert, **frame.timings}

@@ -39,7 +39,7 @@ COMMON_PARAMETERS: tuple[Param, ...] = (
     Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status (s).", (0.1, 60.0)),
     Param("worker_niceness", 0, "Added to the scheduling niceness of the thread that processes the frames "
           "(Linux, per thread, so also within one bringup process): on a loaded CPU a node with a higher value "
-          "yields the cores to the others' frames.", (0, 19)),
+          "yields the cores to the others' frames, and may itself fall behind (newest-frame policy).", (0, 19)),
 )
 
 
@@ -164,10 +164,6 @@ POSE_PRIOR_PARAMETERS: tuple[Param, ...] = (
     Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
     TORCH_THREADS,
     MAX_COORDINATE,
-    Param("worker_niceness", 5, "Added to the scheduling niceness of the thread that processes the frames "
-          "(Linux, per thread). 5: on a loaded CPU the canonicaliser's and the estimator's frames go first, since "
-          "this node's outputs wait `lag_frames` anyway (the 2-core demo, two runs each: 14.3 and 13.2 FPS, p95 "
-          "latency of the joints 189 and 205 ms, against 10.9 and 11.5 FPS, 254 and 243 ms at 0).", (0, 19)),
     Param("observation_sigma_m", 0.02, "Expected error of the incoming joints (m): the estimator's MPJPE "
                                        "(`posesdf bench prior` tunes the motion and prior weights at 0.02).",
           (0.001, 1.0)),

@@ -362,7 +362,8 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
                          # rate, so the last one is 8 s old on arrival, and on a loaded CI host it once
                          # passed the default 10 s and was dropped as stale.
                          overrides={"pose_prior": {"observation_sigma_m": 0.02, "lag_frames": lag,
-                                                   "restart_gap_s": 2.0, "max_age_s": 60.0}}))
+                                                   "restart_gap_s": 2.0, "max_age_s": 60.0,
+                                                   "worker_niceness": 3}}))
     pub = graph.publisher(PoseArray, "/estimator/joints")
     # 4 s: the gait analysis needs two heel strikes of each leg inside what reached it
     (truth,) = walking_joint_sequences(SequenceSpec(subjects=1, duration_s=4.0, fps=15.0, seed=3))
@@ -428,10 +429,10 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     assert gait["valid"] == "True" and 60 < float(gait["cadence_spm"]) < 170, gait
     assert graph.wait_for(lambda r: any("dropped_bad_joints" in status_values(s)
                                         for s in statuses(r, "pose_prior")), 10)
-    # The step's mean time is on /diagnostics; the worker thread runs at the default worker_niceness (5) more.
+    # The step's mean time is on /diagnostics; the worker thread runs at worker_niceness (3) more.
     assert float(status_values(statuses(graph.received, "pose_prior")[-1])["time_step_ms"]) > 0
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    assert os.getpriority(os.PRIO_PROCESS, nodes[0]._worker.native_id) == min(19, base + 5)
+    assert os.getpriority(os.PRIO_PROCESS, nodes[0]._worker.native_id) == min(19, base + 3)
 
 
 def test_newest_job_runs_the_newest_item_on_its_own_thread_and_survives_errors():

@@ -100,9 +100,11 @@ def add_parsers(subparsers) -> None:
                     help="time the frames of a --save-sequence file instead of generating them (its own "
                          "frames, view and seed; --frames, --view and --seed are then unused)")
     sp.add_argument("--device", default="cpu", help="torch device of the estimators and RotNet (cpu, cuda)")
-    sp.add_argument("--torch-threads", type=int, default=_CANONICALISER_DEFAULTS["torch_threads"],
-                    help="torch's CPU threads (and numpy's BLAS threads) for everything timed (default: the nodes', "
-                         f"{_CANONICALISER_DEFAULTS['torch_threads']}; 0: torch's default, every core)")
+    sp.add_argument("--torch-threads", type=int, default=0,
+                    help="torch's CPU threads (and numpy's BLAS threads) for everything timed (default 0: torch's "
+                         f"default, every core; the nodes run {_CANONICALISER_DEFAULTS['torch_threads']}: on 2 "
+                         "cores that is faster for segmentation + RotNet and the realtime profile, about half as "
+                         "fast for fast and accurate)")
     sp.add_argument("--weights", type=Path, default=None)
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")
     sp.add_argument("--quiet", action="store_true")

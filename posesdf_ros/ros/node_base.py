@@ -79,8 +79,8 @@ def set_torch_threads(threads: int) -> None:
 def set_thread_torch_threads(threads: int) -> None:
     """torch's thread count for the calling thread's OpenMP team (and MKL's). Set on the main thread at
     configure, the limit did not reach the worker's: the canonicaliser's torch layers ran on two OpenMP
-    threads that spun against the other nodes (its process took 1.04 cores in the demo and fell to 4 to 8
-    frames/s). Not `threadpool_limits`: its scan of the loaded libraries deadlocked against an import
+    threads that spun against the other nodes (its process took 1.04 cores in the demo, which fell to 4 to
+    9 frames/s). Not `threadpool_limits`: its scan of the loaded libraries deadlocked against an import
     on the main thread."""
     if threads > 0:
         import torch

@@ -253,16 +253,13 @@ def _bench_speed(args: argparse.Namespace) -> int:
     import torch
 
     from ..inference.estimator import GaitPoseEstimator
+    from ..inference.pipeline import limit_cpu_threads
     from .benchmark import bench_speed
     from .sequences import load_sequence, save_sequence, walking_sequence
 
     if args.torch_threads < 0:
         raise SystemExit("--torch-threads must be 0 (torch's default) or more")
-    if args.torch_threads:
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(args.torch_threads)
-        threadpool_limits(limits=args.torch_threads)
+    limit_cpu_threads(args.torch_threads)       # as a node does with its torch_threads
 
     if args.sequence:
         frames, described = load_sequence(args.sequence)

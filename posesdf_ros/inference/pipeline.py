@@ -23,6 +23,19 @@ from .canonical import PersonTracker
 _NODE_DEFAULTS = {prm.name: prm.default for prm in CANONICALISER_PARAMETERS + ESTIMATOR_PARAMETERS}
 
 
+def limit_cpu_threads(threads: int) -> None:
+    """What a node's `torch_threads` does to its process (0: nothing): torch's thread count, and numpy's
+    BLAS (OpenBLAS's own pool, whose threads spin while they wait) held to the same. Several OpenMP threads
+    per node stall each other on shared cores. OpenMP's count is per calling thread: a thread that runs
+    torch later also calls `torch.set_num_threads` (the nodes' workers do)."""
+    if threads > 0:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(threads)
+        threadpool_limits(limits=threads)
+
+
 class EstimatorStep:
     """The estimator node's per-frame work on the canonicaliser's output: PoseSDF (or NVF) warm-started from
     the previous frame unless that is more than `track_reset_s` old, or later than this one (the stream

@@ -66,14 +66,12 @@ def descriptor(prm: Param) -> ParameterDescriptor:
 
 
 def set_torch_threads(threads: int) -> None:
-    """Several OpenMP threads per node stall each other on shared cores. numpy's BLAS (OpenBLAS's own
-    pool, whose threads spin while they wait) is held to the same count. OpenMP's and MKL's counts are
-    per calling thread: each thread that runs torch calls `set_thread_torch_threads` as well."""
-    if threads > 0:
-        from threadpoolctl import threadpool_limits
+    """The process's torch and BLAS threads (`inference.pipeline.limit_cpu_threads`), called at configure;
+    OpenMP's and MKL's counts are per calling thread: each thread that runs torch calls
+    `set_thread_torch_threads` as well."""
+    from ..inference.pipeline import limit_cpu_threads
 
-        set_thread_torch_threads(threads)
-        threadpool_limits(limits=threads)
+    limit_cpu_threads(threads)
 
 
 def set_thread_torch_threads(threads: int) -> None:

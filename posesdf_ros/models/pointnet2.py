@@ -119,7 +119,7 @@ class SetAbstraction(nn.Module):
             local = (gather(xyz, idx) - centres[:, :, None]) / self.radius
             grouped = gather(features, idx) if features is not None else None
         x = local if grouped is None else torch.cat([local, grouped], -1)
-        return centres, self.mlp(x).max(dim=2).values
+        return centres, self.mlp(x).amax(dim=2)
 
 
 @dataclass

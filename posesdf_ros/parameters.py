@@ -132,7 +132,7 @@ ESTIMATOR_PARAMETERS: tuple[Param, ...] = (
           choices=("realtime", "fast", "accurate")),
     Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
     Param("weights", "", "PoseSDF weights folder (posesdf.pt with its nvf and encoder heads) or a shipped set: "
-                         "product or paper; empty: the shipped default, paper."),
+                         "product or paper; empty: the shipped default, product."),
     TORCH_THREADS,
     MAX_COORDINATE,
     Param("track", True, "Warm-start each frame's latent code from the previous frame.", live=True),

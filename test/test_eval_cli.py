@@ -55,8 +55,8 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     text = page.read_text()
     assert "PoseSDF" in text and "paper, ICL-Gait" in text and f"{s['by_protocol']['CC']['mpjpe_mm']:.2f}" in text
     assert "## Generalisation" in text and f"| {s['mpjpe_median_mm']:.1f} |" in text
-    # The tables say which weight set made a row (the default: the paper set, whose JSON predates the field).
-    assert s["weights"]["data_profile"] is None and "| paper | ours |" in text
+    # The tables say which weight set made a row (the default: the product set).
+    assert s["weights"]["data_profile"] == "product" and "| product | ours |" in text
 
 
 def test_bench_speed_reports_stages_for_every_profile(tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from posesdf_ros import GaitPoseEstimator
-from posesdf_ros.data.dataset import SampleKey, make_test_sample, make_train_sample
+from posesdf_ros.data.dataset import SampleKey, make_test_sample
+from posesdf_ros.data.domain import make_product_train_sample
 from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
 from posesdf_ros.inference.joints import METHODS, sphere_centres
 from posesdf_ros.inference.latent import optimise_latent, screen_starts
@@ -55,8 +56,8 @@ def test_unknown_backend_profile_and_missing_weights_are_clear(tmp_path):
 
 
 def test_shipped_weight_sets_are_complete_and_tied_to_their_trunks():
-    """Both shipped sets load by name with every head, the default is the paper set, and the product
-    set's trunk is the product engine's."""
+    """Both shipped sets load by name with every head, the default is the product set, and its trunk is
+    the product engine's."""
     from posesdf_ros.inference.pretrained import WEIGHT_SETS, load_encoder, load_nvf, load_posesdf
 
     for name, bodies in (("product", 1000), ("paper", 300)):
@@ -65,9 +66,9 @@ def test_shipped_weight_sets_are_complete_and_tied_to_their_trunks():
         assert len(np.load(WEIGHT_SETS[name] / "posesdf_codes.npy")) == bodies
         for loader in (load_nvf, load_encoder):
             assert loader(name)[1]["posesdf_sha256"] == load_nvf(name)[1]["posesdf_sha256"]
-    assert load_posesdf()[1]["weights_dir"] == load_posesdf("paper")[1]["weights_dir"]
-    est = GaitPoseEstimator.from_pretrained(profile="realtime", weights="product", rotnet=False, leg_classifier=False)
-    assert est.meta["shapes"] == 1000 and est.amortised is not None
+    assert load_posesdf()[1]["weights_dir"] == load_posesdf("product")[1]["weights_dir"]
+    est = GaitPoseEstimator.from_pretrained(profile="realtime", weights="paper", rotnet=False, leg_classifier=False)
+    assert est.meta["shapes"] == 300 and est.amortised is not None
 
 
 def test_a_head_beside_another_trunk_is_refused(tmp_path):
@@ -84,9 +85,9 @@ def test_a_head_beside_another_trunk_is_refused(tmp_path):
 
 
 def test_latent_optimisation_recovers_a_training_shape(estimator, body_model):
-    """Training body 0 (seed 0, as the default weights were trained): fitting its surface
-    with the ground-truth normalisation lands near its own trained code."""
-    arrays, _ = make_train_sample(body_model, SampleKey("train", 0), seed=0)
+    """Training shape 0 of the product build (seed 0, as the default weights were trained): fitting its
+    surface with the ground-truth normalisation lands near its own trained code."""
+    arrays, _ = make_product_train_sample(body_model, SampleKey("train", 0), seed=0)
     codes = torch.from_numpy(np.load(estimator.weights_dir / "posesdf_codes.npy"))
     surface = (arrays["gt_surface"][::30] - arrays["norm_centre"]) * arrays["norm_scale"]
     fit = optimise_latent(estimator.model, torch.as_tensor(surface, dtype=torch.float32),
@@ -97,9 +98,9 @@ def test_latent_optimisation_recovers_a_training_shape(estimator, body_model):
 
 
 def test_screening_picks_the_start_in_the_right_basin(estimator, body_model):
-    """Among start codes far off (the 1 % of training codes farthest from body 0's) and
-    body 0's own trained code, a short screening on body 0's surface keeps its code."""
-    arrays, _ = make_train_sample(body_model, SampleKey("train", 0), seed=0)
+    """Among start codes far off (the training codes farthest from shape 0's) and shape 0's own
+    trained code, a short screening on shape 0's surface keeps its code."""
+    arrays, _ = make_product_train_sample(body_model, SampleKey("train", 0), seed=0)
     codes = torch.from_numpy(np.load(estimator.weights_dir / "posesdf_codes.npy"))
     far = codes[(codes - codes[0]).norm(dim=-1).argsort(descending=True)[:3]]
     surface = (arrays["gt_surface"][::60] - arrays["norm_centre"]) * arrays["norm_scale"]

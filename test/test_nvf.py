@@ -10,7 +10,7 @@ from posesdf_ros.evaluation.benchmark import leg_input
 from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
 from posesdf_ros.inference.estimator import GaitPoseEstimator
 from posesdf_ros.inference.nvf import VoteDecoding, decode_votes
-from posesdf_ros.inference.pretrained import WEIGHTS_DIR, load_nvf, load_posesdf
+from posesdf_ros.inference.pretrained import load_nvf, load_posesdf, weights_folder
 from posesdf_ros.models.nvf import posesdf_features, vote_targets
 
 
@@ -61,7 +61,7 @@ def test_head_trains_on_a_tiny_set_and_loads_as_a_backend(train_build, tmp_path)
     trunk = tmp_path / "trunk"
     trunk.mkdir()
     for name in ("posesdf.pt", "posesdf.json", "posesdf_codes.npy"):
-        shutil.copy(WEIGHTS_DIR / name, trunk / name)
+        shutil.copy(weights_folder() / name, trunk / name)
     config = preset("tiny")
     summary = train_nvf(train_build, tmp_path / "run", config, trunk, progress=False)
     history = _history(tmp_path / "run")
@@ -131,7 +131,7 @@ def test_fits_of_val_views_train_the_head_in_the_fit_frame(train_build, test_bui
     trunk = tmp_path / "trunk"
     trunk.mkdir()
     for name in ("posesdf.pt", "posesdf.json", "posesdf_codes.npy"):
-        shutil.copy(WEIGHTS_DIR / name, trunk / name)
+        shutil.copy(weights_folder() / name, trunk / name)
     summary = train_nvf(train_build, tmp_path / "run", preset("tiny"), trunk, progress=False,
                         fits=tmp_path / "fits", val_fits=tmp_path / "fits")
     history = _history(tmp_path / "run")

@@ -9,7 +9,7 @@ import torch
 from posesdf_ros import GaitPoseEstimator
 from posesdf_ros.data.dataset import SampleKey, make_test_sample
 from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
-from posesdf_ros.inference.pretrained import WEIGHTS_DIR, load_encoder
+from posesdf_ros.inference.pretrained import load_encoder, weights_folder
 
 #: Bound on the shipped encoder's mean MPJPE over the four scenes below (ground-truth heading): it
 #: measured 23, 27, 23 and 26 mm on them.
@@ -61,7 +61,7 @@ def test_tiny_encoder_trains_exports_and_serves_the_realtime_profile(train_build
     weights = tmp_path / "weights"
     weights.mkdir()
     for name in ("posesdf.pt", "posesdf.json", "posesdf_codes.npy"):
-        shutil.copy(WEIGHTS_DIR / name, weights / name)
+        shutil.copy(weights_folder() / name, weights / name)
     shutil.copy(run / "encoder.pt", weights / "encoder.pt")
     shutil.copy(run / "encoder.json", weights / "encoder.json")
     est = GaitPoseEstimator.from_pretrained(profile="realtime", weights=weights, rotnet=False, leg_classifier=None)
@@ -78,7 +78,7 @@ def test_tiny_encoder_trains_exports_and_serves_the_realtime_profile(train_build
 
 def test_realtime_profile_needs_the_encoder(tmp_path):
     for name in ("posesdf.pt", "posesdf.json"):
-        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+        shutil.copy(weights_folder() / name, tmp_path / name)
     with pytest.raises(FileNotFoundError, match="encoder"):
         GaitPoseEstimator.from_pretrained(profile="realtime", weights=tmp_path, rotnet=False, leg_classifier=None)
 

@@ -51,7 +51,7 @@ def add_parsers(subparsers) -> None:
                          "accurate 8, fast 4; 1: the mean code only, as in the paper)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
     ev.add_argument("--weights", type=Path, default=None,
-                    help="weights folder, or a shipped set: paper (the default) or product")
+                    help="weights folder, or a shipped set: product (the default) or paper")
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
     ev.add_argument("--json", type=Path, default=None, help="write the run's JSON here")
     ev.add_argument("--out", type=Path, default=None,
@@ -105,7 +105,8 @@ def add_parsers(subparsers) -> None:
                          f"default, every core; the nodes run {_CANONICALISER_DEFAULTS['torch_threads']}: on 2 "
                          "cores that is faster for segmentation + RotNet and the realtime profile, about half as "
                          "fast for fast and accurate)")
-    sp.add_argument("--weights", type=Path, default=None)
+    sp.add_argument("--weights", type=Path, default=None,
+                    help="PoseSDF weights folder, or a shipped set: product (the default) or paper")
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=_bench_speed)

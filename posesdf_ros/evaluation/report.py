@@ -280,9 +280,11 @@ def write_results_page(run_files: list[Path], out: Path, bench_files: list[Path]
              "do not edit by hand. The paper's rows are measured on ICL-Gait, ours on this package's",
              "synthetic benchmark (docs/data.md): different bodies, renderer and noise, so compare the",
              "order of magnitude, not the digits.", "",
-             "PoseSDF weights: *paper* is the default set, trained on the benchmark spec's 300 bodies in",
-             "normal gait (`posesdf_ros/weights`), *product* the set trained on the domain-randomised engine",
-             "(`posesdf_ros/weights/product`, `--weights product`).", "",
+             "PoseSDF weights: *product* is the default set, trained on the domain-randomised engine",
+             "(`posesdf_ros/weights/product`), *paper* the set trained on the benchmark spec's 300 bodies in",
+             "normal gait (`posesdf_ros/weights`, `--weights paper`). Until 2026-12-04 the paper set was the",
+             "default: a paper row's command below that names no `--weights` needs `--weights paper` to",
+             "repeat it.", "",
              "## Pose: MPJPE (mm)", "", "| method | weights | data | CC | CV | CC&CV | n | yaw | input |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, row in PAPER_MPJPE.items():

@@ -12,21 +12,29 @@ from ..models.nvf import NVFConfig, NVFHead
 from ..models.posesdf import PoseSDF, PoseSDFConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-#: The shipped PoseSDF sets by name: "paper" (the default: the benchmark spec's 300 bodies in normal gait)
-#: and "product" (trained on the domain-randomised engine's 1,000 shapes). Each holds the trunk
-#: (posesdf.*, posesdf_codes.npy) and the heads tied to it (nvf.*, encoder.*).
+#: The shipped PoseSDF sets by name: "product" (the default: trained on the domain-randomised engine's
+#: 1,000 shapes) and "paper" (the benchmark spec's 300 bodies in normal gait, for the paper-protocol
+#: table). Each holds the trunk (posesdf.*, posesdf_codes.npy) and the heads tied to it (nvf.*, encoder.*).
 WEIGHT_SETS = {"paper": WEIGHTS_DIR, "product": WEIGHTS_DIR / "product"}
+#: The set that `weights=None` (and an empty `weights` parameter) loads.
+DEFAULT_WEIGHT_SET = "product"
+#: The models a set holds; the others (RotNet, LegSegNet, Pose-NDF, the PN++ baseline) are shared and sit
+#: in WEIGHTS_DIR itself.
+SET_MODELS = ("posesdf", "nvf", "encoder")
 
 
 def weights_folder(folder: str | Path | None = None) -> Path:
     """A weights folder from a path, a set's name (`WEIGHT_SETS`) or None (the default set)."""
-    if folder is None or str(folder) in WEIGHT_SETS:
-        return WEIGHT_SETS[str(folder or "paper")]
+    if folder is None or str(folder) in ("", *WEIGHT_SETS):
+        return WEIGHT_SETS[str(folder or DEFAULT_WEIGHT_SET)]
     return Path(folder)
 
 
 def weights_path(name: str, folder: str | Path | None = None) -> Path:
-    path = weights_folder(folder) / f"{name}.pt"
+    """`name`.pt in `folder` (see `weights_folder`); without one, a set model's file in the default set
+    and a shared model's in WEIGHTS_DIR. Missing .pt or .json: FileNotFoundError with what to do."""
+    base = weights_folder(folder) if folder is not None or name in SET_MODELS else WEIGHTS_DIR
+    path = base / f"{name}.pt"
     if not path.exists() or not path.with_suffix(".json").exists():
         raise FileNotFoundError(
             f"no weights {path} (+ .json): the package ships them in posesdf_ros/weights (sets: "

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from ..evaluation.cli import shard_argument
 
+#: How the weights options name a shipped set (`inference.pretrained.WEIGHT_SETS`).
+WEIGHT_SET_HELP = "or a shipped set: product (the default) or paper"
+
 
 def add_resume_arguments(parser, export_only: bool) -> None:
     """--no-resume, --max-minutes and (for trainers that can export a run cut short) --export-only."""
@@ -96,7 +99,7 @@ def add_parser(subparsers) -> None:
     e.add_argument("--data", type=Path, required=True, help="the training build the PoseSDF weights were trained on")
     e.add_argument("--out", type=Path, required=True, help="run folder")
     e.add_argument("--posesdf-weights", type=Path, default=None,
-                   help="folder with posesdf.pt/json and posesdf_codes.npy (default: the shipped ones)")
+                   help="folder with posesdf.pt/json and posesdf_codes.npy, " + WEIGHT_SET_HELP)
     e.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     e.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     e.add_argument("--lr-step-epochs", type=int, default=None,
@@ -144,7 +147,7 @@ def add_parser(subparsers) -> None:
     v.add_argument("--data", type=Path, required=True, help="training dataset folder (the PoseSDF run's)")
     v.add_argument("--out", type=Path, required=True, help="run folder")
     v.add_argument("--posesdf-weights", type=Path, default=None,
-                   help="folder with posesdf.pt/json and posesdf_codes.npy (default: the shipped ones)")
+                   help="folder with posesdf.pt/json and posesdf_codes.npy, " + WEIGHT_SET_HELP)
     v.add_argument("--radius", type=float, default=None, help="vote radius R, normalised units (default 0.25)")
     v.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     v.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
@@ -172,7 +175,7 @@ def add_parser(subparsers) -> None:
     f.add_argument("--out", type=Path, required=True, help="fits folder")
     f.add_argument("--profile", choices=("accurate", "fast"), default="accurate",
                    help="estimator profile of the fits (default accurate, as `posesdf eval`)")
-    f.add_argument("--weights", type=Path, default=None, help="PoseSDF weights folder (default: the shipped ones)")
+    f.add_argument("--weights", type=Path, default=None, help="PoseSDF weights folder, " + WEIGHT_SET_HELP)
     f.add_argument("--limit", type=int, default=None, help="at most N scenes per (condition, view) cell")
     f.add_argument("--shard", type=shard_argument, default=(0, 1), metavar="I/N",
                    help="fit every N-th scene from the I-th (0-based): N processes share the work, each "
@@ -188,7 +191,7 @@ def add_parser(subparsers) -> None:
                     "each next to the sphere centres' on the same fits.")
     d.add_argument("--fits", type=Path, required=True, help="a `posesdf train nvf-fits` folder")
     d.add_argument("--weights", type=Path, default=None,
-                   help="folder with nvf.pt/json and its posesdf.pt/json (default: the shipped ones)")
+                   help="folder with nvf.pt/json and its posesdf.pt/json, " + WEIGHT_SET_HELP)
     d.add_argument("--json", type=Path, default=None, help="also write the rows here")
     d.set_defaults(func=_nvf_decoding)
 

@@ -29,7 +29,7 @@ import torch
 from ..data.dataset import data_provenance, load_manifest
 from ..data.pack import is_pack, load_pack
 from ..inference.nvf import VoteDecoding, vote_joints
-from ..inference.pretrained import WEIGHTS_DIR, file_sha256, load_posesdf, weights_path
+from ..inference.pretrained import file_sha256, load_posesdf, weights_folder, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
 from ..provenance import git_commit
 from .checkpoint import export_weights, open_run
@@ -186,7 +186,7 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
-    trunk_dir = Path(posesdf_weights or WEIGHTS_DIR)
+    trunk_dir = weights_folder(posesdf_weights)
     model, trunk_meta = load_posesdf(trunk_dir, dev)
     for p in model.parameters():
         p.requires_grad_(False)

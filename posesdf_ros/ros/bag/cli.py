@@ -83,7 +83,8 @@ def add_parser(sub) -> None:
     ev.add_argument("--profile", choices=("realtime", "fast", "accurate"), default=None,
                     help="estimator profile (default: the YAML's)")
     ev.add_argument("--device", choices=("cpu", "cuda"), default=None, help="torch device (default: the YAML's)")
-    ev.add_argument("--weights", type=Path, default=None, help="PoseSDF weights (default: the shipped ones)")
+    ev.add_argument("--weights", type=Path, default=None,
+                    help="PoseSDF weights folder, or a shipped set: product (the default) or paper")
     ev.add_argument("--no-prior", action="store_true", help="score the estimator's joints without the Pose-NDF prior")
     ev.add_argument("--limit", type=int, default=None, help="only the first N clouds")
     ev.add_argument("--out", type=Path, default=None, help="report folder (default: <bag>_eval next to the bag)")

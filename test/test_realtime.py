@@ -83,6 +83,25 @@ def test_realtime_profile_needs_the_encoder(tmp_path):
         GaitPoseEstimator.from_pretrained(profile="realtime", weights=tmp_path, rotnet=False, leg_classifier=None)
 
 
+def test_fast_profile_refines_the_encoders_start_and_screens_without_one(body_model, tmp_path):
+    """`fast` starts from the encoder's code and refines it; beside weights without an encoder it warns and
+    screens its start codes instead. Either way the fit lands on the test body."""
+    a, _ = make_test_sample(body_model, SampleKey("test", 1, "normal", "V2"), seed=1)
+    yaw, camera = heading_of(a["subject_to_gravity"]), a["camera_to_gravity"][:3, 3]
+    est = GaitPoseEstimator.from_pretrained(profile="fast", rotnet=False)
+    assert est.profile.amortised and est.amortised is not None
+    res = est.estimate(a["points"], yaw=yaw, camera_origin=camera)
+    assert res.valid and res.iterations > 0 and "encoder" in res.timings
+    for name in ("posesdf.pt", "posesdf.json", "posesdf_codes.npy"):
+        shutil.copy(weights_folder() / name, tmp_path / name)
+    with pytest.warns(UserWarning, match="screens 4 start codes"):
+        screened = GaitPoseEstimator.from_pretrained(profile="fast", weights=tmp_path, rotnet=False)
+    assert not screened.profile.amortised and screened.amortised is None
+    res_screened = screened.estimate(a["points"], yaw=yaw, camera_origin=camera)
+    assert res_screened.valid and "encoder" not in res_screened.timings
+    assert max(mpjpe_mm(res.joints, a["joints"]), mpjpe_mm(res_screened.joints, a["joints"])) < REALTIME_BOUND_MM
+
+
 def test_shipped_encoder_estimates_test_scenes_without_optimisation(body_model):
     """The shipped realtime profile on whole scenes of four test bodies (segmented by the estimator,
     ground-truth heading): no optimisation step, and about as accurate as the fits."""

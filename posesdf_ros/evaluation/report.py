@@ -84,7 +84,8 @@ def run_label(summary: dict) -> str:
     starts = prof.get("starts", 1) if summary["backend"] != "pn2" else None
     screening = "" if starts is None else (", mean-code start" if starts == 1 else f", {starts} starts")
     if prof.get("amortised"):
-        screening = ", amortised fit (encoder)"
+        steps = prof.get("iterations", 0)
+        screening = ", amortised fit (encoder)" if not steps else f", encoder start + {steps} steps"
     return f"{summary['backend']} ({prof.get('name', 'profile')}, {yaw}{scene}{screening})"
 
 

@@ -6,10 +6,11 @@ Steps for one frame (all in the input frame's metres until step 2):
    faces +x (the training frame), then map it into the unit sphere with a
    first-guess normalisation regressed from the cloud's top height (the
    lower-limb crop plane; the floor is z = 0) and its horizontal centre;
-3. optimise the latent code and refine the normalisation (`optimise_latent`); a cold
-   fit first screens several start codes (`screen_starts`), and with `check_heading`
-   the heading turned round as well; an amortised profile (`realtime`) instead takes
-   the code and normalisation the encoder predicts (`models.latent_encoder`);
+3. optimise the latent code and refine the normalisation (`optimise_latent`); an
+   amortised profile (`fast`, `realtime`) starts from the code and normalisation the
+   encoder predicts (`models.latent_encoder`; `realtime` takes them as they are), the
+   `accurate` profile's cold fit screens several start codes (`screen_starts`); with
+   `check_heading`, the heading turned round is tried as well;
 4. read the nine sphere centres off the pose field (`sphere_centres`), or,
    with the `nvf` backend, decode the NVF votes of the observed points (`nvf_joints`),
    or with the amortised joint head, read them off the code;
@@ -76,7 +77,8 @@ class Profile:
     turn_loss_ratio: float = 0.8
     # Starts from the amortised fit (models.latent_encoder) instead of screening `starts`: cold
     # fits refine the encoder's code for `iterations` steps, tracked ones refine it and the
-    # previous frame's code side by side for `track_iterations` and keep the better.
+    # previous frame's code side by side for `track_iterations` and keep the better. Weights
+    # without an encoder fall back to screening `starts` when `iterations` > 0.
     amortised: bool = False
     # Amortised profiles: a fit scoring under the quality's retry_below is optimised from the encoder's
     # start for this many steps, its joints read off the sphere fields, and kept if it scores better.
@@ -94,8 +96,11 @@ class Profile:
 
 PROFILES = {
     "accurate": Profile(),
+    # The encoder's code refined: against screening 4 starts it read 19.1 against 25.1 mm on our test
+    # scenes, 31.2 against 41.0 on the shifted split and 19.2 against 28.3 on val (product weights,
+    # scene input, RotNet), at 1.8 against 1.1-1.2 FPS in `posesdf eval` (docs/posesdf.md).
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
-                    starts=4, screen_iterations=15, screen_points=128,
+                    starts=4, screen_iterations=15, screen_points=128, amortised=True,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
@@ -212,7 +217,9 @@ class GaitPoseEstimator:
         shipped RotNet weights give a warning and that fallback; missing
         `rotnet_weights` that were asked for are a FileNotFoundError. Missing
         LegSegNet weights give a warning, and scenes are cropped at the pelvis
-        guess (`perception.segment_legs` without a classifier).
+        guess (`perception.segment_legs` without a classifier). Weights without the
+        amortised fit (encoder.pt) refuse `realtime` and give `fast` a warning and
+        screened start codes.
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -224,7 +231,14 @@ class GaitPoseEstimator:
         nvf_head = load_nvf(Path(weights) if weights else None, device)[0] if backend == "nvf" else None
         amortised = None
         if profile.amortised or profile.joint_method == "head":
-            amortised = load_encoder(Path(weights) if weights else None, device)[0]
+            try:
+                amortised = load_encoder(Path(weights) if weights else None, device)[0]
+            except FileNotFoundError as err:
+                if profile.joint_method == "head" or profile.iterations == 0:
+                    raise
+                warnings.warn(f"no amortised fit for these weights ({err}); profile {profile.name!r} screens "
+                              f"{profile.starts} start codes instead")
+                profile = replace(profile, amortised=False)
         yaw_estimator = None
         if rotnet:
             from .yaw import YawEstimator
@@ -401,8 +415,9 @@ class GaitPoseEstimator:
             chosen = self._heading_choice([f.loss for f in predicted])
             if steps == 0:
                 return predicted[chosen]
-            # Cold, each heading is refined and the refined fits decide (as a cold fit's do).
-            candidates = [chosen] if previous is not None else list(range(len(views)))
+            # Cold, when the turned heading's prediction fits better, both are refined and the refined
+            # fits decide (as a screened cold fit's do); else RotNet's heading alone is refined.
+            candidates = [chosen] if previous is not None or chosen == 0 else list(range(len(views)))
             fits = []
             for view in candidates:
                 start = predicted[view]

@@ -109,8 +109,12 @@ def test_bad_input_never_stops_the_nodes(graph):
     graph.listen(PoseArray, "/estimator/joints")
     graph.listen(DiagnosticArray, "/diagnostics")
     graph.listen(Image, "/estimator/overlay")
+    # max_age_s 10: both nodes share this process, and on a loaded 2-core runner a frame of the burst below
+    # was once over 1 s old (the default) when its turn came, and was dropped as stale. A frame 30 s old
+    # still is (below).
     graph.add(make_nodes(["canonicaliser", "estimator"], context=graph.context,
-                         overrides={"estimator": {"mesh_rate_hz": 0.0}}))
+                         overrides={"canonicaliser": {"max_age_s": 10.0},
+                                    "estimator": {"mesh_rate_hz": 0.0, "max_age_s": 10.0}}))
     points = graph.publisher(PointCloud2, "/points")
     images, infos = graph.publisher(Image, "/image"), graph.publisher(CameraInfo, "/camera_info")
     walker = SyntheticWalker(WalkerConfig())  # the YAML's default camera pose
@@ -152,11 +156,14 @@ def test_bad_input_never_stops_the_nodes(graph):
     assert graph.wait_for(lambda r: any(m.header.stamp == burst[-1].stamp for m in r["/estimator/joints"]))
     answered = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in graph.received["/estimator/joints"]}
     assert len(answered & {(b.stamp.sec, b.stamp.nanosec) for b in burst}) < len(burst)
+    stale = Header(stamp=(Time.from_msg(header().stamp) - Duration(seconds=30.0)).to_msg(), frame_id=h.frame_id)
+    good(frames[1], stale)
 
     def dropped(r):
         canon = statuses(r, "canonicaliser")
         est = statuses(r, "estimator")
-        return canon and est and {"dropped_bad_cloud", "dropped_no_person", "dropped_out_of_order"} <= set(
+        return canon and est and {"dropped_bad_cloud", "dropped_no_person", "dropped_out_of_order",
+                                  "dropped_stale"} <= set(
             status_values(canon[-1])) and "dropped_superseded" in {**status_values(canon[-1]), **status_values(est[-1])}
 
     assert graph.wait_for(dropped, 10), "drops were not reported on /diagnostics"
@@ -165,6 +172,7 @@ def test_bad_input_never_stops_the_nodes(graph):
     assert int(canon["dropped_bad_cloud"]) + int(canon["dropped_no_person"]) >= 7
     assert int(canon["dropped_bad_cloud"]) >= 2 and int(canon["dropped_no_person"]) >= 4
     assert all(status_values(s)["state"] == "active" for s in statuses(graph.received, "estimator")[-1:])
+    assert not any(m.header.stamp == stale.stamp for m in graph.received["/estimator/joints"])
 
 
 def test_lifecycle_without_autostart(graph):

@@ -98,9 +98,9 @@ CANONICALISER_PARAMETERS: tuple[Param, ...] = CAMERA_POSE_PARAMETERS + (
     Param("yaw_source", "rotnet", "Heading from RotNet, or assume the canonical view V1 (the paper's "
                                   "'w/o RotNet' ablation).", choices=("rotnet", "assume_v1")),
     Param("rotnet_weights", "", "RotNet weights file; empty: the shipped weights."),
-    Param("rotnet_turns", 2, "Test-time turns of RotNet's input about the vertical (a divisor of its 24 bins): "
-                             "each is a forward pass; 4 is the evaluation's setting, 2 halves the cost at a "
-                             "slightly larger heading error (docs/rotnet.md).", (1, 24)),
+    Param("rotnet_turns", 1, "Test-time turns of RotNet's input about the vertical (a divisor of its 24 bins): "
+                             "each is a forward pass; 4 is the evaluation's setting. On segmented val and shifted "
+                             "scenes 1 read the heading as well as 2 at half the cost (docs/rotnet.md).", (1, 24)),
     Param("leg_classifier", True, "Pick the person's leg points with LegSegNet (shipped weights); false: "
                                   "crop at the pelvis guess and drop detached hands (rule-based)."),
     Param("legseg_model", "fast", "Which shipped LegSegNet picks the leg points: 'fast' (512 points, about "

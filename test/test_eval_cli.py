@@ -71,7 +71,7 @@ def test_bench_speed_reports_stages_for_every_profile(tmp_path):
         assert 0 < entry["mpjpe_mm"] < 1000
         assert {"canonicalise", "latent_optimisation", "joint_extraction", "total"} <= set(entry["stages_ms"])
     # The canonicaliser's stage at the node's settings, and the prior's step.
-    assert b["canonicalise"]["leg_points_by"] == "LegSegNet (512 points)" and b["canonicalise"]["rotnet_turns"] == 2
+    assert b["canonicalise"]["leg_points_by"] == "LegSegNet (512 points)" and b["canonicalise"]["rotnet_turns"] == 1
     assert b["canonicalise"]["decimation"] == 1 and b["canonicalise"]["frames_with_person"] == 3
     assert b["pose_prior"]["frames_timed"] == 1 and b["pose_prior"]["step_ms"]["mean"] > 0
 

@@ -127,8 +127,10 @@ CANONICALISER_PARAMETERS: tuple[Param, ...] = CAMERA_POSE_PARAMETERS + (
 ESTIMATOR_PARAMETERS: tuple[Param, ...] = (
     Param("backend", "posesdf", "Joint estimator.", choices=("posesdf", "nvf")),
     Param("profile", "realtime", "Inference settings: 'realtime' (the amortised fit: one encoder pass, no "
-                                 "optimisation; camera rate on a small CPU), 'fast' (a short latent "
-                                 "optimisation, warm-started), 'accurate' (the lowest error).",
+                                 "optimisation; camera rate on a small CPU), 'fast' (the encoder's code refined "
+                                 "by a short latent optimisation, warm-started: the lowest error on our scenes), "
+                                 "'accurate' (the paper's method: the best of 8 start codes refined on 1,024 "
+                                 "points; slower, and no better than 'fast' since fast starts from the encoder).",
           choices=("realtime", "fast", "accurate")),
     Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
     Param("weights", "", "PoseSDF weights folder (posesdf.pt with its nvf and encoder heads) or a shipped set: "

@@ -48,7 +48,8 @@ def add_parsers(subparsers) -> None:
                          "profile's, accurate 2048, fast 512; 0: the observed points only)")
     ev.add_argument("--starts", type=int, default=None,
                     help="posesdf/nvf: start codes screened for each cold fit (default: the profile's, "
-                         "accurate 8, fast 4; 1: the mean code only, as in the paper)")
+                         "accurate 8; fast starts from the encoder's code instead, and screens 4 only "
+                         "beside weights without one; 1: the mean code only, as in the paper)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
     ev.add_argument("--weights", type=Path, default=None,
                     help="weights folder, or a shipped set: product (the default) or paper")

@@ -82,6 +82,10 @@ class Profile:
     # previous frame's code side by side for `track_iterations` and keep the better. Weights
     # without an encoder fall back to screening `starts` when `iterations` > 0.
     amortised: bool = False
+    # Amortised cold fits with the heading check refine the turned heading only when the encoder's prediction
+    # fits it better; True refines both always (the fallback below: it runs on fits that scored low, where
+    # the prediction is least to be trusted, and refining one heading there once let a turned fit through).
+    refine_both_headings: bool = False
     # Amortised profiles: a fit scoring under the quality's retry_below is optimised from the encoder's
     # start for this many steps, its joints read off the sphere fields, and kept if it scores better.
     fallback_iterations: int = 0
@@ -419,7 +423,8 @@ class GaitPoseEstimator:
                 return predicted[chosen]
             # Cold, when the turned heading's prediction fits better, both are refined and the refined
             # fits decide (as a screened cold fit's do); else RotNet's heading alone is refined.
-            candidates = [chosen] if previous is not None or chosen == 0 else list(range(len(views)))
+            one = previous is not None or (chosen == 0 and not p.refine_both_headings)
+            candidates = [chosen] if one else list(range(len(views)))
             fits = []
             for view in candidates:
                 start = predicted[view]
@@ -525,7 +530,7 @@ class GaitPoseEstimator:
             p = self.profile
             self._fallback_estimator = self.with_profile(
                 name=f"{p.name}+fit", iterations=p.fallback_iterations, fallback_iterations=0, joint_method="votes",
-                surface_residual_m=None)
+                surface_residual_m=None, refine_both_headings=True)
         return self._fallback_estimator
 
     def _heading_choice(self, losses: list[float]) -> int:

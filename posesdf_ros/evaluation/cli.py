@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..data.dataset import PROTOCOLS
+from ..inference.pretrained import WEIGHT_SET_HELP
 from ..parameters import CANONICALISER_PARAMETERS
 from . import prior as prior_bench
 from . import quality as quality_bench
@@ -52,7 +53,7 @@ def add_parsers(subparsers) -> None:
                          "beside weights without one; 1: the mean code only, as in the paper)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
     ev.add_argument("--weights", type=Path, default=None,
-                    help="weights folder, or a shipped set: product (the default) or paper")
+                    help="weights folder, " + WEIGHT_SET_HELP)
     ev.add_argument("--device", default="cpu", help="cpu or cuda")
     ev.add_argument("--json", type=Path, default=None, help="write the run's JSON here")
     ev.add_argument("--out", type=Path, default=None,
@@ -107,7 +108,7 @@ def add_parsers(subparsers) -> None:
                          "cores that is faster for segmentation + RotNet and the realtime profile, about half as "
                          "fast for fast and accurate)")
     sp.add_argument("--weights", type=Path, default=None,
-                    help="PoseSDF weights folder, or a shipped set: product (the default) or paper")
+                    help="PoseSDF weights folder, " + WEIGHT_SET_HELP)
     sp.add_argument("--json", type=Path, default=None, help="write the figures here")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=_bench_speed)

@@ -18,6 +18,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHT_SETS = {"paper": WEIGHTS_DIR, "product": WEIGHTS_DIR / "product"}
 #: The set that `weights=None` (and an empty `weights` parameter) loads.
 DEFAULT_WEIGHT_SET = "product"
+#: How the commands' weights options name the shipped sets.
+WEIGHT_SET_HELP = "or a shipped set: " + " or ".join(
+    f"{name} (the default)" if name == DEFAULT_WEIGHT_SET else name
+    for name in sorted(WEIGHT_SETS, key=lambda name: name != DEFAULT_WEIGHT_SET))
 #: The models a set holds; the others (RotNet, LegSegNet, Pose-NDF, the PN++ baseline) are shared and sit
 #: in WEIGHTS_DIR itself.
 SET_MODELS = ("posesdf", "nvf", "encoder")

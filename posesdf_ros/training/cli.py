@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 from ..evaluation.cli import shard_argument
-
-#: How the weights options name a shipped set (`inference.pretrained.WEIGHT_SETS`).
-WEIGHT_SET_HELP = "or a shipped set: product (the default) or paper"
+from ..inference.pretrained import WEIGHT_SET_HELP
 
 
 def add_resume_arguments(parser, export_only: bool) -> None:

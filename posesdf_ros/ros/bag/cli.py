@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...inference.pretrained import WEIGHT_SET_HELP
 from . import layout
 from .writer import COMPRESSIONS, STORAGES
 
@@ -84,7 +85,7 @@ def add_parser(sub) -> None:
                     help="estimator profile (default: the YAML's)")
     ev.add_argument("--device", choices=("cpu", "cuda"), default=None, help="torch device (default: the YAML's)")
     ev.add_argument("--weights", type=Path, default=None,
-                    help="PoseSDF weights folder, or a shipped set: product (the default) or paper")
+                    help="PoseSDF weights folder, " + WEIGHT_SET_HELP)
     ev.add_argument("--no-prior", action="store_true", help="score the estimator's joints without the Pose-NDF prior")
     ev.add_argument("--limit", type=int, default=None, help="only the first N clouds")
     ev.add_argument("--out", type=Path, default=None, help="report folder (default: <bag>_eval next to the bag)")

@@ -35,7 +35,7 @@ from ..parameters import CANONICALISER_PARAMETERS
 from ..perception.segment import decimate
 from .conversions import cloud_to_xyz, xyz_to_cloud
 from .frames import Extrinsics, heading_pose, matrix_to_pose, pose_to_transform, tf2_ros
-from .node_base import ManagedNode, set_torch_threads, stamp_seconds
+from .node_base import ManagedNode, stamp_seconds
 
 
 class CanonicaliserNode(ManagedNode):
@@ -43,11 +43,13 @@ class CanonicaliserNode(ManagedNode):
     PARAMETERS = CANONICALISER_PARAMETERS
 
     def configure(self) -> None:
+        from ..inference.pipeline import limit_cpu_threads
+
         p = self.p
         self.extrinsics = Extrinsics(self, p.use_tf)
         # With tf2 the heading frame (and a camera pose taken from the parameters) also go on /tf.
         self.tf_broadcaster = tf2_ros.TransformBroadcaster(self) if tf2_ros is not None else None
-        set_torch_threads(p.torch_threads)
+        limit_cpu_threads(p.torch_threads)
         yaw_estimator, self.yaw_note = self._load_rotnet() if p.yaw_source == "rotnet" else (None, "assume_v1")
         qos = self.qos_overrides()
         self.pub_legs = self.create_lifecycle_publisher(PointCloud2, "~/legs", 5, qos_overriding_options=qos)

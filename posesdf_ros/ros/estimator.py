@@ -42,7 +42,6 @@ from .node_base import (
     NewestJob,
     SerializedFrame,
     serialized_stamp,
-    set_torch_threads,
     stamp_seconds,
 )
 from .overlay import OverlayFrames, draw_skeleton
@@ -85,10 +84,10 @@ class EstimatorNode(ManagedNode):
 
     def configure(self) -> None:
         from ..inference.estimator import GaitPoseEstimator
-        from ..inference.pipeline import EstimatorStep
+        from ..inference.pipeline import EstimatorStep, limit_cpu_threads
 
         p = self.p
-        set_torch_threads(p.torch_threads)
+        limit_cpu_threads(p.torch_threads)
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None,
                                                            rotnet=False, leg_classifier=False)
         self.estimator.warm_up()

@@ -65,17 +65,9 @@ def descriptor(prm: Param) -> ParameterDescriptor:
     return d
 
 
-def set_torch_threads(threads: int) -> None:
-    """The process's torch and BLAS threads (`inference.pipeline.limit_cpu_threads`), called at configure;
-    OpenMP's and MKL's counts are per calling thread: each thread that runs torch calls
-    `set_thread_torch_threads` as well."""
-    from ..inference.pipeline import limit_cpu_threads
-
-    limit_cpu_threads(threads)
-
-
 def set_thread_torch_threads(threads: int) -> None:
-    """torch's thread count for the calling thread's OpenMP team (and MKL's). Set on the main thread at
+    """torch's thread count for the calling thread's OpenMP team (and MKL's); the nodes set the process's
+    (torch and BLAS) at configure with `inference.pipeline.limit_cpu_threads`. Set on the main thread at
     configure, the limit did not reach the worker's: the canonicaliser's torch layers ran on two OpenMP
     threads that spun against the other nodes (its process took 1.04 cores in the demo, which fell to 4 to
     9 frames/s). Not `threadpool_limits`: its scan of the loaded libraries deadlocked against an import

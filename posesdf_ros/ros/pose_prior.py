@@ -32,7 +32,7 @@ from visualization_msgs.msg import MarkerArray
 from ..parameters import POSE_PRIOR_PARAMETERS
 from .gait_messages import gait_status
 from .markers import implausible_joints, joints_from_message, joints_to_pose_array, skeleton_markers
-from .node_base import DroppedFrame, ManagedNode, set_torch_threads, stamp_seconds
+from .node_base import DroppedFrame, ManagedNode, stamp_seconds
 
 
 def output_status(output, prior) -> DiagnosticStatus:
@@ -53,10 +53,11 @@ class PosePriorNode(ManagedNode):
 
     def configure(self) -> None:
         from ..gait.parameters import GaitAnalyser
+        from ..inference.pipeline import limit_cpu_threads
         from ..inference.prior import PosePrior
 
         p = self.p
-        set_torch_threads(p.torch_threads)
+        limit_cpu_threads(p.torch_threads)
         self.prior = PosePrior.from_pretrained(p.weights or None, p.device, observation_sigma_m=p.observation_sigma_m,
                                                motion_sigma_m=p.motion_sigma_m, prior_weight=p.prior_weight,
                                                periodic_fill=p.periodic_fill, restart_gap_s=p.restart_gap_s,

@@ -271,3 +271,21 @@ def test_the_coarse_stages_find_the_person_and_the_legs_keep_every_point(scenes,
     same = np.intersect1d(coarse.indices, every_point.indices)
     assert len(same) > 0.97 * max(len(coarse.indices), len(every_point.indices))
     assert abs(coarse.pelvis_height - every_point.pelvis_height) < 0.02
+
+
+def test_neighbourhood_mean_brings_noisy_leg_points_nearer_the_skin(scenes):
+    """The fit's smoothing (perception.smoothing) on a generated scene's leg points, depth noise and
+    flying pixels included: the smoothed points lie nearer the true surface than the raw ones."""
+    from scipy.spatial import cKDTree
+
+    from posesdf_ros.perception.smoothing import neighbourhood_mean
+
+    scene = scenes[0]
+    legs = scene["points"][scene["leg_mask"]]
+    queries = legs[np.random.default_rng(0).choice(len(legs), 256, replace=False)]
+    skin = cKDTree(scene["gt_surface"])
+    raw = skin.query(queries)[0]
+    smoothed = skin.query(neighbourhood_mean(legs, queries, 16))[0]
+    assert np.median(smoothed) < 0.8 * np.median(raw)
+    assert np.array_equal(neighbourhood_mean(legs, queries, 1), queries)
+    assert np.allclose(neighbourhood_mean(queries[:3], queries[:3], 16), queries[:3].mean(0))

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..perception.segment import SegmentationConfig, segment_legs
+from ..perception.smoothing import neighbourhood_mean
 from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
 from .latent import LatentFit, fit_objective, optimise_latent, screen_starts, start_codes
@@ -62,6 +63,10 @@ class Profile:
     points: int = 1024              # observed points used by the optimisation (random subset)
     free_points: int = 512          # free-space samples along camera rays (0: off; needs camera_origin)
     free_range_m: tuple[float, float] = (0.01, 0.08)
+    # The observed points are each the mean of this many nearest leg points (0: raw), which averages the
+    # depth noise away (perception.smoothing). The encoder takes its points raw, as it was trained (smoothed,
+    # they turned more headings round on product val scenes); so does the paper's fit (accurate).
+    smoothing_neighbours: int = 0
     iterations: int = 100
     track_iterations: int = 40      # when warm-started from the previous frame
     track_loss_ratio: float = 1.5   # a warm fit worse than this times the last cold fit's loss restarts cold
@@ -104,9 +109,10 @@ PROFILES = {
     "accurate": Profile(),
     # The encoder's code refined: against screening 4 starts it read 19.1 against 25.1 mm on our test
     # scenes, 31.2 against 41.0 on the shifted split and 19.2 against 28.3 on val (product weights,
-    # scene input, RotNet), at 1.8 against 1.1-1.2 FPS in `posesdf eval` (docs/posesdf.md).
+    # scene input, RotNet), at 1.8 against 1.1-1.2 FPS in `posesdf eval` (docs/posesdf.md). Smoothing its
+    # points over 16 neighbours: val 19.2 -> 16.5 mm, product val 41.1 -> 37.7 on the frames both kept.
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
-                    starts=4, screen_iterations=15, screen_points=128, amortised=True,
+                    starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
@@ -390,6 +396,8 @@ class GaitPoseEstimator:
             yaw_source = "assumed_v1"
             yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
         obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
+        if p.smoothing_neighbours:
+            obs = neighbourhood_mean(pts, obs, p.smoothing_neighbours)
         free = None
         if p.free_points and camera_origin is not None:
             base = obs[rng.choice(len(obs), min(p.free_points, len(obs)), replace=False)]

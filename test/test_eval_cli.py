@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from posesdf_ros.inference.quality import QualityConfig
 from posesdf_ros.skeleton import JOINT_NAMES
 
 POSESDF = str(Path(sys.executable).parent / "posesdf")
@@ -49,6 +50,14 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     kept = [r for r in records if r["valid"]]
     assert n["turned_pct"] == 100 * sum(abs(r["yaw_error_deg"]) > 90 for r in kept) / 5
     assert n["over_150mm_pct"] == 100 * sum(r["mpjpe_mm"] > 150 for r in kept) / 5
+    # Rejected fits keep their error, from which `posesdf bench thresholds` weighs other thresholds: at 0
+    # every fit is kept, at the estimator's own the run's kept frames.
+    assert all(r["rejected_mpjpe_mm"] > 0 for r in records if not r["valid"])
+    rows = _run("bench", "thresholds", str(tmp_path / "none"), "--thresholds", "0",
+                str(QualityConfig().reject_below)).stdout.splitlines()
+    assert rows[0] == f"| threshold | {test_build.name}, fast |"
+    assert rows[2].startswith("| 0 | 5 of 5 kept") and rows[3].startswith(f"| {QualityConfig().reject_below:g} | "
+                                                                         f"{len(kept)} of 5 kept")
 
     page = tmp_path / "results.md"
     _run("report", str(js), str(none), "--out", str(page))

@@ -152,6 +152,10 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
                 seed = zlib.crc32(e["file"].encode())
                 surf = res.mesh.sample(CD_POINTS, seed=seed) if _has_seed_arg() else res.mesh.sample(CD_POINTS)
                 rec["cd_1e3"] = chamfer_1e3(surf, a["gt_surface"], float(a["norm_scale"]))
+        elif res.joints is not None:
+            # A fit the quality check rejected: its error, so that the threshold can be weighed
+            # (`posesdf bench thresholds`); it counts in no figure of the run.
+            rec["rejected_mpjpe_mm"] = float(joint_errors_mm(res.joints, a["joints"]).mean())
         records.append(rec)
         if on_record is not None:
             on_record(rec)

@@ -68,7 +68,7 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
-    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait, prior, quality")
+    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait, prior, quality, thresholds")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     sp = bsub.add_parser("speed", help="per-stage latency, FPS, MPJPE and peak memory of each profile",
                          description="Time the profiles on the same generated walking sequence (a test body "
@@ -130,6 +130,7 @@ def add_parsers(subparsers) -> None:
     gt.set_defaults(func=_bench_gait)
     prior_bench.add_parser(bsub)
     quality_bench.add_parser(bsub)
+    quality_bench.add_thresholds_parser(bsub)
 
     rep = subparsers.add_parser("report", help="write docs/results.md from eval (and bench) JSON files")
     rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")

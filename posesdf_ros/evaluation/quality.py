@@ -80,6 +80,44 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+#: `posesdf bench thresholds`: a kept fit this far off (mm) is a wrong one; a dropped one under RIGHT_MM a right one.
+WRONG_MM, RIGHT_MM = 100.0, 50.0
+
+
+def threshold_sweep(records: list[dict], thresholds: list[float]) -> list[dict]:
+    """What rejecting the fits that score under each threshold would keep, from the records of a
+    `posesdf eval` run (each fit's final score, and the error of kept and rejected fits alike).
+    Exact for any threshold: the retries do not depend on it, and eval fits each frame on its own."""
+    fits = [(r["quality"], r["mpjpe_mm"] if r["valid"] else r["rejected_mpjpe_mm"]) for r in records
+            if r["valid"] or "rejected_mpjpe_mm" in r]
+    if len(fits) < sum(r["valid"] or r["reason"].startswith("implausible fit") for r in records):
+        raise ValueError("these records lack the errors of rejected fits (eval runs before 2026-12-05); run eval again")
+    score, err = np.array([q for q, _ in fits], float), np.array([e for _, e in fits], float)
+    rows = []
+    for t in thresholds:
+        kept = score >= t
+        rows.append({"threshold": t, "frames": len(records), "kept": int(kept.sum()),
+                     "kept_wrong": int((kept & (err > WRONG_MM)).sum()),
+                     "kept_mpjpe_mm": float(err[kept].mean()) if kept.any() else None,
+                     "dropped_right": int((~kept & (err < RIGHT_MM)).sum())})
+    return rows
+
+
+def thresholds_table(runs: dict[str, list[dict]]) -> str:
+    """Markdown: one row per threshold, one column per run (label -> `threshold_sweep` rows)."""
+    labels = list(runs)
+    lines = ["| threshold | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for i, t in enumerate(r["threshold"] for r in next(iter(runs.values()))):
+        cells = []
+        for label in labels:
+            r = runs[label][i]
+            mean = "" if r["kept_mpjpe_mm"] is None else f", {r['kept_mpjpe_mm']:.1f} mm"
+            cells.append(f"{r['kept']} of {r['frames']} kept, {r['kept_wrong']} > {WRONG_MM:.0f} mm{mean}; "
+                         f"{r['dropped_right']} < {RIGHT_MM:.0f} mm dropped")
+        lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def add_parser(bsub) -> None:
     p = bsub.add_parser("quality", help="whether the fit quality score flags wrong fits (turned, lifted)",
                         description=__doc__.split("\n\n")[1])
@@ -106,5 +144,36 @@ def _run(args: argparse.Namespace) -> int:
         args.markdown.write_text(f"Made by `{result['command']}` at {result['git_commit']} ({result['device']}; "
                                  f"data seed {result['data_seed']}, {result['profile']} profile, ground-truth leg "
                                  f"points).\n\n{table}\n")
+    print(table)
+    return 0
+
+
+def add_thresholds_parser(bsub) -> None:
+    p = bsub.add_parser(
+        "thresholds", help="what each rejection threshold of the quality score would keep, from eval runs",
+        description="Read the records of `posesdf eval --out DIR` runs and tabulate, per threshold of the quality "
+                    f"score, the frames a rejection there would keep, the kept fits more than {WRONG_MM:.0f} mm off "
+                    f"(wrong), their mean error, and the right fits (under {RIGHT_MM:.0f} mm) it would drop. "
+                    "No fitting: the runs' own scores and errors.")
+    p.add_argument("runs", type=Path, nargs="+", help="eval --out folders (records.json and settings.json)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.25, 0.3, 0.35, 0.4, 0.45, 0.5],
+                   help="scores to tabulate (default 0.25 to 0.5 in steps of 0.05)")
+    p.add_argument("--markdown", type=Path, default=None, help="write the table here, with how it was made")
+    p.set_defaults(func=_run_thresholds)
+
+
+def _run_thresholds(args: argparse.Namespace) -> int:
+    import sys
+
+    runs = {}
+    for folder in args.runs:
+        settings = json.loads((folder / "settings.json").read_text())
+        label = f"{Path(settings['data']).name}, {settings['profile']}"
+        runs[label] = threshold_sweep(json.loads((folder / "records.json").read_text()), args.thresholds)
+    table = thresholds_table(runs)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(f"Made by `{' '.join(['posesdf'] + sys.argv[1:])}` at {git_commit()} from the "
+                                 f"records of the eval runs named by their data folder and profile.\n\n{table}\n")
     print(table)
     return 0

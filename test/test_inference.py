@@ -203,6 +203,24 @@ def test_quality_checks_on_hand_made_skeletons():
     floating = joints + [0, 0, 0.5]
     assert assess_fit(floating, floating + [0.05, 0, 0], np.full(100, 0.005)).terms["floor"] == 0.0
 
+    # Seen from the left side, only the left leg's near face: the right leg's joints lie behind it, so with the
+    # camera's position they are excused from the support check (and named), yet keep their low confidence;
+    # the same right leg half a metre farther back is not excused.
+    camera = np.array([0.0, 3.0, 0.6])
+    t = np.linspace(0, 1, 40)[:, None]
+    near_leg = np.concatenate([joints[a] + t * (joints[b] - joints[a]) for a, b in ((0, 1), (1, 2), (2, 3), (3, 4))])
+    near_face = np.concatenate([near_leg + [dx, 0.06, 0] for dx in (-0.03, 0.0, 0.03)])
+    residual = np.full(100, 0.005)
+    blind = assess_fit(joints, near_face, residual)
+    seeing = assess_fit(joints, near_face, residual, camera_origin=camera)
+    assert blind.score == 0.0 and "right_" in blind.problems[0]
+    assert seeing.score == 1.0 and not seeing.problems and seeing.joint_confidence[6:].max() == 0.0
+    assert set(seeing.terms["hidden_joints"]) == {"right_hip", "right_knee", "right_ankle", "right_foot"}
+    behind = joints.copy()
+    behind[5:, 1] -= 0.5
+    pushed = assess_fit(behind, near_face, residual, camera_origin=camera)
+    assert pushed.terms["support"] == 0.0 and not pushed.terms["hidden_joints"]
+
 
 def test_tracking_warm_starts_and_reset_forgets(estimator, body_model):
     a, _ = make_test_sample(body_model, SampleKey("test", 1, "normal", "V2"), seed=1)

@@ -518,7 +518,7 @@ class GaitPoseEstimator:
         with torch.no_grad():
             sdf = self.model(fit.z[None], fitted[None], with_pose=False)[0][0].abs()
         metres_per_unit = 1.0 / (canon.scale * float(torch.exp(fit.log_scale)))
-        quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality)
+        quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin)
         timings["quality"] = time.perf_counter() - t
 
         mesh_out = None

@@ -9,7 +9,10 @@ result is a person's lower limbs standing on the floor where the points are:
   a limb's radius inside the skin; an occluded far leg a little farther).
   Per joint, 1 within `support_ok_m` of the nearest observed point, falling
   to 0 at `support_bad_m`: the joint confidences. The frame's term is that
-  of the least supported joint.
+  of the least supported joint the camera could have seen: a joint hidden
+  behind observed points (`hidden_joints`: the far hip behind the near
+  thigh in a side view) has no points of its own to lie near, so it keeps
+  its low confidence but does not fail the frame.
 - `surface`: the observed points lie on the fitted surface: the 90th
   percentile of their |SDF|, 1 up to `residual_ok_m`, 0 from `residual_bad_m`.
 - `anatomy`: thigh, shank and hip width within adult ranges, left and right
@@ -46,6 +49,12 @@ class QualityConfig:
     hip_width_m: tuple[float, float] = (0.10, 0.36)
     max_asymmetry: float = 0.25
     floor_range_m: tuple[float, float] = (-0.10, 0.25)
+    # A joint is hidden when at least `hidden_min_points` observed points lie within `hidden_radius_m` of its
+    # line of sight (a limb's radius) and in front of it, by at most `hidden_max_depth_m` (a leg's depth
+    # behind the other: a fit pushed farther back is not excused).
+    hidden_radius_m: float = 0.05
+    hidden_max_depth_m: float = 0.35
+    hidden_min_points: int = 5
     retry_below: float = 0.5        # a fit scoring less is tried again (the other heading, or cold)
     reject_below: float = 0.25      # a fit scoring less is reported valid=False
 
@@ -73,17 +82,37 @@ def bone_lengths(joints: np.ndarray) -> dict[str, float]:
     return {name: float(lengths[i]) for name, i in _CHECKED_BONES.items()} | {"hip_width": float(np.linalg.norm(hips))}
 
 
+def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.ndarray,
+                  config: QualityConfig = QualityConfig()) -> np.ndarray:
+    """(J,) bool: which of the joints (J, 3) the observed points (N, 3) hide from a camera at
+    `camera_origin` (3,): enough of them near the joint's line of sight (within `hidden_radius_m`
+    of it at the joint's range) and in front of the joint by at most `hidden_max_depth_m`."""
+    rel, joint_rel = observed - camera_origin, joints - camera_origin
+    ranges, joint_ranges = np.linalg.norm(rel, axis=1), np.linalg.norm(joint_rel, axis=1)
+    cos = (rel / ranges[:, None]) @ (joint_rel / joint_ranges[:, None]).T                # (N, J)
+    on_sight_line = cos > np.cos(np.arctan2(config.hidden_radius_m, joint_ranges))[None]
+    depth_behind = joint_ranges[None] - ranges[:, None]                                 # (N, J)
+    in_front = on_sight_line & (depth_behind > 0) & (depth_behind <= config.hidden_max_depth_m)
+    return in_front.sum(0) >= config.hidden_min_points
+
+
 def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.ndarray,
-               config: QualityConfig = QualityConfig()) -> FitQuality:
+               config: QualityConfig = QualityConfig(), camera_origin: np.ndarray | None = None) -> FitQuality:
     """joints (9, 3) and all the observed leg points (N, 3) in the gravity frame (floor at z = 0);
-    surface_residual_m (M,) the |SDF| under the fit of the points it was fitted to, metres."""
+    surface_residual_m (M,) the |SDF| under the fit of the points it was fitted to, metres;
+    camera_origin (3,) the camera's position there, which excuses hidden joints from `support`
+    (None: every joint must be supported)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
     confidence = _ramp(nearest, config.support_ok_m, config.support_bad_m)
+    hidden = np.zeros(len(joints), bool)
+    if camera_origin is not None and confidence.min() < 1.0:
+        hidden = hidden_joints(joints, observed, np.asarray(camera_origin, float), config) & (confidence < 1.0)
     problems = []
-    support = float(confidence.min())
+    seen = ~hidden
+    support = float(confidence[seen].min()) if seen.any() else 1.0
     if support < 1.0:
-        worst = int(np.argmax(nearest))
+        worst = int(np.argmax(np.where(seen, nearest, -1.0)))
         problems.append(f"{JOINT_NAMES[worst]} {100 * nearest[worst]:.0f} cm from the points")
     residual = float(np.percentile(surface_residual_m, 90))
     surface = float(_ramp(residual, config.residual_ok_m, config.residual_bad_m))
@@ -108,4 +137,6 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     score = min(support, surface) * anatomy * floor
     return FitQuality(score, confidence, {"support": support, "surface": surface, "anatomy": anatomy,
                                           "floor": floor, "surface_residual_p90_m": residual,
-                                          "max_joint_distance_m": float(nearest.max())}, problems)
+                                          "max_joint_distance_m": float(nearest.max()),
+                                          "hidden_joints": [JOINT_NAMES[i] for i in np.flatnonzero(hidden)]},
+                      problems)

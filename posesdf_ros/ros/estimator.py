@@ -54,7 +54,8 @@ def quality_status(res, config) -> DiagnosticStatus:
     values = [KeyValue(key="quality", value=f"{res.quality:.3f}")]
     values += [KeyValue(key=f"{name}_confidence", value=f"{c:.3f}")
                for name, c in zip(JOINT_NAMES, res.joint_confidence)]
-    values += [KeyValue(key=k, value=f"{v:.4g}") for k, v in terms.items()]
+    # Numbers, and the names of the joints hidden from the camera (excused from the support check).
+    values += [KeyValue(key=k, value=", ".join(v) if isinstance(v, list) else f"{v:.4g}") for k, v in terms.items()]
     level = DiagnosticStatus.OK if res.quality >= config.retry_below else DiagnosticStatus.WARN
     problems = "; ".join(res.quality_terms.get("problems", []))
     return DiagnosticStatus(level=level, name="estimator: fit quality", message=problems or "ok", values=values)

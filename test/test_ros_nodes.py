@@ -18,6 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from posesdf_ros.inference.quality import QualityConfig
 from posesdf_ros.ros.bringup import make_nodes
 from posesdf_ros.ros.conversions import array_to_image, xyz_to_cloud
 from posesdf_ros.ros.markers import joints_to_pose_array, pose_array_to_joints
@@ -57,7 +58,8 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
                  for m in r["/estimator/quality"]}
     for msg in r["/estimator/joints"]:
         values = qualities[(msg.header.stamp.sec, msg.header.stamp.nanosec)]
-        assert float(values["quality"]) >= 0.25 and 0.0 <= float(values["left_knee_confidence"]) <= 1.0
+        assert float(values["quality"]) >= QualityConfig().reject_below
+        assert 0.0 <= float(values["left_knee_confidence"]) <= 1.0
 
     # The mesh comes on its own MarkerArray, from the estimator's mesher thread.
     skeleton = [a.markers for a in r["/estimator/markers"] if all(m.ns != "mesh" for m in a.markers)][-1]

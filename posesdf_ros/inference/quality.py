@@ -56,7 +56,7 @@ class QualityConfig:
     hidden_max_depth_m: float = 0.35
     hidden_min_points: int = 5
     retry_below: float = 0.5        # a fit scoring less is tried again (the other heading, or cold)
-    reject_below: float = 0.25      # a fit scoring less is reported valid=False
+    reject_below: float = 0.4       # a fit scoring less is reported valid=False (docs/quality.md: why 0.4)
 
 
 @dataclass

@@ -1,4 +1,5 @@
 """RotNet: model shapes, training through the CLI, the shipped weights' heading accuracy, equivariance."""
+import csv
 import json
 import math
 
@@ -10,6 +11,7 @@ from posesdf_ros.cli import main
 from posesdf_ros.evaluation.benchmark import leg_input, select_samples
 from posesdf_ros.evaluation.metrics import angle_error_deg, heading_of
 from posesdf_ros.geometry import yaw_matrix
+from posesdf_ros.inference.pretrained import WEIGHTS_DIR
 from posesdf_ros.inference.yaw import YawEstimator
 from posesdf_ros.models.rotnet import RotNet, decode_heading, heading_loss, heading_targets
 from posesdf_ros.training.rotnet_trainer import preset
@@ -65,6 +67,19 @@ def test_train_resume_and_load_through_cli(train_build, tmp_path, capsys):
     assert (run / "loss.csv").read_text().count("\n") == 1 + preset("tiny").epochs and (run / "loss.png").exists()
     yaw, conf = YawEstimator.from_pretrained(weights=run).predict(np.random.default_rng(0).random((500, 3)))
     assert -math.pi <= yaw <= math.pi and 0 <= conf <= 1
+
+    # Fine-tuning starts from another run's weights (--init): its first epoch's loss is the trained one's, far
+    # below a fresh start's; the shipped RotNet (the small config) cannot start a tiny one.
+    tuned = tmp_path / "tuned"
+    assert main(["train", "rotnet", "--config", "tiny", "--data", str(train_build), "--out", str(tuned), "--quiet",
+                 "--init", str(run), "--lr", "1e-4", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    first_loss = lambda folder: float(next(csv.DictReader((folder / "loss.csv").open()))["loss"])  # noqa: E731
+    assert first_loss(tuned) < first_loss(run)
+    assert json.loads((tuned / "rotnet.json").read_text())["init"] == str(run)
+    assert main(["train", "rotnet", "--config", "tiny", "--data", str(train_build), "--out", str(tmp_path / "bad"),
+                 "--quiet", "--init", str(WEIGHTS_DIR)]) == 2
+    assert "holds a RotNet of another config" in capsys.readouterr().err
 
 
 def test_shipped_weights_find_the_heading(shipped, test_clouds):

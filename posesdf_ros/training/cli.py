@@ -80,6 +80,10 @@ def add_parser(subparsers) -> None:
     r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     r.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     r.add_argument("--limit", type=int, default=None, help="train on the first N shapes only")
+    r.add_argument("--init", type=Path, default=None,
+                   help="start from the RotNet in this folder (rotnet.pt, same config), e.g. the shipped one: "
+                        "fine-tuning on another build")
+    r.add_argument("--lr", type=float, default=None, help="override the preset's learning rate (1e-3)")
     add_resume_arguments(r, export_only=True)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_train_rotnet)
@@ -250,8 +254,11 @@ def _train_rotnet(args: argparse.Namespace) -> int:
     config = preset(args.config)
     if args.epochs is not None:
         config.epochs = args.epochs
+    if args.lr is not None:
+        config.lr = args.lr
     summary = train_rotnet(args.data, args.out, config, args.device, resume=not args.no_resume, limit=args.limit,
-                           progress=not args.quiet, max_minutes=args.max_minutes, export_only=args.export_only)
+                           progress=not args.quiet, max_minutes=args.max_minutes, export_only=args.export_only,
+                           init=args.init)
     print(json.dumps(summary, indent=1, default=float))
     return 0
 

@@ -21,6 +21,7 @@ view, so that 300 bodies in one gait phase each go a long way:
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..geometry import yaw_matrix
+from ..inference.pretrained import weights_path
 from ..models.rotnet import RotNet, RotNetConfig, centre_cloud, decode_heading, heading_loss
 from ..provenance import git_commit
 from .checkpoint import export_weights, open_network_run
@@ -180,14 +182,22 @@ def make_batch(views: list[View], ids: np.ndarray, config: RotNetTrainConfig,
 
 def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str = "cpu", resume: bool = True,
                  limit: int | None = None, progress: bool = True, max_minutes: float | None = None,
-                 export_only: bool = False) -> dict:
+                 export_only: bool = False, init: Path | None = None) -> dict:
     """Train (or resume) into `out`: checkpoint.pt, loss.csv, loss.png, rotnet.pt/rotnet.json.
-    `export_only`: export the checkpoint as it is, without training (a run cut short)."""
+    `export_only`: export the checkpoint as it is, without training (a run cut short). `init`: a folder
+    whose rotnet.pt (same model config) is the start, e.g. the shipped one (a resumed run's checkpoint wins)."""
     t_start = time.perf_counter()
     out = Path(out)
     dev = torch.device(device)
     torch.manual_seed(config.seed)
     model = RotNet(config.model).to(dev)
+    if init is not None:
+        init_path = weights_path("rotnet", Path(init))
+        init_config = json.loads(init_path.with_suffix(".json").read_text())["config"]
+        if init_config != json.loads(json.dumps(config.model.to_dict())):     # as saved: tuples become lists
+            raise ValueError(f"{init} holds a RotNet of another config ({init_config}); expected "
+                             f"{config.model.to_dict()}")
+        model.load_state_dict(torch.load(init_path, map_location=dev, weights_only=True))
     # A rerun may extend the epochs, nothing else.
     run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None},
                            dev, resume)
@@ -232,8 +242,10 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
             "shapes": len(manifest["samples"][:limit]), "views_per_shape": config.views_per_shape,
             "device": str(dev), "torch_threads": torch.get_num_threads(),
             "train_minutes": round(train_seconds / 60, 1), "git_commit": git_commit(),
+            "init": None if init is None else str(init),
             "final": history[-1] if history else None,
-            "command": f"posesdf train rotnet --config {config.name} --data {data} --out {out} --device {device}"}
+            "command": f"posesdf train rotnet --config {config.name} --data {data} --out {out} --device {device}"
+                       + ("" if init is None else f" --init {init}") + f" --lr {config.lr:g}"}
     export_weights(out, "rotnet", model, meta)
     return {"out": str(out), "epochs_done": done, "epochs_planned": config.epochs, "stopped_early": stopped_early,
             "final": history[-1] if history else None}

@@ -79,7 +79,7 @@ def test_train_resume_and_load_through_cli(train_build, tmp_path, capsys):
     assert json.loads((tuned / "rotnet.json").read_text())["init"] == str(run)
     assert main(["train", "rotnet", "--config", "tiny", "--data", str(train_build), "--out", str(tmp_path / "bad"),
                  "--quiet", "--init", str(WEIGHTS_DIR)]) == 2
-    assert "holds a RotNet of another config" in capsys.readouterr().err
+    assert "holds a rotnet of another config" in capsys.readouterr().err
 
 
 def test_shipped_weights_find_the_heading(shipped, test_clouds):

@@ -88,9 +88,11 @@ def threshold_sweep(records: list[dict], thresholds: list[float]) -> list[dict]:
     """What rejecting the fits that score under each threshold would keep, from the records of a
     `posesdf eval` run (each fit's final score, and the error of kept and rejected fits alike).
     Exact for any threshold: the retries do not depend on it, and eval fits each frame on its own."""
+    from ..inference.estimator import REJECTED
+
     fits = [(r["quality"], r["mpjpe_mm"] if r["valid"] else r["rejected_mpjpe_mm"]) for r in records
             if r["valid"] or "rejected_mpjpe_mm" in r]
-    if len(fits) < sum(r["valid"] or r["reason"].startswith("implausible fit") for r in records):
+    if len(fits) < sum(r["valid"] or r["reason"].startswith(REJECTED) for r in records):
         raise ValueError("these records lack the errors of rejected fits (eval runs before 2026-12-05); run eval again")
     score, err = np.array([q for q, _ in fits], float), np.array([e for _, e in fits], float)
     rows = []

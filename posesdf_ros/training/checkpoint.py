@@ -43,6 +43,18 @@ def _without_epochs(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "epochs"}
 
 
+def load_init_weights(model: torch.nn.Module, name: str, folder: Path, config: dict) -> None:
+    """Start `model` from the exported `name`.pt in `folder` (fine-tuning), whose saved config must be
+    `config` (the model's `to_dict()`); another config is a ValueError."""
+    from ..inference.pretrained import weights_path
+
+    path = weights_path(name, Path(folder))
+    saved = json.loads(path.with_suffix(".json").read_text())["config"]
+    if saved != json.loads(json.dumps(config)):     # compared as saved: tuples become lists
+        raise ValueError(f"{folder} holds a {name} of another config ({saved}); expected {config}")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
 def export_weights(folder: Path, name: str, model: torch.nn.Module, meta: dict) -> Path:
     """`name.pt` (state dict, float32) and `name.json` (config, provenance) side by side."""
     folder = Path(folder)

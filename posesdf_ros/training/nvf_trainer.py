@@ -32,7 +32,7 @@ from ..inference.nvf import VoteDecoding, vote_joints
 from ..inference.pretrained import file_sha256, load_posesdf, weights_folder, weights_path
 from ..models.nvf import NVFConfig, NVFHead, posesdf_features, vote_losses, vote_targets
 from ..provenance import git_commit
-from .checkpoint import export_weights, open_run
+from .checkpoint import export_weights, load_init_weights, open_run
 from .loop import Step, fit
 from .nvf_fits import FittedSet
 from .schedules import step_lr
@@ -200,11 +200,7 @@ def train_nvf(data: Path, out: Path, config: NVFTrainConfig, posesdf_weights: Pa
     codes = codes[:len(shapes)]
     head = NVFHead(config.model, model.config).to(dev)
     if init is not None:
-        init_meta = json.loads(weights_path("nvf", Path(init)).with_suffix(".json").read_text())
-        if NVFConfig.from_dict(init_meta["config"]) != config.model:
-            raise ValueError(f"{init} holds a head of another config ({init_meta['config']}); expected "
-                             f"{config.model.to_dict()}")
-        head.load_state_dict(torch.load(weights_path("nvf", Path(init)), map_location=dev, weights_only=True))
+        load_init_weights(head, "nvf", init, config.model.to_dict())
     fitted = FittedSet.load(fits) if fits else None
     val_fitted = FittedSet.load(val_fits) if val_fits else None
     opt = torch.optim.Adam(head.parameters(), lr=config.lr)

@@ -21,7 +21,6 @@ view, so that 300 bodies in one gait phase each go a long way:
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -33,10 +32,9 @@ import torch
 
 from ..data.dataset import load_manifest
 from ..geometry import yaw_matrix
-from ..inference.pretrained import weights_path
 from ..models.rotnet import RotNet, RotNetConfig, centre_cloud, decode_heading, heading_loss
 from ..provenance import git_commit
-from .checkpoint import export_weights, open_network_run
+from .checkpoint import export_weights, load_init_weights, open_network_run
 from .loop import Step, fit
 from .pn2_trainer import hidden_point_removal
 
@@ -192,12 +190,7 @@ def train_rotnet(data: Path, out: Path, config: RotNetTrainConfig, device: str =
     torch.manual_seed(config.seed)
     model = RotNet(config.model).to(dev)
     if init is not None:
-        init_path = weights_path("rotnet", Path(init))
-        init_config = json.loads(init_path.with_suffix(".json").read_text())["config"]
-        if init_config != json.loads(json.dumps(config.model.to_dict())):     # as saved: tuples become lists
-            raise ValueError(f"{init} holds a RotNet of another config ({init_config}); expected "
-                             f"{config.model.to_dict()}")
-        model.load_state_dict(torch.load(init_path, map_location=dev, weights_only=True))
+        load_init_weights(model, "rotnet", init, config.model.to_dict())
     # A rerun may extend the epochs, nothing else.
     run = open_network_run(out, model, config.lr, config.lr_step_epochs, config.to_dict() | {"epochs": None},
                            dev, resume)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -38,3 +40,8 @@ def device_description(device) -> str:
     except OSError:
         pass
     return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+
+
+def command_line() -> str:
+    """The `posesdf` command this process runs, as a shell would take it back (recorded beside results)."""
+    return "posesdf " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 from ..data.dataset import PROTOCOLS
 from ..inference.pretrained import WEIGHT_SET_HELP
 from ..parameters import CANONICALISER_PARAMETERS
+from ..provenance import command_line
 from . import prior as prior_bench
 from . import quality as quality_bench
 from .benchmark import BACKENDS, INPUTS, YAW_SOURCES, add_classifier_arguments
@@ -157,10 +157,6 @@ def add_parsers(subparsers) -> None:
     seg.set_defaults(func=_eval_segmentation)
 
 
-def _command() -> str:
-    return "posesdf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
 def shard_argument(text: str) -> tuple[int, int]:
     """argparse type of --shard I/N: (i, n) with 0 <= i < n."""
     try:
@@ -234,7 +230,7 @@ def _eval(args: argparse.Namespace) -> int:
                                 progress=not args.quiet, input_mode=args.input, done=done, on_record=on_record,
                                 shard=args.shard)
     manifest = load_manifest(args.data)
-    summary |= {"command": _command(), "data_seed": manifest.get("seed"), "data_split": manifest.get("split"),
+    summary |= {"command": command_line(), "data_seed": manifest.get("seed"), "data_split": manifest.get("split"),
                 "data_profile": manifest.get("profile", "paper"), "samples_per_cell": args.limit or "all"}
     if args.shard[1] > 1:
         summary["shard"] = "{}/{}".format(*args.shard)
@@ -272,7 +268,7 @@ def _bench_speed(args: argparse.Namespace) -> int:
         frames = walking_sequence(args.frames, view=args.view, seed=args.seed, organised=True)
         data = f"walking sequence, view {args.view}, seed {args.seed}, 15 Hz"
         if args.save_sequence:
-            save_sequence(args.save_sequence, frames, {"data": data, "command": _command()})
+            save_sequence(args.save_sequence, frames, {"data": data, "command": command_line()})
             print(f"{len(frames)} frames written to {args.save_sequence}")
             return 0
     ests = {name if backend == "posesdf" else f"{name}-{backend}":
@@ -282,7 +278,7 @@ def _bench_speed(args: argparse.Namespace) -> int:
     result = bench_speed(ests, frames, track=not args.no_track, progress=not args.quiet)
     from ..provenance import git_commit
     from .benchmark import bench_canonicalise
-    out = {"command": _command(), "data": data,
+    out = {"command": command_line(), "data": data,
            "frames": len(frames), "track": not args.no_track, "torch_threads": torch.get_num_threads(),
            "git_commit": git_commit(), "profiles": result}
     first = next(iter(ests.values()))
@@ -305,7 +301,7 @@ def _bench_gait(args: argparse.Namespace) -> int:
     noise = tuple(float(n) for n in args.noise_mm.split(","))
     result = evaluate_gait(args.subjects, fps=args.fps, cycles=args.cycles, noise_mm=noise, seed=args.seed,
                            progress=not args.quiet)
-    result["command"] = _command()
+    result["command"] = command_line()
     if args.json:
         if not args.records:
             result["records"] = [{k: r[k] for k in ("sequence", "noise_mm", "valid", "reason", "errors") if k in r}
@@ -330,7 +326,7 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
                                                                  decimation=args.decimation).items()
                if k != "samples"}
     manifest = load_manifest(args.data)
-    summary |= {"command": _command(), "data_seed": manifest.get("seed"), "data_split": manifest.get("split"),
+    summary |= {"command": command_line(), "data_seed": manifest.get("seed"), "data_split": manifest.get("split"),
                 "data_profile": manifest.get("profile", "paper"),
                 "generator_version": manifest.get("generator_version"),
                 "samples_per_cell": args.limit or "all", "decimation": args.decimation,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.dataset import load_manifest
-from ..provenance import device_description, git_commit
+from ..provenance import command_line, device_description, git_commit
 from .metrics import heading_of
 
 LIFT_M = 0.4
@@ -133,10 +133,8 @@ def add_parser(bsub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import sys
-
     result = bench_quality(args.data, args.limit, args.profile, not args.quiet)
-    result["command"] = " ".join(["posesdf"] + sys.argv[1:])
+    result["command"] = command_line()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
@@ -165,8 +163,6 @@ def add_thresholds_parser(bsub) -> None:
 
 
 def _run_thresholds(args: argparse.Namespace) -> int:
-    import sys
-
     runs = {}
     for folder in args.runs:
         settings = json.loads((folder / "settings.json").read_text())
@@ -175,7 +171,7 @@ def _run_thresholds(args: argparse.Namespace) -> int:
     table = thresholds_table(runs)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"Made by `{' '.join(['posesdf'] + sys.argv[1:])}` at {git_commit()} from the "
+        args.markdown.write_text(f"Made by `{command_line()}` at {git_commit()} from the "
                                  f"records of the eval runs named by their data folder and profile.\n\n{table}\n")
     print(table)
     return 0

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ...inference.pretrained import WEIGHT_SET_HELP
+from ...provenance import command_line
 from . import layout
 from .writer import COMPRESSIONS, STORAGES
 
@@ -130,10 +130,6 @@ def add_parser(sub) -> None:
     info.set_defaults(func=_info)
 
 
-def _command() -> str:
-    return "posesdf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
 def _record(args: argparse.Namespace) -> int:
     from .record import RecordConfig, record_dataset, record_walks
 
@@ -151,7 +147,7 @@ def _record(args: argparse.Namespace) -> int:
                               noise=args.noise, clutter_boxes=args.clutter, duration_s=args.duration,
                               rate_hz=args.rate, width=width, height=height, images=not args.no_images)
         summary = record_walks(args.out, config, args.storage, args.compression, progress=not args.quiet)
-    summary["command"] = _command()
+    summary["command"] = command_line()
     print(json.dumps(summary, indent=1, default=str))
     return 0
 
@@ -203,7 +199,7 @@ def _eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)   # the nodes' torch_threads; two-core machines share their cores
         summary, records = evaluate_offline(args.bag, source, settings, not args.no_prior, args.limit,
                                             not args.quiet, args.weights)
-    summary |= {"command": _command(), "device": device_description(settings.device), "git_commit": git_commit()}
+    summary |= {"command": command_line(), "device": device_description(settings.device), "git_commit": git_commit()}
     write_report(summary, records, out)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -99,15 +99,14 @@ def _eval_yaw(args) -> int:
     from ..data.dataset import load_manifest
     from ..inference.legseg import load_for_cli
     from ..inference.yaw import YawEstimator
-    from ..provenance import device_description, git_commit
-    from .cli import _command
+    from ..provenance import command_line, device_description, git_commit
 
     est = YawEstimator.from_pretrained(args.device, args.weights, args.turns)
     classifier = load_for_cli(args.classifier, args.legseg_weights, args.device) if args.segment else None
     t0 = time.perf_counter()
     summary, records = evaluate_yaw(args.data, args.limit, est, args.segment, progress=not args.quiet,
                                     leg_classifier=classifier)
-    out = {"command": _command(), "data": str(args.data), "data_seed": load_manifest(args.data).get("seed"),
+    out = {"command": command_line(), "data": str(args.data), "data_seed": load_manifest(args.data).get("seed"),
            "samples_per_cell": args.limit or "all", "count": len(records),
            "device": device_description(est.device), "rotnet_points": est.model.config.encoder.points,
            "test_time_turns": est.turns,

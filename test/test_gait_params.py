@@ -274,8 +274,13 @@ def test_analyser_follows_a_stream(body_model):
     # Recomputed only every update_period_s (0.5 s) of stamp time.
     analyser.update(stamps[-1] + 0.1, joints[-1])
     assert analyser.parameters() is online
+    # ... unless forced (a stream's end), and then only when a frame came in since.
+    forced = analyser.parameters(force=True)
+    in_window = stamps >= stamps[-1] + 0.1 - 4.0
+    assert forced is not online and forced.n_frames == in_window.sum() + 1
+    assert analyser.parameters(force=True) is forced
     analyser.update(stamps[-1] + 0.6, joints[-1])
-    assert analyser.parameters() is not online
+    assert analyser.parameters() is not forced
     analyser.update(0.0, joints[0])          # time went back: a replayed bag starts over
     assert analyser.parameters().n_frames == 1
     with pytest.raises(ValueError):

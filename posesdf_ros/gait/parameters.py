@@ -363,11 +363,13 @@ class GaitAnalyser:
         self._frames.clear()
         self._cached, self._cached_stamp = None, -np.inf
 
-    def parameters(self) -> GaitParameters:
+    def parameters(self, force: bool = False) -> GaitParameters:
         """The parameters of the window; recomputed once the newest frame is `update_period_s`
-        (stamp time) past the last computation, else the last result (an analysis costs tens of ms)."""
+        (stamp time) past the last computation, else the last result (an analysis costs tens of ms).
+        `force` recomputes whenever a frame came in since (a stream's end must count its last frames)."""
         newest = self._frames[-1][0] if self._frames else -np.inf
-        if self._cached is None or newest >= self._cached_stamp + self.update_period_s or not self._frames:
+        due = newest >= self._cached_stamp + (0.0 if force else self.update_period_s)
+        if self._cached is None or (due and newest != self._cached_stamp) or not self._frames:
             self._cached_stamp = newest
             if len(self._frames) < 2:
                 self._cached = GaitParameters(valid=False, reason=f"only {len(self._frames)} frames",

@@ -108,7 +108,7 @@ class PosePriorNode(ManagedNode):
         problems = []
         if stamp < self.last_stamp:     # the stream went back in time (its ordering restarted): a cut
             # The frames before the cut go out with the look-ahead they have; then everything restarts.
-            problems += self.publish_outputs(self.prior.flush())
+            problems += self.publish_outputs(self.prior.flush(), end_of_stream=True)
             self.prior.reset()
             self.analyser.reset()
             self.headers.clear()
@@ -130,16 +130,20 @@ class PosePriorNode(ManagedNode):
         prior = getattr(self, "prior", None)
         if prior is None or not prior.open_frames or time.monotonic() - self.last_frame_at < self.p.restart_gap_s:
             return
-        problems = self.publish_outputs(prior.flush())
+        problems = self.publish_outputs(prior.flush(), end_of_stream=True)
         if problems:
             raise DroppedFrame(*problems[-1])
 
-    def publish_outputs(self, outputs: list) -> list[tuple[str, str]]:
-        """Publish smoothed frames; (kind, reason) of each that could not be."""
-        return [problem for problem in map(self.publish_output, outputs) if problem]
+    def publish_outputs(self, outputs: list, end_of_stream: bool = False) -> list[tuple[str, str]]:
+        """Publish smoothed frames; (kind, reason) of each that could not be. At the `end_of_stream` (a flush)
+        the gait analysis after the last frame is brought up to date, so the walk's last strides count."""
+        last = len(outputs) - 1
+        return [problem for i, output in enumerate(outputs)
+                if (problem := self.publish_output(output, final=end_of_stream and i == last))]
 
-    def publish_output(self, output) -> tuple[str, str] | None:
-        """Publish one smoothed frame under its input's header; (kind, reason) when it cannot be published."""
+    def publish_output(self, output, final: bool = False) -> tuple[str, str] | None:
+        """Publish one smoothed frame under its input's header; (kind, reason) when it cannot be published.
+        `final`: the stream's last frame for now, whose gait analysis is recomputed whatever its period."""
         from ..gait.angles import ANGLE_NAMES, joint_angles
 
         header = self.headers.pop(output.stamp_s, None)
@@ -159,7 +163,7 @@ class PosePriorNode(ManagedNode):
                                            position=[float(angles[n]) for n in ANGLE_NAMES]))
         self.analyser.update(output.stamp_s, smooth)
         self.pub_gait.publish(DiagnosticArray(header=header, status=[
-            gait_status(self.analyser.parameters().to_dict(), header.frame_id)]))
+            gait_status(self.analyser.parameters(force=final).to_dict(), header.frame_id)]))
         self.mark_published(header.stamp)
         return None
 

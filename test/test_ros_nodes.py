@@ -433,13 +433,13 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     def gaits(r):
         return [{kv.key: kv.value for kv in m.status[0].values} for m in r["/pose_prior/gait"]]
 
-    # The analysis publishes every 0.5 s: wait for the update that has seen the whole walk.
-    graph.wait_for(lambda r: any(g["valid"] == "True" for g in gaits(r)), 5)
+    # The analysis publishes every 0.5 s, and once more at the stream's end, brought up to date: its last
+    # status counts every frame published.
+    assert graph.wait_for(lambda r: int(gaits(r)[-1]["n_frames"]) == len(r["/pose_prior/joints"]), 5), \
+        (gaits(graph.received)[-1], len(graph.received["/pose_prior/joints"]))
     gait = gaits(graph.received)[-1]
     assert {"cadence_spm", "stride_length_m", "left_peak_knee_flexion_deg"} <= set(gait)
     assert gait["valid"] == "True" and 60 < float(gait["cadence_spm"]) < 170, gait
-    # The stream's end brought the analysis up to date: its last status counts every frame published.
-    assert int(gait["n_frames"]) == len(graph.received["/pose_prior/joints"]), gait
     assert graph.wait_for(lambda r: any("dropped_bad_joints" in status_values(s)
                                         for s in statuses(r, "pose_prior")), 10)
     # The step's mean time is on /diagnostics; the worker thread runs at worker_niceness (3) more.

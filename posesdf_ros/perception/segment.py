@@ -81,6 +81,7 @@ class SegmentationConfig:
     planarity_sample_points: int = 600
     planarity_iterations: int = 60
     planarity_slab: float = 0.01        # plus twice the depth noise at the cluster's range
+    planarity_wide_slab: float = 0.06   # wider (over about 3.9 m): only the first plane counts (`is_flat`)
     depth_noise: tuple[float, float, float] = (0.0012, 0.0019, 0.4)  # sigma(r) = a + b (r - c)^2
     # Walls or boxes merged with the person: vertical planes taken out of oversize clusters.
     wall_ransac_distance: float = 0.04
@@ -382,12 +383,18 @@ def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) 
     depth noise at the cluster's range). Flat: the first two hold
     `person_max_planar_fraction` of the points, or one of the three is a
     horizontal face (a box top; a person shows none) holding
-    `horizontal_face_fraction` of them.
+    `horizontal_face_fraction` of them. Where the slab is wider than
+    `planarity_wide_slab` (a person over about 3.9 m away with the spec's
+    noise: two slabs of 6 cm and more hold 0.95 to 0.99 of a person, as of
+    a box) only the first plane counts: a wall's holds over 0.97, a
+    person's under 0.9 in the product and shifted builds; a box there
+    passes, but a box does not stand tall, and the target must.
     """
     sample = points[::max(1, len(points) // config.planarity_sample_points)]
     a, b, c = config.depth_noise
     distance = float(np.linalg.norm(sample[:, :2].mean(axis=0) - sensor[:2]))
     slab = config.planarity_slab + 2.0 * (a + b * (distance - c) ** 2)
+    planes_counted = 1 if slab > config.planarity_wide_slab else 2
     min_normal_z = np.cos(np.deg2rad(config.horizontal_face_tilt_deg))  # of a horizontal plane
     total = len(sample)
     for plane_index in range(3):
@@ -397,7 +404,7 @@ def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) 
         if abs(plane.normal[2]) > min_normal_z and inliers.sum() >= config.horizontal_face_fraction * total:
             return True
         sample = sample[~inliers]
-        if plane_index < 2 and 1.0 - len(sample) / total >= config.person_max_planar_fraction:
+        if plane_index < planes_counted and 1.0 - len(sample) / total >= config.person_max_planar_fraction:
             return True
     return False
 

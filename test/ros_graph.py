@@ -21,6 +21,7 @@ class Graph:
         self.listener = rclpy.create_node("test_listener", context=self.context)
         self.executor.add_node(self.listener)
         self.received: dict[str, list] = {}
+        self.subscriptions: dict[str, object] = {}
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -45,10 +46,22 @@ class Graph:
             with self.lock:
                 self.received[topic].append(msg)
 
-        self.listener.create_subscription(msg_type, topic, keep, qos)
+        self.subscriptions[topic] = self.listener.create_subscription(msg_type, topic, keep, qos)
 
     def publisher(self, msg_type, topic):
         return self.listener.create_publisher(msg_type, topic, QoSProfile(depth=50))
+
+    def wait_matched(self, *publishers, timeout: float = 10.0) -> bool:
+        """Discovery done: every topic listened to is matched to a publisher, and every one of the test's
+        `publishers` to a subscriber. A fixed sleep is not enough on a loaded host: a reliable publisher
+        drops what it sends before the match, and a test then misses the first outputs."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if all(s.get_publisher_count() > 0 for s in self.subscriptions.values()) and \
+                    all(p.get_subscription_count() > 0 for p in publishers):
+                return True
+            time.sleep(0.05)
+        return False
 
     def wait_for(self, condition, timeout=120.0) -> bool:
         end = time.monotonic() + timeout

@@ -210,6 +210,8 @@ def test_bad_input_gives_a_reason_or_a_clear_error(body_model):
     assert bridged.valid
     assert abs(bridged.cadence_spm - clean.cadence_spm) < 1.0
     assert abs(bridged.stride_length_m / clean.stride_length_m - 1.0) < 0.03
+    # n_frames counts the frames measured, not those the bridging filled in.
+    assert clean.n_frames == len(stamps) and bridged.n_frames == len(stamps) - 5
     # A long gap splits the walk; the longer part is analysed.
     gap = joints.copy()
     gap[:12] = np.nan

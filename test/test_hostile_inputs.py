@@ -58,7 +58,7 @@ def test_a_frame_stamped_a_day_ahead_costs_only_itself(graph, walk):
     graph.add(make_nodes(["canonicaliser", "estimator"], context=graph.context,
                          overrides={"estimator": {"mesh_rate_hz": 0.0, "overlay": False}}))
     points = graph.publisher(PointCloud2, "/points")
-    time.sleep(1.0)  # discovery
+    assert graph.wait_matched(points)  # discovery
 
     def send(frame, seconds_ahead=0.0):
         header = Header(stamp=_shifted(graph.now(), seconds_ahead), frame_id="camera_depth_optical_frame")
@@ -92,7 +92,7 @@ def test_stream_going_back_in_time_restarts_ordering_after_one_frame(graph, walk
     # Causal (lag_frames 0), so that every frame accepted is answered at once.
     (prior,) = graph.add(make_nodes(["pose_prior"], context=graph.context, overrides={"pose_prior": {"lag_frames": 0}}))
     joints_in = graph.publisher(PoseArray, "/estimator/joints")
-    time.sleep(1.0)
+    assert graph.wait_matched(joints_in)  # discovery
     truth = [f.joints for f in walk]
     t0 = graph.now()
     sent = []
@@ -180,7 +180,7 @@ def test_non_finite_and_absurd_messages_never_reach_an_output(graph, walk):
     legs_out, person_out = graph.publisher(PointCloud2, "/canonicaliser/legs"), \
         graph.publisher(PoseArray, "/canonicaliser/person")
     joints_out = graph.publisher(PoseArray, "/estimator/joints")
-    time.sleep(1.0)
+    assert graph.wait_matched(points, legs_out, person_out, joints_out)  # discovery
 
     def header(frame_id="base_link"):
         return Header(stamp=graph.now(), frame_id=frame_id)
@@ -245,7 +245,7 @@ def test_camera_pose_guessed_for_an_unknown_frame_is_diagnosed(graph, walk):
     graph.listen(DiagnosticArray, "/diagnostics")
     (canon,) = graph.add(make_nodes(["canonicaliser"], context=graph.context))
     points = graph.publisher(PointCloud2, "/points")
-    time.sleep(1.0)
+    assert graph.wait_matched(points)  # discovery
 
     def latest(r):
         found = statuses(r, "canonicaliser")

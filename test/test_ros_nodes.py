@@ -130,7 +130,7 @@ def test_bad_input_never_stops_the_nodes(graph):
             images.publish(image)
         points.publish(xyz_to_cloud(frame.cloud, stamp_header, rgb=frame.rgb))
 
-    time.sleep(1.0)  # discovery
+    assert graph.wait_matched(points, images, infos)  # discovery
     infos.publish(CameraInfo(header=header(), width=640, height=360, k=[464.0, 0, 320, 0, 464.0, 180, 0, 0, 1]))
     for _, msg in _bad_inputs(header):
         points.publish(msg)
@@ -221,7 +221,7 @@ def test_live_parameters_apply_and_the_others_are_read_only(graph):
     from posesdf_ros.data.stream import SyntheticWalker, WalkerConfig
 
     truth = SyntheticWalker(WalkerConfig()).frame(0.0).joints
-    time.sleep(1.0)
+    assert graph.wait_matched(joints_in)  # discovery
 
     def lifetime_after_a_frame() -> float:
         header = Header(stamp=graph.now(), frame_id="base_link")
@@ -379,7 +379,7 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     # (a fresh-clone CI run on a loaded host once had 4 s of walk split by the frames the node skipped).
     (truth,) = walking_joint_sequences(SequenceSpec(subjects=1, duration_s=5.0, fps=15.0, seed=3))
     noisy = truth + np.random.default_rng(0).normal(0, 0.02 / np.sqrt(3), truth.shape)
-    time.sleep(1.0)  # discovery
+    assert graph.wait_matched(pub)  # discovery
     start = graph.listener.get_clock().now().nanoseconds
     stamps, newest_out = {}, []
     pub.publish(PoseArray(header=Header(stamp=graph.now(), frame_id="base_link")))   # no joints: dropped

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.interpolate import CubicSpline
@@ -79,7 +80,7 @@ class GaitParameters:
     valid: bool
     reason: str                     # why not valid ("" when valid)
     duration_s: float               # of the analysed frames
-    n_frames: int                   # analysed frames (after dropping NaN frames)
+    n_frames: int                   # measured frames analysed (not counting the NaN frames dropped)
     cadence_spm: float = float("nan")              # steps per minute
     stride_time_s: float = float("nan")
     step_time_s: Sided = field(default_factory=_nan_sided)
@@ -120,6 +121,15 @@ def _json_number(value):
     return value if math.isfinite(value) else None
 
 
+class Segment(NamedTuple):
+    """A gap-free part of a sequence, resampled: stamps_s (N,), joints (N, 9, 3), and how many measured
+    frames it was made from (the grid also fills scattered NaN frames and frames a live node skipped)."""
+
+    stamps_s: np.ndarray
+    joints: np.ndarray
+    n_measured: int
+
+
 def segments(stamps_s: np.ndarray, joints: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Check input and split it into gap-free parts, each resampled to uniform time steps.
 
@@ -131,7 +141,8 @@ def segments(stamps_s: np.ndarray, joints: np.ndarray) -> list[tuple[np.ndarray,
     interval. A live stream at a few frames a second loses a few frames now
     and then: its strides between the gaps all count, not only those of its
     longest gap-free part.
-    Returns [(stamps (N,), joints (N, 9, 3)), ...], oldest first; may be empty.
+    Returns [Segment(stamps (N,), joints (N, 9, 3), n_measured), ...], oldest
+    first; may be empty.
     """
     stamps_s = np.asarray(stamps_s, float)
     joints = np.asarray(joints, float)
@@ -151,7 +162,7 @@ def segments(stamps_s: np.ndarray, joints: np.ndarray) -> list[tuple[np.ndarray,
         grid = ts[0] + dt * np.arange(int(np.floor((ts[-1] - ts[0]) / dt + 1e-6)) + 1)
         flat = js.reshape(len(ts), -1)
         resampled = np.stack([np.interp(grid, ts, flat[:, k]) for k in range(flat.shape[1])], axis=1)
-        parts.append((grid, resampled.reshape(len(grid), 9, 3)))
+        parts.append(Segment(grid, resampled.reshape(len(grid), 9, 3), b - a))
     return parts
 
 
@@ -214,11 +225,11 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
     Sequences with gaps (`segments`) pool the strides of their gap-free parts.
     """
     usable = segments(stamps_s, joints)
-    parts = [(t, j) for t, j in usable if len(t) >= 5]
+    parts = [(s.stamps_s, s.joints) for s in usable if s.n_measured >= 5]
     duration = float(sum(t[-1] - t[0] for t, _ in parts))
-    base = dict(duration_s=duration, n_frames=int(sum(len(t) for t, _ in parts)))
+    base = dict(duration_s=duration, n_frames=sum(s.n_measured for s in usable if s.n_measured >= 5))
     if not parts:
-        return GaitParameters(valid=False, reason=f"only {sum(len(t) for t, _ in usable)} usable frames", **base)
+        return GaitParameters(valid=False, reason=f"only {sum(s.n_measured for s in usable)} usable frames", **base)
     try:
         direction = walking_direction(np.concatenate([j for _, j in parts]))
     except ValueError as err:

@@ -12,7 +12,7 @@ from posesdf_ros.inference.estimator import GaitPoseEstimator
 from posesdf_ros.inference.nvf import VoteDecoding, decode_votes
 from posesdf_ros.inference.pretrained import load_nvf, load_posesdf, weights_folder
 from posesdf_ros.models.nvf import posesdf_features, vote_targets
-from posesdf_ros.perception.smoothing import neighbourhood_mean
+from posesdf_ros.perception.smoothing import smoothed
 
 
 @pytest.mark.parametrize("selection", [VoteDecoding("fraction", 0.5), VoteDecoding("knn", k=16)])
@@ -114,10 +114,10 @@ def test_fits_of_val_views_train_the_head_in_the_fit_frame(train_build, test_bui
     with np.load(val / load_manifest(val)["samples"][0]["file"]) as z:
         a = {k: z[k] for k in z.files}
     est = GaitPoseEstimator.from_pretrained("posesdf", "fast", rotnet=False, leg_classifier=False)
-    res = est.estimate(leg_input(a), yaw=heading_of(a["subject_to_gravity"]),
-                       camera_origin=a["camera_to_gravity"][:3, 3])
+    camera = a["camera_to_gravity"][:3, 3]
+    res = est.estimate(leg_input(a), yaw=heading_of(a["subject_to_gravity"]), camera_origin=camera)
     legs = leg_input(a).astype(np.float64)
-    mapped = torch.as_tensor(res.to_fit_frame(neighbourhood_mean(legs, legs, est.profile.smoothing_neighbours)))
+    mapped = torch.as_tensor(res.to_fit_frame(smoothed(legs, legs, est.profile.smoothing_neighbours, camera)))
     nearest = torch.cdist(torch.as_tensor(res.canonical_points), mapped,
                           compute_mode="donot_use_mm_for_euclid_dist").min(1).values
     assert nearest.max() < 1e-5, nearest.max()

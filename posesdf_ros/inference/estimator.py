@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..perception.segment import SegmentationConfig, segment_legs
-from ..perception.smoothing import neighbourhood_mean
+from ..perception.smoothing import smoothed
 from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
 from .latent import LatentFit, fit_objective, optimise_latent, screen_starts, start_codes
@@ -397,7 +397,7 @@ class GaitPoseEstimator:
             yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
         obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
         if p.smoothing_neighbours:
-            obs = neighbourhood_mean(pts, obs, p.smoothing_neighbours)
+            obs = smoothed(pts, obs, p.smoothing_neighbours, camera_origin)
         free = None
         if p.free_points and camera_origin is not None:
             base = obs[rng.choice(len(obs), min(p.free_points, len(obs)), replace=False)]

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from posesdf_ros.inference.quality import QualityConfig
 from posesdf_ros.skeleton import JOINT_NAMES
 
@@ -53,6 +55,11 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     # Rejected fits keep their error, from which `posesdf bench thresholds` weighs other thresholds: at 0
     # every fit is kept, at the estimator's own the run's kept frames.
     assert all(r["rejected_mpjpe_mm"] > 0 for r in records if not r["valid"])
+    # ... and every fit its score's terms, from which the score's own thresholds can be weighed.
+    for r in records:
+        terms = r["quality_terms"]
+        assert r["quality"] == pytest.approx(min(terms["support"], terms["surface"]) * terms["anatomy"] * terms["floor"])
+        assert terms["surface_residual_p90_m"] > 0
     rows = _run("bench", "thresholds", str(tmp_path / "none"), "--thresholds", "0",
                 str(QualityConfig().reject_below)).stdout.splitlines()
     assert rows[0] == f"| threshold | {test_build.name}, fast |"

@@ -142,6 +142,10 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
                               camera_origin=a["camera_to_gravity"][:3, 3], mesh=mesh, **kwargs)
         rec = {"file": e["file"], "condition": e["condition"], "view": e["view"], "valid": res.valid,
                "reason": res.reason, "leg_points": int(a["leg_mask"].sum()), "quality": res.quality}
+        # The score's terms (inference/quality), so that its thresholds can be weighed from the records.
+        terms = {k: float(v) for k, v in (res.quality_terms or {}).items() if isinstance(v, (int, float))}
+        if terms:
+            rec["quality_terms"] = terms
         if res.valid:
             errs = joint_errors_mm(res.joints, a["joints"])
             rec |= {"mpjpe_mm": float(errs.mean()), "per_joint_mm": errs.tolist(),

@@ -111,9 +111,12 @@ PROFILES = {
     # scenes, 31.2 against 41.0 on the shifted split and 19.2 against 28.3 on val (product weights,
     # scene input, RotNet), at 1.8 against 1.1-1.2 FPS in `posesdf eval` (docs/posesdf.md). Smoothing its
     # points over 16 neighbours: val 19.2 -> 16.5 mm, product val 41.1 -> 37.7 on the frames both kept.
+    # Its points smoothed along the camera's rays lie nearer the fitted surface than raw ones, right fit or
+    # wrong: the residual's ramp was set on the product engine's val scenes (docs/quality.md).
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
-                    coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33),
+                    coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
+                    surface_residual_m=(0.016, 0.030)),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -429,9 +432,12 @@ class GaitPoseEstimator:
             chosen = self._heading_choice([f.loss for f in predicted])
             if steps == 0:
                 return predicted[chosen]
-            # Cold, when the turned heading's prediction fits better, both are refined and the refined
-            # fits decide (as a screened cold fit's do); else RotNet's heading alone is refined.
-            one = previous is not None or (chosen == 0 and not p.refine_both_headings)
+            # Cold, when the turned heading's prediction fits better at all, both are refined and the
+            # refined fits decide (as a screened cold fit's do); else RotNet's heading alone is refined.
+            # Predictions are coarse: on a shifted scene RotNet had turned round, the right heading's
+            # prediction fitted 0.80 times as well, at the turn threshold, and went unrefined.
+            turned_closer = len(predicted) > 1 and predicted[1].loss < predicted[0].loss
+            one = previous is not None or (not turned_closer and not p.refine_both_headings)
             candidates = [chosen] if one else list(range(len(views)))
             fits = []
             for view in candidates:

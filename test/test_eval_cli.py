@@ -58,7 +58,8 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     # ... and every fit its score's terms, from which the score's own thresholds can be weighed.
     for r in records:
         terms = r["quality_terms"]
-        assert r["quality"] == pytest.approx(min(terms["support"], terms["surface"]) * terms["anatomy"] * terms["floor"])
+        score = min(terms["support"], terms["surface"]) * terms["anatomy"] * terms["floor"]
+        assert r["quality"] == pytest.approx(score)
         assert terms["surface_residual_p90_m"] > 0
     rows = _run("bench", "thresholds", str(tmp_path / "none"), "--thresholds", "0",
                 str(QualityConfig().reject_below)).stdout.splitlines()

@@ -63,9 +63,10 @@ class Profile:
     points: int = 1024              # observed points used by the optimisation (random subset)
     free_points: int = 512          # free-space samples along camera rays (0: off; needs camera_origin)
     free_range_m: tuple[float, float] = (0.01, 0.08)
-    # The observed points are each the mean of this many nearest leg points (0: raw), which averages the
-    # depth noise away (perception.smoothing). The encoder takes its points raw, as it was trained (smoothed,
-    # they turned more headings round on product val scenes); so does the paper's fit (accurate).
+    # The observed points have the depth noise averaged over this many leg points (0: raw; perception.smoothing):
+    # with the camera's position, each point's range along its ray is fitted to its nearest directions';
+    # without, it is the mean of its nearest points. The encoder takes its points raw, as it was trained
+    # (smoothed, they turned more headings round on product val scenes); so does the paper's fit (accurate).
     smoothing_neighbours: int = 0
     iterations: int = 100
     track_iterations: int = 40      # when warm-started from the previous frame

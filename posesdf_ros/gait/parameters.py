@@ -130,7 +130,7 @@ class Segment(NamedTuple):
     n_measured: int
 
 
-def segments(stamps_s: np.ndarray, joints: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def segments(stamps_s: np.ndarray, joints: np.ndarray) -> list[Segment]:
     """Check input and split it into gap-free parts, each resampled to uniform time steps.
 
     stamps_s: (T,) strictly increasing, joints: (T, 9, 3) with NaN for
@@ -225,9 +225,10 @@ def gait_parameters(stamps_s: np.ndarray, joints: np.ndarray) -> GaitParameters:
     Sequences with gaps (`segments`) pool the strides of their gap-free parts.
     """
     usable = segments(stamps_s, joints)
-    parts = [(s.stamps_s, s.joints) for s in usable if s.n_measured >= 5]
+    analysed = [s for s in usable if s.n_measured >= 5]
+    parts = [(s.stamps_s, s.joints) for s in analysed]
     duration = float(sum(t[-1] - t[0] for t, _ in parts))
-    base = dict(duration_s=duration, n_frames=sum(s.n_measured for s in usable if s.n_measured >= 5))
+    base = dict(duration_s=duration, n_frames=sum(s.n_measured for s in analysed))
     if not parts:
         return GaitParameters(valid=False, reason=f"only {sum(s.n_measured for s in usable)} usable frames", **base)
     try:

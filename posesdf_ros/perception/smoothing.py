@@ -74,12 +74,15 @@ def range_fit(cloud: np.ndarray, queries: np.ndarray, camera_origin: np.ndarray,
     design = np.stack([np.ones(idx.shape), np.einsum("mkc,mc->mk", offsets, e1),
                        np.einsum("mkc,mc->mk", offsets, e2)], axis=-1)               # (M, k, 3)
     target = ranges[idx]                                                             # (M, k)
-    weights = np.ones_like(target)
-    for _ in range(2):
+
+    def plane(weights: np.ndarray) -> np.ndarray:
+        """(M, 3) weighted least-squares coefficients (a, b, c)."""
         weighted = design * weights[..., None]
         normal = np.einsum("mki,mkj->mij", weighted, design) + 1e-12 * np.eye(3)
-        coef = np.linalg.solve(normal, np.einsum("mki,mk->mi", weighted, target)[..., None])[..., 0]
-        residual = np.abs(target - np.einsum("mki,mi->mk", design, coef))
-        spread = np.maximum(1.4826 * np.median(residual, axis=1, keepdims=True), 1e-3)
-        weights = (residual <= outlier_deviations * spread).astype(float)
+        return np.linalg.solve(normal, np.einsum("mki,mk->mi", weighted, target)[..., None])[..., 0]
+
+    coef = plane(np.ones_like(target))
+    residual = np.abs(target - np.einsum("mki,mi->mk", design, coef))
+    spread = np.maximum(1.4826 * np.median(residual, axis=1, keepdims=True), 1e-3)
+    coef = plane((residual <= outlier_deviations * spread).astype(float))
     return origin + query_dirs * coef[:, :1]

@@ -135,6 +135,48 @@ def test_a_person_far_away_is_found(body_model, key):
     assert precision > 0.5 and recall > 0.8, (precision, recall)
 
 
+def test_a_noisy_floor_does_not_join_the_person_to_everything_around(body_model):
+    """A product test scene (seed 1) seen by an active-stereo camera 1.7 m high: the floor scatters by 2 to
+    5 cm, and with a fixed 2 cm clearance its cells joined the person to the clutter into one cluster
+    3 m long, too long for a person. The clearance read off the floor's own noise finds them."""
+    from dataclasses import replace
+
+    from posesdf_ros.data.domain import make_product_scene_sample
+    from posesdf_ros.inference.legseg import LegClassifier
+
+    scene = make_product_scene_sample(body_model, SampleKey("test", 1, "supination", "V6"), seed=1)[0]
+    legseg = LegClassifier.from_pretrained()
+    fixed = segment_legs(scene["points"], replace(SegmentationConfig(), floor_noise_sigmas=0.0), None,
+                         _sensor(scene), legseg)
+    assert not fixed.valid and fixed.reason == "no person-sized cluster"
+    result = segment_legs(scene["points"], sensor_origin=_sensor(scene), leg_classifier=legseg)
+    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
+    precision, recall = _precision_recall(result, scene["leg_mask"])
+    assert precision > 0.6 and recall > 0.85, (precision, recall)
+
+
+def test_the_floor_clearance_follows_the_floors_noise():
+    """Floor points scattered by sigma = 0.003 r^2 (m; r the horizontal range), objects standing on it: the
+    clearance is `floor_noise_sigmas` x that sigma, read off the points below the floor, within its bounds."""
+    from posesdf_ros.perception.segment import clearance
+
+    rng = np.random.default_rng(0)
+    config = SegmentationConfig()
+    floor = np.stack([rng.uniform(0.5, 5.5, 20000), rng.uniform(-2, 2, 20000), np.zeros(20000)], 1)
+    r = np.hypot(floor[:, 0], floor[:, 1])
+    floor[:, 2] = rng.normal(0.0, 0.003 * r ** 2)
+    boxes = np.stack([rng.uniform(2, 3, 5000), rng.uniform(-1, 1, 5000), rng.uniform(0, 1, 5000)], 1)
+    points = np.concatenate([floor, boxes])
+    sensor = np.array([0.0, 0.0, 1.0])
+    got = clearance(points, points[:, 2], sensor, config)
+    r = np.hypot(points[:, 0], points[:, 1])
+    expected = np.clip(config.floor_noise_sigmas * 0.003 * r ** 2, config.floor_clearance, config.floor_max_clearance)
+    assert np.allclose(got, expected, rtol=0.1, atol=1e-3)
+    # A floor as flat as the spec's sensor near by (1 mm) keeps the fixed clearance.
+    flat = np.concatenate([floor[:, :2], rng.normal(0, 0.001, (len(floor), 1))], 1)
+    assert np.allclose(clearance(flat, flat[:, 2], sensor, config), config.floor_clearance)
+
+
 def test_a_flat_board_far_away_is_not_a_person():
     """Where a person's two planes are no test any more, one plane still is: a door-sized board 4.5 m away
     with the spec's depth noise there (3 cm) is flat."""

@@ -46,6 +46,22 @@ def test_bad_inputs_give_a_reason_not_an_exception(estimator):
         assert not res.valid and words in res.reason and res.joints is None
 
 
+@pytest.mark.parametrize("profile", ["fast", "accurate"])
+def test_zero_depths_at_the_camera_are_dropped_not_fitted(body_model, profile):
+    """A leg cloud holding points at the camera's position (a depth camera's invalid zeros, unprojected)
+    is fitted as without them: those points lie on no ray, and the smoothing along rays and the
+    free-space samples once turned them into NaN joints that were reported valid."""
+    a, _ = make_test_sample(body_model, SampleKey("test", 0, "normal", "V2"), seed=1)
+    camera = a["camera_to_gravity"][:3, 3]
+    legs = a["points"][a["leg_mask"]]
+    estimator = GaitPoseEstimator.from_pretrained(profile=profile, rotnet=False)
+    yaw = heading_of(a["subject_to_gravity"])
+    clean = estimator.estimate(legs, yaw=yaw, camera_origin=camera, segment=False)
+    zeros = estimator.estimate(np.concatenate([legs, np.repeat(camera[None], 500, 0)]), yaw=yaw,
+                               camera_origin=camera, segment=False)
+    assert clean.valid and zeros.valid and np.array_equal(zeros.joints, clean.joints)
+
+
 def test_unknown_backend_profile_and_missing_weights_are_clear(tmp_path):
     with pytest.raises(ValueError, match="backend"):
         GaitPoseEstimator.from_pretrained(backend="nope")

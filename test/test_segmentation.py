@@ -386,6 +386,10 @@ def test_range_fit_averages_the_noise_along_each_ray(scenes):
     assert np.array_equal(smoothed(legs, queries, 16, camera), fitted)
     assert np.array_equal(smoothed(legs, queries, 16), neighbourhood_mean(legs, queries, 16))
     assert np.array_equal(range_fit(legs, queries, camera, 2), queries)
+    # A point at the camera (an invalid zero depth) is on no ray: left where it is, and no one's neighbour.
+    with_zeros = np.concatenate([legs, np.repeat(camera[None], 50, 0)])
+    assert np.array_equal(range_fit(with_zeros, np.concatenate([queries, camera[None]]), camera, 16),
+                          np.concatenate([fitted, camera[None]]))
 
 
 def test_range_fit_takes_no_side_on_a_noisy_leg_far_away():

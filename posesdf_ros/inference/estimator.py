@@ -166,12 +166,16 @@ def looks_like_scene(points: np.ndarray) -> bool:
     return bool(hi[2] - lo[2] > LEG_CLOUD_MAX_HEIGHT_M or np.hypot(*(hi[:2] - lo[:2])) > LEG_CLOUD_MAX_WIDTH_M)
 
 
-def finite_points(points) -> tuple[np.ndarray, str]:
-    """The finite rows of an (N, 3) cloud as float64, and "" or why it cannot be used."""
+def finite_points(points, camera_origin: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """The finite rows of an (N, 3) cloud as float64, without those at `camera_origin` (3,) if given (a
+    depth camera's invalid zero depth, on no ray), and "" or why it cannot be used."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[-1] != 3:
         return pts, f"points must be (N, 3), got shape {pts.shape}"
-    pts = pts[np.isfinite(pts).all(axis=1)]
+    keep = np.isfinite(pts).all(axis=1)
+    if camera_origin is not None:
+        keep &= np.abs(pts - np.asarray(camera_origin, float)).max(axis=1) > 1e-6
+    pts = pts[keep]
     if len(pts) < MIN_POINTS:
         return pts, f"too few finite points ({len(pts)} < {MIN_POINTS})"
     return pts, ""
@@ -357,7 +361,11 @@ class GaitPoseEstimator:
                 res = alt
             res.timings["quality_retry"] = time.perf_counter() - t
         res.timings["total"] = time.perf_counter() - t0
-        if res.valid and res.quality < q.reject_below:
+        if res.valid and not np.isfinite(res.joints).all():     # never published as a pose
+            res.valid, res.reason = False, f"{REJECTED}: the fit's joints are not finite"
+            if track:
+                self._previous = None
+        elif res.valid and res.quality < q.reject_below:
             if track:           # the next frame starts cold rather than from this fit
                 self._previous = None
             res.valid = False
@@ -370,7 +378,7 @@ class GaitPoseEstimator:
         """One fit, as `estimate` describes, scored but not judged."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        pts, reason = finite_points(points)
+        pts, reason = finite_points(points, camera_origin)
         if reason:
             return EstimateResult(False, reason)
         heading_pts = None      # RotNet's input: the legs below the hips of a segmented scene

@@ -52,18 +52,23 @@ def range_fit(cloud: np.ndarray, queries: np.ndarray, camera_origin: np.ndarray,
     at the query's direction), fitted by least squares, then again without the neighbours whose
     residual exceeds `outlier_deviations` robust standard deviations (1.4826 x the median absolute
     residual, at least 1 mm). Fewer than 3 neighbours, or a cloud smaller than that, returns the
-    queries unchanged.
+    queries unchanged; so does a query at the camera's position (an invalid depth read as zero), whose
+    ray is undefined; cloud points there are no one's neighbours.
     """
     queries = np.asarray(queries, float)
-    k = min(int(neighbours), len(cloud))
-    if k < 3 or len(queries) == 0:
-        return queries.copy()
     origin = np.asarray(camera_origin, float)
     to_cloud = np.asarray(cloud, float) - origin
     ranges = np.linalg.norm(to_cloud, axis=1)
-    directions = to_cloud / np.maximum(ranges, 1e-9)[:, None]
-    to_query = queries - origin
-    query_dirs = to_query / np.maximum(np.linalg.norm(to_query, axis=1), 1e-9)[:, None]
+    on_a_ray = ranges > 1e-6
+    to_cloud, ranges = to_cloud[on_a_ray], ranges[on_a_ray]
+    k = min(int(neighbours), len(ranges))
+    query_ranges = np.linalg.norm(queries - origin, axis=1)
+    fitted = queries.copy()
+    movable = query_ranges > 1e-6
+    if k < 3 or not movable.any():
+        return fitted
+    directions = to_cloud / ranges[:, None]
+    query_dirs = (queries[movable] - origin) / query_ranges[movable, None]
     _, idx = cKDTree(directions).query(query_dirs, k=k)
     # Tangent axes at each query's direction (any axis not along it starts the cross products).
     helper = np.where(np.abs(query_dirs[:, 2:]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
@@ -85,4 +90,5 @@ def range_fit(cloud: np.ndarray, queries: np.ndarray, camera_origin: np.ndarray,
     residual = np.abs(target - np.einsum("mki,mi->mk", design, coef))
     spread = np.maximum(1.4826 * np.median(residual, axis=1, keepdims=True), 1e-3)
     coef = plane((residual <= outlier_deviations * spread).astype(float))
-    return origin + query_dirs * coef[:, :1]
+    fitted[movable] = origin + query_dirs * coef[:, :1]
+    return fitted

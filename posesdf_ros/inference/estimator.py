@@ -361,16 +361,15 @@ class GaitPoseEstimator:
                 res = alt
             res.timings["quality_retry"] = time.perf_counter() - t
         res.timings["total"] = time.perf_counter() - t0
+        why = ""
         if res.valid and not np.isfinite(res.joints).all():     # never published as a pose
-            res.valid, res.reason = False, f"{REJECTED}: the fit's joints are not finite"
-            if track:
-                self._previous = None
+            why = "the fit's joints are not finite"
         elif res.valid and res.quality < q.reject_below:
+            why = "; ".join(res.quality_terms.get("problems", [])) + f" (quality {res.quality:.2f} < {q.reject_below})"
+        if why:
             if track:           # the next frame starts cold rather than from this fit
                 self._previous = None
-            res.valid = False
-            res.reason = f"{REJECTED}: " + "; ".join(res.quality_terms.get("problems", [])) + \
-                f" (quality {res.quality:.2f} < {q.reject_below})"
+            res.valid, res.reason = False, f"{REJECTED}: {why}"
         return res
 
     def _estimate(self, points: np.ndarray, yaw: float | None, camera_origin: np.ndarray | None, track: bool,

@@ -285,3 +285,38 @@ def test_the_knee_and_step_width_corrections_are_what_the_build_asks(body_model)
         assert spacing == pytest.approx(width, abs=0.02)
         bend = np.rad2deg(knee_flexion(joints, "left"))
         assert (bend < 1.5) if knee_correction else (bend > 4.0)
+
+
+def test_the_shifted_sensor_ablation_keeps_the_scene_and_drops_only_its_half(body_model, tmp_path):
+    cameras = {n: (c[0] // 4, c[1] // 4, *c[2:]) for n, c in shifted.SHIFTED.cameras.items()}
+    small = replace(shifted.SHIFTED, cameras=cameras)
+    key = SampleKey("shifted", 0, "normal", "V3")
+    depth, joints = {}, {}
+    for name, parts in shifted.SENSOR_PARTS.items():
+        arrays, entry = shifted.make_shifted_sample(body_model, key, 3, replace(small, **parts))
+        assert entry["noise_model"]["depth_error"] == parts["sensor_depth_error"]
+        assert entry["noise_model"]["holes"] == parts["sensor_holes"]
+        depth[name], joints[name] = arrays["depth"], arrays["joints"].tobytes()
+        near, far = entry["noise_model"]["min_range_m"], entry["noise_model"]["max_range_m"]
+    assert len(set(joints.values())) == 1
+    exact, full = depth["none"], depth["full"]
+    # Holes only: the full model's holes, the rendered depth elsewhere; the range limits are applied to
+    # exact depth, so holes differ from the full model's only at pixels near them.
+    differ = np.isnan(depth["holes"]) != np.isnan(full)
+    assert differ.mean() < 0.01
+    assert np.all((np.abs(exact[differ] - near) < 0.2) | (np.abs(exact[differ] - far) < 0.2))
+    seen = np.isfinite(depth["holes"])
+    assert np.array_equal(depth["holes"][seen], exact[seen])
+    # Depth error only: no holes beyond the render's, the full model's depth wherever that has one.
+    assert np.array_equal(np.isnan(depth["depth-error"]), np.isnan(exact))
+    seen = np.isfinite(full)
+    assert np.array_equal(depth["depth-error"][seen], full[seen])
+    assert np.isnan(full).sum() > np.isnan(exact).sum() and np.abs(full - exact)[seen].max() > 0.005
+    # Builds record the ablation and are not completed with another.
+    build_dataset(tmp_path / "s", "shifted", protocol="CV", limit=1, progress=False, body_model=body_model,
+                  sensor="holes")
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["sensor"] == "holes"
+    with pytest.raises(SystemExit, match="--sensor holes"):
+        build_dataset(tmp_path / "s", "shifted", protocol="CV", limit=1, progress=False, body_model=body_model)
+    with pytest.raises(ValueError, match="shifted split"):
+        build_dataset(tmp_path / "t", "test", limit=1, progress=False, body_model=body_model, sensor="none")

@@ -47,6 +47,7 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     # Issue 18's shares, of all frames: the failures here are all rejections, and a heading assumed at V1 is
     # turned round (over 90 deg off) exactly where the kept frames' yaw errors say so.
     assert s["data_split"] == "test" and s["data_profile"] == "paper" and s["turned_pct"] is None
+    assert s["data_sensor"] == "full"
     assert s["no_person_pct"] == 0 and s["mpjpe_median_mm"] > 0
     assert n["rejected_pct"] == 100 * n["failed"] / 5 and n["no_person_pct"] == 0
     kept = [r for r in records if r["valid"]]
@@ -74,6 +75,15 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     assert "## Generalisation" in text and f"| {s['mpjpe_median_mm']:.1f} |" in text
     # The tables say which weight set made a row (the default: the product set).
     assert s["weights"]["data_profile"] == "product" and "| product | ours |" in text
+
+
+def test_result_rows_name_the_shifted_sensor_ablation():
+    from posesdf_ros.evaluation.report import data_label
+
+    shifted = {"data_split": "shifted", "data_profile": "shifted"}
+    assert data_label(shifted) == data_label(shifted | {"data_sensor": "full"}) == "ours, shifted split"
+    assert data_label(shifted | {"data_sensor": "holes"}) == "ours, shifted split (holes only, exact depth)"
+    assert data_label({"data_split": "test", "data_profile": "product"}) == "ours, test split (product engine)"
 
 
 def test_bench_speed_reports_stages_for_every_profile(tmp_path):

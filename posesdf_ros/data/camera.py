@@ -338,6 +338,10 @@ class StructuredLightNoise:
     - holes where reflectance x cos(incidence) is below `min_reflect`
       (dark or grazing surfaces, whatever the range), outside
       [min_range_m, max_range_m] and at depth steps (the whole edge).
+
+    `depth_error` and `holes` switch the two halves off for an ablation
+    (`posesdf data build --split shifted --sensor`); the random draws are
+    the same either way, so the scenes match pixel for pixel.
     """
 
     name: str = "structured_light"
@@ -348,6 +352,8 @@ class StructuredLightNoise:
     min_reflect: float = 0.06
     min_range_m: float = 0.6
     max_range_m: float = 5.0
+    depth_error: bool = True        # disparity noise and quantisation
+    holes: bool = True              # shadow, edge, dark and out-of-range holes
 
     def apply(self, depth, labels, rng, surface: SurfaceInfo, intrinsics: Intrinsics):
         depth, labels = depth.copy(), labels.copy()
@@ -357,13 +363,14 @@ class StructuredLightNoise:
         h, w = depth.shape
         blocks = rng.normal(size=(h // 8 + 1, w // 8 + 1)) * self.block_sigma_px
         correlated = np.repeat(np.repeat(blocks, 8, 0), 8, 1)[:h, :w]
-        depth = _through_disparity(depth, fb, correlated + rng.normal(size=depth.shape) * self.pixel_sigma_px,
-                                   self.disparity_step_px)
-        with np.errstate(invalid="ignore"):
-            dark = np.nan_to_num(surface.reflectance * surface.cos_incidence) < self.min_reflect
-            dead = shadow | edge | dark | (depth < self.min_range_m) | (depth > self.max_range_m)
-        dead &= np.isfinite(depth)
-        depth[dead] = np.nan
+        pixel = rng.normal(size=depth.shape) * self.pixel_sigma_px
+        if self.depth_error:
+            depth = _through_disparity(depth, fb, correlated + pixel, self.disparity_step_px)
+        if self.holes:
+            with np.errstate(invalid="ignore"):
+                dark = np.nan_to_num(surface.reflectance * surface.cos_incidence) < self.min_reflect
+                dead = shadow | edge | dark | (depth < self.min_range_m) | (depth > self.max_range_m)
+            depth[dead & np.isfinite(depth)] = np.nan
         labels[~np.isfinite(depth)] = LABEL_NONE
         return depth.astype(np.float32), labels
 

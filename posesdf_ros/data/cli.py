@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .dataset import PROFILES, PROTOCOLS, SPLITS, TEST_SAMPLES_PER_CELL, TRAIN_BODIES
 from .domain import PRODUCT
+from .shifted import SENSOR_PARTS
 
 PRODUCT_TRAIN = PRODUCT.train_samples
 
@@ -30,6 +31,11 @@ def add_parser(subparsers) -> None:
                             "engine (all conditions, gait styles, arms, camera presets and sensor models; "
                             "docs/data.md lists its ranges). Not for --split shifted, which has its own. "
                             "A folder holds one profile")
+    build.add_argument("--sensor", choices=tuple(SENSOR_PARTS), default="full",
+                       help="shifted split only: which halves of its structured-light model apply (default full; "
+                            "depth-error: disparity noise and quantisation, no holes; holes: shadow, edge and "
+                            "dark-surface holes, exact depth; none: the rendered depth). The same scenes pixel for "
+                            "pixel, for an ablation of the sensor's share of the error (docs/results.md)")
     build.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all",
                        help="test/val/shifted cells to build: CC, CV, CCCV or all (default; ignored for train)")
     build.add_argument("--limit", type=int, default=None,
@@ -69,8 +75,10 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.split == "shifted" and args.profile is not None:
         raise SystemExit("--split shifted has its own generator: build it without --profile")
+    if args.split != "shifted" and args.sensor != "full":
+        raise SystemExit("--sensor ablates the shifted split's sensor model: use it with --split shifted")
     manifest = build_dataset(args.out, args.split, args.protocol, args.limit, args.seed, progress=not args.quiet,
-                             profile=args.profile)
+                             profile=args.profile, sensor=args.sensor)
     stats = manifest["build_stats"]
     rate = f"{stats['samples_per_s']:.2f} samples/s" if stats["samples_per_s"] else "nothing new to write"
     print(json.dumps({"out": str(args.out), "split": manifest["split"], "profile": manifest["profile"],

@@ -198,12 +198,15 @@ def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | None = None, seed: int | None = None,
-                  progress: bool = True, body_model: BodyModel | None = None, profile: str | None = None) -> dict:
+                  progress: bool = True, body_model: BodyModel | None = None, profile: str | None = None,
+                  sensor: str = "full") -> dict:
     """Write (or complete) a dataset folder and return its manifest.
 
     `profile` is "paper" (default) or "product" for train, test and val;
     the shifted split has its own generator and takes none. A folder holds
-    one profile: completing it with another is refused.
+    one profile: completing it with another is refused. `sensor` (shifted
+    split only, `shifted.SENSOR_PARTS`) switches halves of its sensor model
+    off, for an ablation.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -215,6 +218,8 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
         profile = "paper"
     elif profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    if sensor != "full" and split != "shifted":
+        raise ValueError("--sensor ablates the shifted split's sensor model; the other splits have none to ablate")
     seed = DEFAULT_SEEDS[split] if seed is None else seed
     out = Path(out)
     manifest_path = out / "manifest.json"
@@ -231,12 +236,17 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
                    "ranges": asdict(PRODUCT)}
         make = make_product_train_sample if split == "train" else make_product_scene_sample
     elif profile == "shifted":
-        from dataclasses import asdict
+        from dataclasses import asdict, replace
 
-        from .shifted import SHIFTED, make_shifted_sample
-        params |= {"noise": "per sample: structured light (noise_model)",
-                   "intrinsics": "per sample: the camera (camera_preset, intrinsics)", "choices": asdict(SHIFTED)}
-        make = make_shifted_sample
+        from .shifted import SENSOR_PARTS, SHIFTED, make_shifted_sample
+        if sensor not in SENSOR_PARTS:
+            raise ValueError(f"unknown sensor {sensor!r}; expected one of {tuple(SENSOR_PARTS)}")
+        choices = replace(SHIFTED, **SENSOR_PARTS[sensor])
+        params |= {"noise": "per sample: structured light (noise_model)", "sensor": sensor,
+                   "intrinsics": "per sample: the camera (camera_preset, intrinsics)", "choices": asdict(choices)}
+
+        def make(body_model, key, seed):
+            return make_shifted_sample(body_model, key, seed, choices)
     else:
         make = make_train_sample if split == "train" else make_test_sample
     entries: dict[str, dict] = {}
@@ -248,6 +258,9 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
         if old.get("profile", "paper") != profile:
             raise SystemExit(f"{out} holds a {old.get('profile', 'paper')} build; use another --out for "
                              f"profile {profile}")
+        if old.get("sensor", "full") != params.get("sensor", "full"):
+            raise SystemExit(f"{out} holds a build with --sensor {old.get('sensor', 'full')}; use another --out "
+                             f"for --sensor {sensor}")
         entries = {e["file"]: e for e in old["samples"]}
     (out / "samples").mkdir(parents=True, exist_ok=True)
     _write_manifest(manifest_path, params, entries)    # the folder's split, seed and profile, from the start

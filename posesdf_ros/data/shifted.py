@@ -109,6 +109,9 @@ class ShiftedChoices:
     azimuth_jitter_deg: tuple[float, float] = (-15.0, 15.0)
     sensor_block_sigma_px: tuple[float, float] = (0.03, 0.1)
     sensor_min_reflect: tuple[float, float] = (0.02, 0.06)
+    # The structured-light model's two halves (`SENSOR_PARTS`; both on for the shifted split itself).
+    sensor_depth_error: bool = True
+    sensor_holes: bool = True
     # Clutter: cylinders, 1 to 4 of them, their surface 0.1 to 1.2 m from the subject; a wall half the time.
     cylinders: tuple[int, int] = (1, 4)
     cylinder_radius_m: tuple[float, float] = (0.02, 0.25)
@@ -121,6 +124,15 @@ class ShiftedChoices:
 
 
 SHIFTED = ShiftedChoices()
+
+#: `posesdf data build --split shifted --sensor`: which halves of the structured-light model apply. The
+#: random draws do not depend on it, so the builds hold the same scenes, pixel for pixel (but for a scene
+#: redrawn for too few leg points: its manifest entry's `redraws`), and their figures can be compared frame by
+#: frame: an ablation of the sensor's share of the shifted split's error.
+SENSOR_PARTS = {"full": {"sensor_depth_error": True, "sensor_holes": True},
+                "depth-error": {"sensor_depth_error": True, "sensor_holes": False},
+                "holes": {"sensor_depth_error": False, "sensor_holes": True},
+                "none": {"sensor_depth_error": False, "sensor_holes": False}}
 
 
 def _u(rng, r) -> float:
@@ -188,7 +200,8 @@ def sample_shifted_camera(rng, azimuth_deg: float, choices: ShiftedChoices = SHI
                           distance_m=_u(rng, choices.camera_distance_m), height_m=_u(rng, choices.camera_height_m),
                           aim_height_m=_u(rng, choices.aim_height_m), roll_deg=_u(rng, choices.roll_deg))
     noise = StructuredLightNoise(baseline_m=baseline, block_sigma_px=_u(rng, choices.sensor_block_sigma_px),
-                                 min_reflect=_u(rng, choices.sensor_min_reflect), min_range_m=near, max_range_m=far)
+                                 min_reflect=_u(rng, choices.sensor_min_reflect), min_range_m=near, max_range_m=far,
+                                 depth_error=choices.sensor_depth_error, holes=choices.sensor_holes)
     return name, intrinsics, camera, noise
 
 

@@ -33,12 +33,20 @@ def data_split(summary: dict) -> str:
     return summary.get("data_split") or "test"
 
 
+#: How `data_label` names the shifted split's sensor ablations (`posesdf data build --sensor`).
+SENSOR_LABELS = {"depth-error": "depth error only, no holes", "holes": "holes only, exact depth",
+                 "none": "no sensor model: rendered depth"}
+
+
 def data_label(summary: dict) -> str:
-    """"ours" for the test split of the paper's generator, else which split (and generator)."""
+    """"ours" for the test split of the paper's generator, else which split (and generator, and sensor
+    ablation)."""
     split = data_split(summary)
     profile = summary.get("data_profile") or "paper"
+    sensor = summary.get("data_sensor") or "full"
     return "ours" if split == "test" and profile == "paper" else f"ours, {split} split" + (
-        f" ({profile} engine)" if profile not in ("paper", split) else "")
+        f" ({profile} engine)" if profile not in ("paper", split) else "") + (
+        f" ({SENSOR_LABELS[sensor]})" if sensor != "full" else "")
 
 
 def generalisation_lines(runs: list[dict]) -> list[str]:
@@ -63,6 +71,11 @@ def generalisation_lines(runs: list[dict]) -> list[str]:
         lines.append(f"| {run_label(s)} | {weights_label(s)} | {data_label(s)} | {s['count']} | "
                      + " | ".join(_fmt(v, 1) for v in figures) + " |")
     return lines
+
+
+def _sensor_phrase(summary: dict) -> str:
+    sensor = summary.get("data_sensor") or "full"
+    return "" if sensor == "full" else f" built with `--sensor {sensor}`"
 
 
 def weights_label(summary: dict) -> str:
@@ -320,7 +333,7 @@ def write_results_page(run_files: list[Path], out: Path, bench_files: list[Path]
                      f"({s.get('samples_per_cell', 'all')} per cell), device {s['device']}, commit {s['git_commit']}, "
                      f"{weights_label(s)} weights trained {w.get('epochs_done')}/{w.get('epochs_planned')} epochs "
                      f"on data seed "
-                     f"{w.get('data_seed')}, {data_split(s)} data seed {s.get('data_seed')}, "
+                     f"{w.get('data_seed')}, {data_split(s)} data seed {s.get('data_seed')}{_sensor_phrase(s)}, "
                      f"{s['profile'].get('points')} points, {s['profile'].get('iterations')} iterations max.")
     benches = [json.loads(Path(f).read_text()) for f in bench_files or [] if Path(f).exists()]
     if benches:

@@ -14,6 +14,7 @@ import os
 import time
 import zipfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterable
 
@@ -244,9 +245,7 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
         choices = replace(SHIFTED, **SENSOR_PARTS[sensor])
         params |= {"noise": "per sample: structured light (noise_model)", "sensor": sensor,
                    "intrinsics": "per sample: the camera (camera_preset, intrinsics)", "choices": asdict(choices)}
-
-        def make(body_model, key, seed):
-            return make_shifted_sample(body_model, key, seed, choices)
+        make = partial(make_shifted_sample, choices=choices)
     else:
         make = make_train_sample if split == "train" else make_test_sample
     entries: dict[str, dict] = {}
@@ -258,7 +257,7 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
         if old.get("profile", "paper") != profile:
             raise SystemExit(f"{out} holds a {old.get('profile', 'paper')} build; use another --out for "
                              f"profile {profile}")
-        if old.get("sensor", "full") != params.get("sensor", "full"):
+        if old.get("sensor", "full") != sensor:
             raise SystemExit(f"{out} holds a build with --sensor {old.get('sensor', 'full')}; use another --out "
                              f"for --sensor {sensor}")
         entries = {e["file"]: e for e in old["samples"]}

@@ -171,15 +171,16 @@ POSE_PRIOR_PARAMETERS: tuple[Param, ...] = (
           (0.001, 1.0)),
     Param("motion_sigma_m", 0.02, "Expected deviation of a joint from constant velocity over 1/30 s (m), "
                                   "scaled by the square of the actual time step; smaller smooths more. "
-                                  "`posesdf bench prior` tunes 0.02 for lag_frames 2, 0.03 for lag_frames 0.",
+                                  "`posesdf bench prior` tunes 0.02 for lag_frames 3, 0.03 for lag_frames 0.",
           (0.001, 1.0)),
     Param("prior_weight", 300.0, "Weight of the Pose-NDF prior; 0 turns it off.", (0.0, 10000.0)),
     Param("iterations", 5, "L-BFGS iterations per frame. 5 keeps the live pipeline near 10 FPS on two cores and "
                            "read the demo's walks better; 8 reads `posesdf bench prior`'s 30 FPS streams better "
                            "(0.4 to 3.5 mm lower MPJPE) at 35 instead of 26 ms a frame (docs/prior.md).", (1, 50)),
     Param("periodic_fill", True, "Fill a hidden leg from the other leg half a gait cycle ago."),
-    Param("lag_frames", 2, "Frames of look-ahead of the fixed-lag smoother: each output is published when this "
-                           "many newer frames have come in (0: causal, no added latency).", (0, 10)),
+    Param("lag_frames", 3, "Frames of look-ahead of the fixed-lag smoother: each output is published when this "
+                           "many newer frames have come in (0: causal, no added latency; 3 is 100 ms at 30 FPS).",
+          (0, 10)),
     Param("restart_gap_s", 0.5, "A longer gap between frames restarts the filter (s); the bone lengths are kept.",
           (0.0, 60.0)),
     Param("gait_window_s", 6.0, "Window of the gait analysis (s).", (1.0, 120.0)),

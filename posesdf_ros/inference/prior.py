@@ -54,10 +54,13 @@ class PriorConfig:
     # Expected deviation from constant velocity over one frame at 30 FPS; it grows with the
     # square of the time step (an acceleration's effect), so any frame rate or dropped frames work.
     motion_sigma_m: float = 0.05
-    hidden_motion_sigma_m: float = 0.1    # the same for joints not observed in this frame (the prior leads)
+    # The same for joints not observed in this frame (the prior and the periodic fill lead). 0.07 and the
+    # damping 0.8 read better than 0.1 and 0.5 on every far-leg row of the bench's training walkers, causal
+    # and at lag 3 (docs/prior.md, "Choices").
+    hidden_motion_sigma_m: float = 0.07
     prior_weight: float = 300.0           # weight of f (quaternion units) against the squared residuals
     velocity_damping: float = 1.0         # share of the last velocity carried into the prediction
-    hidden_velocity_damping: float = 0.5  # the same while a joint is not observed (no drift)
+    hidden_velocity_damping: float = 0.8  # the same per frame a joint is not observed (no drift)
     iterations: int = 5                   # L-BFGS iterations per frame (at most twice as many evaluations)
     knee_limit_sigma_rad: float = 0.01    # stiffness of the knee's limit at full extension
     length_window: int = 60               # frames in the running median of each bone length

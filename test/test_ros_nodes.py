@@ -448,6 +448,30 @@ def test_pose_prior_node_smooths_joints_and_publishes_angles_and_gait(graph):
     assert os.getpriority(os.PRIO_PROCESS, nodes[0]._worker.native_id) == min(19, base + 3)
 
 
+def test_pose_prior_node_works_off_a_burst_of_frames(graph):
+    """Frames that arrive faster than the prior's step (the estimator's come in bunches on a loaded CPU) are
+    all answered, up to the node's backlog, none dropped as superseded."""
+    from posesdf_ros.data.stream import SyntheticWalker, WalkerConfig
+    from posesdf_ros.ros.pose_prior import PosePriorNode
+
+    graph.listen(PoseArray, "/pose_prior/joints")
+    # 50 iterations: a step long enough (a few hundred ms) that the burst surely arrives during the first.
+    graph.add(make_nodes(["pose_prior"], context=graph.context,
+                         overrides={"pose_prior": {"lag_frames": 0, "iterations": 50}}))
+    joints_in = graph.publisher(PoseArray, "/estimator/joints")
+    walker = SyntheticWalker(WalkerConfig())
+    assert graph.wait_matched(joints_in)  # discovery
+    start = graph.listener.get_clock().now().nanoseconds
+    sent = []
+    for i in range(PosePriorNode.BACKLOG_FRAMES):       # back to back: far faster than a step
+        msg = joints_to_pose_array(walker.frame(i / 30.0).joints, Header(frame_id="base_link"))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(start + int(i / 30.0 * 1e9), 10 ** 9)
+        sent.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        joints_in.publish(msg)
+    assert graph.wait_for(lambda r: len(r["/pose_prior/joints"]) >= len(sent), 30), graph.received
+    assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in graph.received["/pose_prior/joints"]] == sent
+
+
 def test_newest_job_runs_the_newest_item_on_its_own_thread_and_survives_errors():
     """The estimator's mesher: an item not yet started is replaced by a newer one; an exception goes to the
     error callback and the thread carries on; the thread holds torch to its count at lower priority."""

@@ -12,7 +12,9 @@ lifecycle publishers publish only while active, so an inactive node takes
 and gives nothing. Parameters marked `live` are applied to the running
 node by `ros2 param set`; the others are read-only. Subscription callbacks
 only `submit` frames: the worker always takes the newest one, so a slow
-model never builds a queue, and every frame it skips is counted. Large
+model never builds a queue, and every frame it skips is counted (a node
+whose every frame matters, the pose prior, keeps a short backlog instead:
+`BACKLOG_FRAMES`). Large
 frames (`subscribe_frames`) are taken serialized and only the one the
 worker processes is deserialized: on a loaded CPU, converting every 3.7 MB
 cloud in the executor's thread held the interpreter lock for a third of
@@ -207,13 +209,16 @@ class ManagedNode(LifecycleNode):
 
     NODE_NAME = ""
     PARAMETERS: tuple[Param, ...] = ()
+    # Frames waiting for the worker: one (the newest) for camera input, where a slow model should skip
+    # frames rather than fall behind; more where a burst should be worked off instead of dropped.
+    BACKLOG_FRAMES = 1
 
     def __init__(self, node_name: str | None = None, **kwargs):
         super().__init__(node_name or self.NODE_NAME, **kwargs)
         self.p = self._declare(with_common(self.PARAMETERS))
         self.stats = FrameStats()
         self._warned: dict[str, float] = {}
-        self._slot: Any = None
+        self._waiting: deque = deque()          # frames submitted, not taken by the worker yet, oldest first
         self._slot_cv = threading.Condition()
         self._worker: threading.Thread | None = None
         self._running = False
@@ -417,9 +422,10 @@ class ManagedNode(LifecycleNode):
             self.drop("inactive", "frame received while the node is not active")
             return
         with self._slot_cv:
-            if self._slot is not None:
+            if len(self._waiting) >= self.BACKLOG_FRAMES:
+                self._waiting.popleft()
                 self.drop("superseded")
-            self._slot = frame
+            self._waiting.append(frame)
             self._slot_cv.notify()
 
     def drop(self, kind: str, reason: str = "") -> None:
@@ -448,7 +454,7 @@ class ManagedNode(LifecycleNode):
     def _stop_worker(self) -> None:
         self._running = False
         with self._slot_cv:
-            self._slot = None
+            self._waiting.clear()
             self._slot_cv.notify_all()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=10.0)
@@ -461,11 +467,11 @@ class ManagedNode(LifecycleNode):
                                   "it runs at the process's")
         while True:
             with self._slot_cv:
-                if self._slot is None and self._running:
+                if not self._waiting and self._running:
                     self._slot_cv.wait(IDLE_PERIOD_S)
                 if not self._running:
                     return
-                frame, self._slot = self._slot, None
+                frame = self._waiting.popleft() if self._waiting else None
             try:
                 if isinstance(frame, SerializedFrame):
                     frame = frame.message()

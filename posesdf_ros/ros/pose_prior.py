@@ -50,6 +50,9 @@ def output_status(output, prior) -> DiagnosticStatus:
 class PosePriorNode(ManagedNode):
     NODE_NAME = "pose_prior"
     PARAMETERS = POSE_PRIOR_PARAMETERS
+    # A temporal filter wants every frame: a burst of up to this many (the estimator's frames come in
+    # bunches on a loaded CPU) is worked off, not dropped; at 30 ms a step that is 150 ms of backlog at most.
+    BACKLOG_FRAMES = 5
 
     def configure(self) -> None:
         from ..gait.parameters import GaitAnalyser

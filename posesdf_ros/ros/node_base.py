@@ -219,7 +219,7 @@ class ManagedNode(LifecycleNode):
         self.stats = FrameStats()
         self._warned: dict[str, float] = {}
         self._waiting: deque = deque()          # frames submitted, not taken by the worker yet, oldest first
-        self._slot_cv = threading.Condition()
+        self._waiting_cv = threading.Condition()
         self._worker: threading.Thread | None = None
         self._running = False
         self._last_stamp: float | None = None      # of the last frame accepted
@@ -421,12 +421,12 @@ class ManagedNode(LifecycleNode):
         if not self._running:
             self.drop("inactive", "frame received while the node is not active")
             return
-        with self._slot_cv:
+        with self._waiting_cv:
             if len(self._waiting) >= self.BACKLOG_FRAMES:
                 self._waiting.popleft()
                 self.drop("superseded")
             self._waiting.append(frame)
-            self._slot_cv.notify()
+            self._waiting_cv.notify()
 
     def drop(self, kind: str, reason: str = "") -> None:
         with self.stats.lock:
@@ -453,9 +453,9 @@ class ManagedNode(LifecycleNode):
 
     def _stop_worker(self) -> None:
         self._running = False
-        with self._slot_cv:
+        with self._waiting_cv:
             self._waiting.clear()
-            self._slot_cv.notify_all()
+            self._waiting_cv.notify_all()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=10.0)
         self._worker = None
@@ -466,9 +466,9 @@ class ManagedNode(LifecycleNode):
             self.warn("niceness", f"cannot lower the worker thread's priority by {self.p.worker_niceness}: "
                                   "it runs at the process's")
         while True:
-            with self._slot_cv:
+            with self._waiting_cv:
                 if not self._waiting and self._running:
-                    self._slot_cv.wait(IDLE_PERIOD_S)
+                    self._waiting_cv.wait(IDLE_PERIOD_S)
                 if not self._running:
                     return
                 frame = self._waiting.popleft() if self._waiting else None

@@ -173,6 +173,10 @@ POSE_PRIOR_PARAMETERS: tuple[Param, ...] = (
                                   "scaled by the square of the actual time step; smaller smooths more. "
                                   "`posesdf bench prior` tunes 0.02 for lag_frames 3, 0.03 for lag_frames 0.",
           (0.001, 1.0)),
+    Param("jerk_sigma_m", 0.0, "With lag_frames > 0: expected third difference of a joint over four frames at "
+                               "30 FPS (m); 0 turns the jerk term off. It pays only with more iterations: "
+                               "0.02 with iterations 20 is the converged setting of docs/prior.md.",
+          (0.0, 1.0)),
     Param("prior_weight", 300.0, "Weight of the Pose-NDF prior; 0 turns it off.", (0.0, 10000.0)),
     Param("iterations", 5, "L-BFGS iterations per frame. 5 keeps the live pipeline near 10 FPS on two cores and "
                            "read the demo's walks better; 8 reads `posesdf bench prior`'s 30 FPS streams better "

@@ -362,9 +362,11 @@ def tune_prior(prior, sequences: list[np.ndarray], spec: SequenceSpec, noise_mm:
 
 
 def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3, weights: str | None = None,
-              lag_frames: int | None = None, estimator: EstimatorSpec | None = None, progress: bool = True) -> dict:
+              lag_frames: int | None = None, estimator: EstimatorSpec | None = None, progress: bool = True,
+              iterations: int | None = None, jerk_sigma_m: float | None = None) -> dict:
     """The whole benchmark: tuning on training bodies, then every method on test bodies, with generated noise
-    and (when `estimator` is given) on the estimator's own joints."""
+    and (when `estimator` is given) on the estimator's own joints. `lag_frames`, `iterations` and
+    `jerk_sigma_m` default to the pose_prior node's."""
     from dataclasses import replace
 
     import torch
@@ -376,8 +378,10 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
     torch.set_num_threads(1)
     node = {prm.name: prm.default for prm in POSE_PRIOR_PARAMETERS}
     lag = node["lag_frames"] if lag_frames is None else lag_frames
-    priors = {"posendf": PosePrior.from_pretrained(weights, lag_frames=0),
-              "posendf_lag": PosePrior.from_pretrained(weights, lag_frames=lag)}
+    solver = {"iterations": node["iterations"] if iterations is None else iterations,
+              "jerk_sigma_m": node["jerk_sigma_m"] if jerk_sigma_m is None else jerk_sigma_m}
+    priors = {"posendf": PosePrior.from_pretrained(weights, lag_frames=0, **solver),
+              "posendf_lag": PosePrior.from_pretrained(weights, lag_frames=lag, **solver)}
     tune_spec = replace(spec, subjects=tune_subjects, split="train", seed=spec.seed + 100, duration_s=2.0)
     tune_seqs = walking_joint_sequences(tune_spec)
     settings = tune_baselines(tune_seqs, tune_spec, noise_levels)
@@ -428,6 +432,11 @@ def table_lines(result: dict) -> list[str]:
              f"second second on. Baselines and the prior's weights tuned on training bodies (settings in the "
              f"JSON). The true motion's own jitter is {result['truth_jitter_mm_s2']:.0f} mm/s^2. "
              f"Made by `{result.get('command', 'posesdf bench prior')}` on {result.get('device', 'cpu')}."]
+    lagged = result.get("prior_config", {}).get("posendf_lag")
+    if lagged:
+        jerk = lagged.get("jerk_sigma_m", 0.0)
+        lines[0] += (f" The priors ran {lagged['iterations']} L-BFGS iterations a frame; the fixed lag's jerk term "
+                     + (f"at sigma {jerk:g} m." if jerk > 0 else "was off."))
     if est:
         lines += ["", f"Estimator output (`input` estimator): {est['walks']} rendered walks of test bodies, "
                   f"{est['duration_s']:g} s at {est['fps']:g} FPS, views {', '.join(est['views'])} (lateral: the "
@@ -512,6 +521,10 @@ def add_parser(bench_subparsers) -> None:
     p.add_argument("--seed", type=int, default=1, help="noise and gait seed (default 1)")
     p.add_argument("--lag", type=int, default=None,
                    help="lag_frames of the fixed-lag rows (default: the pose_prior node's default)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="L-BFGS iterations per frame of both priors (default: the pose_prior node's)")
+    p.add_argument("--jerk-sigma", type=float, default=None,
+                   help="jerk_sigma_m of the fixed-lag prior (default: the pose_prior node's)")
     p.add_argument("--estimator-walks", type=int, default=4,
                    help="rendered walks scored with the estimator's own joints (default 4; 0 skips them)")
     p.add_argument("--weights", type=Path, default=None, help="Pose-NDF weights folder (default: shipped)")
@@ -529,10 +542,13 @@ def _bench_prior(args) -> int:
     spec = SequenceSpec(subjects=args.subjects, fps=args.fps, duration_s=args.duration, seed=args.seed)
     estimator = EstimatorSpec(walks=args.estimator_walks, seed=args.seed) if args.estimator_walks > 0 else None
     result = run_bench(spec, weights=str(args.weights) if args.weights else None, lag_frames=args.lag,
-                       estimator=estimator, progress=not args.quiet)
+                       estimator=estimator, progress=not args.quiet, iterations=args.iterations,
+                       jerk_sigma_m=args.jerk_sigma)
     result["command"] = ("posesdf bench prior " + f"--subjects {args.subjects} --duration {args.duration:g} "
                          f"--fps {args.fps:g} --seed {args.seed} --estimator-walks {args.estimator_walks}"
-                         + (f" --lag {args.lag}" if args.lag is not None else ""))
+                         + (f" --lag {args.lag}" if args.lag is not None else "")
+                         + (f" --iterations {args.iterations}" if args.iterations is not None else "")
+                         + (f" --jerk-sigma {args.jerk_sigma:g}" if args.jerk_sigma is not None else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result["rows"], indent=1))

@@ -59,6 +59,8 @@ class PriorConfig:
     # and at lag 3 (docs/prior.md, "Choices").
     hidden_motion_sigma_m: float = 0.07
     prior_weight: float = 300.0           # weight of f (quaternion units) against the squared residuals
+    # Expected third difference of a joint over four frames at 30 FPS, with a lag only (0: off).
+    jerk_sigma_m: float = 0.0
     velocity_damping: float = 1.0         # share of the last velocity carried into the prediction
     hidden_velocity_damping: float = 0.8  # the same per frame a joint is not observed (no drift)
     iterations: int = 5                   # L-BFGS iterations per frame (at most twice as many evaluations)
@@ -132,8 +134,8 @@ class PosePrior:
 
     def _restart(self) -> None:
         """Forget the motion after a gap, but keep the subject's bone lengths."""
-        self._stamps: deque[float] = deque(maxlen=2)        # of the last two outputs
-        self._outputs: deque[np.ndarray] = deque(maxlen=2)
+        self._stamps: deque[float] = deque(maxlen=3)        # of the last three outputs (the motion terms')
+        self._outputs: deque[np.ndarray] = deque(maxlen=3)
         self._unseen = np.zeros(9, int)     # frames since each joint was last observed
         self._history: deque[tuple[float, np.ndarray]] = deque()   # (stamp, rotations (7, 4)) of outputs
 
@@ -374,8 +376,7 @@ class PosePrior:
         motion = self._motion_terms(fixed, fixed_stamps)
         start = self._linear_start(fixed, motion)
         motion_t = None if motion is None else (
-            *(torch.as_tensor(m) for m in motion[:3]), *(torch.as_tensor(m, dtype=torch.float32)[..., None]
-                                                         for m in motion[3:]))
+            torch.as_tensor(motion[0]), *(torch.as_tensor(m, dtype=torch.float32)[..., None] for m in motion[1:]))
         targets = [self._periodic_targets(period, f.stamp_s, f.seen) for f in open_]
         pose = inverse(torch.as_tensor(start, dtype=torch.float32))
         # The newest frame's rotations with a strong periodic target start from it.
@@ -410,9 +411,9 @@ class PosePrior:
                       # The knee's anatomical limit, which the learned field only approximates.
                       + (torch.relu(-knee_flexion_signed(joints)) ** 2).sum() / c.knee_limit_sigma_rad ** 2)
             if motion_t is not None:
-                index, a, b, gain, weight = motion_t
-                pred = track[b] + gain * (track[b] - track[a])
-                energy = energy + (weight * (track[index] - pred) ** 2).sum()
+                index, coeffs, weight = motion_t
+                residual = (coeffs * track[index]).sum(1)
+                energy = energy + (weight * residual ** 2).sum()
             energy.backward()
             return energy
 
@@ -445,15 +446,14 @@ class PosePrior:
         A[:, range(K), range(K)] += data_w
         rhs += np.einsum("jk,kjd->jkd", data_w, np.nan_to_num(np.stack([f.observed for f in open_])))
         track = fixed + [None] * K
-        index, a, b, gain, weight = motion
+        index, coefficients, weight = motion
         for m in range(len(index)):
-            # residual = x_index - (1 + g) x_b + g x_a, linear in the open frames, the fixed ones as constants
-            coeffs = {int(index[m]): 1.0}
-            coeffs[int(b[m])] = coeffs.get(int(b[m]), 0.0) - (1 + gain[m])
-            coeffs[int(a[m])] = coeffs.get(int(a[m]), 0.0) + gain[m]
-            const = sum((np.asarray(cf)[..., None] * track[i] for i, cf in coeffs.items() if i < F),
-                        np.zeros((9, 3)))
-            free = {i - F: np.broadcast_to(cf, (9,)) for i, cf in coeffs.items() if i >= F}
+            # The residual sum_n c_n x_n is linear in the open frames, the fixed ones are constants.
+            coeffs: dict[int, np.ndarray] = {}
+            for i, cf in zip(index[m], coefficients[m]):
+                coeffs[int(i)] = coeffs.get(int(i), 0.0) + cf
+            const = sum((cf[:, None] * track[i] for i, cf in coeffs.items() if i < F), np.zeros((9, 3)))
+            free = {i - F: cf for i, cf in coeffs.items() if i >= F}
             w = weight[m]
             for i, ci in free.items():
                 rhs[:, i] -= (w * ci)[:, None] * const
@@ -467,10 +467,18 @@ class PosePrior:
         return np.where(unseen > 0, c.hidden_velocity_damping ** unseen, c.velocity_damping)[:, None]
 
     def _motion_terms(self, fixed: list, fixed_stamps: list) -> tuple[np.ndarray, ...] | None:
-        """The open frames' motion residuals `track[index] - (track[b] + gain (track[b] - track[a]))` with their
-        weights, as (M,) indices into [fixed outputs..., open frames...] and (M, 9) gains and weights; None
-        without any. A frame right after the first output is predicted to stand still (gain 0: no velocity
-        yet); a frame with no output before it has no motion term."""
+        """The open frames' motion residuals `sum_n coeffs[m, n] track[index[m, n]]` with their weights, as (M, 4)
+        indices into [fixed outputs..., open frames...], (M, 4, 9) coefficients and (M, 9) weights; None
+        without any.
+
+        Acceleration: `track[i] - (track[i-1] + gain (track[i-1] - track[i-2]))`, the prediction's damped
+        constant velocity; a frame right after the first output is predicted to stand still (no velocity
+        yet); a frame with no output before it has no motion term. Jerk (with a lag only): the third divided
+        difference over the frame and the three before it, in metres at 30 FPS, for the joints observed in
+        the frame. A causal filter that extrapolated a constant acceleration from its own outputs would
+        oscillate; with frames after it to hold it, the jerk term lets the window follow the steady
+        accelerations of the swing and damps the noise that a pure acceleration penalty passes.
+        """
         c = self.config
         stamps = fixed_stamps + [f.stamp_s for f in self._open]
         rows = []
@@ -482,14 +490,23 @@ class PosePrior:
             sigma = np.where(frame.seen, c.motion_sigma_m, c.hidden_motion_sigma_m)
             weight = ((dt * MOTION_REFERENCE_FPS) ** 2 * sigma) ** -2.0
             if index == 1:
-                rows.append((index, 0, 0, np.zeros(9), weight))
+                gain, before = np.zeros(9), index     # (a zero coefficient: any index will do)
             else:
                 ratio = dt / max(stamps[index - 1] - stamps[index - 2], 1e-6)
-                rows.append((index, index - 2, index - 1, ratio * self._damping(frame.unseen)[:, 0], weight))
+                gain, before = ratio * self._damping(frame.unseen)[:, 0], index - 2
+            # Four slots like the jerk's; the last is unused (zero coefficient).
+            rows.append(([index, index - 1, before, index], [np.ones(9), -(1 + gain), gain, np.zeros(9)], weight))
+            if c.lag_frames > 0 and c.jerk_sigma_m > 0 and index >= 3:
+                t = np.array(stamps[index - 3:index + 1])
+                # Third divided difference (jerk / 6) times 6 dt_ref^3: x3 - 3 x2 + 3 x1 - x0 at 30 FPS.
+                divided = [1.0 / np.prod([t[n] - t[m] for m in range(4) if m != n]) for n in range(4)]
+                scale = 6.0 / MOTION_REFERENCE_FPS ** 3
+                rows.append((list(range(index - 3, index + 1)), [np.full(9, scale * d) for d in divided],
+                             frame.seen / c.jerk_sigma_m ** 2))
         if not rows:
             return None
-        index, a, b, gain, weight = zip(*rows)
-        return np.array(index), np.array(a), np.array(b), np.stack(gain), np.stack(weight)
+        index, coeffs, weight = zip(*rows)
+        return np.array(index), np.array(coeffs, dtype=float), np.stack(weight)
 
 
 def _extrapolated(before: list[np.ndarray], stamps: list[float], stamp_s: float, damping: np.ndarray) -> np.ndarray:

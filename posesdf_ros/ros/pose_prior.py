@@ -62,7 +62,8 @@ class PosePriorNode(ManagedNode):
         p = self.p
         limit_cpu_threads(p.torch_threads)
         self.prior = PosePrior.from_pretrained(p.weights or None, p.device, observation_sigma_m=p.observation_sigma_m,
-                                               motion_sigma_m=p.motion_sigma_m, prior_weight=p.prior_weight,
+                                               motion_sigma_m=p.motion_sigma_m, jerk_sigma_m=p.jerk_sigma_m,
+                                               prior_weight=p.prior_weight,
                                                periodic_fill=p.periodic_fill, restart_gap_s=p.restart_gap_s,
                                                lag_frames=p.lag_frames, iterations=p.iterations)
         self.headers: dict[float, object] = {}      # the headers of the frames not output yet, by stamp

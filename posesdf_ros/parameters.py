@@ -173,14 +173,13 @@ POSE_PRIOR_PARAMETERS: tuple[Param, ...] = (
                                   "scaled by the square of the actual time step; smaller smooths more. "
                                   "`posesdf bench prior` tunes 0.02 for lag_frames 3, 0.03 for lag_frames 0.",
           (0.001, 1.0)),
-    Param("jerk_sigma_m", 0.0, "With lag_frames > 0: expected third difference of a joint over four frames at "
-                               "30 FPS (m); 0 turns the jerk term off. It pays only with more iterations: "
-                               "0.02 with iterations 20 is the converged setting of docs/prior.md.",
+    Param("jerk_sigma_m", 0.02, "With lag_frames > 0: expected third difference of a joint over four frames at "
+                                "30 FPS (m), scaled by the cube of the actual time step; smaller smooths more; 0 "
+                                "turns the jerk term off (it never applies to the causal filter).",
           (0.0, 1.0)),
     Param("prior_weight", 300.0, "Weight of the Pose-NDF prior; 0 turns it off.", (0.0, 10000.0)),
-    Param("iterations", 5, "L-BFGS iterations per frame. 5 keeps the live pipeline near 10 FPS on two cores and "
-                           "read the demo's walks better; 8 reads `posesdf bench prior`'s 30 FPS streams better "
-                           "(0.4 to 3.5 mm lower MPJPE) at 35 instead of 26 ms a frame (docs/prior.md).", (1, 50)),
+    Param("iterations", 4, "Levenberg-Marquardt iterations per frame (two batched evaluations each): 4 take "
+                           "about 30 ms a frame at lag 3 on one core (docs/prior.md, \"Solver\").", (1, 50)),
     Param("periodic_fill", True, "Fill a hidden leg from the other leg half a gait cycle ago."),
     Param("lag_frames", 3, "Frames of look-ahead of the fixed-lag smoother: each output is published when this "
                            "many newer frames have come in (0: causal, no added latency; 3 is 100 ms at 30 FPS).",

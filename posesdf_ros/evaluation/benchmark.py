@@ -276,6 +276,7 @@ def bench_prior_step(samples: Iterable[dict], noise_m: float = 0.015, seed: int 
     """Latency of the pose_prior node's work per frame: `PosePrior.step` with the node's parameter
     defaults, on the samples' true joints plus isotropic Gaussian noise (`noise_m` per axis)."""
     from ..inference.pipeline import PipelineSettings, load_prior
+    from ..inference.prior import SOLVER
 
     samples = list(samples)
     prior = load_prior(True, PipelineSettings(), [])
@@ -294,7 +295,8 @@ def bench_prior_step(samples: Iterable[dict], noise_m: float = 0.015, seed: int 
     return {"step_ms": {"mean": 1000 * float(np.mean(seconds)), "p95": 1000 * float(np.percentile(seconds, 95))},
             "frames_timed": len(seconds), "noise_m": noise_m, "seed": seed,
             "settings": {k: getattr(prior.config, k) for k in ("lag_frames", "iterations", "observation_sigma_m",
-                                                                "motion_sigma_m", "prior_weight")}}
+                                                                "motion_sigma_m", "jerk_sigma_m", "prior_weight")}
+            | {"solver": SOLVER}}
 
 
 def bench_speed(estimators: dict, samples: Iterable[dict], track: bool = True, repeats: int = 1,

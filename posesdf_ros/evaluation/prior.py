@@ -371,7 +371,7 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
 
     import torch
 
-    from ..inference.prior import PosePrior
+    from ..inference.prior import SOLVER, PosePrior
     from ..parameters import POSE_PRIOR_PARAMETERS
     from ..provenance import device_description, git_commit
 
@@ -400,7 +400,7 @@ def run_bench(spec: SequenceSpec, noise_levels=NOISE_MM, tune_subjects: int = 3,
     result = {"device": device_description("cpu"), "git_commit": git_commit(), "rows": rows, "settings": settings,
               "truth_jitter_mm_s2": _mean_rows([metrics(s, s, spec.fps) for s in sequences])["jitter_mm_s2"],
               "spec": spec.__dict__, "weights": priors["posendf"].meta.get("weights_dir"),
-              "prior_config": {name: prior.config.to_dict() for name, prior in priors.items()}}
+              "prior_config": {name: prior.config.to_dict() for name, prior in priors.items()}, "solver": SOLVER}
     if estimator is not None:
         walks = estimator_sequences(estimator, progress=progress)
         for name, prior in priors.items():
@@ -435,8 +435,8 @@ def table_lines(result: dict) -> list[str]:
     lagged = result.get("prior_config", {}).get("posendf_lag")
     if lagged:
         jerk = lagged.get("jerk_sigma_m", 0.0)
-        lines[0] += (f" The priors ran {lagged['iterations']} L-BFGS iterations a frame; the fixed lag's jerk term "
-                     + (f"at sigma {jerk:g} m." if jerk > 0 else "was off."))
+        lines[0] += (f" The priors ran {lagged['iterations']} {result.get('solver', 'L-BFGS')} iterations a frame; "
+                     "the fixed lag's jerk term " + (f"at sigma {jerk:g} m." if jerk > 0 else "was off."))
     if est:
         lines += ["", f"Estimator output (`input` estimator): {est['walks']} rendered walks of test bodies, "
                   f"{est['duration_s']:g} s at {est['fps']:g} FPS, views {', '.join(est['views'])} (lateral: the "
@@ -522,7 +522,7 @@ def add_parser(bench_subparsers) -> None:
     p.add_argument("--lag", type=int, default=None,
                    help="lag_frames of the fixed-lag rows (default: the pose_prior node's default)")
     p.add_argument("--iterations", type=int, default=None,
-                   help="L-BFGS iterations per frame of both priors (default: the pose_prior node's)")
+                   help="solver iterations per frame of both priors (default: the pose_prior node's)")
     p.add_argument("--jerk-sigma", type=float, default=None,
                    help="jerk_sigma_m of the fixed-lag prior (default: the pose_prior node's)")
     p.add_argument("--estimator-walks", type=int, default=4,

@@ -279,8 +279,9 @@ def _speed_lines(bench: dict) -> list[str]:
     if "step_ms" in bench.get("pose_prior", {}):
         p = bench["pose_prior"]
         lines += ["", f"The pose_prior node's step (`PosePrior.step`, the node's defaults: "
-                      f"{p['settings']['lag_frames']} frames of lag, {p['settings']['iterations']} L-BFGS "
-                      f"iterations) on the same frames' true joints plus {1000 * p['noise_m']:.0f} mm noise: "
+                      f"{p['settings']['lag_frames']} frames of lag, {p['settings']['iterations']} "
+                      f"{p['settings'].get('solver', 'L-BFGS')} iterations) on the same frames' true joints plus "
+                      f"{1000 * p['noise_m']:.0f} mm noise: "
                       f"{p['step_ms']['mean']:.1f} ms mean, {p['step_ms']['p95']:.1f} ms p95 over "
                       f"{p['frames_timed']} frames."]
     return lines

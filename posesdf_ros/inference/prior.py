@@ -27,6 +27,7 @@ docs/prior.md explains each term.
 """
 from __future__ import annotations
 
+import copy
 import json
 from collections import deque
 from dataclasses import asdict, dataclass, replace
@@ -35,11 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..gait.kinematics import LENGTH_JOINTS, LimbPose, forward, inverse, knee_flexion_signed
+from ..gait.kinematics import LENGTH_JOINTS, LimbPose, forward, inverse, knee_flexion_signed, rotation_matrix, swing
 from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere
 from ..skeleton import side_joints
 from .pretrained import weights_path
 
+#: How each frame's energy is minimised (recorded with benchmark results).
+SOLVER = "Levenberg-Marquardt"
 #: Frame rate at which `PriorConfig.motion_sigma_m` is given.
 MOTION_REFERENCE_FPS = 30.0
 #: Knee, ankle and foot of each side: what a lateral view hides of the far leg.
@@ -59,11 +62,12 @@ class PriorConfig:
     # and at lag 3 (docs/prior.md, "Choices").
     hidden_motion_sigma_m: float = 0.07
     prior_weight: float = 300.0           # weight of f (quaternion units) against the squared residuals
-    # Expected third difference of a joint over four frames at 30 FPS, with a lag only (0: off).
-    jerk_sigma_m: float = 0.0
+    # Expected third difference of a joint over four frames at 30 FPS, with a lag only (0: off); 0.02 chosen
+    # on the bench's training walkers (docs/prior.md, "Choices").
+    jerk_sigma_m: float = 0.02
     velocity_damping: float = 1.0         # share of the last velocity carried into the prediction
     hidden_velocity_damping: float = 0.8  # the same per frame a joint is not observed (no drift)
-    iterations: int = 5                   # L-BFGS iterations per frame (at most twice as many evaluations)
+    iterations: int = 4                   # Levenberg-Marquardt iterations per frame (two batched evaluations each)
     knee_limit_sigma_rad: float = 0.01    # stiffness of the knee's limit at full extension
     length_window: int = 60               # frames in the running median of each bone length
     restart_gap_s: float = 0.5            # a longer gap between frames restarts the filter
@@ -108,6 +112,8 @@ class PosePrior:
 
     def __init__(self, model: PoseNDF, meta: dict, config: PriorConfig | None = None, device: str = "cpu"):
         self.model, self.meta = model, meta
+        # The solver's copy: its Jacobian is taken by forward differences, which float32 would drown.
+        self._field = copy.deepcopy(model).double().cpu()
         self.config = config or PriorConfig()
         self.device = torch.device(device)
         self.reset()
@@ -375,53 +381,25 @@ class PosePrior:
         period = self.cycle_period()
         motion = self._motion_terms(fixed, fixed_stamps)
         start = self._linear_start(fixed, motion)
-        motion_t = None if motion is None else (
-            torch.as_tensor(motion[0]), *(torch.as_tensor(m, dtype=torch.float32)[..., None] for m in motion[1:]))
         targets = [self._periodic_targets(period, f.stamp_s, f.seen) for f in open_]
-        pose = inverse(torch.as_tensor(start, dtype=torch.float32))
+        pose = inverse(torch.as_tensor(start, dtype=torch.float64))
         # The newest frame's rotations with a strong periodic target start from it.
         filled = targets[-1][1] >= c.fill_sigma ** -2
-        pose.rotations[-1, filled] = torch.as_tensor(targets[-1][0][filled], dtype=torch.float32)
+        pose.rotations[-1, filled] = torch.as_tensor(targets[-1][0][filled], dtype=torch.float64)
         K = len(open_)
-        lengths = torch.as_tensor(self.bone_lengths(), dtype=torch.float32).expand(K, 7)
-        obs_t = torch.as_tensor(np.stack([np.where(f.seen[:, None], np.nan_to_num(f.observed), 0.0)
-                                          for f in open_]), dtype=torch.float32)
-        data_w = torch.as_tensor(np.stack([f.seen / c.observation_sigma_m ** 2 for f in open_]),
-                                 dtype=torch.float32)[..., None]
-        rot_target = torch.as_tensor(np.stack([t for t, _ in targets]), dtype=torch.float32)
-        rot_w = torch.as_tensor(np.stack([w for _, w in targets]), dtype=torch.float32)
-        fixed_t = torch.as_tensor(np.stack(fixed), dtype=torch.float32) if fixed else torch.zeros(0, 9, 3)
-        root = pose.root.clone().requires_grad_(True)
-        heading = pose.heading.clone().requires_grad_(True)
-        rotations = pose.rotations.clone().requires_grad_(True)
-        # Quasi-Newton: the energy is a well-scaled sum of squares plus a near-linear prior term,
-        # which a handful of L-BFGS steps solve far better than first-order steps of fixed size.
-        opt = torch.optim.LBFGS([root, heading, rotations], lr=1.0, max_iter=c.iterations, max_eval=2 * c.iterations,
-                                line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            q = rotations / rotations.norm(dim=-1, keepdim=True)
-            joints = forward(LimbPose(root, heading, q, lengths))
-            track = torch.cat([fixed_t, joints])
-            canonical = canonical_hemisphere(q)
-            energy = ((data_w * (joints - obs_t) ** 2).sum()
-                      + c.prior_weight * self.model(canonical).clamp_min(0).sum()
-                      + (rot_w * ((canonical - rot_target) ** 2).sum(-1)).sum()
-                      # The knee's anatomical limit, which the learned field only approximates.
-                      + (torch.relu(-knee_flexion_signed(joints)) ** 2).sum() / c.knee_limit_sigma_rad ** 2)
-            if motion_t is not None:
-                index, coeffs, weight = motion_t
-                residual = (coeffs * track[index]).sum(1)
-                energy = energy + (weight * residual ** 2).sum()
-            energy.backward()
-            return energy
-
-        opt.step(closure)
-        with torch.no_grad():
-            q = rotations / rotations.norm(dim=-1, keepdim=True)
-            solved = forward(LimbPose(root, heading, q, lengths)).numpy().astype(np.float64)
-        for frame, joints in zip(open_, solved):
+        energy = _Energy(
+            field=self._field, prior_weight=c.prior_weight, knee_sigma=c.knee_limit_sigma_rad,
+            lengths=torch.as_tensor(self.bone_lengths()).expand(K, 7),
+            observed=torch.as_tensor(np.stack([np.where(f.seen[:, None], np.nan_to_num(f.observed), 0.0)
+                                               for f in open_])),
+            data_w=torch.as_tensor(np.stack([f.seen / c.observation_sigma_m ** 2 for f in open_]))[..., None],
+            rot_target=torch.as_tensor(np.stack([t for t, _ in targets])),
+            rot_w=torch.as_tensor(np.stack([w for _, w in targets])),
+            fixed=torch.as_tensor(np.stack(fixed)) if fixed else torch.zeros(0, 9, 3, dtype=torch.float64),
+            motion=None if motion is None else (torch.as_tensor(motion[0]),
+                                                *(torch.as_tensor(m)[..., None] for m in motion[1:])))
+        solved = levenberg_marquardt(energy, pose.root, pose.heading, pose.rotations, c.iterations)
+        for frame, joints in zip(open_, solved.numpy()):
             frame.solution = joints
 
     def _linear_start(self, fixed: list, motion: tuple | None) -> np.ndarray:
@@ -520,3 +498,112 @@ def _extrapolated(before: list[np.ndarray], stamps: list[float], stamp_s: float,
 def rotations_of(joints: np.ndarray) -> np.ndarray:
     """The prior's pose (seven local quaternions, w >= 0) of nine-joint skeletons. (B, 9, 3) -> (B, 7, 4)."""
     return canonical_hemisphere(inverse(torch.as_tensor(np.asarray(joints, np.float64))).rotations).float().numpy()
+
+
+@dataclass
+class _Energy:
+    """One solve's energy over a batch of candidate solutions (the terms of the module docstring). float64."""
+
+    field: PoseNDF              # the Pose-NDF weights in float64
+    prior_weight: float
+    knee_sigma: float
+    lengths: torch.Tensor       # (K, 7) bone lengths
+    observed: torch.Tensor      # (K, 9, 3), zero where not observed
+    data_w: torch.Tensor        # (K, 9, 1) 1 / sigma_obs^2, zero where not observed
+    rot_target: torch.Tensor    # (K, 7, 4) periodic targets
+    rot_w: torch.Tensor         # (K, 7) their weights
+    fixed: torch.Tensor         # (F, 9, 3) outputs before the window
+    motion: tuple | None        # `_motion_terms` as tensors: (M, 4) indices, (M, 4, 9, 1) coefficients, (M, 9, 1)
+
+    def terms(self, root: torch.Tensor, heading: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidates (B, K, 3), (B, K), (B, K, 7, 4) unit quaternions -> the squared terms' residuals (B, R) and
+        the Pose-NDF distances (B, K)."""
+        B, K = heading.shape
+        joints = forward(LimbPose(root, heading, q, self.lengths.expand(B, K, 7)))
+        canonical = canonical_hemisphere(q)
+        parts = [(self.data_w.sqrt() * (joints - self.observed)).flatten(1),
+                 (self.rot_w.sqrt()[..., None] * (canonical - self.rot_target)).flatten(1),
+                 # The knee's anatomical limit, which the learned field only approximates.
+                 (torch.relu(-knee_flexion_signed(joints.flatten(0, 1))) / self.knee_sigma).reshape(B, -1)]
+        if self.motion is not None:
+            index, coeffs, weight = self.motion
+            track = torch.cat([self.fixed.expand(B, *self.fixed.shape), joints], 1)
+            parts.append((weight.sqrt() * (coeffs * track[:, index]).sum(2)).flatten(1))
+        return torch.cat(parts, 1), self.field(canonical.flatten(0, 1)).clamp_min(0).reshape(B, K)
+
+    def value(self, residuals: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
+        """E of each candidate: (B, R), (B, K) -> (B,)."""
+        return (residuals ** 2).sum(1) + self.prior_weight * distances.sum(1)
+
+
+#: Rest direction of each rotation's swing (`kinematics.ROTATIONS`): the pelvis' left axis, then thigh, shank and
+#: foot of each side.
+_SWING_REST = torch.tensor([[0.0, 1.0, 0.0]] + [[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]] * 2,
+                           dtype=torch.float64)
+#: Variables per frame: root (3), heading (1), seven swing directions (2 each, in their tangent planes).
+_FRAME_VARIABLES = 18
+
+
+def _tangents(directions: torch.Tensor) -> torch.Tensor:
+    """Two unit vectors orthogonal to each unit direction and to each other. (..., 3) -> (..., 2, 3)."""
+    helper = torch.zeros_like(directions)
+    helper[..., 0] = 1.0
+    helper[directions[..., 0].abs() > 0.9] = torch.tensor([0.0, 1.0, 0.0], dtype=directions.dtype)
+    first = torch.linalg.cross(helper, directions)
+    first = first / first.norm(dim=-1, keepdim=True)
+    return torch.stack([first, torch.linalg.cross(directions, first)], -2)
+
+
+def _moved(root: torch.Tensor, heading: torch.Tensor, directions: torch.Tensor, delta: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidates from root (K, 3), heading (K,) and unit swing directions (K, 7, 3) moved by `delta` (B, K, 18):
+    (B, K, 3) roots, (B, K) headings, (B, K, 7, 4) rotations (each the swing from its rest direction to its
+    direction, as `kinematics.inverse` makes them: a twist would change no joint but would take the Pose-NDF
+    field off the poses it was trained on) and (B, K, 7, 3) directions. A direction moves in its tangent plane
+    (a move along it would change nothing, and the solver would find no curvature to bound it)."""
+    B, K = delta.shape[:2]
+    d = directions + (delta[..., 4:].reshape(B, K, 7, 2, 1) * _tangents(directions)).sum(-2)
+    d = d / d.norm(dim=-1, keepdim=True)
+    return root + delta[..., :3], heading + delta[..., 3], swing(_SWING_REST, d), d
+
+
+def levenberg_marquardt(energy: _Energy, root: torch.Tensor, heading: torch.Tensor, rotations: torch.Tensor,
+                        iterations: int, step: float = 1e-6) -> torch.Tensor:
+    """Minimise `energy` from root (K, 3), heading (K,) and swing rotations (K, 7, 4); returns the joints (K, 9, 3).
+
+    Gauss-Newton with Levenberg-Marquardt damping. The Pose-NDF term w f is
+    linearised as the squares (w / 2 f_k) f^2 (iteratively reweighted: the
+    same gradient at the current f_k, plus curvature along grad f), so one
+    Jacobian serves all terms. The Jacobian comes from forward differences
+    of all 18 K variables in one batched evaluation (float64), which on
+    these tiny tensors costs about what one backward pass does; four damping
+    strengths are tried in one more evaluation and the best that lowers the
+    energy is taken. A handful of iterations reach what the L-BFGS solver it
+    replaced reached in twenty (docs/prior.md, "Solver").
+    """
+    K = heading.shape[0]
+    n = _FRAME_VARIABLES * K
+    directions = (rotation_matrix(rotations) @ _SWING_REST[..., None])[..., 0]
+    damping = 1e-3
+    probes = torch.cat([torch.zeros(1, n, dtype=torch.float64), step * torch.eye(n, dtype=torch.float64)])
+    with torch.no_grad():
+        for _ in range(iterations):
+            residuals, distances = energy.terms(*_moved(root, heading, directions, probes.reshape(n + 1, K, -1))[:3])
+            current = energy.value(residuals[:1], distances[:1])[0]
+            reweighted = (energy.prior_weight / (2 * distances[0].clamp_min(0.01))).sqrt() * distances
+            residuals = torch.cat([residuals, reweighted], 1)
+            jacobian = (residuals[1:] - residuals[0]).T / step                # (R, n)
+            hessian = 2 * jacobian.T @ jacobian
+            gradient = 2 * jacobian.T @ residuals[0]
+            scale = torch.diag(hessian.diagonal().clamp_min(1e-6))
+            strengths = damping * torch.tensor([0.1, 1.0, 10.0, 100.0], dtype=torch.float64)
+            steps = torch.stack([torch.linalg.solve(hessian + s * scale, -gradient) for s in strengths])
+            candidates = _moved(root, heading, directions, steps.reshape(len(strengths), K, -1))
+            values = energy.value(*energy.terms(*candidates[:3]))
+            best = int(values.argmin())
+            if values[best] < current:
+                root, heading, rotations, directions = (x[best] for x in candidates)
+                damping = float(strengths[best]) / 3
+            else:
+                damping *= 100
+        return forward(LimbPose(root, heading, rotations, energy.lengths))

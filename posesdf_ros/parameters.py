@@ -169,9 +169,9 @@ POSE_PRIOR_PARAMETERS: tuple[Param, ...] = (
     Param("observation_sigma_m", 0.02, "Expected error of the incoming joints (m): the estimator's MPJPE "
                                        "(`posesdf bench prior` tunes the motion and prior weights at 0.02).",
           (0.001, 1.0)),
-    Param("motion_sigma_m", 0.02, "Expected deviation of a joint from constant velocity over 1/30 s (m), "
+    Param("motion_sigma_m", 0.03, "Expected deviation of a joint from constant velocity over 1/30 s (m), "
                                   "scaled by the square of the actual time step; smaller smooths more. "
-                                  "`posesdf bench prior` tunes 0.02 for lag_frames 3, 0.03 for lag_frames 0.",
+                                  "`posesdf bench prior` tunes 0.03 for lag_frames 3 and for lag_frames 0.",
           (0.001, 1.0)),
     Param("jerk_sigma_m", 0.02, "With lag_frames > 0: expected third difference of a joint over four frames at "
                                 "30 FPS (m), scaled by the cube of the actual time step; smaller smooths more; 0 "

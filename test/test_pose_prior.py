@@ -185,8 +185,9 @@ def test_fixed_lag_outputs_each_frame_once_lag_frames_late_with_its_stamp(prior,
 
 
 def test_fixed_lag_smooths_acceleration_beyond_the_causal_filter(prior, sequences):
-    """The acceleration error (against the truth) of 20 mm noise: the causal filter (lag 0) at least 1.5 times
-    below raw, the node's fixed lag (3 frames) at least 3 times, at an MPJPE below raw and the causal filter's."""
+    """The acceleration error (against the truth) of 20 mm noise: the causal filter (lag 0) at least 2 times
+    below raw, the node's fixed lag (3 frames) at least 5 times (issue 20's targets), at an MPJPE below raw and
+    the causal filter's."""
     from dataclasses import replace
 
     from posesdf_ros.evaluation.prior import run_prior
@@ -204,8 +205,8 @@ def test_fixed_lag_smooths_acceleration_beyond_the_causal_filter(prior, sequence
             rows.append((metrics(obs, truth, spec.fps), metrics(out, truth, spec.fps, flagged=flagged)))
         results[lag] = rows
     for (raw, causal), (_, lagged) in zip(results[0], results[3]):
-        assert causal["accel_error_mm_s2"] < raw["accel_error_mm_s2"] / 1.5, (raw, causal)
-        assert lagged["accel_error_mm_s2"] < raw["accel_error_mm_s2"] / 3, (raw, lagged)
+        assert causal["accel_error_mm_s2"] < raw["accel_error_mm_s2"] / 2, (raw, causal)
+        assert lagged["accel_error_mm_s2"] < raw["accel_error_mm_s2"] / 5, (raw, lagged)
         assert lagged["mpjpe_mm"] < min(raw["mpjpe_mm"], causal["mpjpe_mm"]), (raw, causal, lagged)
         assert lagged["implausible_after_warm_up_pct"] == 0.0
 

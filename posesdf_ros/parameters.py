@@ -163,7 +163,8 @@ POSE_PRIOR_PARAMETERS: tuple[Param, ...] = (
                              "frame's, so the estimator's latency counts. 0 disables the check.", (0.0, 3600.0),
           live=True),
     Param("weights", "", "Folder with posendf.pt/.json; empty: the shipped weights."),
-    Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
+    Param("device", "cpu", "Torch device of the Pose-NDF field; the per-frame solve runs on the CPU in float64 "
+                           "(its tensors are tiny).", choices=("cpu", "cuda")),
     TORCH_THREADS,
     MAX_COORDINATE,
     Param("observation_sigma_m", 0.02, "Expected error of the incoming joints (m): the estimator's MPJPE "

@@ -11,19 +11,24 @@ latency). The energy over the open frames k:
 
     E = sum_k sum_valid |FK_k - J_obs,k|^2 / sigma_obs^2                      (data)
       + sum_k sum_all   |FK_k - pred_k|^2 / (sigma_motion (dt_k 30)^2)^2      (motion)
+      + sum_k sum_valid |6 FK[t_k-3 .. t_k] / 30^3|^2 / sigma_jerk^2         (jerk; with a lag only)
       + sum_k sum_rot   |q_k - q_periodic,k|^2 / sigma^2                      (gait periodicity)
       + w_prior sum_k f(rotations_k)                                          (Pose-NDF prior)
       + sum_k sum_knees relu(-flexion_k)^2 / sigma_knee^2                     (knee limit)
 
 pred_k continues the velocity of the two frames before k (outputs already
 published, or open frames), damped while a joint is unobserved, so the
-motion term is a second difference: an acceleration penalty. q_periodic
+motion term is a second difference: an acceleration penalty; the jerk
+term is the third divided difference over the frame and the three before
+it. q_periodic
 is each rotation one gait cycle ago and, for a leg whose joints are
 missing or flagged unreliable, the other leg half a cycle ago, mirrored.
 Fixed bone lengths make every output skeleton consistent by construction.
 Until the bone lengths have settled (`PriorConfig.settled_length_sd_m`,
 at most `warm_up_frames` frames) every output is flagged `initialising`.
-docs/prior.md explains each term.
+A few Levenberg-Marquardt iterations (`levenberg_marquardt`) minimise E
+on the CPU in float64, whatever the device of the field's own calls.
+docs/prior.md explains each term and the solver.
 """
 from __future__ import annotations
 

@@ -183,17 +183,22 @@ def run_one_euro(stamps: np.ndarray, obs: np.ndarray, hidden: np.ndarray, min_cu
     return out
 
 
-def run_savgol(obs: np.ndarray, hidden: np.ndarray, window: int, order: int = 2) -> np.ndarray:
-    from scipy.signal import savgol_filter
-
+def interpolated(obs: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """(T, 9, 3) joints with the `missing` (T, 9) ones linearly interpolated over time (held at the ends)."""
     filled = obs.copy()
     t = np.arange(len(obs))
     for j in range(9):
-        if hidden[:, j].any():
-            ok = ~hidden[:, j]
+        if missing[:, j].any():
+            ok = ~missing[:, j]
             for k in range(3):
                 filled[:, j, k] = np.interp(t, t[ok], obs[ok, j, k])
-    return savgol_filter(filled, window, order, axis=0, mode="interp")
+    return filled
+
+
+def run_savgol(obs: np.ndarray, hidden: np.ndarray, window: int, order: int = 2) -> np.ndarray:
+    from scipy.signal import savgol_filter
+
+    return savgol_filter(interpolated(obs, hidden), window, order, axis=0, mode="interp")
 
 
 def run_prior(prior, stamps: np.ndarray, obs: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -381,25 +386,16 @@ def linear_bound(inputs: list[tuple[np.ndarray, ...]], fps: float, lag: int, pas
 
     inputs: (truth (T, 9, 3), observed (T, 9, 3), ...), observed NaN where missing (interpolated). Per joint
     one set of taps (the frame, `past` before it, `lag` after it) for all three axes, by least squares on
-    (1 - w) |position
-    error|^2 + w |30 x acceleration error|^2 (both per frame at 30 FPS); scored on the frames with a
-    full window, as MPJPE and raw / acceleration error (both over those frames). One row per weight w."""
+    (1 - w) |position error|^2 + w |30 x acceleration error|^2 (both per frame at 30 FPS); scored on the frames
+    with a full window, as MPJPE and raw / acceleration error (both over those frames). One row per weight w."""
     def windows(x: np.ndarray) -> np.ndarray:      # (T,) -> (T - past - lag, past + lag + 1)
         return np.stack([x[i:len(x) - past - lag + i] for i in range(past + lag + 1)], 1)
 
     def second(x: np.ndarray) -> np.ndarray:
         return x[2:] - 2 * x[1:-1] + x[:-2]
 
-    def interpolated(o: np.ndarray) -> np.ndarray:
-        t, out = np.arange(len(o)), o.copy()
-        for j in range(9):
-            for k in range(3):
-                ok = np.isfinite(o[:, j, k])
-                out[:, j, k] = np.interp(t, t[ok], o[ok, j, k])
-        return out
-
     truths = [i[0] for i in inputs]
-    filled = [interpolated(i[1]) for i in inputs]
+    filled = [interpolated(i[1], ~np.isfinite(i[1]).all(-1)) for i in inputs]
     accel_scale = fps ** 2 / 30.0       # the second difference as an acceleration per frame at 30 FPS
     rows = []
     for w in accel_weights:

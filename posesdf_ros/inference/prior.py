@@ -70,6 +70,8 @@ class PriorConfig:
     # Expected third difference of a joint over four frames at 30 FPS, with a lag only (0: off); 0.02 chosen
     # on the bench's training walkers (docs/prior.md, "Choices").
     jerk_sigma_m: float = 0.02
+    # The same for joints not observed in the frame: their filled path smooth too, but led by the fill.
+    hidden_jerk_sigma_m: float = 0.04
     velocity_damping: float = 1.0         # share of the last velocity carried into the prediction
     hidden_velocity_damping: float = 0.8  # the same per frame a joint is not observed (no drift)
     iterations: int = 4                   # Levenberg-Marquardt iterations per frame (two batched evaluations each)
@@ -457,10 +459,11 @@ class PosePrior:
         Acceleration: `track[i] - (track[i-1] + gain (track[i-1] - track[i-2]))`, the prediction's damped
         constant velocity; a frame right after the first output is predicted to stand still (no velocity
         yet); a frame with no output before it has no motion term. Jerk (with a lag only): the third divided
-        difference over the frame and the three before it, in metres at 30 FPS, for the joints observed in
-        the frame. A causal filter that extrapolated a constant acceleration from its own outputs would
-        oscillate; with frames after it to hold it, the jerk term lets the window follow the steady
-        accelerations of the swing and damps the noise that a pure acceleration penalty passes.
+        difference over the frame and the three before it, in metres at 30 FPS (the joints not observed in
+        the frame under `hidden_jerk_sigma_m`). A causal filter that extrapolated a constant acceleration
+        from its own outputs would oscillate; with frames after it to hold it, the jerk term lets the window
+        follow the steady accelerations of the swing and damps the noise that a pure acceleration penalty
+        passes.
         """
         c = self.config
         stamps = fixed_stamps + [f.stamp_s for f in self._open]
@@ -484,8 +487,9 @@ class PosePrior:
                 # Third divided difference (jerk / 6) times 6 dt_ref^3: x3 - 3 x2 + 3 x1 - x0 at 30 FPS.
                 divided = [1.0 / np.prod([t[n] - t[m] for m in range(4) if m != n]) for n in range(4)]
                 scale = 6.0 / MOTION_REFERENCE_FPS ** 3
+                sigma = np.where(frame.seen, c.jerk_sigma_m, c.hidden_jerk_sigma_m)
                 rows.append((list(range(index - 3, index + 1)), [np.full(9, scale * d) for d in divided],
-                             frame.seen / c.jerk_sigma_m ** 2))
+                             sigma ** -2.0))
         if not rows:
             return None
         index, coeffs, weight = zip(*rows)

@@ -11,7 +11,7 @@ latency). The energy over the open frames k:
 
     E = sum_k sum_valid |FK_k - J_obs,k|^2 / sigma_obs^2                      (data)
       + sum_k sum_all   |FK_k - pred_k|^2 / (sigma_motion (dt_k 30)^2)^2      (motion)
-      + sum_k sum_valid |6 FK[t_k-3 .. t_k] / 30^3|^2 / sigma_jerk^2         (jerk; with a lag only)
+      + sum_k sum_all   |6 FK[t_k-3 .. t_k] / 30^3|^2 / sigma_jerk^2         (jerk; lag only; hidden: 2 sigma)
       + sum_k sum_rot   |q_k - q_periodic,k|^2 / sigma^2                      (gait periodicity)
       + w_prior sum_k f(rotations_k)                                          (Pose-NDF prior)
       + sum_k sum_knees relu(-flexion_k)^2 / sigma_knee^2                     (knee limit)

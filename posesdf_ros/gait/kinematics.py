@@ -48,6 +48,8 @@ _DOWN = (0.0, 0.0, -1.0)
 _FORWARD = (1.0, 0.0, 0.0)
 #: Rest direction of each side's (thigh, shank, foot) in its parent's frame.
 _REST = (_DOWN, _DOWN, _FORWARD)
+#: Rest direction of each rotation's swing, `ROTATIONS` order: the pelvis' left axis, then each side's `_REST`.
+REST_DIRECTIONS: tuple[tuple[float, float, float], ...] = ((0.0, 1.0, 0.0),) + _REST * 2
 #: The same as (column of the parent's frame, sign), each rest direction being an axis: -z, -z, +x.
 _REST_AXES = tuple((max(range(3), key=lambda i: abs(r[i])), sum(r)) for r in _REST)
 _EPS = 1e-9

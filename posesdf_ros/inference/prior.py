@@ -41,7 +41,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..gait.kinematics import LENGTH_JOINTS, LimbPose, forward, inverse, knee_flexion_signed, rotation_matrix, swing
+from ..gait.kinematics import (
+    LENGTH_JOINTS,
+    REST_DIRECTIONS,
+    LimbPose,
+    forward,
+    inverse,
+    knee_flexion_signed,
+    rotation_matrix,
+    swing,
+)
 from ..models.posendf import PoseNDF, PoseNDFConfig, canonical_hemisphere
 from ..skeleton import side_joints
 from .pretrained import weights_path
@@ -545,10 +554,7 @@ class _Energy:
         return (residuals ** 2).sum(1) + self.prior_weight * distances.sum(1)
 
 
-#: Rest direction of each rotation's swing (`kinematics.ROTATIONS`): the pelvis' left axis, then thigh, shank and
-#: foot of each side.
-_SWING_REST = torch.tensor([[0.0, 1.0, 0.0]] + [[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]] * 2,
-                           dtype=torch.float64)
+_SWING_REST = torch.tensor(REST_DIRECTIONS, dtype=torch.float64)
 #: Variables per frame: root (3), heading (1), seven swing directions (2 each, in their tangent planes).
 _FRAME_VARIABLES = 18
 

@@ -238,55 +238,6 @@ def test_quality_checks_on_hand_made_skeletons():
     assert pushed.terms["support"] == 0.0 and not pushed.terms["hidden_joints"]
 
 
-def test_quality_excuses_joints_the_camera_could_not_have_seen_but_not_ones_it_saw_past():
-    """With the scene's other points, a joint with no leg points near it fails the frame only when the camera
-    saw past where the fit puts it; behind clutter, in a hole of the depth image or behind the person's own
-    leg it is excused (named in `unseen_joints`) and keeps its low confidence."""
-    from posesdf_ros.inference.quality import QualityConfig, assess_fit
-
-    reject = QualityConfig().reject_below
-    joints = np.array([[0, 0, 0.95], [0, 0.1, 0.9], [0, 0.1, 0.5], [0, 0.1, 0.08], [0.15, 0.1, 0.03],
-                       [0, -0.1, 0.9], [0, -0.1, 0.5], [0, -0.1, 0.08], [0.15, -0.1, 0.03]], float)
-    camera = np.array([3.0, 0.0, 1.2])             # in front of the walker, looking down at the feet
-    legs = (joints + [0.05, 0, 0])[:7]             # no leg point near the right ankle and foot
-    residual = np.full(100, 0.005)
-
-    def sight_line_points(joint: np.ndarray, ranges: np.ndarray) -> np.ndarray:
-        """Points on the camera's rays through a 1 cm disc around the joint, at the given ranges from it."""
-        ray = (joint - camera) / np.linalg.norm(joint - camera)
-        side = np.cross(ray, [0.0, 0.0, 1.0])
-        side /= np.linalg.norm(side)
-        up = np.cross(side, ray)
-        offsets = [a * side + b * up for a in (-0.01, 0.0, 0.01) for b in (-0.01, 0.0, 0.01)]
-        return np.array([camera + (joint + o - camera) * (1 + r / np.linalg.norm(joint - camera))
-                         for o in offsets for r in ranges])
-
-    right_feet = joints[7:]
-    # A floor and a wall seen past both right-foot joints: the fit puts them where the camera saw nothing.
-    seen_past = np.concatenate([sight_line_points(j, np.array([0.3, 0.5])) for j in right_feet])
-    clutter = np.concatenate([sight_line_points(j, np.array([-0.8, -0.7])) for j in right_feet])
-    far_leg = np.concatenate([sight_line_points(j, np.array([-1.6, -1.5])) for j in right_feet])
-    wall = np.array([[-2.0, y, z] for y in np.linspace(-2, 2, 41) for z in np.linspace(1.5, 3, 16)])   # not there
-
-    contradicted = assess_fit(joints, legs, residual, camera_origin=camera,
-                              background=np.concatenate([seen_past, wall]))
-    assert contradicted.score < reject and not contradicted.terms["unseen_joints"]
-    assert "right_" in contradicted.problems[0]
-    for background in (np.concatenate([clutter, wall]), wall):        # behind clutter; a hole (no return at all)
-        excused = assess_fit(joints, legs, residual, camera_origin=camera, background=background)
-        assert excused.score == 1.0 and not excused.problems
-        assert set(excused.terms["unseen_joints"]) == {"right_ankle", "right_foot"}
-        assert excused.joint_confidence[7:].max() < 0.5
-    # The person's own leg in front of a foot hides it (seen from above and in front), but not by more than a
-    # person's depth: a foot that far behind the legs was pushed back.
-    own_leg = assess_fit(joints, np.concatenate([legs, clutter]), residual, camera_origin=camera, background=wall)
-    assert own_leg.score == 1.0 and set(own_leg.terms["unseen_joints"]) == {"right_ankle", "right_foot"}
-    pushed = assess_fit(joints, np.concatenate([legs, far_leg]), residual, camera_origin=camera, background=wall)
-    assert pushed.score < reject and not pushed.terms["unseen_joints"]
-    # Without the scene (a leg cloud alone) nothing tells a hole from free space: the joint is not excused.
-    assert assess_fit(joints, legs, residual, camera_origin=camera).score < reject
-
-
 def test_tracking_warm_starts_and_reset_forgets(estimator, body_model):
     a, _ = make_test_sample(body_model, SampleKey("test", 1, "normal", "V2"), seed=1)
     pts, yaw = a["points"][a["leg_mask"]], heading_of(a["subject_to_gravity"])

@@ -381,14 +381,12 @@ class GaitPoseEstimator:
         if reason:
             return EstimateResult(False, reason)
         heading_pts = None      # RotNet's input: the legs below the hips of a segmented scene
-        background = None       # the scene's points that are not the legs' (the quality check's view of it)
         if segment or (segment is None and looks_like_scene(pts)):
             seg = segment_legs(pts, self.segmentation, self._previous_centre if track else None, camera_origin,
                                self.leg_classifier)
             timings["segmentation"] = seg.timings.get("total", 0.0)
             if not seg.valid:
                 return EstimateResult(False, f"{NO_PERSON}: {seg.reason}", timings=timings)
-            background = np.delete(pts, seg.indices, axis=0)
             pts, heading_pts = pts[seg.indices], pts[seg.heading_indices]
             if track:
                 self._previous_centre = seg.centre
@@ -534,8 +532,7 @@ class GaitPoseEstimator:
         with torch.no_grad():
             sdf = self.model(fit.z[None], fitted[None], with_pose=False)[0][0].abs()
         metres_per_unit = 1.0 / (canon.scale * float(torch.exp(fit.log_scale)))
-        quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin,
-                             background)
+        quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin)
         timings["quality"] = time.perf_counter() - t
 
         mesh_out = None

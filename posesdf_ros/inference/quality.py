@@ -12,11 +12,7 @@ result is a person's lower limbs standing on the floor where the points are:
   of the least supported joint the camera could have seen: a joint hidden
   behind observed points (`hidden_joints`: the far hip behind the near
   thigh in a side view) has no points of its own to lie near, so it keeps
-  its low confidence but does not fail the frame. With the rest of the
-  scene (`background`), so is a joint the camera could not have seen
-  (`unseen_joints`: a foot behind clutter, in a hole of the depth image,
-  out of the frame); one the camera saw past (the floor or a wall where
-  the fit puts it) is not.
+  its low confidence but does not fail the frame.
 - `surface`: the observed points lie on the fitted surface: the 90th
   percentile of their |SDF|, 1 up to `residual_ok_m`, 0 from `residual_bad_m`.
 - `anatomy`: thigh, shank and hip width within adult ranges, left and right
@@ -59,14 +55,6 @@ class QualityConfig:
     hidden_radius_m: float = 0.05
     hidden_max_depth_m: float = 0.35
     hidden_min_points: int = 5
-    # With the scene's other points: a joint is unseen unless most scene points within `unseen_radius_m` of
-    # its line of sight (at its range) lie more than `seen_past_m` behind it (a joint centre is a limb's
-    # radius inside the skin: a seen foot's own points lie in front of it, the floor beside it a little behind).
-    unseen_radius_m: float = 0.02
-    seen_past_m: float = 0.10
-    # Leg points farther in front of a joint than a person's depth do not hide it: it was pushed behind the legs.
-    # (Seen from above and in front, a foot hides 0.5 to 0.9 m behind its own knee and thigh.)
-    leg_occluder_max_m: float = 1.0
     retry_below: float = 0.5        # a fit scoring less is tried again (the other heading, or cold)
     reject_below: float = 0.4       # a fit scoring less is reported valid=False (docs/quality.md: why 0.4)
 
@@ -108,49 +96,20 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
     return in_front.sum(0) >= config.hidden_min_points
 
 
-def unseen_joints(joints: np.ndarray, observed: np.ndarray, background: np.ndarray, camera_origin: np.ndarray,
-                  config: QualityConfig = QualityConfig()) -> np.ndarray:
-    """(J,) bool: which of the joints (J, 3) a camera at `camera_origin` (3,) could not have seen, given the
-    observed leg points (N, 3) and the scene's other points (K, 3): the scene points within
-    `unseen_radius_m` of a joint's line of sight (at its range) are few (a hole in the depth image, outside
-    the frame or the sensor's range), or mostly not more than `seen_past_m` behind it (something in front
-    hides it). Leg points in front of it by more than `leg_occluder_max_m` do not hide it: a fit pushed
-    that far behind the legs is not excused."""
-    scene = np.concatenate([observed, background])
-    is_leg = np.arange(len(scene)) < len(observed)
-    rel, joint_rel = scene - camera_origin, joints - camera_origin
-    ranges, joint_ranges = np.linalg.norm(rel, axis=1), np.linalg.norm(joint_rel, axis=1)
-    cos = (rel / np.maximum(ranges, 1e-9)[:, None]) @ (joint_rel / joint_ranges[:, None]).T      # (N + K, J)
-    tube = cos > np.cos(np.arctan2(config.unseen_radius_m, joint_ranges))[None]
-    behind = ranges[:, None] - joint_ranges[None]                                           # (N + K, J)
-    seen_past = (tube & (behind > config.seen_past_m)).sum(0)
-    pushed_back = (tube & is_leg[:, None] & (behind < -config.leg_occluder_max_m)).sum(0)
-    count = tube.sum(0)
-    return (count < config.hidden_min_points) | ((2 * seen_past <= count) & (2 * pushed_back <= count))
-
-
 def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.ndarray,
-               config: QualityConfig = QualityConfig(), camera_origin: np.ndarray | None = None,
-               background: np.ndarray | None = None) -> FitQuality:
+               config: QualityConfig = QualityConfig(), camera_origin: np.ndarray | None = None) -> FitQuality:
     """joints (9, 3) and all the observed leg points (N, 3) in the gravity frame (floor at z = 0);
     surface_residual_m (M,) the |SDF| under the fit of the points it was fitted to, metres;
     camera_origin (3,) the camera's position there, which excuses hidden joints from `support`
-    (None: every joint must be supported); background (K, 3) the scene's other points (floor, clutter, the
-    rest of the body), which also excuses joints the camera could not have seen (None: a leg cloud alone)."""
+    (None: every joint must be supported)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
     confidence = _ramp(nearest, config.support_ok_m, config.support_bad_m)
     hidden = np.zeros(len(joints), bool)
-    unseen = np.zeros(len(joints), bool)
     if camera_origin is not None and confidence.min() < 1.0:
-        origin = np.asarray(camera_origin, float)
-        hidden = hidden_joints(joints, observed, origin, config) & (confidence < 1.0)
-        if background is not None:
-            doubtful = np.flatnonzero((confidence < 1.0) & ~hidden)
-            unseen[doubtful] = unseen_joints(joints[doubtful], observed, np.asarray(background, float), origin,
-                                             config)
+        hidden = hidden_joints(joints, observed, np.asarray(camera_origin, float), config) & (confidence < 1.0)
     problems = []
-    seen = ~hidden & ~unseen
+    seen = ~hidden
     support = float(confidence[seen].min()) if seen.any() else 1.0
     if support < 1.0:
         worst = int(np.argmax(np.where(seen, nearest, -1.0)))
@@ -179,6 +138,5 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     return FitQuality(score, confidence, {"support": support, "surface": surface, "anatomy": anatomy,
                                           "floor": floor, "surface_residual_p90_m": residual,
                                           "max_joint_distance_m": float(nearest.max()),
-                                          "hidden_joints": [JOINT_NAMES[i] for i in np.flatnonzero(hidden)],
-                                          "unseen_joints": [JOINT_NAMES[i] for i in np.flatnonzero(unseen)]},
+                                          "hidden_joints": [JOINT_NAMES[i] for i in np.flatnonzero(hidden)]},
                       problems)

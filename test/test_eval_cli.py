@@ -68,6 +68,18 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     assert rows[2].startswith("| 0 | 5 of 5 kept") and rows[3].startswith(f"| {QualityConfig().reject_below:g} | "
                                                                          f"{len(kept)} of 5 kept")
 
+    # `posesdf bench failures` refits the failed frames: assuming V1 off V1 is a heading failure, and with leg
+    # clouds for input nothing can be blamed on segmentation.
+    failures = tmp_path / "failures.json"
+    table = _run("bench", "failures", str(tmp_path / "none"), "--json", str(failures), "--quiet").stdout
+    f = json.loads(failures.read_text())
+    assert f["failed"] == f["examined"] == sum(not r["valid"] or r["mpjpe_mm"] > 100 for r in records) >= 1
+    assert f["causes"]["segmentation"] == 0 and f["causes"]["heading"] >= 1 and sum(f["causes"].values()) == f["failed"]
+    for row in f["rows"]:
+        right = row["true_heading_valid"] and row["true_heading_mpjpe_mm"] <= f["ok_mm"]
+        assert (row["cause"] == "heading") == right and row["true_legs_mpjpe_mm"] == row["true_heading_mpjpe_mm"]
+    assert f"| heading | {f['causes']['heading']} |" in table
+
     page = tmp_path / "results.md"
     _run("report", str(js), str(none), "--out", str(page))
     text = page.read_text()
@@ -156,3 +168,15 @@ def test_an_interrupted_eval_resumes_where_it_stopped(test_build, tmp_path):
     run = _run(*[str(merged) if x == str(out) else x for x in args], "--resume", "--json", str(resumed))
     assert "resuming: 5 samples" in run.stderr
     assert abs(json.loads(resumed.read_text())["mpjpe_mm"] - a["mpjpe_mm"]) < 1e-6
+
+
+def test_failures_are_blamed_on_the_first_fix_that_makes_the_fit_right():
+    from posesdf_ros.evaluation.failures import blame, failed_records
+
+    right, wrong, rejected = (True, 20.0), (True, 200.0), (False, 30.0)
+    assert blame({"true_heading": right, "true_legs": right}, 60) == "heading"
+    assert blame({"true_heading": wrong, "true_legs": right}, 60) == "segmentation"
+    assert blame({"true_heading": rejected, "true_legs": rejected}, 60) == "fit"
+    records = [{"valid": True, "mpjpe_mm": 150.0}, {"valid": True, "mpjpe_mm": 50.0},
+               {"valid": False, "rejected_mpjpe_mm": 40.0}, {"valid": False}]      # the last: no person
+    assert failed_records(records, 100) == [records[0], records[2]]

@@ -10,6 +10,7 @@ from ..data.dataset import PROTOCOLS
 from ..inference.pretrained import WEIGHT_SET_HELP
 from ..parameters import CANONICALISER_PARAMETERS
 from ..provenance import command_line
+from . import failures as failures_bench
 from . import prior as prior_bench
 from . import quality as quality_bench
 from .benchmark import BACKENDS, INPUTS, YAW_SOURCES, add_classifier_arguments
@@ -68,7 +69,7 @@ def add_parsers(subparsers) -> None:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
-    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait, prior, quality, thresholds")
+    bench = subparsers.add_parser("bench", help="benchmarks: speed, gait, prior, quality, thresholds, failures")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     sp = bsub.add_parser("speed", help="per-stage latency, FPS, MPJPE and peak memory of each profile",
                          description="Time the profiles on the same generated walking sequence (a test body "
@@ -131,6 +132,7 @@ def add_parsers(subparsers) -> None:
     prior_bench.add_parser(bsub)
     quality_bench.add_parser(bsub)
     quality_bench.add_thresholds_parser(bsub)
+    failures_bench.add_parser(bsub)
 
     rep = subparsers.add_parser("report", help="write docs/results.md from eval (and bench) JSON files")
     rep.add_argument("runs", type=Path, nargs="+", help="JSON files written by `posesdf eval --json`")

@@ -18,12 +18,15 @@ points on the target's legs below the crop plane, pelvis + `crop_margin`
 6. the pelvis height (body proportions when the head is in view, else a
    prior) and the crop;
 7. parts that end above the reach of the hands (a hand cut free by the
-   crop) dropped.
+   crop) dropped;
+8. pieces apart from the legs and wider than a limb (a box by the legs)
+   dropped.
 
 Given a `leg_classifier` (`inference.legseg.LegClassifier`, a learned
 model, so it lives outside this module), steps 6 and 7 keep only the
 pelvis guess: the classifier labels the person's points below the guess
-+ its `window_above_pelvis`, and its leg points replace the crop.
++ its `window_above_pelvis`, and its leg points replace the crop. Step 8
+follows either.
 
 Steps 1 to 4 need only the scene's layout and run on every
 (`coarse_decimation`²)-th point; the target's points are then every
@@ -112,6 +115,11 @@ class SegmentationConfig:
     # Hands cut free by the crop.
     limb_voxel: float = 0.015           # connectivity resolution
     hand_reach: float = 0.3             # fingertips hang at most this far below the pelvis
+    # Clutter by the legs that the leg points took in: pieces (at `detach_voxel`) apart from the legs' piece
+    # (the largest reaching within `legs_top_tolerance` of the highest leg point) wider than a limb.
+    detach_voxel: float = 0.04
+    legs_top_tolerance: float = 0.10
+    limb_max_spread: float = 0.09       # a piece's second principal standard deviation (m)
     random_seed: int = 0                # of the RANSAC hypotheses
     # ROI, floor, clusters and the target's choice see every (n x n)-th point (`decimated(n)`'s thresholds);
     # the target's points are then taken at full density through its bird's-eye cells. 1: all points.
@@ -588,13 +596,48 @@ def reaches_below_hands(points: np.ndarray, height: np.ndarray, pelvis: float,
     and a piece of the far leg that the near one hides in part still
     comes down lower than any hand.
     """
-    flat, shape = voxel_index(points, config.limb_voxel)
+    point_labels, count = voxel_pieces(points, config.limb_voxel)
+    lowest = ndimage.minimum(height, point_labels, np.arange(1, count + 1))
+    return np.concatenate([[False], lowest < pelvis - config.hand_reach])[point_labels]
+
+
+def voxel_pieces(points: np.ndarray, voxel: float) -> tuple[np.ndarray, int]:
+    """Each point's piece (1..count): the 26-connected sets of the `voxel` cells the points occupy."""
+    flat, shape = voxel_index(points, voxel)
     occupied = np.zeros(int(np.prod(shape)), bool)
     occupied[flat] = True
     labels, count = ndimage.label(occupied.reshape(shape), structure=np.ones((3, 3, 3)))
-    point_labels = labels.ravel()[flat]
-    lowest = ndimage.minimum(height, point_labels, np.arange(1, count + 1))
-    return np.concatenate([[False], lowest < pelvis - config.hand_reach])[point_labels]
+    return labels.ravel()[flat], count
+
+
+#: Pieces with fewer points are never dropped as clutter (too few to measure a spread).
+_MIN_PIECE_POINTS = 10
+
+
+def without_detached_clutter(points: np.ndarray, height: np.ndarray, config: SegmentationConfig) -> np.ndarray:
+    """Mask of the leg points (N, 3), heights (N,) to keep: all but detached pieces wider than a limb.
+
+    The leg points at times take in a box standing by the legs (the product engine's clutter, 5 to 60 cm from
+    the feet: LegSegNet calls it legs with confidence). Cut into pieces at `detach_voxel`, the legs are the
+    largest piece reaching within `legs_top_tolerance` of the highest point (they rise to the hips, the
+    boxes stay lower); any other piece whose second principal standard deviation exceeds `limb_max_spread`
+    is wider than a limb and goes. A far leg that the near one cuts off is a thin piece and stays; clutter
+    that touches the legs is one piece with them and stays too.
+    """
+    labels, count = voxel_pieces(points, config.detach_voxel)
+    if count < 2:
+        return np.ones(len(points), bool)
+    pieces = np.arange(1, count + 1)
+    tops = ndimage.maximum(height, labels, pieces)
+    sizes = np.bincount(labels, minlength=count + 1)[1:]
+    tall = np.flatnonzero(tops >= height.max() - config.legs_top_tolerance)
+    legs = pieces[tall[np.argmax(sizes[tall])]]
+    drop = np.zeros(count + 1, bool)
+    for piece in pieces[sizes >= _MIN_PIECE_POINTS]:
+        if piece != legs:
+            spread = np.sqrt(np.linalg.eigvalsh(np.cov(points[labels == piece].T)))   # ascending
+            drop[piece] = spread[1] > config.limb_max_spread
+    return ~drop[labels]
 
 
 # ---------------------------------------------------------------- pipeline
@@ -733,6 +776,9 @@ def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
         legs = legs[reaches_below_hands(person.roi_points[legs], height[legs], pelvis, config)] \
             if len(legs) else legs
         timer.lap("detached_hands")
+    if len(legs):
+        legs = legs[without_detached_clutter(person.roi_points[legs], height[legs], config)]
+        timer.lap("detached_clutter")
     if len(legs) == 0:
         return SegmentationResult(False, "no points below the crop plane", timings=timer.finish())
     # Without the head in view the pelvis height is a population prior, often 10 cm off;

@@ -90,6 +90,30 @@ def test_a_box_nearer_than_the_person_is_not_taken_for_them(body_model):
     assert precision > 0.85 and recall > 0.9
 
 
+def test_a_box_the_leg_points_took_in_goes_but_a_far_leg_cut_off_stays():
+    """Step 8 on hand-made leg points: two legs joined at the hips, a box 0.3 m beside them and a sliver of a far
+    leg detached from the near one: the box is wider than a limb and goes, the sliver is thin and stays."""
+    from posesdf_ros.perception.segment import without_detached_clutter
+
+    rng = np.random.default_rng(0)
+
+    def limb(x: float, y: float, z0: float, z1: float, radius: float = 0.06, n: int = 1500) -> np.ndarray:
+        a, z = rng.uniform(-np.pi / 2, np.pi / 2, n), rng.uniform(z0, z1, n)      # the face towards the camera
+        return np.stack([x - radius * np.cos(a), y + radius * np.sin(a), z], 1)
+
+    hips = np.stack([rng.uniform(-0.05, 0.05, 600), rng.uniform(-0.2, 0.2, 600), rng.uniform(0.8, 0.95, 600)], 1)
+    legs = np.concatenate([limb(0.0, 0.1, 0.02, 0.9), limb(0.0, -0.1, 0.02, 0.9), hips])
+    box = np.concatenate([np.stack([np.full(800, -0.05), rng.uniform(0.4, 0.8, 800), rng.uniform(0.02, 0.6, 800)], 1),
+                          np.stack([rng.uniform(-0.05, 0.35, 800), np.full(800, 0.4), rng.uniform(0.02, 0.6, 800)], 1)])
+    sliver = limb(0.25, 0.0, 0.1, 0.45, radius=0.04, n=300)
+    points = np.concatenate([legs, box, sliver])
+    keep = without_detached_clutter(points, points[:, 2], SegmentationConfig())
+    assert keep[:len(legs)].all() and not keep[len(legs):len(legs) + len(box)].any()
+    assert keep[len(legs) + len(box):].all()
+    # Wider than the box's spread, nothing is clutter.
+    assert without_detached_clutter(points, points[:, 2], SegmentationConfig(limb_max_spread=0.5)).all()
+
+
 @pytest.mark.parametrize("scene_index", range(len(CLUTTERED_SCENES)))
 def test_a_person_whose_feet_the_sensor_misses_is_still_found(scenes, scene_index):
     """Dark shoes and trousers leave holes in structured light and stereo: without the legs' points below

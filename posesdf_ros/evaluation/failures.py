@@ -20,6 +20,7 @@ import numpy as np
 
 from ..provenance import command_line, device_description, git_commit
 from .metrics import heading_of
+from .report import write_bench_outputs
 
 FIXES = ("true_heading", "true_legs")
 CAUSES = ("heading", "segmentation", "fit")
@@ -185,13 +186,5 @@ def _run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"posesdf bench failures: {err}") from None
     result["command"] = command_line()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
-    table = markdown(result)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"Made by `{result['command']}` at {result['git_commit']} ({result['device']}).\n\n"
-                                 f"{table}\n")
-    print(table)
+    write_bench_outputs(result, markdown(result), args.json, args.markdown)
     return 0

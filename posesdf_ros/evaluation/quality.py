@@ -20,6 +20,7 @@ import numpy as np
 from ..data.dataset import load_manifest
 from ..provenance import command_line, device_description, git_commit
 from .metrics import heading_of
+from .report import write_bench_outputs
 
 LIFT_M = 0.4
 CASES = ("right", "turned", "lifted")
@@ -135,16 +136,8 @@ def add_parser(bsub) -> None:
 def _run(args: argparse.Namespace) -> int:
     result = bench_quality(args.data, args.limit, args.profile, not args.quiet)
     result["command"] = command_line()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
-    table = markdown_table(result)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"Made by `{result['command']}` at {result['git_commit']} ({result['device']}; "
-                                 f"data seed {result['data_seed']}, {result['profile']} profile, ground-truth leg "
-                                 f"points).\n\n{table}\n")
-    print(table)
+    write_bench_outputs(result, markdown_table(result), args.json, args.markdown,
+                        f"; data seed {result['data_seed']}, {result['profile']} profile, ground-truth leg points")
     return 0
 
 

@@ -18,6 +18,20 @@ PAPER_CD = {"DeepSDF": {"CC": 2.33, "CV": 13.38, "CCCV": 11.42},
 PROTOCOL_COLUMNS = ("CC", "CV", "CCCV")
 
 
+def write_bench_outputs(result: dict, table: str, json_path: Path | None, markdown_path: Path | None,
+                        made_with: str = "") -> None:
+    """A bench command's outputs: `result` as JSON, and `table` as markdown headed by how it was made
+    (`result`'s command, commit and device, then `made_with`); the table is printed either way."""
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(f"Made by `{result['command']}` at {result['git_commit']} ({result['device']}"
+                                 f"{made_with}).\n\n{table}\n")
+    print(table)
+
+
 def _fmt(v, digits: int = 2) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 

@@ -77,7 +77,8 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     assert f["causes"]["segmentation"] == 0 and f["causes"]["heading"] >= 1 and sum(f["causes"].values()) == f["failed"]
     for row in f["rows"]:
         right = row["true_heading_valid"] and row["true_heading_mpjpe_mm"] <= f["ok_mm"]
-        assert (row["cause"] == "heading") == right and row["true_legs_mpjpe_mm"] == row["true_heading_mpjpe_mm"]
+        assert row["cause"] == "check" or (row["cause"] == "heading") == right
+        assert row["true_legs_mpjpe_mm"] == row["true_heading_mpjpe_mm"]
     assert f"| heading | {f['causes']['heading']} |" in table
 
     page = tmp_path / "results.md"
@@ -170,13 +171,14 @@ def test_an_interrupted_eval_resumes_where_it_stopped(test_build, tmp_path):
     assert abs(json.loads(resumed.read_text())["mpjpe_mm"] - a["mpjpe_mm"]) < 1e-6
 
 
-def test_failures_are_blamed_on_the_first_fix_that_makes_the_fit_right():
+def test_failures_are_blamed_on_the_check_or_the_first_fix_that_makes_the_fit_right():
     from posesdf_ros.evaluation.failures import blame, failed_records
 
-    right, wrong, rejected = (True, 20.0), (True, 200.0), (False, 30.0)
-    assert blame({"true_heading": right, "true_legs": right}, 60) == "heading"
-    assert blame({"true_heading": wrong, "true_legs": right}, 60) == "segmentation"
-    assert blame({"true_heading": rejected, "true_legs": rejected}, 60) == "fit"
+    right, wrong, rejected, rejected_wrong = (True, 20.0), (True, 200.0), (False, 30.0), (False, 300.0)
+    assert blame({"as_run": rejected, "true_heading": right, "true_legs": right}, 60) == "check"
+    assert blame({"as_run": wrong, "true_heading": right, "true_legs": right}, 60) == "heading"
+    assert blame({"as_run": rejected_wrong, "true_heading": wrong, "true_legs": right}, 60) == "segmentation"
+    assert blame({"as_run": wrong, "true_heading": rejected, "true_legs": rejected}, 60) == "fit"
     records = [{"valid": True, "mpjpe_mm": 150.0}, {"valid": True, "mpjpe_mm": 50.0},
                {"valid": False, "rejected_mpjpe_mm": 40.0}, {"valid": False}]      # the last: no person
     assert failed_records(records, 100) == [records[0], records[2]]

@@ -5,9 +5,10 @@ is fitted again three ways with the run's own estimator (its backend, profile, w
 - `as_run`: the run's input and heading source (the failure, reproduced: every fit is deterministic);
 - `true_heading`: the same input, the true heading (a scene is segmented as the run did);
 - `true_legs`: the ground-truth leg points (`leg_mask`) and the true heading: no segmentation.
-The failure is blamed on the first fix that makes the fit right (kept, at most `ok_mm` off): `heading`
-when the true heading does, else `segmentation` when the true leg points do, else `fit` (neither fix
-helps: the shape space, the fit or the quality check). For scene runs each row also gives the segmented
+A run's fit that was right (at most `ok_mm` off) but rejected is blamed on the quality `check`; any other
+failure on the first fix that makes the fit right (kept, at most `ok_mm` off): `heading` when the true
+heading does, else `segmentation` when the true leg points do, else `fit` (neither fix helps: the shape
+space, the fit, or the check rejecting right refits too). For scene runs each row also gives the segmented
 points' precision and recall against `leg_mask`, and the run's heading error.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .metrics import heading_of
 from .report import write_bench_outputs
 
 FIXES = ("true_heading", "true_legs")
-CAUSES = ("heading", "segmentation", "fit")
+CAUSES = ("check", "heading", "segmentation", "fit")
 
 
 def failed_records(records: list[dict], over_mm: float) -> list[dict]:
@@ -34,9 +35,13 @@ def failed_records(records: list[dict], over_mm: float) -> list[dict]:
 
 
 def blame(fits: dict[str, tuple[bool, float | None]], ok_mm: float) -> str:
-    """The cause of a failure from the refits {name: (valid, mpjpe_mm)}: the first of `FIXES` whose fit is
-    right (valid and at most `ok_mm` off) names it; none does: `fit`."""
-    for fix, cause in zip(FIXES, CAUSES):
+    """The cause of a failure from the fits {name: (valid, mpjpe_mm)} of `as_run` and `FIXES`: `check` when
+    the run's fit was right (at most `ok_mm` off) but rejected; else the first of `FIXES` whose fit is right
+    and kept names it; none does: `fit`."""
+    valid, err = fits["as_run"]
+    if not valid and err is not None and err <= ok_mm:
+        return "check"
+    for fix, cause in zip(FIXES, ("heading", "segmentation")):
         valid, err = fits[fix]
         if valid and err is not None and err <= ok_mm:
             return cause
@@ -141,8 +146,8 @@ def markdown(result: dict) -> str:
                  f"; the first {result['examined']} refitted" if result["examined"] < result["failed"] else "") +
              f". A refit right means kept and at most {result['ok_mm']:g} mm off.", "",
              "| cause | frames | what fixed it |", "|---|---|---|"]
-    fixed_by = {"heading": "the true heading", "segmentation": "the true leg points (and heading)",
-                "fit": "neither"}
+    fixed_by = {"check": "nothing to fix: the run's fit was right but rejected", "heading": "the true heading",
+                "segmentation": "the true leg points (and heading)", "fit": "neither"}
     lines += [f"| {c} | {n} | {fixed_by[c]} |" for c, n in result["causes"].items()]
 
     def mm(valid: bool, err: float | None) -> str:

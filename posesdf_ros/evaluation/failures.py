@@ -1,15 +1,16 @@
 """`posesdf bench failures`: what went wrong in the failed frames of a `posesdf eval` run?
 
 A frame failed when its fit was rejected (valid=False after a fit) or kept more than `over_mm` off. Each
-is fitted again three ways with the run's own estimator (its backend, profile, weights and leg classifier):
-- `as_run`: the run's input and heading source (the failure, reproduced: every fit is deterministic);
+is fitted again three ways with the run's own estimator (its backend, profile, weights and leg classifier)
+and the code at hand (not the run's; with the same code the first reproduces the run's fit exactly):
+- `as_run`: the run's input and heading source;
 - `true_heading`: the same input, the true heading (a scene is segmented as the run did);
 - `true_legs`: the ground-truth leg points (`leg_mask`) and the true heading: no segmentation.
-A run's fit that was right (at most `ok_mm` off) but rejected is blamed on the quality `check`; any other
-failure on the first fix that makes the fit right (kept, at most `ok_mm` off): `heading` when the true
-heading does, else `segmentation` when the true leg points do, else `fit` (neither fix helps: the shape
-space, the fit, or the check rejecting right refits too). For scene runs each row also gives the segmented
-points' precision and recall against `leg_mask`, and the run's heading error.
+An `as_run` fit that is right (at most `ok_mm` off) but rejected is blamed on the quality `check`; any
+other failure on the first fix that makes the fit right (kept, at most `ok_mm` off): `heading` when the
+true heading does, else `segmentation` when the true leg points do, else `fit` (neither fix helps: the
+shape space, the fit, or the check rejecting right refits too). For scene runs each row also gives the
+segmented points' precision and recall against `leg_mask`, and the `as_run` heading error.
 """
 from __future__ import annotations
 

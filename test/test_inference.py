@@ -221,7 +221,7 @@ def test_quality_checks_on_hand_made_skeletons():
 
     # Seen from the left side, only the left leg's near face: the right leg's joints lie behind it, so with the
     # camera's position they are excused from the support check (and named), yet keep their low confidence;
-    # the same right leg half a metre farther back is not excused.
+    # the same right leg 1.2 m farther back (more than a person's depth) is not excused.
     camera = np.array([0.0, 3.0, 0.6])
     t = np.linspace(0, 1, 40)[:, None]
     near_leg = np.concatenate([joints[a] + t * (joints[b] - joints[a]) for a, b in ((0, 1), (1, 2), (2, 3), (3, 4))])
@@ -233,7 +233,7 @@ def test_quality_checks_on_hand_made_skeletons():
     assert seeing.score == 1.0 and not seeing.problems and seeing.joint_confidence[6:].max() == 0.0
     assert set(seeing.terms["hidden_joints"]) == {"right_hip", "right_knee", "right_ankle", "right_foot"}
     behind = joints.copy()
-    behind[5:, 1] -= 0.5
+    behind[5:, 1] -= 1.2
     pushed = assess_fit(behind, near_face, residual, camera_origin=camera)
     assert pushed.terms["support"] == 0.0 and not pushed.terms["hidden_joints"]
 

@@ -50,10 +50,11 @@ class QualityConfig:
     max_asymmetry: float = 0.25
     floor_range_m: tuple[float, float] = (-0.10, 0.25)
     # A joint is hidden when at least `hidden_min_points` observed points lie within `hidden_radius_m` of its
-    # line of sight (a limb's radius) and in front of it, by at most `hidden_max_depth_m` (a leg's depth
-    # behind the other: a fit pushed farther back is not excused).
+    # line of sight (a limb's radius) and in front of it, by at most `hidden_max_depth_m` (a person's depth
+    # along a line of sight: seen from above, a foot lies 0.5 to 0.9 m behind its own knee and thigh; a fit
+    # pushed farther back is not excused; docs/quality.md).
     hidden_radius_m: float = 0.05
-    hidden_max_depth_m: float = 0.35
+    hidden_max_depth_m: float = 1.0
     hidden_min_points: int = 5
     retry_below: float = 0.5        # a fit scoring less is tried again (the other heading, or cold)
     reject_below: float = 0.4       # a fit scoring less is reported valid=False (docs/quality.md: why 0.4)

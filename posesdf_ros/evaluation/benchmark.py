@@ -51,6 +51,17 @@ def load_estimator(backend: str, profile: str = "accurate", device: str = "cpu",
                                              leg_classifier=leg_classifier)
 
 
+def eval_estimator(backend: str, profile: str, device: str, weights: Path | None, vote_decoding, input_mode: str,
+                   classifier: str, legseg_weights: Path | None = None, starts: int | None = None):
+    """The estimator of a `posesdf eval` run from its options: scenes are segmented with the `classifier`
+    choice (`--classifier`), leg clouds keep the estimator's default; `starts` overrides the profile's."""
+    from ..inference.legseg import load_for_cli
+
+    leg_classifier = load_for_cli(classifier, legseg_weights, device) if input_mode == "scene" else True
+    est = load_estimator(backend, profile, device, weights, vote_decoding, leg_classifier)
+    return est if starts is None else est.with_profile(starts=starts)
+
+
 def select_samples(folder: Path, protocol: str, limit: int | None = None) -> list[dict]:
     """Manifest entries of `protocol`, at most `limit` per (condition, view) cell."""
     if protocol not in PROTOCOLS:

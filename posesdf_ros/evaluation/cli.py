@@ -214,19 +214,15 @@ def _records_checkpoint(args: argparse.Namespace):
 
 def _eval(args: argparse.Namespace) -> int:
     from ..data.dataset import load_manifest
-    from ..inference.legseg import load_for_cli
     from ..inference.nvf import VoteDecoding
-    from .benchmark import evaluate, load_estimator
+    from .benchmark import eval_estimator, evaluate
     from .report import write_run_report
 
-    # Scenes are segmented with the --classifier choice; leg clouds keep the estimator's default.
-    classifier = load_for_cli(args.classifier, args.legseg_weights, args.device) if args.input == "scene" else True
-    est = load_estimator(args.backend, args.profile, args.device, args.weights,
-                         VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes), classifier)
-    if args.starts is not None:
-        if args.backend == "pn2":
-            raise SystemExit("--starts applies to the posesdf and nvf backends (latent optimisation)")
-        est = est.with_profile(starts=args.starts)
+    if args.starts is not None and args.backend == "pn2":
+        raise SystemExit("--starts applies to the posesdf and nvf backends (latent optimisation)")
+    est = eval_estimator(args.backend, args.profile, args.device, args.weights,
+                         VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes), args.input,
+                         args.classifier, args.legseg_weights, args.starts)
     done, on_record = _records_checkpoint(args)
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
                                 progress=not args.quiet, input_mode=args.input, done=done, on_record=on_record,

@@ -51,25 +51,19 @@ def blame(fits: dict[str, tuple[bool, float | None]], ok_mm: float) -> str:
 
 def run_estimator(settings: dict):
     """The estimator of an eval run from its settings.json (strings, as `posesdf eval` wrote them)."""
-    from ..inference.legseg import load_for_cli
     from ..inference.nvf import VoteDecoding
-    from .benchmark import load_estimator
+    from .benchmark import eval_estimator
 
-    def opt(key: str) -> str | None:
-        return None if settings.get(key) in (None, "None") else settings[key]
+    def opt(key: str, kind=str):
+        return None if settings.get(key) in (None, "None") else kind(settings[key])
 
-    if settings["backend"] == "pn2" or settings["input"] != "scene" and settings["yaw"] == "gt":
+    if settings["backend"] == "pn2" or (settings["input"] != "scene" and settings["yaw"] == "gt"):
         raise ValueError("nothing to attribute: the run's backend or settings leave no heading or segmentation "
                          "to blame (needs posesdf or nvf, and --input scene or --yaw rotnet|none)")
-    classifier = load_for_cli(settings["classifier"], opt("legseg_weights"), settings["device"]) \
-        if settings["input"] == "scene" else True
-    est = load_estimator(settings["backend"], settings["profile"], settings["device"],
-                         None if opt("weights") is None else Path(opt("weights")),
-                         VoteDecoding(settings["vote_rule"], float(settings["vote_keep"]), int(settings["vote_k"]),
-                                      None if opt("vote_probes") is None else int(opt("vote_probes"))), classifier)
-    if opt("starts") is not None:
-        est = est.with_profile(starts=int(opt("starts")))
-    return est
+    return eval_estimator(settings["backend"], settings["profile"], settings["device"], opt("weights", Path),
+                          VoteDecoding(settings["vote_rule"], float(settings["vote_keep"]), int(settings["vote_k"]),
+                                       opt("vote_probes", int)), settings["input"], settings["classifier"],
+                          opt("legseg_weights", Path), opt("starts", int))
 
 
 def attribute_failures(run: Path, data: Path | None = None, over_mm: float = 100.0, ok_mm: float = 60.0,

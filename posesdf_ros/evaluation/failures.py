@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..provenance import command_line, device_description, git_commit
-from .metrics import heading_of
+from .metrics import angle_error_deg, heading_of
 from .report import write_bench_outputs
 
 FIXES = ("true_heading", "true_legs")
@@ -112,19 +112,15 @@ def attribute_failures(run: Path, data: Path | None = None, over_mm: float = 100
                "recorded_mpjpe_mm": r["mpjpe_mm"] if r["valid"] else r["rejected_mpjpe_mm"],
                "reason": first.reason, **{f"{k}_valid": v for k, (v, _) in fits.items()},
                **{f"{k}_mpjpe_mm": e for k, (_, e) in fits.items()}, "cause": blame(fits, ok_mm),
-               "heading_error_deg": None if first.yaw is None else
-               float(np.rad2deg(abs((first.yaw - yaw + np.pi) % (2 * np.pi) - np.pi)))}
+               "heading_error_deg": None if first.yaw is None else float(angle_error_deg(first.yaw, yaw))}
         entry = entries.get(r["file"], {})
         row |= {"sensor": entry.get("noise"), "camera_distance_m": entry.get("camera", {}).get("distance_m")}
-        if scene:
-            finite = np.isfinite(points).all(1)
-            seg = segment_legs(points[finite], est.segmentation, None, camera, est.leg_classifier)
-            chosen = np.zeros(int(finite.sum()), bool)
-            chosen[seg.indices] = True
-            truth_mask = mask[finite]
-            hits = int((chosen & truth_mask).sum())
+        if scene:       # as `posesdf eval-seg` counts it (segment_legs skips NaN rows; indices are the input's)
+            chosen = np.zeros(len(points), bool)
+            chosen[segment_legs(points, est.segmentation, None, camera, est.leg_classifier).indices] = True
+            hits = int((chosen & mask).sum())
             row |= {"segmentation_precision": hits / chosen.sum() if chosen.any() else None,
-                    "segmentation_recall": hits / truth_mask.sum() if truth_mask.any() else None}
+                    "segmentation_recall": hits / mask.sum() if mask.any() else None}
         rows.append(row)
     counts = {c: sum(row["cause"] == c for row in rows) for c in CAUSES}
     return {"run": str(run), "data": str(data), "run_settings": settings, "over_mm": over_mm, "ok_mm": ok_mm,

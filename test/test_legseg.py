@@ -8,7 +8,7 @@ import torch
 from posesdf_ros.data.dataset import SampleKey, make_test_sample
 from posesdf_ros.models.legseg import LegSegNet, interpolate, leg_loss
 from posesdf_ros.perception import segment_legs
-from posesdf_ros.training.legseg_trainer import person_window, preset, train_legseg
+from posesdf_ros.training.legseg_trainer import PROFILE_ENGINES, engine_windows, person_window, preset, train_legseg
 
 # Test-split scenes (seed 1): clutter, realistic noise, the head out of view in both (pelvis from the prior).
 SCENES = [SampleKey("test", 0, "in_toeing", "V1"), SampleKey("test", 3, "in_toeing", "V5"),
@@ -54,7 +54,7 @@ def test_model_labels_every_point_and_passes_gradients():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("profile", ["paper", "product"])
+@pytest.mark.parametrize("profile", ["paper", "mixed"])
 def test_a_tiny_training_run_lowers_the_loss(tmp_path, profile):
     config = preset("tiny")
     config.epochs, config.profile = 6, profile
@@ -65,9 +65,19 @@ def test_a_tiny_training_run_lowers_the_loss(tmp_path, profile):
     meta = json.loads((tmp_path / "legseg.json").read_text())
     assert (tmp_path / "legseg.pt").exists() and meta["data_profile"] == profile
     assert f"--profile {profile}" in meta["command"]
-    # The windows' cache is the profile's: the other profile's scenes are rendered afresh.
+    # The windows' cache is the profile's: another profile's scenes are rendered afresh.
     with np.load(tmp_path / "windows.npz") as z:
-        assert z["stamp"][-1] == ("paper", "product").index(profile)
+        assert z["stamp"][-1] == list(PROFILE_ENGINES).index(profile)
+        engines = len(PROFILE_ENGINES[profile])
+        # mixed: each engine's scenes of every cell, its windows after the paper engine's, offsets continued.
+        assert z["scenes"] == engines * 29 and len(z["cells"]) == len(z["offsets"]) - 1
+        assert np.all(np.diff(z["offsets"]) > 0) and z["offsets"][-1] == len(z["points"]) == len(z["label"])
+        if profile == "mixed":
+            paper = engine_windows(config, "paper", progress=False)
+            count = len(paper["offsets"]) - 1
+            assert np.array_equal(z["offsets"][:count + 1], paper["offsets"])
+            assert np.array_equal(z["points"][:paper["offsets"][-1]], paper["points"])
+            assert len(z["cells"]) > count
 
 
 def test_shipped_classifier_is_more_precise_than_the_pelvis_crop(scenes, classifier):

@@ -127,10 +127,10 @@ def add_parser(subparsers) -> None:
     g.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
     g.add_argument("--scenes-per-cell", type=int, default=None, help="override the preset's scenes per cell")
     g.add_argument("--data-seed", type=int, default=None, help="seed of the training scenes (default 3)")
-    g.add_argument("--profile", choices=("paper", "product"), default=None,
-                   help="scene engine: paper (the test split's, default) or product (the domain-randomised "
+    g.add_argument("--profile", choices=("paper", "product", "mixed"), default=None,
+                   help="scene engine: paper (the test split's, default), product (the domain-randomised "
                         "engine of `posesdf data build --profile product`: its bodies, gaits, cameras, sensor "
-                        "models and clutter)")
+                        "models and clutter) or mixed (both, --scenes-per-cell scenes per cell from each)")
     add_resume_arguments(g, export_only=True)
     g.add_argument("--tune-on", type=Path, default=None,
                    help="a val build (`posesdf data build --split val`): after training, pick the probability "

@@ -39,7 +39,8 @@ class LegSegTrainConfig:
     model: LegSegConfig = field(default_factory=LegSegConfig)
     scenes_per_cell: int = 70            # x 29 (condition, view) cells
     data_seed: int = 3
-    profile: str = "paper"               # scene engine: "paper" (the test split's) or "product" (data.domain)
+    # Scene engine: "paper" (the test split's), "product" (data.domain) or "mixed" (both, scenes_per_cell each)
+    profile: str = "paper"
     window_above_pelvis: float = 0.30    # m above the pelvis guess: the window's top
     epochs: int = 40
     batch: int = 16
@@ -83,21 +84,38 @@ def person_window(points: np.ndarray, sensor: np.ndarray, window_above_pelvis: f
     return person.roi[members], person.height[members]
 
 
+#: `LegSegTrainConfig.profile`: the scene engines whose windows make the training set.
+PROFILE_ENGINES = {"paper": ("paper",), "product": ("product",), "mixed": ("paper", "product")}
+
+
 def make_windows(config: LegSegTrainConfig, progress: bool = True) -> dict[str, np.ndarray]:
-    """Render the training scenes and cut out the person windows (see the module docstring)."""
+    """Render the training scenes and cut out the person windows (see the module docstring): those of
+    each engine of the profile in turn, `scenes_per_cell` scenes per cell each."""
+    if config.profile not in PROFILE_ENGINES:
+        raise ValueError(f"unknown profile {config.profile!r}; expected one of {', '.join(PROFILE_ENGINES)}")
+    parts = [engine_windows(config, engine, progress) for engine in PROFILE_ENGINES[config.profile]]
+    offsets = [parts[0]["offsets"]] + [p["offsets"][1:] + sum(len(q["points"]) for q in parts[:i])
+                                       for i, p in enumerate(parts) if i > 0]
+    return {"points": np.concatenate([p["points"] for p in parts]),
+            "height": np.concatenate([p["height"] for p in parts]),
+            "label": np.concatenate([p["label"] for p in parts]), "offsets": np.concatenate(offsets),
+            "cells": np.concatenate([p["cells"] for p in parts]),
+            "scenes": np.int64(sum(int(p["scenes"]) for p in parts))}
+
+
+def engine_windows(config: LegSegTrainConfig, engine: str, progress: bool = True) -> dict[str, np.ndarray]:
+    """The person windows of one scene engine ("paper" or "product")."""
     from tqdm import tqdm
 
     from ..data.body import BodyModel
     from ..data.dataset import make_test_sample, sample_keys
     from ..data.domain import make_product_scene_sample
 
-    if config.profile not in ("paper", "product"):
-        raise ValueError(f"unknown profile {config.profile!r}; expected paper or product")
-    make = make_product_scene_sample if config.profile == "product" else make_test_sample
+    make = make_product_scene_sample if engine == "product" else make_test_sample
     body_model = BodyModel()
     keys = sample_keys("val", "all", config.scenes_per_cell)
     pts, hts, labels, offsets, cells = [], [], [], [0], []
-    for key in tqdm(keys, desc="legseg scenes", unit="scene", disable=not progress):
+    for key in tqdm(keys, desc=f"legseg scenes ({engine})", unit="scene", disable=not progress):
         arrays, _ = make(body_model, key, config.data_seed)
         found = person_window(arrays["points"], arrays["camera_to_gravity"][:3, 3], config.window_above_pelvis)
         if found is None or len(found[0]) < 100:
@@ -117,7 +135,7 @@ def make_windows(config: LegSegTrainConfig, progress: bool = True) -> dict[str, 
 def load_or_make_windows(out: Path, config: LegSegTrainConfig, progress: bool = True) -> dict[str, np.ndarray]:
     cache = out / "windows.npz"
     stamp = np.array([config.scenes_per_cell, config.data_seed, int(1000 * config.window_above_pelvis),
-                      ("paper", "product").index(config.profile)])
+                      list(PROFILE_ENGINES).index(config.profile)])
     if cache.exists():
         with np.load(cache) as z:
             if z["stamp"].shape == stamp.shape and np.array_equal(z["stamp"], stamp):

@@ -53,11 +53,19 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
     # The canonicaliser reports its stages' times, as the estimator does.
     timed = [status_values(s) for s in statuses(r, "canonicaliser") if "time_total_ms" in status_values(s)]
     assert timed and all(float(v["time_segmentation_ms"]) > 0 and float(v["time_rotnet_ms"]) > 0 for v in timed)
-    # Every published fit has its quality, with the same stamp, and it is a trusted one.
-    qualities = {(m.header.stamp.sec, m.header.stamp.nanosec): status_values(m.status[0])
-                 for m in r["/estimator/quality"]}
-    for msg in r["/estimator/joints"]:
-        values = qualities[(msg.header.stamp.sec, msg.header.stamp.nanosec)]
+    # Every published fit has its quality, with the same stamp, and it is a trusted one. The quality goes out
+    # just after the joints, so a fit received a moment ago may still wait for it.
+    def stamp(msg):
+        return msg.header.stamp.sec, msg.header.stamp.nanosec
+
+    with graph.lock:
+        fits = list(r["/estimator/joints"])
+    assert graph.wait_for(lambda r: {stamp(m) for m in fits} <= {stamp(m) for m in r["/estimator/quality"]},
+                          timeout=10.0), "a published fit without its quality"
+    with graph.lock:
+        qualities = {stamp(m): status_values(m.status[0]) for m in r["/estimator/quality"]}
+    for msg in fits:
+        values = qualities[stamp(msg)]
         assert float(values["quality"]) >= QualityConfig().reject_below
         assert 0.0 <= float(values["left_knee_confidence"]) <= 1.0
 

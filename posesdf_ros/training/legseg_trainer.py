@@ -94,13 +94,12 @@ def make_windows(config: LegSegTrainConfig, progress: bool = True) -> dict[str, 
     if config.profile not in PROFILE_ENGINES:
         raise ValueError(f"unknown profile {config.profile!r}; expected one of {', '.join(PROFILE_ENGINES)}")
     parts = [engine_windows(config, engine, progress) for engine in PROFILE_ENGINES[config.profile]]
-    offsets = [parts[0]["offsets"]] + [p["offsets"][1:] + sum(len(q["points"]) for q in parts[:i])
-                                       for i, p in enumerate(parts) if i > 0]
-    return {"points": np.concatenate([p["points"] for p in parts]),
-            "height": np.concatenate([p["height"] for p in parts]),
-            "label": np.concatenate([p["label"] for p in parts]), "offsets": np.concatenate(offsets),
-            "cells": np.concatenate([p["cells"] for p in parts]),
-            "scenes": np.int64(sum(int(p["scenes"]) for p in parts))}
+    offsets, start = [np.zeros(1, np.int64)], 0
+    for part in parts:      # each engine's window offsets, continued after the windows before it
+        offsets.append(part["offsets"][1:] + start)
+        start += len(part["points"])
+    joined = {key: np.concatenate([part[key] for part in parts]) for key in ("points", "height", "label", "cells")}
+    return joined | {"offsets": np.concatenate(offsets), "scenes": np.int64(sum(int(p["scenes"]) for p in parts))}
 
 
 def engine_windows(config: LegSegTrainConfig, engine: str, progress: bool = True) -> dict[str, np.ndarray]:

@@ -1,6 +1,7 @@
 """Accuracy runs over a test build (`posesdf eval`) and speed runs (`posesdf bench speed`)."""
 from __future__ import annotations
 
+import json
 import resource
 import time
 import zlib
@@ -60,6 +61,19 @@ def eval_estimator(backend: str, profile: str, device: str, weights: Path | None
     leg_classifier = load_for_cli(classifier, legseg_weights, device) if input_mode == "scene" else True
     est = load_estimator(backend, profile, device, weights, vote_decoding, leg_classifier)
     return est if starts is None else est.with_profile(starts=starts)
+
+
+def read_records_jsonl(path: Path) -> list[dict]:
+    """The per-sample records of a `posesdf eval --out` run's records.jsonl; a run killed mid-write leaves at
+    most a torn last line, which is skipped."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
 
 
 def select_samples(folder: Path, protocol: str, limit: int | None = None) -> list[dict]:

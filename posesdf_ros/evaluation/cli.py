@@ -13,7 +13,7 @@ from ..provenance import command_line
 from . import failures as failures_bench
 from . import prior as prior_bench
 from . import quality as quality_bench
-from .benchmark import BACKENDS, INPUTS, YAW_SOURCES, add_classifier_arguments
+from .benchmark import BACKENDS, INPUTS, YAW_SOURCES, add_classifier_arguments, read_records_jsonl
 
 DEFAULT_TEST = Path("data/test")
 _CANONICALISER_DEFAULTS = {p.name: p.default for p in CANONICALISER_PARAMETERS}
@@ -193,13 +193,7 @@ def _records_checkpoint(args: argparse.Namespace):
             changed = sorted(k for k in settings if (earlier or {}).get(k) != settings[k])
             raise SystemExit(f"--resume: {args.out} holds a run with other settings ({', '.join(changed)}); "
                              "use the same arguments or another --out")
-        for line in records_file.read_text().splitlines():
-            if line.strip():   # a run killed mid-write leaves at most a torn last line
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                done[rec["file"]] = rec
+        done = {rec["file"]: rec for rec in read_records_jsonl(records_file)}
         print(f"resuming: {len(done)} samples already in {records_file}", file=sys.stderr)
         records_file.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
     else:

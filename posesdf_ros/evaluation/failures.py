@@ -75,14 +75,14 @@ def attribute_failures(run: Path, data: Path | None = None, over_mm: float = 100
 
     from ..data.dataset import load_manifest
     from ..perception.segment import segment_legs
-    from .benchmark import with_yaw_source
+    from .benchmark import read_records_jsonl, with_yaw_source
 
     torch.set_num_threads(1)
     settings = json.loads((run / "settings.json").read_text())
     data = Path(settings["data"]) if data is None else data
     records_file = run / "records.json"
-    records = json.loads(records_file.read_text()) if records_file.exists() else [
-        json.loads(line) for line in (run / "records.jsonl").read_text().splitlines() if line.strip()]
+    records = json.loads(records_file.read_text()) if records_file.exists() else read_records_jsonl(
+        run / "records.jsonl")
     failed = failed_records(records, over_mm)
     examined = failed[:limit]
     est = run_estimator(settings)

@@ -131,15 +131,18 @@ def test_screening_picks_the_start_in_the_right_basin(estimator, body_model):
 def test_a_turned_heading_needs_a_clearly_better_fit(body_model):
     """RotNet has test scene pronation/V1/4 right, but with the product weights a fit from screened start
     codes seen from behind scores a little better (350 mm off at turn_loss_ratio 1.0): the margin keeps
-    RotNet's heading. (Started from the encoder's code, `fast`'s default, the turned fit scores worse.)"""
+    RotNet's heading, and the quality's heading check reports the frame as ambiguous instead of confident.
+    (Started from the encoder's code, `fast`'s default, the turned fit scores worse.)"""
     arrays, _ = make_test_sample(body_model, SampleKey("test", 4, "pronation", "V1"), seed=1)
     camera = arrays["camera_to_gravity"][:3, 3]
     encoder_start = GaitPoseEstimator.from_pretrained(profile="fast", weights="product")
-    assert encoder_start.estimate(arrays["points"], camera_origin=camera).yaw_source == "rotnet"
+    first = encoder_start.estimate(arrays["points"], camera_origin=camera)
+    assert first.valid and first.yaw_source == "rotnet" and first.quality_terms["heading_margin"] > 1.0
     est = encoder_start.with_profile(amortised=False)
     kept = est.estimate(arrays["points"], camera_origin=camera)
-    assert kept.valid and kept.yaw_source == "rotnet"
-    assert mpjpe_mm(kept.joints, arrays["joints"]) < 100
+    assert kept.yaw_source == "rotnet" and mpjpe_mm(kept.joints, arrays["joints"]) < 100
+    assert not kept.valid and "ambiguous heading" in kept.reason, kept.reason
+    assert kept.quality_terms["heading"] == 0.0 and 0.8 <= kept.quality_terms["heading_margin"] < 1.0
     turned = est.with_profile(turn_loss_ratio=1.0).estimate(arrays["points"], camera_origin=camera)
     assert turned.yaw_source == "rotnet_turned" and mpjpe_mm(turned.joints, arrays["joints"]) > 200
     assert [est._heading_choice(losses) for losses in ([1.0, 0.9], [1.0, 0.7], [1.0])] == [0, 1, 0]
@@ -218,6 +221,11 @@ def test_quality_checks_on_hand_made_skeletons():
     assert assess_fit(giant, giant + [0.05, 0, 0], np.full(100, 0.005)).terms["anatomy"] == 0.0
     floating = joints + [0, 0, 0.5]
     assert assess_fit(floating, floating + [0.05, 0, 0], np.full(100, 0.005)).terms["floor"] == 0.0
+    # Both headings fitted: the kept one must fit better than the opposite one.
+    clear = assess_fit(joints, skin, np.full(100, 0.005), heading_margin=1.3)
+    assert clear.score == 1.0 and clear.terms["heading_margin"] == 1.3
+    ambiguous = assess_fit(joints, skin, np.full(100, 0.005), heading_margin=0.95)
+    assert ambiguous.score == 0.0 and ambiguous.terms["heading"] == 0.0 and "ambiguous heading" in ambiguous.problems[0]
 
     # Seen from the left side, only the left leg's near face: the right leg's joints lie behind it, so with the
     # camera's position they are excused from the support check (and named), yet keep their low confidence;

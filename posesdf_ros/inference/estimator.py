@@ -88,9 +88,11 @@ class Profile:
     # previous frame's code side by side for `track_iterations` and keep the better. Weights
     # without an encoder fall back to screening `starts` when `iterations` > 0.
     amortised: bool = False
-    # Amortised cold fits with the heading check refine the turned heading only when the encoder's prediction
-    # fits it better; True refines both always (the fallback below: it runs on fits that scored low, where
-    # the prediction is least to be trusted, and refining one heading there once let a turned fit through).
+    # Cold fits with the heading check refine the turned heading only when its start (the encoder's
+    # prediction, or the screened starts) fits it better; True refines both always, which the quality's
+    # `heading` check needs to see an ambiguous heading (fast; the fallback below: it runs on fits that
+    # scored low, where the prediction is least to be trusted, and refining one heading there once let a
+    # turned fit through).
     refine_both_headings: bool = False
     # Amortised profiles: a fit scoring under the quality's retry_below is optimised from the encoder's
     # start for this many steps, its joints read off the sphere fields, and kept if it scores better.
@@ -113,11 +115,12 @@ PROFILES = {
     # scene input, RotNet), at 1.8 against 1.1-1.2 FPS in `posesdf eval` (docs/posesdf.md). Smoothing its
     # points over 16 neighbours: val 19.2 -> 16.5 mm, product val 41.1 -> 37.7 on the frames both kept.
     # Its points smoothed along the camera's rays lie nearer the fitted surface than raw ones, right fit or
-    # wrong: the residual's ramp was set on the product engine's val scenes (docs/quality.md).
+    # wrong: the residual's ramp was set on the product engine's val scenes (docs/quality.md). Cold fits
+    # refine both headings, so that the quality's `heading` check sees an ambiguous one (docs/quality.md).
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
-                    surface_residual_m=(0.016, 0.030)),
+                    surface_residual_m=(0.016, 0.030), refine_both_headings=True),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -431,11 +434,12 @@ class GaitPoseEstimator:
         t = time.perf_counter()
         warm = track and self._previous is not None
         chosen = 0
+        heading_losses: list[float] | None = None      # both headings' refined fits' losses, when both were refined
 
         def amortised_fit(previous: LatentFit | None) -> LatentFit:
             """The encoder's fit of the heading whose prediction fits best, refined; with `previous`,
             that frame's code (at this frame's predicted similarity) refined beside it, the better kept."""
-            nonlocal chosen
+            nonlocal chosen, heading_losses
             steps = p.iterations if previous is None else p.track_iterations
             chosen = self._heading_choice([f.loss for f in predicted])
             if steps == 0:
@@ -460,10 +464,12 @@ class GaitPoseEstimator:
                     refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0])
             best = self._heading_choice([f.loss for f in fits])
             chosen = candidates[best]
+            if len(fits) > 1:
+                heading_losses = [f.loss for f in fits]
             return fits[best]
 
         def cold_fit() -> LatentFit:
-            nonlocal chosen
+            nonlocal chosen, heading_losses
             if p.amortised:
                 return amortised_fit(None)
             if len(self.start_codes) * len(views) == 1:
@@ -475,13 +481,15 @@ class GaitPoseEstimator:
                                       iterations=p.screen_iterations, lr=p.lr,
                                       refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0]
                         for _, obs_n, free_n in views]
-            if self._heading_choice([f.loss for f in screened]) == 0:
+            if len(views) == 1 or (self._heading_choice([f.loss for f in screened]) == 0
+                                   and not p.refine_both_headings):
                 chosen = 0
                 return refine(0, screened[0], p.iterations)
             # The turned heading screened better; the screening is short and on a subset,
             # so both are refined and the full fits decide.
             fits = [refine(i, start, p.iterations) for i, start in enumerate(screened)]
-            chosen = self._heading_choice([f.loss for f in fits])
+            heading_losses = [f.loss for f in fits]
+            chosen = self._heading_choice(heading_losses)
             return fits[chosen]
 
         def refine(view: int, start: LatentFit | None, iterations: int) -> LatentFit:
@@ -498,6 +506,7 @@ class GaitPoseEstimator:
         # frames, a wrong frame): when its fit is clearly worse than the last cold fit's,
         # start again cold. (The amortised fit weighs a fresh start against it every frame.)
         if warm and not p.amortised and fit.loss > p.track_loss_ratio * self._reference_loss:
+            heading_losses = None
             fit, warm = cold_fit(), False
             timings["track_restarts"] = 1.0
         if track:
@@ -532,7 +541,11 @@ class GaitPoseEstimator:
         with torch.no_grad():
             sdf = self.model(fit.z[None], fitted[None], with_pose=False)[0][0].abs()
         metres_per_unit = 1.0 / (canon.scale * float(torch.exp(fit.log_scale)))
-        quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin)
+        # How much better the kept heading's fit is than the other's (below 1: the shape prefers the other
+        # heading, but not by the margin that overrules RotNet).
+        heading_margin = None if heading_losses is None else heading_losses[1 - chosen] / heading_losses[chosen]
+        quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin,
+                             heading_margin)
         timings["quality"] = time.perf_counter() - t
 
         mesh_out = None

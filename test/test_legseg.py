@@ -119,7 +119,9 @@ def test_eval_seg_reports_the_classifier_and_the_rule_based_crop(test_build, tmp
         assert 0.5 < s["precision_pooled"] <= 1 and 0.5 < s["recall_pooled"] <= 1
         assert (s["classifier"] is None) == (choice == "none")
         assert ("leg_classifier" in s["timing_ms"]) == (choice == "legseg")
-        assert s["data_profile"] == "paper" and (choice == "none" or s["classifier"]["data_profile"] == "paper")
+        # The shipped LegSegNet was trained on both engines' scenes (posesdf_ros/weights/README.md).
+        assert s["data_profile"] == "paper" and (choice == "none" or s["classifier"]["data_profile"] == "mixed")
+        assert choice == "none" or s["classifier"]["scenes"] == 4060
 
 
 def test_results_page_names_the_classifier_s_scenes_and_the_build():
@@ -134,6 +136,9 @@ def test_results_page_names_the_classifier_s_scenes_and_the_build():
         "LegSegNet, 512 points (40/40 epochs, product scenes), val split (product engine)"
     assert _segmentation_method(shipped | {"data_split": "shifted", "data_profile": "shifted"}).endswith(
         "(40/40 epochs), shifted split")
+    mixed = {"classifier": {"points": 1024, "epochs_done": 40, "epochs_planned": 40, "data_profile": "mixed",
+                            "scenes": 4060}, "data_split": "test"}
+    assert _segmentation_method(mixed) == "LegSegNet, 1024 points (40/40 epochs, 4,060 mixed scenes)"
 
 
 def test_threshold_sweep_trades_recall_for_precision(test_build, classifier, tmp_path):

@@ -325,7 +325,8 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
                 "samples_per_cell": args.limit or "all", "decimation": args.decimation,
                 "device": device_description("cpu"),
                 "classifier": None if classifier is None else {
-                    k: classifier.meta.get(k) for k in ("epochs_done", "epochs_planned", "data_seed", "command")}
+                    k: classifier.meta.get(k)
+                    for k in ("epochs_done", "epochs_planned", "data_seed", "command", "scenes")}
                 | {"points": classifier.model.config.points,
                    "data_profile": classifier.meta.get("data_profile", "paper")},
                 "git_commit": git_commit()}

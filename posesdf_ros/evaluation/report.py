@@ -220,9 +220,11 @@ def _yaw_lines(yaw: dict) -> list[str]:
 def _segmentation_method(seg: dict) -> str:
     c = seg.get("classifier")
     # Runs from before the point count was recorded used the only LegSegNet then, of 1,024 points.
+    # Non-paper classifiers name their scene engine, and their scene count where recorded (two mixed runs differ).
+    scenes = f"{c['scenes']:,} " if c and c.get("scenes") else ""
     method = "pelvis crop (rules)" if not c else \
         f"LegSegNet, {c.get('points', 1024)} points ({c.get('epochs_done')}/{c.get('epochs_planned')} epochs" + (
-            f", {c['data_profile']} scenes)" if c.get("data_profile", "paper") != "paper" else ")")
+            f", {scenes}{c['data_profile']} scenes)" if c.get("data_profile", "paper") != "paper" else ")")
     data = data_label(seg)
     where = "" if data == "ours" else ", " + data.removeprefix("ours, ")
     return method + _decimation_phrase(seg.get("decimation", 1)) + where

@@ -104,8 +104,9 @@ CANONICALISER_PARAMETERS: tuple[Param, ...] = CAMERA_POSE_PARAMETERS + (
     Param("leg_classifier", True, "Pick the person's leg points with LegSegNet (shipped weights); false: "
                                   "crop at the pelvis guess and drop detached hands (rule-based)."),
     Param("legseg_model", "fast", "Which shipped LegSegNet picks the leg points: 'fast' (512 points, about "
-                                  "half the time) or 'small' (1,024 points, the evaluation's; about 0.8 points "
-                                  "more precision and recall, docs/segmentation.md).", choices=("fast", "small")),
+                                  "half the time; trained on the paper engine's scenes) or 'small' (1,024 points, "
+                                  "the evaluation's; trained on both engines' scenes: more precise beside boxes "
+                                  "and with far cameras, docs/segmentation.md).", choices=("fast", "small")),
     Param("device", "cpu", "Torch device of RotNet and LegSegNet.", choices=("cpu", "cuda")),
     TORCH_THREADS,
     Param("decimation", 1, "Keep every n-th row and column of an organised cloud (every n²-th point of an "

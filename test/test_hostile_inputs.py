@@ -235,7 +235,11 @@ def test_non_finite_and_absurd_messages_never_reach_an_output(graph, walk):
             and int(status_values(est[-1]).get("dropped_implausible", 0)) == 2 \
             and int(status_values(est[-1]).get("dropped_invalid", 0)) >= 1 \
             and int(status_values(prior[-1]).get("dropped_bad_joints", 0)) == 6
-    assert graph.wait_for(counted, 10), "the hostile messages were not all counted on /diagnostics"
+    def last_counters():
+        with graph.lock:
+            return {node: status_values(found[-1]) if (found := statuses(graph.received, node)) else None
+                    for node in ("estimator", "pose_prior")}
+    assert graph.wait_for(counted, 10), f"the hostile messages were not all counted on /diagnostics: {last_counters()}"
 
 
 def test_camera_pose_guessed_for_an_unknown_frame_is_diagnosed(graph, walk):

@@ -129,21 +129,23 @@ def test_screening_picks_the_start_in_the_right_basin(estimator, body_model):
 
 
 def test_a_turned_heading_needs_a_clearly_better_fit(body_model):
-    """RotNet has test scene pronation/V1/4 right, but with the product weights a fit from screened start
-    codes seen from behind scores a little better (350 mm off at turn_loss_ratio 1.0): the margin keeps
-    RotNet's heading, and the quality's heading check reports the frame as ambiguous instead of confident.
-    (Started from the encoder's code, `fast`'s default, the turned fit scores worse.)"""
+    """RotNet has test scene pronation/V1/4's true leg points right, but with the product weights a fit from
+    screened start codes seen from behind scores a little better (far off at turn_loss_ratio 1.0): the margin
+    keeps RotNet's heading, and the quality's heading check reports the frame as ambiguous instead of
+    confident. (Started from the encoder's code, `fast`'s default, the turned fit scores clearly worse.) The
+    true leg points keep the test apart from the shipped segmentation."""
     arrays, _ = make_test_sample(body_model, SampleKey("test", 4, "pronation", "V1"), seed=1)
-    camera = arrays["camera_to_gravity"][:3, 3]
+    camera, legs = arrays["camera_to_gravity"][:3, 3], arrays["points"][arrays["leg_mask"]]
     encoder_start = GaitPoseEstimator.from_pretrained(profile="fast", weights="product")
-    first = encoder_start.estimate(arrays["points"], camera_origin=camera)
-    assert first.valid and first.yaw_source == "rotnet" and first.quality_terms["heading_margin"] > 1.0
+    first = encoder_start.estimate(legs, camera_origin=camera)
+    assert first.valid and first.yaw_source == "rotnet" and first.quality_terms["heading_margin"] > 1.5
+    assert mpjpe_mm(first.joints, arrays["joints"]) < 50
     est = encoder_start.with_profile(amortised=False)
-    kept = est.estimate(arrays["points"], camera_origin=camera)
-    assert kept.yaw_source == "rotnet" and mpjpe_mm(kept.joints, arrays["joints"]) < 100
+    kept = est.estimate(legs, camera_origin=camera)
+    assert kept.yaw_source == "rotnet" and mpjpe_mm(kept.joints, arrays["joints"]) < 120
     assert not kept.valid and "ambiguous heading" in kept.reason, kept.reason
     assert kept.quality_terms["heading"] == 0.0 and 0.8 <= kept.quality_terms["heading_margin"] < 1.0
-    turned = est.with_profile(turn_loss_ratio=1.0).estimate(arrays["points"], camera_origin=camera)
+    turned = est.with_profile(turn_loss_ratio=1.0).estimate(legs, camera_origin=camera)
     assert turned.yaw_source == "rotnet_turned" and mpjpe_mm(turned.joints, arrays["joints"]) > 200
     assert [est._heading_choice(losses) for losses in ([1.0, 0.9], [1.0, 0.7], [1.0])] == [0, 1, 0]
 

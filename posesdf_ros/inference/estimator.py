@@ -485,8 +485,8 @@ class GaitPoseEstimator:
                                    and not p.refine_both_headings):
                 chosen = 0
                 return refine(0, screened[0], p.iterations)
-            # The turned heading screened better; the screening is short and on a subset,
-            # so both are refined and the full fits decide.
+            # The turned heading screened better (or both are always refined); the screening is
+            # short and on a subset, so both are refined and the full fits decide.
             fits = [refine(i, start, p.iterations) for i, start in enumerate(screened)]
             heading_losses = [f.loss for f in fits]
             chosen = self._heading_choice(heading_losses)

@@ -130,6 +130,69 @@ def test_a_person_whose_feet_the_sensor_misses_is_still_found(scenes, scene_inde
     assert not floor_only.valid and "no person-like cluster" in floor_only.reason
 
 
+def _frame_top_row(roll_deg, pitch_deg, width=640, fx=589.0, height_m=1.0, wall_m=4.0):
+    """Where a rolled and pitched pinhole camera's top pixel row meets a wall `wall_m` ahead (x), the
+    camera `height_m` high at the origin; (width, 3)."""
+    from transforms3d.euler import euler2mat
+
+    u = np.arange(width) - width / 2
+    rays = np.stack([np.ones(width), -u / fx, np.full(width, 0.75 * width / 2 / fx)], -1)   # x forward, z up
+    roll, pitch = np.deg2rad(roll_deg), np.deg2rad(pitch_deg)
+    rays = rays @ (euler2mat(roll, 0.0, 0.0) @ euler2mat(0.0, pitch, 0.0)).T
+    return rays * (wall_m / rays[:, :1]) + [0.0, 0.0, height_m]
+
+
+def test_the_frame_top_edge_follows_a_rolled_and_pitched_camera():
+    """The top row of a camera rolled 6 deg and pitched 10 deg down tilts over 5 deg of elevation across
+    the frame; `frame_top` recovers it to a pixel from the highest point of each azimuth bin of a wall
+    seen below it, and a point 4 pixels lower reads 4 pixels below."""
+    from posesdf_ros.perception.segment import elevation, frame_top
+
+    config = SegmentationConfig(sensor_focal_px=589.0)
+    sensor = np.array([0.0, 0.0, 1.0])
+    row = _frame_top_row(6.0, 10.0)
+    rng = np.random.default_rng(0)
+    wall = row[rng.integers(0, len(row), 3000)] - [0.0, 0.0, 1.0] * rng.uniform(0.05, 2.0, (3000, 1))  # below it
+    edge = frame_top(np.concatenate([row, wall]), sensor, config)
+    assert np.ptp(elevation(row, sensor)) > np.deg2rad(5.0)
+    pixel = 1.0 / 589.0
+    assert np.abs(edge.below(row, sensor)).max() < pixel
+    lower = row.copy()
+    lower[:, 2] -= 4 * pixel * np.linalg.norm(row[:, :2] - sensor[:2], axis=1)
+    assert np.allclose(edge.below(lower, sensor), 4 * pixel, atol=0.5 * pixel)
+
+
+def test_a_person_the_rolled_frame_cuts_below_the_scenes_top_is_found(body_model):
+    """Shifted scene (seed 3, camera rolled 5.2 deg): up close, the frame cuts the walker's legs (two
+    clusters) at 0.85 m on the low side of its tilted top edge, 0.9 and 1.5 deg below the scene's
+    highest point. Before the edge was fitted, nothing in the scene stood tall ("no person-like cluster")."""
+    from posesdf_ros.data.shifted import make_shifted_sample
+
+    scene = make_shifted_sample(body_model, SampleKey("shifted", 0, "pronation", "V4"), 3)[0]
+    result = segment_legs(scene["points"], sensor_origin=_sensor(scene))
+    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
+    precision, recall = _precision_recall(result, scene["leg_mask"])
+    assert precision > 0.9 and recall > 0.9
+
+
+def test_the_leg_classifier_turns_down_a_box_the_frame_cuts(body_model):
+    """Product test scene (seed 1, camera pitched 43 deg down): a box 3.1 m away that the frame's top edge
+    cuts where it is highest ranks before the walker 1.4 m away (cut where the edge dips, mid-frame);
+    the LegSegNet finds legs in 1 % of the box's window, so the next candidate, the walker, is the
+    target. The geometric crop alone keeps the box."""
+    from posesdf_ros.data.domain import make_product_scene_sample
+    from posesdf_ros.inference.legseg import LegClassifier
+
+    scene = make_product_scene_sample(body_model, SampleKey("test", 0, "out_toeing", "V6"), seed=1)[0]
+    truth_xy = scene["joints"][0, :2]
+    crop = segment_legs(scene["points"], sensor_origin=_sensor(scene))
+    assert crop.valid and np.linalg.norm(crop.centre - truth_xy) > 1.0
+    result = segment_legs(scene["points"], sensor_origin=_sensor(scene), leg_classifier=LegClassifier.from_pretrained())
+    assert result.valid and np.linalg.norm(result.centre - truth_xy) < 0.25
+    precision, recall = _precision_recall(result, scene["leg_mask"])
+    assert precision > 0.9 and recall > 0.9
+
+
 def test_a_tall_object_floating_above_the_floor_is_not_a_person():
     """A round column from 0.9 m up (a hanging coat, a lamp): higher than any hidden feet allow."""
     column = _column(np.array([2.5, 0.0]), height=0.9, rng=np.random.default_rng(3))

@@ -39,8 +39,10 @@ seeded RANSAC, so the same cloud always gives the same result).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -101,6 +103,14 @@ class SegmentationConfig:
     outlier_voxel: float = 0.02
     outlier_density_fraction: float = 0.06  # of the count a face-on surface gives at that range
     sensor_focal_px: float = 464.0      # depth camera focal length (spec: D435-like)
+    # The frame's top edge (`frame_top`): fitted per azimuth bin; a body within `frame_cut_px` of it is cut.
+    frame_edge_bin_deg: float = 2.0
+    frame_edge_slack_px: float = 3.0
+    frame_cut_px: float = 2.0
+    # With a leg classifier: a target on which it finds legs in under this share of the points it was
+    # shown gives way to the next candidate, at most `max_targets` tried.
+    min_leg_share: float = 0.15
+    max_targets: int = 3
     # Pelvis height and crop.
     pelvis_prior: float = 0.89          # when the head is out of view (mean of training bodies)
     pelvis_to_stature: float = 0.526    # pelvis height / top of the head (training bodies)
@@ -450,44 +460,91 @@ def elevation(points: np.ndarray, sensor: np.ndarray) -> np.ndarray:
     return np.arctan2(offset[:, 2], np.hypot(offset[:, 0], offset[:, 1]))
 
 
-def top_elevation(points: np.ndarray, sensor: np.ndarray) -> float:
-    """The largest `elevation` of points at least `roi_min_range` > 0 from the sensor horizontally:
-    the arctangent of the largest slope, one arctangent instead of one per point."""
+@dataclass(frozen=True)
+class FrameTop:
+    """The frame's top edge as the sensor sees it: the plane through the sensor that holds the top pixel
+    row's rays (a row of a pinhole image is a line, and a line's rays span a plane).
+
+    A level camera's top row lies near one elevation, but a rolled camera's tilts across the image and
+    a pitched one's bends in elevation (its corners higher than its centre column when pitched down):
+    by several degrees, so a body the frame cuts tops out well below the scene's highest point."""
+
+    normal: np.ndarray                  # (3,) unit, upward: in-frame directions d have normal . d <= 0
+    highest: float = 0.0                # elevation (rad) of the scene's highest point
+
+    def below(self, points: np.ndarray, sensor: np.ndarray) -> np.ndarray:
+        """The angle (rad) by which each of the points (N, 3) lies below the edge's plane, seen from the
+        sensor: a pixel is 1 / focal length."""
+        offset = points.astype(np.float64) - sensor
+        directions = offset / np.maximum(np.linalg.norm(offset, axis=1, keepdims=True), 1e-9)
+        return -np.arcsin(np.clip(directions @ self.normal, -1.0, 1.0))
+
+
+def frame_top(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> FrameTop:
+    """The frame's top edge: the plane through the sensor fitted to the highest point of each
+    `frame_edge_bin_deg` azimuth bin of `points` (N, 3), first those above the bins' median, then again
+    to the bins at most `frame_edge_slack_px` below it until they stop changing. Bins whose highest point
+    is not on the edge (nothing in the ROI above it, the image's side edges) fall away; the plane
+    carries the edge on where the ROI holds nothing of it."""
     offset = points.astype(np.float64) - sensor
-    return float(np.arctan((offset[:, 2] / np.hypot(offset[:, 0], offset[:, 1])).max()))
+    directions = offset / np.maximum(np.linalg.norm(offset, axis=1, keepdims=True), 1e-9)
+    azimuth = np.arctan2(offset[:, 1], offset[:, 0])
+    forward = np.angle(np.exp(1j * azimuth).mean())
+    up = elevation(points, sensor)
+    bins = np.floor(np.angle(np.exp(1j * (azimuth - forward))) / np.deg2rad(config.frame_edge_bin_deg))
+    order = np.lexsort((up, bins))
+    last = np.r_[bins[order][1:] != bins[order][:-1], True]     # each bin's highest point
+    tops, top_up = directions[order][last], up[order][last]
+    highest = float(top_up.max()) if len(top_up) else 0.0
+    if len(tops) < 3:           # too few bins for a plane: the edge is level at the highest point
+        return FrameTop(np.array([-np.sin(highest) * np.cos(forward), -np.sin(highest) * np.sin(forward),
+                                  np.cos(highest)]), highest)
+    slack = config.frame_edge_slack_px / config.sensor_focal_px
+    on_edge = top_up >= np.median(top_up)
+    for _ in range(5):
+        normal = np.linalg.eigh(tops[on_edge].T @ tops[on_edge])[1][:, 0]
+        normal = normal if normal[2] >= 0 else -normal
+        near = -np.arcsin(np.clip(tops @ normal, -1.0, 1.0)) <= slack
+        if near.sum() < 3 or np.array_equal(near, on_edge):
+            break
+        on_edge = near
+    return FrameTop(normal, highest)
 
 
-def stands_tall(cluster: Cluster, points: np.ndarray, sensor: np.ndarray, frame_top: float,
-                config: SegmentationConfig) -> bool:
-    """Whether the cluster's top is an adult's (at least `head_min_stature`) or the frame's top
-    edge cuts it (its topmost point within two pixels of the scene's, `frame_top` rad): a box or
-    a bin shows its whole top below that, a person in view shows a head or is cut."""
+def stands_tall(cluster: Cluster, points: np.ndarray, sensor: np.ndarray, edge: FrameTop,
+                config: SegmentationConfig) -> int:
+    """How surely the cluster stands as tall as an adult: 2 when its top is an adult's (at least
+    `head_min_stature`) or the frame's top edge cuts it where the edge is highest (its topmost point
+    within `frame_cut_px` of the scene's); 1 when the edge cuts it elsewhere (a point within
+    `frame_cut_px` of the `edge` at its azimuth); else 0. A box or a bin shows its whole top below the
+    edge; a person in view shows a head or is cut, but a cut post or box is cut as well."""
     if cluster.top >= config.head_min_stature:
-        return True
-    return top_elevation(points[cluster.members], sensor) >= frame_top - 2.0 / config.sensor_focal_px
+        return 2
+    members = points[cluster.members]
+    pixel = 1.0 / config.sensor_focal_px
+    if float(elevation(members, sensor).max()) >= edge.highest - config.frame_cut_px * pixel:
+        return 2
+    return int(float(edge.below(members, sensor).min()) <= config.frame_cut_px * pixel)
 
 
-def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
-                  sensor: np.ndarray, config: SegmentationConfig) -> Cluster | None:
-    """The person-like cluster nearest to `reference_xy` that `stands_tall`, else the nearest
-    person-like one (so that a child or a seated person alone in view is still found); the
-    shape tests run nearest first.
+def rank_targets(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
+                 sensor: np.ndarray, config: SegmentationConfig) -> list[Cluster]:
+    """The person-like clusters, best target first: by how surely they `stand_tall`, then by their
+    distance to `reference_xy` (so that a child or a seated person alone in view is still found, last).
 
     A cluster that stands tall may end up to `person_hidden_foot_height` above the floor: its
     feet and shins out of the sensor's sight (dark shoes and trousers leave holes in structured
     light and stereo; the frame's bottom edge cuts a near walker's shins)."""
-    frame_top = top_elevation(points, sensor)
-    fallback = None
+    edge = frame_top(points, sensor, config)
+    ranked = []
     for cluster in sorted(clusters, key=lambda c: float(np.linalg.norm(c.centre - reference_xy))):
         lowest = float(height[cluster.members].min())
         if lowest > config.person_hidden_foot_height:
             continue
-        tall = stands_tall(cluster, points, sensor, frame_top, config)
+        tall = stands_tall(cluster, points, sensor, edge, config)
         if (lowest <= config.person_foot_height or tall) and not is_flat(points[cluster.members], sensor, config):
-            if tall:
-                return cluster
-            fallback = fallback or cluster
-    return fallback
+            ranked.append((-tall, len(ranked), cluster))
+    return [cluster for *_, cluster in sorted(ranked, key=lambda r: r[:2])]
 
 
 def target_cells(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, points: np.ndarray,
@@ -689,13 +746,14 @@ class Person:
         return self.members[self.height[self.members] < top]
 
 
-def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
-                sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Person | str:
-    """Steps 1 to 6 of the module docstring: the target person and its pelvis height, or why there is none.
+def find_people(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
+                sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Iterator[Person] | str:
+    """Steps 1 to 6 of the module docstring: the candidate targets, best first (`rank_targets`), each
+    with its pelvis height, made one at a time as they are asked for; or why there is none.
     points: (N, 3) float32; `timer` records the stages' times.
 
     Steps 1 to 4 see every (`coarse_decimation`²)-th point, with `decimated`'s thresholds: they only
-    need the scene's layout. The target's points are then every input point in its bird's-eye
+    need the scene's layout. A target's points are then every input point in its bird's-eye
     cells, at full density, so the legs lose nothing (a far leg seen past the near one is a sliver).
     """
     timer = timer or _StageTimer()
@@ -731,26 +789,58 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
     if not people:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
-    target = choose_target(people, reference, scene, height, sensor, coarse)
+    targets = rank_targets(people, reference, scene, height, sensor, coarse)
     timer.lap("target")
-    if target is None:
+    if not targets:
         return "no person-like cluster (the person-sized ones are flat, or neither reach the floor nor stand tall)"
 
-    # Every input point in the target's cells (NaN rows fail the cells' bounds), in the ROI and above the floor.
-    cells = target_cells(target, clusters, grid, scene, height, sensor, coarse)
-    near = grid.points_in(cells, points[:, :2])
-    near = near[region_of_interest(points[near], sensor, config)]
-    near_points = points[near]
-    near_height = floor.distance(near_points)
-    keep = (near_height > config.floor_clearance) & (near_height < config.person_max_height)
-    near, near_points, near_height = near[keep], near_points[keep], near_height[keep]
-    timer.lap("target_points")
-    members = np.flatnonzero(on_surface(near_points, sensor, config))
-    timer.lap("flying_pixels")
-    pelvis, cue = estimate_pelvis_height(near_points[members], near_height[members],
-                                         None if sensor_origin is None else sensor, config)
-    timer.lap("pelvis")
-    return Person(near, near_points, near_height, members, target.centre, float(pelvis), cue)
+    def person(target: Cluster) -> Person:
+        # Every input point in the target's cells (NaN rows fail the cells' bounds), in the ROI and above the floor.
+        cells = target_cells(target, clusters, grid, scene, height, sensor, coarse)
+        near = grid.points_in(cells, points[:, :2])
+        near = near[region_of_interest(points[near], sensor, config)]
+        near_points = points[near]
+        near_height = floor.distance(near_points)
+        keep = (near_height > config.floor_clearance) & (near_height < config.person_max_height)
+        near, near_points, near_height = near[keep], near_points[keep], near_height[keep]
+        timer.lap("target_points")
+        members = np.flatnonzero(on_surface(near_points, sensor, config))
+        timer.lap("flying_pixels")
+        pelvis, cue = estimate_pelvis_height(near_points[members], near_height[members],
+                                             None if sensor_origin is None else sensor, config)
+        timer.lap("pelvis")
+        return Person(near, near_points, near_height, members, target.centre, float(pelvis), cue)
+
+    return (person(target) for target in targets)
+
+
+def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
+                sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Person | str:
+    """The best candidate of `find_people`, or why there is none."""
+    people = find_people(points, config, previous_centre, sensor_origin, timer)
+    return people if isinstance(people, str) else next(people)
+
+
+def _person_legs(person: Person, config: SegmentationConfig, leg_classifier, timer: _StageTimer
+                 ) -> tuple[np.ndarray, int]:
+    """Steps 6 to 8 on one candidate: indices into `person.roi` of its legs, and how many points the
+    classifier was shown (0 without one)."""
+    height, pelvis = person.height, person.pelvis_height
+    shown = 0
+    if leg_classifier is not None:
+        window = person.members_below(pelvis + leg_classifier.window_above_pelvis)
+        shown = len(window)
+        legs = window[leg_classifier.leg_mask(person.roi_points[window], height[window])] if shown else window
+        timer.lap("leg_classifier")
+    else:
+        legs = person.members_below(pelvis + config.crop_margin)
+        legs = legs[reaches_below_hands(person.roi_points[legs], height[legs], pelvis, config)] \
+            if len(legs) else legs
+        timer.lap("detached_hands")
+    if len(legs):
+        legs = legs[without_detached_clutter(person.roi_points[legs], height[legs], config)]
+        timer.lap("detached_clutter")
+    return legs, shown
 
 
 def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
@@ -761,31 +851,29 @@ def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
     points = np.asarray(points, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be (N, 3), got {points.shape}")
-    person = find_person(points, config, previous_centre, sensor_origin, timer)
-    if isinstance(person, str):
-        return SegmentationResult(False, person, timings=timer.finish())
-    pelvis, height = person.pelvis_height, person.height
-    crop = pelvis + config.crop_margin
-    if leg_classifier is not None:
-        window = person.members_below(pelvis + leg_classifier.window_above_pelvis)
-        legs = window[leg_classifier.leg_mask(person.roi_points[window], height[window])] \
-            if len(window) else window
-        timer.lap("leg_classifier")
+    people = find_people(points, config, previous_centre, sensor_origin, timer)
+    if isinstance(people, str):
+        return SegmentationResult(False, people, timings=timer.finish())
+    # The classifier checks the target: one on which it finds legs in under `min_leg_share` of the points
+    # it was shown (a post, a bin, a wall's end) gives way to the next candidate, at most `max_targets`
+    # in all; when none passes, the first stands.
+    first = None
+    for person in itertools.islice(people, config.max_targets if leg_classifier is not None else 1):
+        legs, shown = _person_legs(person, config, leg_classifier, timer)
+        first = first or (person, legs)
+        if leg_classifier is None or len(legs) >= config.min_leg_share * max(1, shown):
+            break
     else:
-        legs = person.members_below(crop)
-        legs = legs[reaches_below_hands(person.roi_points[legs], height[legs], pelvis, config)] \
-            if len(legs) else legs
-        timer.lap("detached_hands")
-    if len(legs):
-        legs = legs[without_detached_clutter(person.roi_points[legs], height[legs], config)]
-        timer.lap("detached_clutter")
+        person, legs = first
     if len(legs) == 0:
         return SegmentationResult(False, "no points below the crop plane", timings=timer.finish())
+    height, pelvis = person.height, person.pelvis_height
     # Without the head in view the pelvis height is a population prior, often 10 cm off;
     # a crop that high takes in the lower torso and the hands, which flips RotNet's
     # front/back call, while the legs below the hips alone give it the heading as well.
     hips_down = legs[height[legs] < pelvis - config.heading_below_pelvis]
     heading = hips_down if len(hips_down) >= config.heading_min_points else legs
     roi = person.roi
-    return SegmentationResult(True, "", np.sort(roi[legs]), person.centre, float(pelvis), float(crop),
-                              person.pelvis_cue, np.sort(roi[heading]), timer.finish())
+    return SegmentationResult(True, "", np.sort(roi[legs]), person.centre, float(pelvis),
+                              float(pelvis + config.crop_margin), person.pelvis_cue, np.sort(roi[heading]),
+                              timer.finish())

@@ -487,24 +487,26 @@ def frame_top(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig
     is not on the edge (nothing in the ROI above it, the image's side edges) fall away; the plane
     carries the edge on where the ROI holds nothing of it."""
     offset = points.astype(np.float64) - sensor
-    directions = offset / np.maximum(np.linalg.norm(offset, axis=1, keepdims=True), 1e-9)
-    azimuth = np.arctan2(offset[:, 1], offset[:, 0])
-    forward = np.angle(np.exp(1j * azimuth).mean())
-    up = elevation(points, sensor)
-    bins = np.floor(np.angle(np.exp(1j * (azimuth - forward))) / np.deg2rad(config.frame_edge_bin_deg))
-    order = np.lexsort((up, bins))
-    last = np.r_[bins[order][1:] != bins[order][:-1], True]     # each bin's highest point
-    tops, top_up = directions[order][last], up[order][last]
-    highest = float(top_up.max()) if len(top_up) else 0.0
+    horizontal = np.maximum(np.hypot(offset[:, 0], offset[:, 1]), 1e-9)
+    # Azimuths from the points' mean bearing, so that the bins do not straddle +-pi whichever way the frame faces.
+    bearing = np.array([(offset[:, 0] / horizontal).mean(), (offset[:, 1] / horizontal).mean()])
+    bearing /= max(float(np.linalg.norm(bearing)), 1e-9)
+    azimuth = np.arctan2(bearing[0] * offset[:, 1] - bearing[1] * offset[:, 0], offset[:, :2] @ bearing)
+    bins = np.floor(azimuth / np.deg2rad(config.frame_edge_bin_deg)).astype(np.int64)
+    slope = offset[:, 2] / horizontal            # orders elevations without an arctangent per point
+    tops = np.asarray(ndimage.maximum_position(slope, bins, np.unique(bins)), np.int64).reshape(-1)
+    top_up = np.arctan(slope[tops])
+    directions = offset[tops] / np.linalg.norm(offset[tops], axis=1, keepdims=True)
+    highest = float(top_up.max()) if len(tops) else 0.0
     if len(tops) < 3:           # too few bins for a plane: the edge is level at the highest point
-        return FrameTop(np.array([-np.sin(highest) * np.cos(forward), -np.sin(highest) * np.sin(forward),
-                                  np.cos(highest)]), highest)
+        return FrameTop(np.array([-np.sin(highest) * bearing[0], -np.sin(highest) * bearing[1], np.cos(highest)]),
+                        highest)
     slack = config.frame_edge_slack_px / config.sensor_focal_px
     on_edge = top_up >= np.median(top_up)
     for _ in range(5):
-        normal = np.linalg.eigh(tops[on_edge].T @ tops[on_edge])[1][:, 0]
+        normal = np.linalg.eigh(directions[on_edge].T @ directions[on_edge])[1][:, 0]
         normal = normal if normal[2] >= 0 else -normal
-        near = -np.arcsin(np.clip(tops @ normal, -1.0, 1.0)) <= slack
+        near = -np.arcsin(np.clip(directions @ normal, -1.0, 1.0)) <= slack
         if near.sum() < 3 or np.array_equal(near, on_edge):
             break
         on_edge = near
@@ -528,9 +530,10 @@ def stands_tall(cluster: Cluster, points: np.ndarray, sensor: np.ndarray, edge: 
 
 
 def rank_targets(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
-                 sensor: np.ndarray, config: SegmentationConfig) -> list[Cluster]:
+                 sensor: np.ndarray, config: SegmentationConfig) -> Iterator[Cluster]:
     """The person-like clusters, best target first: by how surely they `stand_tall`, then by their
     distance to `reference_xy` (so that a child or a seated person alone in view is still found, last).
+    Lazily: the flatness test, the costly one, runs on a cluster only when it is asked for.
 
     A cluster that stands tall may end up to `person_hidden_foot_height` above the floor: its
     feet and shins out of the sensor's sight (dark shoes and trousers leave holes in structured
@@ -542,9 +545,11 @@ def rank_targets(clusters: list[Cluster], reference_xy: np.ndarray, points: np.n
         if lowest > config.person_hidden_foot_height:
             continue
         tall = stands_tall(cluster, points, sensor, edge, config)
-        if (lowest <= config.person_foot_height or tall) and not is_flat(points[cluster.members], sensor, config):
+        if lowest <= config.person_foot_height or tall:
             ranked.append((-tall, len(ranked), cluster))
-    return [cluster for *_, cluster in sorted(ranked, key=lambda r: r[:2])]
+    for *_, cluster in sorted(ranked, key=lambda r: r[:2]):
+        if not is_flat(points[cluster.members], sensor, config):
+            yield cluster
 
 
 def target_cells(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, points: np.ndarray,
@@ -790,8 +795,9 @@ def find_people(points: np.ndarray, config: SegmentationConfig, previous_centre:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
     targets = rank_targets(people, reference, scene, height, sensor, coarse)
+    first = next(targets, None)
     timer.lap("target")
-    if not targets:
+    if first is None:
         return "no person-like cluster (the person-sized ones are flat, or neither reach the floor nor stand tall)"
 
     def person(target: Cluster) -> Person:
@@ -811,7 +817,7 @@ def find_people(points: np.ndarray, config: SegmentationConfig, previous_centre:
         timer.lap("pelvis")
         return Person(near, near_points, near_height, members, target.centre, float(pelvis), cue)
 
-    return (person(target) for target in targets)
+    return (person(target) for target in itertools.chain([first], targets))
 
 
 def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,

@@ -105,6 +105,7 @@ class SegmentationConfig:
     sensor_focal_px: float = 464.0      # depth camera focal length (spec: D435-like)
     # The frame's top edge (`frame_top`): fitted per azimuth bin; a body within `frame_cut_px` of it is cut.
     frame_edge_bin_deg: float = 2.0
+    frame_edge_span_deg: float = 20.0   # the edge's highest and lowest points differ by less (roll, pitch)
     frame_edge_slack_px: float = 3.0
     frame_cut_px: float = 2.0
     # With a leg classifier: a target on which it finds legs in under this share of the points it was
@@ -488,12 +489,16 @@ def frame_top(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig
     carries the edge on where the ROI holds nothing of it."""
     offset = points.astype(np.float64) - sensor
     horizontal = np.maximum(np.hypot(offset[:, 0], offset[:, 1]), 1e-9)
+    slope = offset[:, 2] / horizontal            # orders elevations without an arctangent per point
+    # The edge lies within `frame_edge_span_deg` of the highest point: the points lower down (the floor,
+    # most of the scene) cannot be a bin's highest on it.
+    upper = np.arctan(slope) >= np.arctan(slope.max()) - np.deg2rad(config.frame_edge_span_deg)
+    offset, horizontal, slope = offset[upper], horizontal[upper], slope[upper]
     # Azimuths from the points' mean bearing, so that the bins do not straddle +-pi whichever way the frame faces.
     bearing = np.array([(offset[:, 0] / horizontal).mean(), (offset[:, 1] / horizontal).mean()])
     bearing /= max(float(np.linalg.norm(bearing)), 1e-9)
     azimuth = np.arctan2(bearing[0] * offset[:, 1] - bearing[1] * offset[:, 0], offset[:, :2] @ bearing)
     bins = np.floor(azimuth / np.deg2rad(config.frame_edge_bin_deg)).astype(np.int64)
-    slope = offset[:, 2] / horizontal            # orders elevations without an arctangent per point
     tops = np.asarray(ndimage.maximum_position(slope, bins, np.unique(bins)), np.int64).reshape(-1)
     top_up = np.arctan(slope[tops])
     directions = offset[tops] / np.linalg.norm(offset[tops], axis=1, keepdims=True)

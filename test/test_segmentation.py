@@ -245,7 +245,7 @@ def test_a_noisy_floor_does_not_join_the_person_to_everything_around(body_model)
 def test_the_floor_clearance_follows_the_floors_noise():
     """Floor points scattered by sigma = 0.003 r^2 (m; r the horizontal range), objects standing on it: the
     clearance is `floor_noise_sigmas` x that sigma, read off the points below the floor, within its bounds."""
-    from posesdf_ros.perception.segment import clearance
+    from posesdf_ros.perception.segment import clearance, floor_noise
 
     rng = np.random.default_rng(0)
     config = SegmentationConfig()
@@ -255,13 +255,50 @@ def test_the_floor_clearance_follows_the_floors_noise():
     boxes = np.stack([rng.uniform(2, 3, 5000), rng.uniform(-1, 1, 5000), rng.uniform(0, 1, 5000)], 1)
     points = np.concatenate([floor, boxes])
     sensor = np.array([0.0, 0.0, 1.0])
-    got = clearance(points, points[:, 2], sensor, config)
+    noise_c = floor_noise(points, points[:, 2], sensor, config)
+    assert noise_c == pytest.approx(0.003, rel=0.1)
+    got = clearance(points, points[:, 2], sensor, config, noise_c)
     r = np.hypot(points[:, 0], points[:, 1])
     expected = np.clip(config.floor_noise_sigmas * 0.003 * r ** 2, config.floor_clearance, config.floor_max_clearance)
     assert np.allclose(got, expected, rtol=0.1, atol=1e-3)
     # A floor as flat as the spec's sensor near by (1 mm) keeps the fixed clearance.
     flat = np.concatenate([floor[:, :2], rng.normal(0, 0.001, (len(floor), 1))], 1)
-    assert np.allclose(clearance(flat, flat[:, 2], sensor, config), config.floor_clearance)
+    assert np.allclose(clearance(flat, flat[:, 2], sensor, config, floor_noise(flat, flat[:, 2], sensor, config)),
+                       config.floor_clearance)
+
+
+def test_a_clean_sensors_walker_facing_it_is_not_flat(body_model):
+    """Shifted scene (seed 3) rendered without the sensor model: the walker 3.4 m away faces the camera,
+    and two planes of the slab that the spec's noise model allows there (4.6 cm to each side) hold 0.97 of
+    its points, so with that slab it is flat and the scene has no person. Its floor shows the depth is
+    exact: with the slab from the floor's noise the walker is a person again, and a box is still flat."""
+    from dataclasses import replace
+
+    from posesdf_ros.data import shifted
+    from posesdf_ros.perception.segment import DepthNoise, is_flat
+
+    rendered = replace(shifted.SHIFTED, **shifted.SENSOR_PARTS["none"])
+    scene = shifted.make_shifted_sample(body_model, SampleKey("shifted", 0, "pronation", "V3"), 3, rendered)[0]
+    sensor, points = _sensor(scene), scene["points"]
+    near = np.linalg.norm(points[:, :2] - scene["joints"][0, :2], axis=1) < 0.4
+    walker = points[near & (points[:, 2] > 0.05)][::16]
+    config = SegmentationConfig()
+    assert is_flat(walker, sensor, config)
+    exact = DepthNoise(config.depth_noise, floor_c=1e-6, sensor_height=float(sensor[2]))
+    assert not is_flat(walker, sensor, config, exact)
+    assert is_flat(_box_faces(np.array([3.0, 1.0])), sensor, config, exact)
+    result = segment_legs(points, sensor_origin=sensor)
+    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
+
+
+def _box_faces(corner_xy, size=(0.5, 0.4, 0.9), spacing=0.01):
+    """The two faces of a box standing on the floor that a sensor at the origin sees (its near x and y
+    sides, meeting at `corner_xy`), as exact points."""
+    u, z = np.meshgrid(np.arange(0.0, size[1], spacing), np.arange(0.0, size[2], spacing))
+    front = np.column_stack([np.full(u.size, corner_xy[0]), corner_xy[1] - u.ravel(), z.ravel()])
+    u, z = np.meshgrid(np.arange(0.0, size[0], spacing), np.arange(0.0, size[2], spacing))
+    side = np.column_stack([corner_xy[0] + u.ravel(), np.full(u.size, corner_xy[1]), z.ravel()])
+    return np.concatenate([front, side]).astype(np.float32)
 
 
 def test_a_flat_board_far_away_is_not_a_person():

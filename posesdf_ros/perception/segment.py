@@ -290,20 +290,50 @@ def fit_floor(points: np.ndarray, sensor_xy: np.ndarray, config: SegmentationCon
     return GRAVITY_FLOOR
 
 
-def clearance(points: np.ndarray, height: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> np.ndarray:
-    """(N,) the height above the floor under which each of the points (N, 3) counts as floor for the
-    clustering: `floor_clearance`, or `floor_noise_sigmas` x the floor's noise at the point's horizontal
-    range r, up to `floor_max_clearance`. The noise is read as sigma = c r^2 (depth noise grows with the
-    square of the range) off the points below the floor plane, where nothing stands: a stereo camera
-    scatters the floor by 2 cm at 1.5 m and 5 cm at 4.5 m, and a fixed 2 cm left a fifth to half of it
-    above the floor, where its cells joined the person to everything around."""
+def floor_noise(points: np.ndarray, height: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> float | None:
+    """c of the floor's height noise sigma = c r^2 at horizontal range r (depth noise grows with the square of
+    the range), read off the points below the floor plane, where nothing stands (the sigma of a half-normal);
+    None with fewer than `floor_min_inliers` of them."""
     range2 = (points[:, 0] - sensor[0]) ** 2 + (points[:, 1] - sensor[1]) ** 2
     below = (height < 0) & (height > -config.floor_max_clearance)
     if below.sum() < config.floor_min_inliers:
+        return None
+    return 1.4826 * float(np.median(-height[below] / np.maximum(range2[below], 1e-6)))
+
+
+def clearance(points: np.ndarray, height: np.ndarray, sensor: np.ndarray, config: SegmentationConfig,
+              noise_c: float | None) -> np.ndarray:
+    """(N,) the height above the floor under which each of the points (N, 3) counts as floor for the
+    clustering: `floor_clearance`, or `floor_noise_sigmas` x the floor's noise at the point's horizontal
+    range r (`floor_noise`'s c r^2), up to `floor_max_clearance`: a stereo camera scatters the floor by
+    2 cm at 1.5 m and 5 cm at 4.5 m, and a fixed 2 cm left a fifth to half of it above the floor, where its
+    cells joined the person to everything around."""
+    if noise_c is None:
         return np.full(len(points), config.floor_clearance, np.float32)
-    c = 1.4826 * float(np.median(-height[below] / np.maximum(range2[below], 1e-6)))   # sigma of a half-normal
-    return np.clip(config.floor_noise_sigmas * c * range2, config.floor_clearance,
+    range2 = (points[:, 0] - sensor[0]) ** 2 + (points[:, 1] - sensor[1]) ** 2
+    return np.clip(config.floor_noise_sigmas * noise_c * range2, config.floor_clearance,
                    config.floor_max_clearance).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DepthNoise:
+    """The depth noise (m, along the ray) that the flatness test allows for at a horizontal range: the spec's
+    model (`depth_noise`), or less where the floor shows less. The floor's height noise c r^2 (`floor_noise`),
+    seen from a sensor `sensor_height` above it, is a range noise of c r^2 sqrt(h^2 + r^2) / h. A clean
+    sensor's walker, 2.5 to 3.5 m away and facing it, fits two planes of the spec's slab (9 cm wide there) to
+    0.95 to 1.0 of its points and read as flat."""
+
+    spec: tuple[float, float, float]
+    floor_c: float | None = None
+    sensor_height: float = 1.0
+
+    def sigma(self, distance: float) -> float:
+        a, b, c = self.spec
+        spec = a + b * (distance - c) ** 2
+        if self.floor_c is None:
+            return spec
+        h = max(self.sensor_height, 0.1)
+        return min(spec, self.floor_c * distance ** 2 * math.hypot(h, distance) / h)
 
 
 # ---------------------------------------------------------------- clusters
@@ -415,11 +445,12 @@ def is_person_sized(cluster: Cluster, config: SegmentationConfig) -> bool:
             and cluster.length <= config.person_max_footprint)
 
 
-def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> bool:
+def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig,
+            noise: DepthNoise | None = None) -> bool:
     """Whether a cluster is made of flat faces (boxes, walls) rather than round limbs.
 
     Three planes are fitted in turn (RANSAC in a slab that widens with the
-    depth noise at the cluster's range). Flat: the first two hold
+    depth `noise` at the cluster's range; default the spec's). Flat: the first two hold
     `person_max_planar_fraction` of the points, or one of the three is a
     horizontal face (a box top; a person shows none) holding
     `horizontal_face_fraction` of them. Where the slab is wider than
@@ -430,9 +461,9 @@ def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) 
     passes, but a box does not stand tall, and the target must.
     """
     sample = points[::max(1, len(points) // config.planarity_sample_points)]
-    a, b, c = config.depth_noise
+    noise = noise or DepthNoise(config.depth_noise)
     distance = float(np.linalg.norm(sample[:, :2].mean(axis=0) - sensor[:2]))
-    slab = config.planarity_slab + 2.0 * (a + b * (distance - c) ** 2)
+    slab = config.planarity_slab + 2.0 * noise.sigma(distance)
     planes_counted = 1 if slab > config.planarity_wide_slab else 2
     min_normal_z = np.cos(np.deg2rad(config.horizontal_face_tilt_deg))  # of a horizontal plane
     total = len(sample)
@@ -449,10 +480,10 @@ def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) 
 
 
 def looks_like_person(cluster: Cluster, points: np.ndarray, height: np.ndarray, sensor: np.ndarray,
-                      config: SegmentationConfig) -> bool:
+                      config: SegmentationConfig, noise: DepthNoise | None = None) -> bool:
     """Stands on the floor and is not made of flat faces."""
     return (height[cluster.members].min() <= config.person_foot_height
-            and not is_flat(points[cluster.members], sensor, config))
+            and not is_flat(points[cluster.members], sensor, config, noise))
 
 
 def elevation(points: np.ndarray, sensor: np.ndarray) -> np.ndarray:
@@ -535,7 +566,8 @@ def stands_tall(cluster: Cluster, points: np.ndarray, sensor: np.ndarray, edge: 
 
 
 def rank_targets(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
-                 sensor: np.ndarray, config: SegmentationConfig) -> Iterator[Cluster]:
+                 sensor: np.ndarray, config: SegmentationConfig, noise: DepthNoise | None = None
+                 ) -> Iterator[Cluster]:
     """The person-like clusters, best target first: by how surely they `stand_tall`, then by their
     distance to `reference_xy` (so that a child or a seated person alone in view is still found, last).
     Lazily: the flatness test, the costly one, runs on a cluster only when it is asked for.
@@ -553,12 +585,13 @@ def rank_targets(clusters: list[Cluster], reference_xy: np.ndarray, points: np.n
         if lowest <= config.person_foot_height or tall:
             ranked.append((-tall, len(ranked), cluster))
     for *_, cluster in sorted(ranked, key=lambda r: r[:2]):
-        if not is_flat(points[cluster.members], sensor, config):
+        if not is_flat(points[cluster.members], sensor, config, noise):
             yield cluster
 
 
 def target_cells(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, points: np.ndarray,
-                 height: np.ndarray, sensor: np.ndarray, config: SegmentationConfig) -> np.ndarray:
+                 height: np.ndarray, sensor: np.ndarray, config: SegmentationConfig,
+                 noise: DepthNoise | None = None) -> np.ndarray:
     """Mask over the grid's cells: the target's, its pieces' among the other clusters, and the edge cells
     around them.
 
@@ -576,7 +609,7 @@ def target_cells(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, po
         if cluster is target or np.linalg.norm(cluster.centre - target.centre) >= config.fragment_radius:
             continue
         touches = reach[grid.cell_of[cluster.members]].any()
-        if touches or not looks_like_person(cluster, points, height, sensor, config):
+        if touches or not looks_like_person(cluster, points, height, sensor, config, noise):
             pieces.append(cluster.members)
     return grid.near(np.concatenate(pieces), 1)
 
@@ -782,7 +815,10 @@ def find_people(points: np.ndarray, config: SegmentationConfig, previous_centre:
 
     floor = fit_floor(scene, sensor[:2], coarse)
     height = floor.distance(scene)
-    above = np.flatnonzero((height > clearance(scene, height, sensor, config)) & (height < config.person_max_height))
+    noise_c = floor_noise(scene, height, sensor, config)
+    above = np.flatnonzero((height > clearance(scene, height, sensor, config, noise_c))
+                           & (height < config.person_max_height))
+    noise = DepthNoise(config.depth_noise, noise_c, float(floor.distance(sensor[None])[0]))
     timer.lap("floor")
     if len(above) < coarse.person_min_points:
         return "nothing above the floor"
@@ -799,7 +835,7 @@ def find_people(points: np.ndarray, config: SegmentationConfig, previous_centre:
     if not people:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
-    targets = rank_targets(people, reference, scene, height, sensor, coarse)
+    targets = rank_targets(people, reference, scene, height, sensor, coarse, noise)
     first = next(targets, None)
     timer.lap("target")
     if first is None:
@@ -807,7 +843,7 @@ def find_people(points: np.ndarray, config: SegmentationConfig, previous_centre:
 
     def person(target: Cluster) -> Person:
         # Every input point in the target's cells (NaN rows fail the cells' bounds), in the ROI and above the floor.
-        cells = target_cells(target, clusters, grid, scene, height, sensor, coarse)
+        cells = target_cells(target, clusters, grid, scene, height, sensor, coarse, noise)
         near = grid.points_in(cells, points[:, :2])
         near = near[region_of_interest(points[near], sensor, config)]
         near_points = points[near]

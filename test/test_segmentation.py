@@ -175,24 +175,6 @@ def test_a_person_the_rolled_frame_cuts_below_the_scenes_top_is_found(body_model
     assert precision > 0.9 and recall > 0.9
 
 
-def test_the_leg_classifier_turns_down_a_box_the_frame_cuts(body_model):
-    """Product test scene (seed 1, camera pitched 43 deg down): a box 3.1 m away that the frame's top edge
-    cuts where it is highest ranks before the walker 1.4 m away (cut where the edge dips, mid-frame);
-    the LegSegNet finds legs in 1 % of the box's window, so the next candidate, the walker, is the
-    target. The geometric crop alone keeps the box."""
-    from posesdf_ros.data.domain import make_product_scene_sample
-    from posesdf_ros.inference.legseg import LegClassifier
-
-    scene = make_product_scene_sample(body_model, SampleKey("test", 0, "out_toeing", "V6"), seed=1)[0]
-    truth_xy = scene["joints"][0, :2]
-    crop = segment_legs(scene["points"], sensor_origin=_sensor(scene))
-    assert crop.valid and np.linalg.norm(crop.centre - truth_xy) > 1.0
-    result = segment_legs(scene["points"], sensor_origin=_sensor(scene), leg_classifier=LegClassifier.from_pretrained())
-    assert result.valid and np.linalg.norm(result.centre - truth_xy) < 0.25
-    precision, recall = _precision_recall(result, scene["leg_mask"])
-    assert precision > 0.9 and recall > 0.9
-
-
 def test_a_tall_object_floating_above_the_floor_is_not_a_person():
     """A round column from 0.9 m up (a hanging coat, a lamp): higher than any hidden feet allow."""
     column = _column(np.array([2.5, 0.0]), height=0.9, rng=np.random.default_rng(3))

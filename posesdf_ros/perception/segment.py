@@ -39,7 +39,6 @@ seeded RANSAC, so the same cloud always gives the same result).
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -108,10 +107,6 @@ class SegmentationConfig:
     frame_edge_span_deg: float = 20.0   # the edge's highest and lowest points differ by less (roll, pitch)
     frame_edge_slack_px: float = 3.0
     frame_cut_px: float = 2.0
-    # With a leg classifier: a target on which it finds legs in under this share of the points it was
-    # shown gives way to the next candidate, at most `max_targets` tried.
-    min_leg_share: float = 0.15
-    max_targets: int = 3
     # Pelvis height and crop.
     pelvis_prior: float = 0.89          # when the head is out of view (mean of training bodies)
     pelvis_to_stature: float = 0.526    # pelvis height / top of the head (training bodies)
@@ -789,14 +784,13 @@ class Person:
         return self.members[self.height[self.members] < top]
 
 
-def find_people(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
-                sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Iterator[Person] | str:
-    """Steps 1 to 6 of the module docstring: the candidate targets, best first (`rank_targets`), each
-    with its pelvis height, made one at a time as they are asked for; or why there is none.
-    points: (N, 3) float32; `timer` records the stages' times.
+def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
+                sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Person | str:
+    """Steps 1 to 6 of the module docstring: the target person (the first of `rank_targets`) and its pelvis
+    height, or why there is none. points: (N, 3) float32; `timer` records the stages' times.
 
     Steps 1 to 4 see every (`coarse_decimation`²)-th point, with `decimated`'s thresholds: they only
-    need the scene's layout. A target's points are then every input point in its bird's-eye
+    need the scene's layout. The target's points are then every input point in its bird's-eye
     cells, at full density, so the legs lose nothing (a far leg seen past the near one is a sliver).
     """
     timer = timer or _StageTimer()
@@ -835,59 +829,26 @@ def find_people(points: np.ndarray, config: SegmentationConfig, previous_centre:
     if not people:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
-    targets = rank_targets(people, reference, scene, height, sensor, coarse, noise)
-    first = next(targets, None)
+    target = next(rank_targets(people, reference, scene, height, sensor, coarse, noise), None)
     timer.lap("target")
-    if first is None:
+    if target is None:
         return "no person-like cluster (the person-sized ones are flat, or neither reach the floor nor stand tall)"
 
-    def person(target: Cluster) -> Person:
-        # Every input point in the target's cells (NaN rows fail the cells' bounds), in the ROI and above the floor.
-        cells = target_cells(target, clusters, grid, scene, height, sensor, coarse, noise)
-        near = grid.points_in(cells, points[:, :2])
-        near = near[region_of_interest(points[near], sensor, config)]
-        near_points = points[near]
-        near_height = floor.distance(near_points)
-        keep = (near_height > config.floor_clearance) & (near_height < config.person_max_height)
-        near, near_points, near_height = near[keep], near_points[keep], near_height[keep]
-        timer.lap("target_points")
-        members = np.flatnonzero(on_surface(near_points, sensor, config))
-        timer.lap("flying_pixels")
-        pelvis, cue = estimate_pelvis_height(near_points[members], near_height[members],
-                                             None if sensor_origin is None else sensor, config)
-        timer.lap("pelvis")
-        return Person(near, near_points, near_height, members, target.centre, float(pelvis), cue)
-
-    return (person(target) for target in itertools.chain([first], targets))
-
-
-def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
-                sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Person | str:
-    """The best candidate of `find_people`, or why there is none."""
-    people = find_people(points, config, previous_centre, sensor_origin, timer)
-    return people if isinstance(people, str) else next(people)
-
-
-def _person_legs(person: Person, config: SegmentationConfig, leg_classifier, timer: _StageTimer
-                 ) -> tuple[np.ndarray, int]:
-    """Steps 6 to 8 on one candidate: indices into `person.roi` of its legs, and how many points the
-    classifier was shown (0 without one)."""
-    height, pelvis = person.height, person.pelvis_height
-    shown = 0
-    if leg_classifier is not None:
-        window = person.members_below(pelvis + leg_classifier.window_above_pelvis)
-        shown = len(window)
-        legs = window[leg_classifier.leg_mask(person.roi_points[window], height[window])] if shown else window
-        timer.lap("leg_classifier")
-    else:
-        legs = person.members_below(pelvis + config.crop_margin)
-        legs = legs[reaches_below_hands(person.roi_points[legs], height[legs], pelvis, config)] \
-            if len(legs) else legs
-        timer.lap("detached_hands")
-    if len(legs):
-        legs = legs[without_detached_clutter(person.roi_points[legs], height[legs], config)]
-        timer.lap("detached_clutter")
-    return legs, shown
+    # Every input point in the target's cells (NaN rows fail the cells' bounds), in the ROI and above the floor.
+    cells = target_cells(target, clusters, grid, scene, height, sensor, coarse, noise)
+    near = grid.points_in(cells, points[:, :2])
+    near = near[region_of_interest(points[near], sensor, config)]
+    near_points = points[near]
+    near_height = floor.distance(near_points)
+    keep = (near_height > config.floor_clearance) & (near_height < config.person_max_height)
+    near, near_points, near_height = near[keep], near_points[keep], near_height[keep]
+    timer.lap("target_points")
+    members = np.flatnonzero(on_surface(near_points, sensor, config))
+    timer.lap("flying_pixels")
+    pelvis, cue = estimate_pelvis_height(near_points[members], near_height[members],
+                                         None if sensor_origin is None else sensor, config)
+    timer.lap("pelvis")
+    return Person(near, near_points, near_height, members, target.centre, float(pelvis), cue)
 
 
 def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
@@ -898,29 +859,31 @@ def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
     points = np.asarray(points, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be (N, 3), got {points.shape}")
-    people = find_people(points, config, previous_centre, sensor_origin, timer)
-    if isinstance(people, str):
-        return SegmentationResult(False, people, timings=timer.finish())
-    # The classifier checks the target: one on which it finds legs in under `min_leg_share` of the points
-    # it was shown (a post, a bin, a wall's end) gives way to the next candidate, at most `max_targets`
-    # in all; when none passes, the first stands.
-    first = None
-    for person in itertools.islice(people, config.max_targets if leg_classifier is not None else 1):
-        legs, shown = _person_legs(person, config, leg_classifier, timer)
-        first = first or (person, legs)
-        if leg_classifier is None or len(legs) >= config.min_leg_share * max(1, shown):
-            break
+    person = find_person(points, config, previous_centre, sensor_origin, timer)
+    if isinstance(person, str):
+        return SegmentationResult(False, person, timings=timer.finish())
+    pelvis, height = person.pelvis_height, person.height
+    crop = pelvis + config.crop_margin
+    if leg_classifier is not None:
+        window = person.members_below(pelvis + leg_classifier.window_above_pelvis)
+        legs = window[leg_classifier.leg_mask(person.roi_points[window], height[window])] \
+            if len(window) else window
+        timer.lap("leg_classifier")
     else:
-        person, legs = first
+        legs = person.members_below(crop)
+        legs = legs[reaches_below_hands(person.roi_points[legs], height[legs], pelvis, config)] \
+            if len(legs) else legs
+        timer.lap("detached_hands")
+    if len(legs):
+        legs = legs[without_detached_clutter(person.roi_points[legs], height[legs], config)]
+        timer.lap("detached_clutter")
     if len(legs) == 0:
         return SegmentationResult(False, "no points below the crop plane", timings=timer.finish())
-    height, pelvis = person.height, person.pelvis_height
     # Without the head in view the pelvis height is a population prior, often 10 cm off;
     # a crop that high takes in the lower torso and the hands, which flips RotNet's
     # front/back call, while the legs below the hips alone give it the heading as well.
     hips_down = legs[height[legs] < pelvis - config.heading_below_pelvis]
     heading = hips_down if len(hips_down) >= config.heading_min_points else legs
     roi = person.roi
-    return SegmentationResult(True, "", np.sort(roi[legs]), person.centre, float(pelvis),
-                              float(pelvis + config.crop_margin), person.pelvis_cue, np.sort(roi[heading]),
-                              timer.finish())
+    return SegmentationResult(True, "", np.sort(roi[legs]), person.centre, float(pelvis), float(crop),
+                              person.pelvis_cue, np.sort(roi[heading]), timer.finish())

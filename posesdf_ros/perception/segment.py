@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -560,28 +559,28 @@ def stands_tall(cluster: Cluster, points: np.ndarray, sensor: np.ndarray, edge: 
     return int(float(edge.below(members, sensor).min()) <= config.frame_cut_px * pixel)
 
 
-def rank_targets(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
-                 sensor: np.ndarray, config: SegmentationConfig, noise: DepthNoise | None = None
-                 ) -> Iterator[Cluster]:
-    """The person-like clusters, best target first: by how surely they `stand_tall`, then by their
-    distance to `reference_xy` (so that a child or a seated person alone in view is still found, last).
-    Lazily: the flatness test, the costly one, runs on a cluster only when it is asked for.
+def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
+                  sensor: np.ndarray, config: SegmentationConfig, noise: DepthNoise | None = None
+                  ) -> Cluster | None:
+    """The first person-like cluster by how surely it `stands_tall`, then by its distance to
+    `reference_xy` (so that a child or a seated person alone in view is still found); the
+    flatness test, the costly one, runs in that order until one passes.
 
     A cluster that stands tall may end up to `person_hidden_foot_height` above the floor: its
     feet and shins out of the sensor's sight (dark shoes and trousers leave holes in structured
     light and stereo; the frame's bottom edge cuts a near walker's shins)."""
     edge = frame_top(points, sensor, config)
-    ranked = []
+    candidates = []
     for cluster in sorted(clusters, key=lambda c: float(np.linalg.norm(c.centre - reference_xy))):
         lowest = float(height[cluster.members].min())
         if lowest > config.person_hidden_foot_height:
             continue
         tall = stands_tall(cluster, points, sensor, edge, config)
         if lowest <= config.person_foot_height or tall:
-            ranked.append((-tall, len(ranked), cluster))
-    for *_, cluster in sorted(ranked, key=lambda r: r[:2]):
-        if not is_flat(points[cluster.members], sensor, config, noise):
-            yield cluster
+            candidates.append((tall, cluster))
+    candidates.sort(key=lambda c: -c[0])        # stable: by distance within a grade
+    return next((cluster for _, cluster in candidates
+                 if not is_flat(points[cluster.members], sensor, config, noise)), None)
 
 
 def target_cells(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, points: np.ndarray,
@@ -786,7 +785,7 @@ class Person:
 
 def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre: np.ndarray | None,
                 sensor_origin: np.ndarray | None, timer: _StageTimer | None = None) -> Person | str:
-    """Steps 1 to 6 of the module docstring: the target person (the first of `rank_targets`) and its pelvis
+    """Steps 1 to 6 of the module docstring: the target person (`choose_target`) and its pelvis
     height, or why there is none. points: (N, 3) float32; `timer` records the stages' times.
 
     Steps 1 to 4 see every (`coarse_decimation`²)-th point, with `decimated`'s thresholds: they only
@@ -829,7 +828,7 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
     if not people:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
-    target = next(rank_targets(people, reference, scene, height, sensor, coarse, noise), None)
+    target = choose_target(people, reference, scene, height, sensor, coarse, noise)
     timer.lap("target")
     if target is None:
         return "no person-like cluster (the person-sized ones are flat, or neither reach the floor nor stand tall)"

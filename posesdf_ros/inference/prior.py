@@ -20,7 +20,9 @@ pred_k continues the velocity of the two frames before k (outputs already
 published, or open frames), damped while a joint is unobserved, so the
 motion term is a second difference: an acceleration penalty; the jerk
 term is the third divided difference over the frame and the three before
-it. q_periodic
+it. With a clear gait cycle both expect the difference the outputs made
+one cycle earlier instead of none, an observed joint's sigma then
+`cycle_motion_scale` sigma_obs (the jerk's scaled alike). q_periodic
 is each rotation one gait cycle ago and, for a leg whose joints are
 missing or flagged unreliable, the other leg half a cycle ago, mirrored.
 Fixed bone lengths make every output skeleton consistent by construction.
@@ -93,8 +95,9 @@ class PriorConfig:
     fill_sigma: float = 0.03
     cycle_sigma: float = 0.03             # expected change of a rotation over one gait cycle (same units)
     # With a clear gait cycle, an observed joint's acceleration and jerk are expected to repeat those one cycle
-    # earlier to within this many observation sigmas (0: off; the motion terms then expect none). 1.5 lowered
-    # the MPJPE on every row of the bench's training walkers, causal and at lag 3 (docs/prior.md, "Choices").
+    # earlier, to within this many observation sigmas (0: off; the motion terms then expect none). 1.5 lowered
+    # the MPJPE of every causal row of the bench's training walkers and raised the 10 mm rows' acceleration
+    # ratios (docs/prior.md, "Choices").
     cycle_motion_scale: float = 1.5
     history_s: float = 3.0                # output history kept for the gait period
     cycle_range_s: tuple[float, float] = (0.7, 2.0)   # gait cycles searched (cadence 60 to 170 steps/min)

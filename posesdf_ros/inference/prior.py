@@ -20,9 +20,9 @@ pred_k continues the velocity of the two frames before k (outputs already
 published, or open frames), damped while a joint is unobserved, so the
 motion term is a second difference: an acceleration penalty; the jerk
 term is the third divided difference over the frame and the three before
-it. With a clear gait cycle both expect the difference the outputs made
-one cycle earlier instead of none, an observed joint's sigma then
-`cycle_motion_scale` sigma_obs (the jerk's scaled alike). q_periodic
+it. With a clear gait cycle the motion term expects the acceleration the
+outputs made one cycle earlier instead of none, an observed joint's sigma
+then `cycle_motion_scale` sigma_obs. q_periodic
 is each rotation one gait cycle ago and, for a leg whose joints are
 missing or flagged unreliable, the other leg half a cycle ago, mirrored.
 Fixed bone lengths make every output skeleton consistent by construction.
@@ -94,10 +94,9 @@ class PriorConfig:
     # than 0.05 causal and at lag 3, with no lower acceleration ratio (docs/prior.md, "Choices").
     fill_sigma: float = 0.03
     cycle_sigma: float = 0.03             # expected change of a rotation over one gait cycle (same units)
-    # With a clear gait cycle, an observed joint's acceleration and jerk are expected to repeat those one cycle
-    # earlier, to within this many observation sigmas (0: off; the motion terms then expect none). 1.5 lowered
-    # the MPJPE of every causal row of the bench's training walkers and raised the 10 mm rows' acceleration
-    # ratios (docs/prior.md, "Choices").
+    # With a clear gait cycle, an observed joint's acceleration is expected to repeat the one a cycle earlier,
+    # to within this many observation sigmas (0: off; the motion term then expects none). 1.5 lowered the MPJPE
+    # of every row of the bench's training walkers, causal and at lag 3 (docs/prior.md, "Choices").
     cycle_motion_scale: float = 1.5
     history_s: float = 3.0                # output history kept for the gait period
     cycle_range_s: tuple[float, float] = (0.7, 2.0)   # gait cycles searched (cadence 60 to 170 steps/min)
@@ -492,11 +491,12 @@ class PosePrior:
         the frame under `hidden_jerk_sigma_m`). A causal filter that extrapolated a constant acceleration
         from its own outputs would oscillate; with frames after it to hold it, the jerk term lets the window
         follow the steady accelerations of the swing and damps the noise that a pure acceleration penalty
-        passes. With a gait `period` (and `cycle_motion_scale` > 0) the offset is the same difference of the
-        outputs one cycle earlier, where the history holds it: the walk's own accelerations (the heel strike,
-        the swing) then cost nothing, and an observed joint's sigma becomes `cycle_motion_scale` observation
-        sigmas for the acceleration (the jerk's sigma scaled alike): the recurring motion is known, so its
-        noise can be damped harder.
+        passes. With a gait `period` (and `cycle_motion_scale` > 0) an acceleration row's offset is the same
+        difference of the outputs one cycle earlier, where the history holds it: the walk's own accelerations
+        (the heel strike, the swing) then cost nothing, and an observed joint's sigma becomes
+        `cycle_motion_scale` observation sigmas: the recurring motion is known, so its noise can be damped
+        harder. The jerk rows keep expecting none: offset too, they let the fixed lag pass an estimator's
+        error that repeats with the cycle (docs/prior.md, "Choices").
         """
         c = self.config
         stamps = fixed_stamps + [f.stamp_s for f in self._open]
@@ -515,7 +515,7 @@ class PosePrior:
                 gain, before = ratio * self._damping(frame.unseen)[:, 0], index - 2
             # Four slots like the jerk's; the last is unused (zero coefficient).
             rows.append(([index, index - 1, before, index], [np.ones(9), -(1 + gain), gain, np.zeros(9)], weight,
-                         frame.seen))
+                         frame.seen, True))
             if c.lag_frames > 0 and c.jerk_sigma_m > 0 and index >= 3:
                 t = np.array(stamps[index - 3:index + 1])
                 # Third divided difference (jerk / 6) times 6 dt_ref^3: x3 - 3 x2 + 3 x1 - x0 at 30 FPS.
@@ -523,15 +523,15 @@ class PosePrior:
                 scale = 6.0 / MOTION_REFERENCE_FPS ** 3
                 sigma = np.where(frame.seen, c.jerk_sigma_m, c.hidden_jerk_sigma_m)
                 rows.append((list(range(index - 3, index + 1)), [np.full(9, scale * d) for d in divided],
-                             sigma ** -2.0, frame.seen))
+                             sigma ** -2.0, frame.seen, False))
         if not rows:
             return None
         index, coeffs, weight, offset = [], [], [], []
-        # sigma_motion -> scale sigma_obs for observed joints; the jerk's sigma by the same factor.
+        # sigma_motion -> cycle_motion_scale sigma_obs for observed joints.
         periodic = period is not None and c.cycle_motion_scale > 0
         tighter = (c.cycle_motion_scale * c.observation_sigma_m / c.motion_sigma_m) ** -2.0 if periodic else 1.0
-        for idx, cfs, w, seen in rows:
-            past = [self._joints_at(stamps[i] - period) for i in idx] if periodic else [None]
+        for idx, cfs, w, seen, acceleration in rows:
+            past = [self._joints_at(stamps[i] - period) for i in idx] if periodic and acceleration else [None]
             if any(p is None for p in past):
                 offset.append(np.zeros((9, 3)))
             else:

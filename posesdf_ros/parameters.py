@@ -174,9 +174,8 @@ POSE_PRIOR_PARAMETERS: tuple[Param, ...] = (
     Param("motion_sigma_m", 0.03, "Expected deviation of a joint from constant velocity over 1/30 s (m), "
                                   "scaled by the square of the actual time step; smaller smooths more. "
                                   "With a clear gait cycle, observed joints use 1.5 observation sigmas about the "
-                                  "cycle's own accelerations instead. `posesdf bench prior` tunes it on generated "
-                                  "noise (0.03 causal, 0.02 for lag_frames 3 at 288cbf5); 0.03 is kept: on the "
-                                  "estimator's own joints it read better at lag 3 (docs/prior.md).",
+                                  "cycle's own accelerations instead. `posesdf bench prior` tunes 0.03 for "
+                                  "lag_frames 3 and for lag_frames 0.",
           (0.001, 1.0)),
     Param("jerk_sigma_m", 0.02, "With lag_frames > 0: expected third difference of a joint over four frames at "
                                 "30 FPS (m), scaled by the cube of the actual time step; smaller smooths more; 0 "

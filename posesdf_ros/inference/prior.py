@@ -305,13 +305,12 @@ class PosePrior:
         q = np.stack([[np.interp(when, t, rot[:, j, k]) for k in range(4)] for j in range(rot.shape[1])])
         return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
-    def _joints_at(self, when: float) -> np.ndarray | None:
-        """Output joints (9, 3) interpolated at stamp `when`; None outside the history."""
+    def _joints_at(self, when: np.ndarray) -> np.ndarray:
+        """Output joints (W, 9, 3) interpolated at stamps `when` (W,); NaN outside the history."""
         t = np.array([h[0] for h in self._history])
-        if not len(t) or when < t[0] or when > t[-1]:
-            return None
         joints = np.stack([h[2] for h in self._history]).reshape(len(t), 27)
-        return np.array([np.interp(when, t, joints[:, k]) for k in range(27)]).reshape(9, 3)
+        out = np.stack([np.interp(when, t, joints[:, k], left=np.nan, right=np.nan) for k in range(27)], 1)
+        return out.reshape(len(when), 9, 3)
 
     def _periodic_targets(self, period: float | None, stamp_s: float, seen: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray]:
@@ -526,19 +525,20 @@ class PosePrior:
                              sigma ** -2.0, frame.seen, False))
         if not rows:
             return None
-        index, coeffs, weight, offset = [], [], [], []
-        # sigma_motion -> cycle_motion_scale sigma_obs for observed joints.
-        periodic = period is not None and c.cycle_motion_scale > 0
-        tighter = (c.cycle_motion_scale * c.observation_sigma_m / c.motion_sigma_m) ** -2.0 if periodic else 1.0
-        for idx, cfs, w, seen, acceleration in rows:
-            past = [self._joints_at(stamps[i] - period) for i in idx] if periodic and acceleration else [None]
-            if any(p is None for p in past):
-                offset.append(np.zeros((9, 3)))
-            else:
-                offset.append(sum(cf[:, None] * p for cf, p in zip(cfs, past)))
-                w = np.where(seen, w * tighter, w)
-            index.append(idx), coeffs.append(cfs), weight.append(w)
-        return np.array(index), np.array(coeffs, dtype=float), np.stack(weight), np.stack(offset)
+        index, coeffs, weight, acceleration = (np.array(x) for x in zip(*[(i, cf, w, a) for i, cf, w, _, a in rows]))
+        coeffs, offset = coeffs.astype(float), np.zeros((len(rows), 9, 3))
+        if period is not None and c.cycle_motion_scale > 0:
+            # The acceleration rows' differences one cycle earlier, where the history holds all their frames.
+            past = self._joints_at(np.array(stamps)[index[acceleration]].ravel() - period)
+            past = past.reshape(-1, 4, 9, 3)
+            known = np.isfinite(past).all((1, 2, 3))
+            rows_known = np.flatnonzero(acceleration)[known]
+            offset[rows_known] = (coeffs[rows_known][..., None] * past[known]).sum(1)
+            # sigma_motion -> cycle_motion_scale sigma_obs for the observed joints of those rows.
+            seen = np.stack([r[3] for r in rows])
+            tighter = (c.cycle_motion_scale * c.observation_sigma_m / c.motion_sigma_m) ** -2.0
+            weight[rows_known] = np.where(seen[rows_known], weight[rows_known] * tighter, weight[rows_known])
+        return index, coeffs, weight, offset
 
 
 def _extrapolated(before: list[np.ndarray], stamps: list[float], stamp_s: float, damping: np.ndarray) -> np.ndarray:

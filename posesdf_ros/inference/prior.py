@@ -525,7 +525,7 @@ class PosePrior:
                              sigma ** -2.0, frame.seen, False))
         if not rows:
             return None
-        index, coeffs, weight, acceleration = (np.array(x) for x in zip(*[(i, cf, w, a) for i, cf, w, _, a in rows]))
+        index, coeffs, weight, seen, acceleration = (np.array(x) for x in zip(*rows))
         coeffs, offset = coeffs.astype(float), np.zeros((len(rows), 9, 3))
         if period is not None and c.cycle_motion_scale > 0:
             # The acceleration rows' differences one cycle earlier, where the history holds all their frames.
@@ -535,7 +535,6 @@ class PosePrior:
             rows_known = np.flatnonzero(acceleration)[known]
             offset[rows_known] = (coeffs[rows_known][..., None] * past[known]).sum(1)
             # sigma_motion -> cycle_motion_scale sigma_obs for the observed joints of those rows.
-            seen = np.stack([r[3] for r in rows])
             tighter = (c.cycle_motion_scale * c.observation_sigma_m / c.motion_sigma_m) ** -2.0
             weight[rows_known] = np.where(seen[rows_known], weight[rows_known] * tighter, weight[rows_known])
         return index, coeffs, weight, offset

@@ -171,6 +171,8 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
         terms = {k: float(v) for k, v in (res.quality_terms or {}).items() if isinstance(v, (int, float))}
         if terms:
             rec["quality_terms"] = terms
+        if res.joint_spread is not None:     # an ensemble's (Profile.members): how far its members disagree
+            rec["joint_spread_mm"] = (res.joint_spread * 1000).tolist()
         if res.valid:
             errs = joint_errors_mm(res.joints, a["joints"])
             rec |= {"mpjpe_mm": float(errs.mean()), "per_joint_mm": errs.tolist(),

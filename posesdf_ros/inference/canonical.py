@@ -30,7 +30,7 @@ class Canonical:
     top: float             # crop plane height, metres
 
     def to_normalised(self, p: np.ndarray) -> np.ndarray:
-        """(N, 3) input frame -> normalised canonical frame."""
+        """(..., 3) input frame -> normalised canonical frame."""
         return ((p @ yaw_matrix(self.yaw)) - self.centre) * self.scale
 
     def to_input(self, p_n: np.ndarray) -> np.ndarray:

@@ -10,10 +10,12 @@ Steps for one frame (all in the input frame's metres until step 2):
    amortised profile (`fast`, `realtime`) starts from the code and normalisation the
    encoder predicts (`models.latent_encoder`; `realtime` takes them as they are), the
    `accurate` profile's cold fit screens several start codes (`screen_starts`); with
-   `check_heading`, the heading turned round is tried as well;
+   `check_heading`, the heading turned round is tried as well; with `members` > 1,
+   an ensemble of fits, each on its own random subset of the points, is made at once;
 4. read the nine sphere centres off the pose field (`sphere_centres`), or,
    with the `nvf` backend, decode the NVF votes of the observed points (`nvf_joints`),
-   or with the amortised joint head, read them off the code;
+   or with the amortised joint head, read them off the code (an ensemble's joints are
+   its members' mean);
 5. optionally run marching cubes on the shape field;
 6. map joints and mesh back to the input frame.
 
@@ -39,7 +41,7 @@ from ..perception.segment import SegmentationConfig, segment_legs
 from ..perception.smoothing import smoothed
 from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
-from .latent import LatentFit, fit_objective, optimise_latent, screen_starts, start_codes
+from .latent import LatentFit, fit_each, fit_objective, optimise_latent, screen_starts, start_codes
 from .meshing import extract_mesh
 from .nvf import DEFAULT_PROBES, VoteDecoding, nvf_joints
 from .pretrained import load_encoder, load_nvf, load_posesdf
@@ -105,6 +107,11 @@ class Profile:
     fine_queries: int = 48
     vote_probes: int = DEFAULT_PROBES   # nvf backend: unit-ball probes (the coarse queries' counterpart)
     mesh_resolution: int = 64
+    # Amortised profiles: this many fits at once, each on its own random subset of the leg points (and its
+    # own encoder start), their joints averaged; the member whose joints lie nearest the mean gives the code,
+    # mesh and surface residual. A fit's code is poorly pinned down by a partial, noisy view: fits on two
+    # subsets of the same legs differ by 6 to 9 mm, and their mean is nearer the truth than either.
+    members: int = 1
     seed: int = 0
 
 
@@ -117,21 +124,30 @@ PROFILES = {
     # Its points smoothed along the camera's rays lie nearer the fitted surface than raw ones, right fit or
     # wrong: the residual's ramp was set on the product engine's val scenes (docs/quality.md). Cold fits
     # refine both headings, so that the quality's `heading` check sees an ambiguous one (docs/quality.md).
+    # An ensemble of 4 members: 14.2 -> 13.1 mm on our test scenes, 26.0 -> 24.0 on the shifted split (product
+    # weights, scene input, RotNet), at a third of one member's CPU frame rate (docs/posesdf.md).
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
-                    surface_residual_m=(0.016, 0.030), refine_both_headings=True),
+                    surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
     # from an optimised one's: the residual's ramp was set on val scenes (docs/quality.md). Its mesh
     # is coarser than fast's (25^3: a third of the SDF queries of 33^3), the node's largest CPU cost.
+    # An ensemble of 4 encoder passes, each on its own subset of the legs: 26.7 -> 23.3 mm on our test
+    # scenes, 34.9 -> 30.8 on the shifted split, at 0.8 times one member's CPU frame rate (docs/posesdf.md).
     "realtime": Profile(name="realtime", points=128, free_points=64, iterations=0, track_iterations=0,
                         starts=1, amortised=True, fallback_iterations=40, joint_method="head",
                         coarse_queries=256, fine_queries=24, vote_probes=256, mesh_resolution=25,
-                        surface_residual_m=(0.035, 0.055)),
+                        surface_residual_m=(0.035, 0.055), members=4),
 }
 JOINT_METHODS = ("votes", "lsq", "head")
+
+
+def _mean_loss(fits: list[LatentFit]) -> float:
+    """An ensemble's loss: its members' mean."""
+    return float(np.mean([f.loss for f in fits]))
 
 
 @dataclass
@@ -155,6 +171,8 @@ class EstimateResult:
     legs: np.ndarray | None = None               # (M, 3) the leg points fitted, input frame
     warm_start: bool = False                     # the fit started from the previous frame's code
     headings_tried: int = 1                      # 2 when a cold fit also tried the heading turned round
+    # (9,) metres: how far an ensemble's members' joints lie from its joints, on average (Profile.members > 1)
+    joint_spread: np.ndarray | None = None
 
     def to_fit_frame(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) input frame -> the refined normalised frame the code was fitted in (where
@@ -196,6 +214,9 @@ class GaitPoseEstimator:
             raise ValueError("the nvf backend needs its vote head (nvf_head)")
         if profile.joint_method not in JOINT_METHODS:
             raise ValueError(f"unknown joint method {profile.joint_method!r}; expected one of {JOINT_METHODS}")
+        if profile.members < 1 or (profile.members > 1 and not profile.amortised):
+            raise ValueError(f"profile {profile.name!r}: members must be 1, or more with an amortised fit "
+                             f"(got {profile.members})")
         if (profile.amortised or profile.joint_method == "head") and amortised is None:
             raise ValueError(f"profile {profile.name!r} needs the amortised fit (encoder.pt, "
                              "`posesdf train encoder`)")
@@ -261,7 +282,7 @@ class GaitPoseEstimator:
                     raise
                 warnings.warn(f"no amortised fit for these weights ({err}); profile {profile.name!r} screens "
                               f"{profile.starts} start codes instead")
-                profile = replace(profile, amortised=False)
+                profile = replace(profile, amortised=False, members=1)
         yaw_estimator = None
         if rotnet:
             from .yaw import YawEstimator
@@ -409,15 +430,9 @@ class GaitPoseEstimator:
         if yaw is None:
             yaw_source = "assumed_v1"
             yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
-        obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
-        if p.smoothing_neighbours:
-            obs = smoothed(pts, obs, p.smoothing_neighbours, camera_origin)
-        free = None
-        if p.free_points and camera_origin is not None:
-            base = obs[rng.choice(len(obs), min(p.free_points, len(obs)), replace=False)]
-            ray = np.asarray(camera_origin, float)[None] - base
-            ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-            free = base + ray * rng.uniform(*p.free_range_m, (len(base), 1))
+        # Each member's observed (and free-space) points: (K, N, 3), (K, M, 3) or None.
+        obs, free = (np.stack(a) if a[0] is not None else None
+                     for a in zip(*(self._sample_points(pts, rng, camera_origin) for _ in range(p.members))))
         # The heading, and with check_heading the opposite one (RotNet's front/back
         # confusions): each canonicalises the same points its own way.
         headings = [float(yaw), float(yaw) + np.pi] if check_heading else [float(yaw)]
@@ -425,8 +440,10 @@ class GaitPoseEstimator:
         timings["canonicalise"] = time.perf_counter() - t1
         if p.amortised:
             t = time.perf_counter()
-            encoder_points = pts[rng.choice(len(pts), self.amortised.config.encoder.points,
-                                            replace=len(pts) < self.amortised.config.encoder.points)]
+            n_enc = self.amortised.config.encoder.points
+            encoder_points = np.stack([pts[rng.choice(len(pts), n_enc, replace=len(pts) < n_enc)]
+                                       for _ in range(p.members)])
+            # Per heading, each member's encoder prediction.
             predicted = [self._encode(canon.to_normalised(encoder_points), obs_n, free_n)
                          for canon, obs_n, free_n in views]
             timings["encoder"] = time.perf_counter() - t
@@ -436,105 +453,102 @@ class GaitPoseEstimator:
         chosen = 0
         heading_losses: list[float] | None = None      # both headings' refined fits' losses, when both were refined
 
-        def amortised_fit(previous: LatentFit | None) -> LatentFit:
-            """The encoder's fit of the heading whose prediction fits best, refined; with `previous`,
-            that frame's code (at this frame's predicted similarity) refined beside it, the better kept."""
+        def amortised_fit(previous: LatentFit | None) -> list[LatentFit]:
+            """Each member's encoder fit at the heading whose predictions fit best, refined; with
+            `previous`, that frame's code (at the member's predicted similarity) refined beside it, the
+            better kept."""
             nonlocal chosen, heading_losses
             steps = p.iterations if previous is None else p.track_iterations
-            chosen = self._heading_choice([f.loss for f in predicted])
+            chosen = self._heading_choice([_mean_loss(f) for f in predicted])
             if steps == 0:
                 return predicted[chosen]
-            # Cold, when the turned heading's prediction fits better at all, both are refined and the
+            # Cold, when the turned heading's predictions fit better at all, both are refined and the
             # refined fits decide (as a screened cold fit's do); else RotNet's heading alone is refined.
             # Predictions are coarse: on a shifted scene RotNet had turned round, the right heading's
             # prediction fitted 0.80 times as well, at the turn threshold, and went unrefined.
-            turned_closer = len(predicted) > 1 and predicted[1].loss < predicted[0].loss
+            turned_closer = len(predicted) > 1 and _mean_loss(predicted[1]) < _mean_loss(predicted[0])
             one = previous is not None or (not turned_closer and not p.refine_both_headings)
             candidates = [chosen] if one else list(range(len(views)))
             fits = []
             for view in candidates:
-                start = predicted[view]
                 _, obs_n, free_n = views[view]
-                starts = [start] if previous is None else [
-                    start, LatentFit(previous.z, start.shift, start.log_scale, 0, float("inf"))]
-                fits.append(screen_starts(
-                    self.model, obs_n, torch.stack([f.z for f in starts]), free_points=free_n,
+                starts = [s for f in predicted[view] for s in ([f] if previous is None else [
+                    f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"))])]
+                per_member = len(starts) // p.members
+                refined = fit_each(
+                    self.model, obs_n.repeat_interleave(per_member, 0), torch.stack([f.z for f in starts]),
+                    free_points=None if free_n is None else free_n.repeat_interleave(per_member, 0),
                     shifts=torch.stack([f.shift for f in starts]),
                     log_scales=torch.stack([f.log_scale for f in starts]), iterations=steps, lr=p.lr,
-                    refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0])
-            best = self._heading_choice([f.loss for f in fits])
+                    refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)
+                fits.append([min(refined[k * per_member:(k + 1) * per_member], key=lambda f: f.loss)
+                             for k in range(p.members)])
+            best = self._heading_choice([_mean_loss(f) for f in fits])
             chosen = candidates[best]
             if len(fits) > 1:
-                heading_losses = [f.loss for f in fits]
+                heading_losses = [_mean_loss(f) for f in fits]
             return fits[best]
 
-        def cold_fit() -> LatentFit:
+        def cold_fit() -> list[LatentFit]:
             nonlocal chosen, heading_losses
             if p.amortised:
                 return amortised_fit(None)
             if len(self.start_codes) * len(views) == 1:
                 chosen = 0
-                return refine(0, None, p.iterations)
+                return [refine(0, None, p.iterations)]
             m = p.screen_points
-            screened = [screen_starts(self.model, obs_n[:m], self.start_codes,
-                                      free_points=None if free_n is None else free_n[:m // 2],
+            screened = [screen_starts(self.model, obs_n[0, :m], self.start_codes,
+                                      free_points=None if free_n is None else free_n[0, :m // 2],
                                       iterations=p.screen_iterations, lr=p.lr,
                                       refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0]
                         for _, obs_n, free_n in views]
             if len(views) == 1 or (self._heading_choice([f.loss for f in screened]) == 0
                                    and not p.refine_both_headings):
                 chosen = 0
-                return refine(0, screened[0], p.iterations)
+                return [refine(0, screened[0], p.iterations)]
             # The turned heading screened better (or both are always refined); the screening is
             # short and on a subset, so both are refined and the full fits decide.
             fits = [refine(i, start, p.iterations) for i, start in enumerate(screened)]
             heading_losses = [f.loss for f in fits]
             chosen = self._heading_choice(heading_losses)
-            return fits[chosen]
+            return [fits[chosen]]
 
         def refine(view: int, start: LatentFit | None, iterations: int) -> LatentFit:
+            """The optimised fit (one member: the profile is not amortised)."""
             _, obs_n, free_n = views[view]
-            return optimise_latent(self.model, obs_n, free_points=free_n, z0=self.latent_mean, start=start,
-                                   iterations=iterations, lr=p.lr, refine_similarity=p.refine_similarity,
-                                   similarity_lr=p.similarity_lr, patience=p.patience)
+            return optimise_latent(self.model, obs_n[0], free_points=None if free_n is None else free_n[0],
+                                   z0=self.latent_mean, start=start, iterations=iterations, lr=p.lr,
+                                   refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
+                                   patience=p.patience)
 
         if warm and p.amortised:
-            fit = amortised_fit(self._previous)
+            members = amortised_fit(self._previous)
         else:
-            fit = refine(0, self._warm_start(), p.track_iterations) if warm else cold_fit()
+            members = [refine(0, self._warm_start(), p.track_iterations)] if warm else cold_fit()
         # A warm start can slide into a worse basin frame after frame (large gaps between
         # frames, a wrong frame): when its fit is clearly worse than the last cold fit's,
         # start again cold. (The amortised fit weighs a fresh start against it every frame.)
-        if warm and not p.amortised and fit.loss > p.track_loss_ratio * self._reference_loss:
+        if warm and not p.amortised and members[0].loss > p.track_loss_ratio * self._reference_loss:
             heading_losses = None
-            fit, warm = cold_fit(), False
+            members, warm = cold_fit(), False
             timings["track_restarts"] = 1.0
-        if track:
-            self._previous = fit
-            if not warm:
-                self._reference_loss = fit.loss
         timings["latent_optimisation"] = time.perf_counter() - t
         canon, obs_n, _ = views[chosen]
         if chosen:
             yaw, yaw_source = float(np.angle(np.exp(1j * headings[chosen]))), f"{yaw_source}_turned"
 
         t = time.perf_counter()
-        if self.backend == "nvf":
-            decoding = self.vote_decoding
-            if decoding.probes is None:
-                decoding = replace(decoding, probes=p.vote_probes)
-            centres = nvf_joints(self.model, self.nvf_head, fit.z, fit.apply(obs_n), decoding,
-                                 generator=torch.Generator().manual_seed(p.seed))
-        elif p.joint_method == "head":
-            with torch.no_grad():
-                centres = self.amortised.joints(fit.z[None])[0]
-        else:
-            z = fit.z[None]
-            field = lambda q: self.model(z, q[None])[1][0]  # noqa: E731  (N, 3) -> (N, 9)
-            centres = sphere_centres(field, self.radius, p.joint_method, p.coarse_queries, p.fine_queries,
-                                     generator=torch.Generator().manual_seed(p.seed), device=self.device)
-        joints = canon.to_input(self._unrefine(fit, centres))
+        member_joints = np.stack([self._joints(f, canon, obs_n[k]) for k, f in enumerate(members)])
+        joints = member_joints.mean(0)
+        # The member nearest the mean stands for the ensemble: its code, mesh and residual; the ensemble's
+        # mean loss, so that fits with and without members compare alike.
+        k = int(np.linalg.norm(member_joints - joints, axis=2).mean(1).argmin())
+        fit, obs_n = replace(members[k], loss=_mean_loss(members)), obs_n[k]
         timings["joint_extraction"] = time.perf_counter() - t
+        if track:
+            self._previous = fit
+            if not warm:
+                self._reference_loss = fit.loss
 
         t = time.perf_counter()
         fitted = fit.apply(obs_n)
@@ -557,7 +571,8 @@ class GaitPoseEstimator:
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
                               quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
-                              1 if warm else len(views))
+                              1 if warm else len(views),
+                              np.linalg.norm(member_joints - joints, axis=2).mean(0) if p.members > 1 else None)
 
     def _fallback(self) -> "GaitPoseEstimator":
         """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""
@@ -572,15 +587,50 @@ class GaitPoseEstimator:
         """Which heading's fit to keep, of RotNet's (0) and, with the heading check, the opposite (1)."""
         return int(len(losses) > 1 and losses[1] < self.profile.turn_loss_ratio * losses[0])
 
-    def _encode(self, encoder_points: np.ndarray, obs_n: torch.Tensor, free_n: torch.Tensor | None) -> LatentFit:
-        """The amortised fit of a view: encoder_points (E, 3) in its first-guess frame; the
-        fit's loss is the objective on the view's observed (and free-space) points."""
+    def _encode(self, encoder_points: np.ndarray, obs_n: torch.Tensor, free_n: torch.Tensor | None) -> list[LatentFit]:
+        """Each member's amortised fit of a view: encoder_points (K, E, 3) in its first-guess frame; a
+        fit's loss is the objective on the member's observed (K, N, 3) and free-space (K, M, 3) points."""
         with torch.no_grad():
-            x = torch.as_tensor(encoder_points, dtype=torch.float32, device=self.device)[None]
+            x = torch.as_tensor(encoder_points, dtype=torch.float32, device=self.device)
             z, shift, log_scale = self.amortised.encoder(x)
-            query = obs_n[None] if free_n is None else torch.cat([obs_n, free_n])[None]
-            loss = float(fit_objective(self.model, query, len(obs_n), z, shift, log_scale)[0])
-        return LatentFit(z[0], shift[0], log_scale[0], 0, loss)
+            query = obs_n if free_n is None else torch.cat([obs_n, free_n], dim=1)
+            losses = fit_objective(self.model, query, obs_n.shape[1], z, shift, log_scale)
+        return [LatentFit(z[k], shift[k], log_scale[k], 0, float(losses[k])) for k in range(len(z))]
+
+    def _sample_points(self, pts: np.ndarray, rng: np.random.Generator,
+                       camera_origin: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """One member's observed points (N, 3): a random subset of the leg points `pts`, smoothed; and its
+        free-space points (M, 3) in front of them along the camera's rays (None without the camera)."""
+        p = self.profile
+        obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
+        if p.smoothing_neighbours:
+            obs = smoothed(pts, obs, p.smoothing_neighbours, camera_origin)
+        if not p.free_points or camera_origin is None:
+            return obs, None
+        base = obs[rng.choice(len(obs), min(p.free_points, len(obs)), replace=False)]
+        ray = np.asarray(camera_origin, float)[None] - base
+        ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+        return obs, base + ray * rng.uniform(*p.free_range_m, (len(base), 1))
+
+    def _joints(self, fit: LatentFit, canon: Canonical, obs_n: torch.Tensor) -> np.ndarray:
+        """A fit's nine joints (9, 3) in the input frame; obs_n (N, 3) are its observed points (the NVF
+        votes)."""
+        p = self.profile
+        if self.backend == "nvf":
+            decoding = self.vote_decoding
+            if decoding.probes is None:
+                decoding = replace(decoding, probes=p.vote_probes)
+            centres = nvf_joints(self.model, self.nvf_head, fit.z, fit.apply(obs_n), decoding,
+                                 generator=torch.Generator().manual_seed(p.seed))
+        elif p.joint_method == "head":
+            with torch.no_grad():
+                centres = self.amortised.joints(fit.z[None])[0]
+        else:
+            z = fit.z[None]
+            field = lambda q: self.model(z, q[None])[1][0]  # noqa: E731  (N, 3) -> (N, 9)
+            centres = sphere_centres(field, self.radius, p.joint_method, p.coarse_queries, p.fine_queries,
+                                     generator=torch.Generator().manual_seed(p.seed), device=self.device)
+        return canon.to_input(self._unrefine(fit, centres))
 
     def _warm_start(self) -> LatentFit:
         """The previous frame's code with the similarity back at this frame's first guess."""
@@ -589,8 +639,8 @@ class GaitPoseEstimator:
 
     def _canonical_view(self, pts: np.ndarray, yaw: float, obs: np.ndarray, free: np.ndarray | None,
                         camera_origin: np.ndarray | None) -> tuple[Canonical, torch.Tensor, torch.Tensor | None]:
-        """The first-guess canonicalisation for heading `yaw` and the observed (and free-space)
-        points mapped by it, as tensors."""
+        """The first-guess canonicalisation for heading `yaw` and the members' observed (K, N, 3) and
+        free-space (K, M, 3) points mapped by it, as tensors."""
         canon = first_guess(pts, yaw, self.prior, camera_origin)
         to_tensor = lambda a: torch.as_tensor(canon.to_normalised(a), dtype=torch.float32, device=self.device)  # noqa: E731
         return canon, to_tensor(obs), None if free is None else to_tensor(free)

@@ -63,19 +63,16 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
     return LatentFit(z[0], shift[0], log_scale[0], it, best)
 
 
-def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
-                  free_points: torch.Tensor | None = None, shifts: torch.Tensor | None = None,
-                  log_scales: torch.Tensor | None = None, iterations: int = 20, lr: float = 5e-3,
-                  latent_reg: float = 1e-2, refine_similarity: bool = True, similarity_lr: float = 2e-3,
-                  free_weight: float = 0.5, cuda_graph: bool = True) -> tuple[LatentFit, int]:
-    """Fit from each of the K start `codes` (K, L) at once for a few steps; return the fit
-    with the lowest loss, to be refined by `optimise_latent(start=...)`, and its index.
-    The starts' similarities are `shifts` (K, 3) and `log_scales` (K,), default the first guess (0).
-
-    A single start (the mean code) lands in a wrong basin on some frames (a leg
-    bent the wrong way, legs crossed); the loss tells those apart, so trying
-    several codes of the training set is cheap insurance.
-    """
+def fit_each(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
+             free_points: torch.Tensor | None = None, shifts: torch.Tensor | None = None,
+             log_scales: torch.Tensor | None = None, iterations: int = 20, lr: float = 5e-3,
+             latent_reg: float = 1e-2, refine_similarity: bool = True, similarity_lr: float = 2e-3,
+             free_weight: float = 0.5, cuda_graph: bool = True) -> list[LatentFit]:
+    """Fit from each of the K start `codes` (K, L) at once for `iterations` steps: the K fits,
+    each with its own loss at the last step. `points` (N, 3) are every fit's, or (K, N, 3) one
+    set per fit (a fit of each member of an ensemble); `free_points` (M, 3) or (K, M, 3)
+    likewise. The starts' similarities are `shifts` (K, 3) and `log_scales` (K,), default the
+    first guess (0)."""
     k = len(codes)
     shifts = torch.zeros(k, 3, device=points.device) if shifts is None else shifts
     log_scales = torch.zeros(k, device=points.device) if log_scales is None else log_scales
@@ -83,8 +80,20 @@ def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
         model, points, free_points, codes, shifts, log_scales, iterations=iterations, lr=lr, latent_reg=latent_reg,
         refine_similarity=refine_similarity, similarity_lr=similarity_lr, free_weight=free_weight,
         patience=iterations, min_improvement=0.0, cuda_graph=cuda_graph)
-    i = int(per_fit.argmin())
-    return LatentFit(z[i], shift[i], log_scale[i], it, float(per_fit[i])), i
+    return [LatentFit(z[i], shift[i], log_scale[i], it, float(per_fit[i])) for i in range(k)]
+
+
+def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, **kwargs) -> tuple[LatentFit, int]:
+    """`fit_each` from the K start `codes` (K, L) for a few steps; return the fit with the lowest
+    loss, to be refined by `optimise_latent(start=...)`, and its index.
+
+    A single start (the mean code) lands in a wrong basin on some frames (a leg
+    bent the wrong way, legs crossed); the loss tells those apart, so trying
+    several codes of the training set is cheap insurance.
+    """
+    fits = fit_each(model, points, codes, **kwargs)
+    i = min(range(len(fits)), key=lambda j: fits[j].loss)
+    return fits[i], i
 
 
 def start_codes(mean: torch.Tensor, training_codes: np.ndarray | None, count: int, seed: int = 0) -> torch.Tensor:
@@ -100,7 +109,7 @@ def start_codes(mean: torch.Tensor, training_codes: np.ndarray | None, count: in
 
 def fit_objective(model: PoseSDF, query: torch.Tensor, n_obs: int, z: torch.Tensor, shift: torch.Tensor,
                   log_scale: torch.Tensor, latent_reg: float = 1e-2, free_weight: float = 0.5) -> torch.Tensor:
-    """The MAP objective of K fits (K,): query (1, N + M, 3) holds the N = `n_obs` observed points
+    """The MAP objective of K fits (K,): query (1 or K, N + M, 3) holds the N = `n_obs` observed points
     (on the surface) then M free-space points (outside), in the first-guess frame; z (K, L),
     shift (K, 3), log_scale (K,) as `LatentFit`'s."""
     q = (query - shift[:, None]) * torch.exp(log_scale)[:, None, None]
@@ -116,7 +125,7 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
              refine_similarity: bool, similarity_lr: float, free_weight: float, patience: int,
              min_improvement: float, cuda_graph: bool = True):
     """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,), all
-    against the same points (N, 3) and free_points (M, 3).
+    against the same points (N, 3) and free_points (M, 3), or each against its own (K, N, 3), (K, M, 3).
 
     Returns z (K, L), shift (K, 3), log_scale (K,), each fit's loss at the last
     step (K,), the lowest summed loss seen, and the steps run.
@@ -136,8 +145,9 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
     opt = torch.optim.Adam(groups, capturable=points.is_cuda)
     for p in model.parameters():
         p.requires_grad_(False)
-    query = (points if free_points is None else torch.cat([points, free_points]))[None]
-    n_obs = len(points)
+    query = points if free_points is None else torch.cat([points, free_points], dim=-2)
+    query = query[None] if query.dim() == 2 else query
+    n_obs = points.shape[-2]
 
     def step() -> tuple[torch.Tensor, torch.Tensor]:
         per_fit = fit_objective(model, query, n_obs, z, shift, log_scale, latent_reg, free_weight)

@@ -23,13 +23,17 @@ cd "$(dirname "$0")/.."
     docs/results/posesdf_fast_scene_rotnet_shifted.json \
     docs/results/posesdf_realtime_scene_rotnet_shifted.json \
     docs/results/posesdf_fast_scene_rotnet_test5_product.json \
+    docs/results/posesdf_fast_scene_rotnet_test5_product_1member.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_product.json \
+    docs/results/posesdf_fast_scene_rotnet_shifted_product_1member.json \
     docs/results/posesdf_fast_scene_rotnet_ptest5_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_none_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_holes_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_deptherror_product.json \
     docs/results/posesdf_realtime_scene_rotnet_test5_product.json \
+    docs/results/posesdf_realtime_scene_rotnet_test5_product_1member.json \
     docs/results/posesdf_realtime_scene_rotnet_shifted_product.json \
+    docs/results/posesdf_realtime_scene_rotnet_shifted_product_1member.json \
     docs/results/nvf_fast_scene_rotnet_test5_product.json \
   --bench \
     docs/results/bench_cpu.json \

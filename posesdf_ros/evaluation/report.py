@@ -115,6 +115,9 @@ def run_label(summary: dict) -> str:
     if prof.get("amortised"):
         steps = prof.get("iterations", 0)
         screening = ", amortised fit (encoder)" if not steps else f", encoder start + {steps} steps"
+    # Runs from before ensembles existed fitted one member.
+    members = prof.get("members", 1)
+    screening += f", {members} members" if members > 1 else ""
     return f"{summary['backend']} ({prof.get('name', 'profile')}, {yaw}{scene}{screening})"
 
 

@@ -127,12 +127,16 @@ CANONICALISER_PARAMETERS: tuple[Param, ...] = CAMERA_POSE_PARAMETERS + (
 #: `estimator`.
 ESTIMATOR_PARAMETERS: tuple[Param, ...] = (
     Param("backend", "posesdf", "Joint estimator.", choices=("posesdf", "nvf")),
-    Param("profile", "realtime", "Inference settings: 'realtime' (the amortised fit: one encoder pass, no "
-                                 "optimisation; camera rate on a small CPU), 'fast' (the encoder's code refined "
+    Param("profile", "realtime", "Inference settings: 'realtime' (the amortised fit: encoder passes, no "
+                                 "optimisation; camera rate on a small CPU), 'fast' (the encoder's codes refined "
                                  "by a short latent optimisation, warm-started: the lowest error on our scenes), "
                                  "'accurate' (the paper's method: the best of 8 start codes refined on 1,024 "
                                  "points; slower, and no better than 'fast' since fast starts from the encoder).",
           choices=("realtime", "fast", "accurate")),
+    Param("members", 0, "Fits per frame, each on its own random subset of the legs, their joints averaged "
+                        "(realtime and fast; accurate fits one and refuses more); 0: the profile's, 4. Fewer "
+                        "cost less CPU (fast's time grows with it; realtime's little) and read a little worse.",
+          (0, 16)),
     Param("device", "cpu", "Torch device.", choices=("cpu", "cuda")),
     Param("weights", "", "PoseSDF weights folder (posesdf.pt with its nvf and encoder heads) or a shipped set: "
                          "product or paper; empty: the shipped default, product."),

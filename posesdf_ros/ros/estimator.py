@@ -91,6 +91,8 @@ class EstimatorNode(ManagedNode):
         limit_cpu_threads(p.torch_threads)
         self.estimator = GaitPoseEstimator.from_pretrained(p.backend, p.profile, p.device, p.weights or None,
                                                            rotnet=False, leg_classifier=False)
+        if p.members:
+            self.estimator = self.estimator.with_profile(members=p.members)
         self.estimator.warm_up()
         # The live parameters (track, track_reset_s, check_heading) are read by the step at every frame.
         self.step = EstimatorStep(self.estimator, p)

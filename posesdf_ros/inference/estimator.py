@@ -59,8 +59,9 @@ LEG_CLOUD_MAX_WIDTH_M = 1.5
 @dataclass(frozen=True)
 class Profile:
     """Inference settings. `accurate` is the paper's fit (screened start codes, 1,024 points), `fast` refines
-    the encoder's code on fewer points (lower error on our scenes, several times faster), `realtime` takes
-    the encoder's code as it is (camera rate on a CPU)."""
+    the encoder's code on fewer points (lower error on our scenes), `realtime` takes the encoder's codes as
+    they are (camera rate on a CPU); both average an ensemble of `members` fits, which a GPU fits in the same
+    kernels but a CPU one after the other: there `fast` runs slower than `accurate` unless `members` is 1."""
     name: str = "accurate"
     points: int = 1024              # observed points used by the optimisation (random subset)
     free_points: int = 512          # free-space samples along camera rays (0: off; needs camera_origin)

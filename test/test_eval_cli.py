@@ -33,6 +33,10 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     assert s["by_protocol"]["CCCV"]["count"] == 0 and s["by_protocol"]["CCCV"]["mpjpe_mm"] is None
     for name in ("report.md", "per_joint.png", "by_view_condition.png", "records.json"):
         assert (out / name).stat().st_size > 0
+    # fast's ensemble: each frame records how far its four members' joints lie from their mean.
+    assert s["profile"]["members"] == 4
+    spreads = [r["joint_spread_mm"] for r in json.loads((out / "records.json").read_text())]
+    assert len(spreads) == 9 and all(len(j) == 9 and 0 < min(j) and max(j) < 50 for j in spreads)
 
     # Without RotNet (assume V1), the heading is wrong off V1 (CV: V2..V6): each fit is either rejected by the
     # quality check (counted as failed) or kept with its large yaw error reported.
@@ -182,3 +186,9 @@ def test_failures_are_blamed_on_the_check_or_the_first_fix_that_makes_the_fit_ri
     records = [{"valid": True, "mpjpe_mm": 150.0}, {"valid": True, "mpjpe_mm": 50.0},
                {"valid": False, "rejected_mpjpe_mm": 40.0}, {"valid": False}]      # the last: no person
     assert failed_records(records, 100) == [records[0], records[2]]
+
+
+def test_eval_refuses_an_ensemble_the_profile_cannot_make(test_build):
+    run = subprocess.run([POSESDF, "eval", "--protocol", "CC", "--profile", "accurate", "--members", "2",
+                          "--data", str(test_build), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "members must be 1, or more with an amortised fit" in run.stderr, run.stderr

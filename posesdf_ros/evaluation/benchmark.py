@@ -53,14 +53,17 @@ def load_estimator(backend: str, profile: str = "accurate", device: str = "cpu",
 
 
 def eval_estimator(backend: str, profile: str, device: str, weights: Path | None, vote_decoding, input_mode: str,
-                   classifier: str, legseg_weights: Path | None = None, starts: int | None = None):
+                   classifier: str, legseg_weights: Path | None = None, starts: int | None = None,
+                   members: int | None = None):
     """The estimator of a `posesdf eval` run from its options: scenes are segmented with the `classifier`
-    choice (`--classifier`), leg clouds keep the estimator's default; `starts` overrides the profile's."""
+    choice (`--classifier`), leg clouds keep the estimator's default; `starts` and `members` override the
+    profile's."""
     from ..inference.legseg import load_for_cli
 
     leg_classifier = load_for_cli(classifier, legseg_weights, device) if input_mode == "scene" else True
     est = load_estimator(backend, profile, device, weights, vote_decoding, leg_classifier)
-    return est if starts is None else est.with_profile(starts=starts)
+    changes = {k: v for k, v in (("starts", starts), ("members", members)) if v is not None}
+    return est.with_profile(**changes) if changes else est
 
 
 def read_records_jsonl(path: Path) -> list[dict]:

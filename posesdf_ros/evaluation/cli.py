@@ -52,6 +52,10 @@ def add_parsers(subparsers) -> None:
                     help="posesdf/nvf: start codes screened for each cold fit (default: the profile's, "
                          "accurate 8; fast starts from the encoder's code instead, and screens 4 only "
                          "beside weights without one; 1: the mean code only, as in the paper)")
+    ev.add_argument("--members", type=int, default=None,
+                    help="posesdf/nvf: fits averaged per frame, each on its own random subset of the points "
+                         "(default: the profile's, realtime and fast 4, accurate 1; more than 1 needs an "
+                         "amortised profile)")
     ev.add_argument("--no-mesh", action="store_true", help="skip marching cubes and the Chamfer distance")
     ev.add_argument("--weights", type=Path, default=None,
                     help="weights folder, " + WEIGHT_SET_HELP)
@@ -172,7 +176,7 @@ def shard_argument(text: str) -> tuple[int, int]:
 
 # The arguments that change a sample's record: a resumed run must match the interrupted one in all of them.
 _RECORD_SETTINGS = ("protocol", "backend", "profile", "data", "limit", "yaw", "input", "classifier",
-                    "legseg_weights", "vote_rule", "vote_k", "vote_keep", "vote_probes", "starts", "no_mesh",
+                    "legseg_weights", "vote_rule", "vote_k", "vote_keep", "vote_probes", "starts", "members", "no_mesh",
                     "weights", "device")
 
 
@@ -212,11 +216,15 @@ def _eval(args: argparse.Namespace) -> int:
     from .benchmark import eval_estimator, evaluate
     from .report import write_run_report
 
-    if args.starts is not None and args.backend == "pn2":
-        raise SystemExit("--starts applies to the posesdf and nvf backends (latent optimisation)")
-    est = eval_estimator(args.backend, args.profile, args.device, args.weights,
-                         VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes), args.input,
-                         args.classifier, args.legseg_weights, args.starts)
+    for flag in ("starts", "members"):
+        if getattr(args, flag) is not None and args.backend == "pn2":
+            raise SystemExit(f"--{flag} applies to the posesdf and nvf backends (latent optimisation)")
+    try:
+        est = eval_estimator(args.backend, args.profile, args.device, args.weights,
+                             VoteDecoding(args.vote_rule, args.vote_keep, args.vote_k, args.vote_probes),
+                             args.input, args.classifier, args.legseg_weights, args.starts, args.members)
+    except ValueError as err:
+        raise SystemExit(f"posesdf eval: {err}") from None
     done, on_record = _records_checkpoint(args)
     summary, records = evaluate(est, args.data, args.protocol, args.limit, args.yaw, not args.no_mesh,
                                 progress=not args.quiet, input_mode=args.input, done=done, on_record=on_record,

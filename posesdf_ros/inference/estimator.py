@@ -541,10 +541,11 @@ class GaitPoseEstimator:
         t = time.perf_counter()
         member_joints = np.stack([self._joints(f, canon, obs_n[k]) for k, f in enumerate(members)])
         joints = member_joints.mean(0)
+        off_mean = np.linalg.norm(member_joints - joints, axis=2)        # (K, 9) metres
         # The member nearest the mean stands for the ensemble: its code, mesh and residual; the ensemble's
         # mean loss, so that fits with and without members compare alike.
-        k = int(np.linalg.norm(member_joints - joints, axis=2).mean(1).argmin())
-        fit, obs_n = replace(members[k], loss=_mean_loss(members)), obs_n[k]
+        nearest = int(off_mean.mean(1).argmin())
+        fit, obs_n = replace(members[nearest], loss=_mean_loss(members)), obs_n[nearest]
         timings["joint_extraction"] = time.perf_counter() - t
         if track:
             self._previous = fit
@@ -573,7 +574,7 @@ class GaitPoseEstimator:
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
                               quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
                               1 if warm else len(views),
-                              np.linalg.norm(member_joints - joints, axis=2).mean(0) if p.members > 1 else None)
+                              off_mean.mean(0) if p.members > 1 else None)
 
     def _fallback(self) -> "GaitPoseEstimator":
         """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""

@@ -176,6 +176,8 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
             rec["quality_terms"] = terms
         if res.joint_spread is not None:     # an ensemble's (Profile.members): how far its members disagree
             rec["joint_spread_mm"] = (res.joint_spread * 1000).tolist()
+        if res.joint_confidence is not None:
+            rec["joint_confidence"] = res.joint_confidence.tolist()
         if res.valid:
             errs = joint_errors_mm(res.joints, a["joints"])
             rec |= {"mpjpe_mm": float(errs.mean()), "per_joint_mm": errs.tolist(),

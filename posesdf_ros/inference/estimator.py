@@ -104,6 +104,10 @@ class Profile:
     # The quality check's surface residual (ok, bad), metres (QualityConfig's residual_ok_m, residual_bad_m);
     # None keeps QualityConfig's, which were set on optimised fits.
     surface_residual_m: tuple[float, float] | None = None
+    # The joint confidences' ramp on an ensemble's spread at each joint (ok, bad), metres (QualityConfig's
+    # joint_spread_m); None leaves the confidences to the points' support. Set where it was measured to
+    # predict the joint's error on val scenes (docs/quality.md).
+    joint_spread_m: tuple[float, float] | None = None
     coarse_queries: int = 1024
     fine_queries: int = 48
     vote_probes: int = DEFAULT_PROBES   # nvf backend: unit-ball probes (the coarse queries' counterpart)
@@ -130,7 +134,8 @@ PROFILES = {
     "fast": Profile(name="fast", points=256, free_points=128, iterations=80, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
-                    surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4),
+                    surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4,
+                    joint_spread_m=(0.015, 0.060)),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -144,6 +149,13 @@ PROFILES = {
                         surface_residual_m=(0.035, 0.055), members=4),
 }
 JOINT_METHODS = ("votes", "lsq", "head")
+
+
+def quality_config(profile: Profile) -> QualityConfig:
+    """The fit quality check's settings, with the profile's own ramps where it has them."""
+    residual = {} if profile.surface_residual_m is None else {
+        "residual_ok_m": profile.surface_residual_m[0], "residual_bad_m": profile.surface_residual_m[1]}
+    return QualityConfig(**residual, joint_spread_m=profile.joint_spread_m)
 
 
 def _mean_loss(fits: list[LatentFit]) -> float:
@@ -239,8 +251,7 @@ class GaitPoseEstimator:
         self._reference_loss = float("inf")               # of the last cold-started fit
         self._previous_centre: np.ndarray | None = None   # xy of the tracked person
         self._fallback_estimator: GaitPoseEstimator | None = None   # made by _fallback() when first needed
-        self.quality = QualityConfig() if profile.surface_residual_m is None else QualityConfig(
-            residual_ok_m=profile.surface_residual_m[0], residual_bad_m=profile.surface_residual_m[1])
+        self.quality = quality_config(profile)
 
     @classmethod
     def from_pretrained(cls, backend: str = "posesdf", profile: str | Profile = "fast", device: str = "cpu",
@@ -325,7 +336,7 @@ class GaitPoseEstimator:
         copy = GaitPoseEstimator(self.model, self.meta, replace(self.profile, **changes), str(self.device),
                                  self.backend, self.segmentation, self.yaw_estimator, self.nvf_head,
                                  self.vote_decoding, self.leg_classifier, self.amortised)
-        if "surface_residual_m" not in changes:     # else the new profile's residual ramp
+        if not {"surface_residual_m", "joint_spread_m"} & set(changes):     # else the new profile's ramps
             copy.quality = self.quality
         return copy
 
@@ -560,8 +571,9 @@ class GaitPoseEstimator:
         # How much better the kept heading's fit is than the other's (below 1: the shape prefers the other
         # heading, but not by the margin that overrules RotNet).
         heading_margin = None if heading_losses is None else heading_losses[1 - chosen] / heading_losses[chosen]
+        spread = off_mean.mean(0) if p.members > 1 else None
         quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin,
-                             heading_margin)
+                             heading_margin, spread)
         timings["quality"] = time.perf_counter() - t
 
         mesh_out = None
@@ -573,8 +585,7 @@ class GaitPoseEstimator:
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
                               quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
-                              1 if warm else len(views),
-                              off_mean.mean(0) if p.members > 1 else None)
+                              1 if warm else len(views), spread)
 
     def _fallback(self) -> "GaitPoseEstimator":
         """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""
@@ -582,7 +593,7 @@ class GaitPoseEstimator:
             p = self.profile
             self._fallback_estimator = self.with_profile(
                 name=f"{p.name}+fit", iterations=p.fallback_iterations, fallback_iterations=0, joint_method="votes",
-                surface_residual_m=None, refine_both_headings=True)
+                surface_residual_m=None, joint_spread_m=None, refine_both_headings=True)
         return self._fallback_estimator
 
     def _heading_choice(self, losses: list[float]) -> int:

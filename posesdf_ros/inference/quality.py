@@ -13,6 +13,11 @@ result is a person's lower limbs standing on the floor where the points are:
   behind observed points (`hidden_joints`: the far hip behind the near
   thigh in a side view) has no points of its own to lie near, so it keeps
   its low confidence but does not fail the frame.
+  With an ensemble's `joint_spread` (how far its members' joints lie from
+  their mean) and a `joint_spread_m` ramp, each joint's confidence is also
+  multiplied by 1 up to the ramp's first value, 0 from its second: members
+  that disagree at a joint say its estimate is unsure (docs/quality.md).
+  That term lowers the joints' confidences only, not the frame's score.
 - `surface`: the observed points lie on the fitted surface: the 90th
   percentile of their |SDF|, 1 up to `residual_ok_m`, 0 from `residual_bad_m`.
 - `anatomy`: thigh, shank and hip width within adult ranges, left and right
@@ -62,6 +67,8 @@ class QualityConfig:
     hidden_radius_m: float = 0.05
     hidden_max_depth_m: float = 1.0
     hidden_min_points: int = 5
+    # An ensemble's joint spread (ok, bad), metres, for the joint confidences; None: not used (docs/quality.md).
+    joint_spread_m: tuple[float, float] | None = None
     heading_margin_min: float = 1.0  # the other heading's fit loss over the kept one's (docs/quality.md: why 1.0)
     retry_below: float = 0.5        # a fit scoring less is tried again (the other heading, or cold)
     reject_below: float = 0.4       # a fit scoring less is reported valid=False (docs/quality.md: why 0.4)
@@ -106,21 +113,22 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
 
 def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.ndarray,
                config: QualityConfig = QualityConfig(), camera_origin: np.ndarray | None = None,
-               heading_margin: float | None = None) -> FitQuality:
+               heading_margin: float | None = None, joint_spread: np.ndarray | None = None) -> FitQuality:
     """joints (9, 3) and all the observed leg points (N, 3) in the gravity frame (floor at z = 0);
     surface_residual_m (M,) the |SDF| under the fit of the points it was fitted to, metres;
     camera_origin (3,) the camera's position there, which excuses hidden joints from `support`
     (None: every joint must be supported); heading_margin the other heading's fit loss over the
-    kept heading's (None: only one heading was fitted)."""
+    kept heading's (None: only one heading was fitted); joint_spread (9,) metres, an ensemble's
+    members' mean distance from its joints (None: one fit)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
-    confidence = _ramp(nearest, config.support_ok_m, config.support_bad_m)
+    supported = _ramp(nearest, config.support_ok_m, config.support_bad_m)
     hidden = np.zeros(len(joints), bool)
-    if camera_origin is not None and confidence.min() < 1.0:
-        hidden = hidden_joints(joints, observed, np.asarray(camera_origin, float), config) & (confidence < 1.0)
+    if camera_origin is not None and supported.min() < 1.0:
+        hidden = hidden_joints(joints, observed, np.asarray(camera_origin, float), config) & (supported < 1.0)
     problems = []
     seen = ~hidden
-    support = float(confidence[seen].min()) if seen.any() else 1.0
+    support = float(supported[seen].min()) if seen.any() else 1.0
     if support < 1.0:
         worst = int(np.argmax(np.where(seen, nearest, -1.0)))
         problems.append(f"{JOINT_NAMES[worst]} {100 * nearest[worst]:.0f} cm from the points")
@@ -148,9 +156,14 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     if not heading:
         problems.append(f"ambiguous heading: the opposite heading's fit loss {heading_margin:.2f} times the kept one's")
     score = min(support, surface) * anatomy * floor * heading
+    confidence = supported
+    if joint_spread is not None and config.joint_spread_m is not None:
+        confidence = supported * _ramp(joint_spread, *config.joint_spread_m)
     terms = {"support": support, "surface": surface, "anatomy": anatomy, "floor": floor, "heading": heading,
              "surface_residual_p90_m": residual, "max_joint_distance_m": float(nearest.max()),
              "hidden_joints": [JOINT_NAMES[i] for i in np.flatnonzero(hidden)]}
     if heading_margin is not None:
         terms["heading_margin"] = float(heading_margin)
+    if joint_spread is not None:
+        terms["max_joint_spread_m"] = float(np.max(joint_spread))
     return FitQuality(score, confidence, terms, problems)

@@ -49,11 +49,15 @@ from .overlay import OverlayFrames, draw_skeleton
 
 def quality_status(res, config) -> DiagnosticStatus:
     """One frame's fit quality (`EstimateResult.quality`, `joint_confidence`) as a status: OK at or above the
-    retry threshold, else WARN; key-values `quality`, `<joint>_confidence` and the checks behind them."""
+    retry threshold, else WARN; key-values `quality`, `<joint>_confidence`, an ensemble's `<joint>_spread_mm`
+    and the checks behind them."""
     terms = {k: v for k, v in res.quality_terms.items() if k != "problems"}
     values = [KeyValue(key="quality", value=f"{res.quality:.3f}")]
     values += [KeyValue(key=f"{name}_confidence", value=f"{c:.3f}")
                for name, c in zip(JOINT_NAMES, res.joint_confidence)]
+    if res.joint_spread is not None:    # an ensemble's: how far its members' joints lie from the published ones
+        values += [KeyValue(key=f"{name}_spread_mm", value=f"{1000 * s:.1f}")
+                   for name, s in zip(JOINT_NAMES, res.joint_spread)]
     # Numbers, and the names of the joints hidden from the camera (excused from the support check).
     values += [KeyValue(key=k, value=", ".join(v) if isinstance(v, list) else f"{v:.4g}") for k, v in terms.items()]
     level = DiagnosticStatus.OK if res.quality >= config.retry_below else DiagnosticStatus.WARN

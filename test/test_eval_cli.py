@@ -1,11 +1,13 @@
 """`posesdf eval`, `posesdf bench speed` and `posesdf report` on a real test build with shipped weights."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from posesdf_ros.inference.estimator import PROFILES
 from posesdf_ros.inference.quality import QualityConfig
 from posesdf_ros.skeleton import JOINT_NAMES
 
@@ -35,8 +37,14 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
         assert (out / name).stat().st_size > 0
     # fast's ensemble: each frame records how far its four members' joints lie from their mean.
     assert s["profile"]["members"] == 4
-    spreads = [r["joint_spread_mm"] for r in json.loads((out / "records.json").read_text())]
+    fast_records = json.loads((out / "records.json").read_text())
+    spreads = [r["joint_spread_mm"] for r in fast_records]
     assert len(spreads) == 9 and all(len(j) == 9 and 0 < min(j) and max(j) < 50 for j in spreads)
+    # Where the members disagree by more than fast's ramp allows, the joint's confidence falls with it.
+    ok_mm, bad_mm = (1000 * m for m in PROFILES["fast"].joint_spread_m)
+    for r in fast_records:
+        for confidence, spread in zip(r["joint_confidence"], r["joint_spread_mm"]):
+            assert 0.0 <= confidence <= min(1.0, (bad_mm - spread) / (bad_mm - ok_mm)) + 1e-9
 
     # Without RotNet (assume V1), the heading is wrong off V1 (CV: V2..V6): each fit is either rejected by the
     # quality check (counted as failed) or kept with its large yaw error reported.
@@ -71,6 +79,12 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     assert rows[0] == f"| threshold | {test_build.name}, fast |"
     assert rows[2].startswith("| 0 | 5 of 5 kept") and rows[3].startswith(f"| {QualityConfig().reject_below:g} | "
                                                                          f"{len(kept)} of 5 kept")
+    # ... then the kept fits' joints by confidence: every kept joint in one bin, the confidences' own.
+    calibration = rows[rows.index(f"| joint confidence | {test_build.name}, fast |") + 2:]
+    counts = [int(re.match(r"\| [^|]+ \| (\d+) joints", row).group(1)) if "joints" in row else 0
+              for row in calibration]
+    assert len(calibration) == 5 and sum(counts) == 9 * len(kept)
+    assert counts[-1] == sum(c == 1.0 for r in kept for c in r["joint_confidence"])
 
     # `posesdf bench failures` refits the failed frames: assuming V1 off V1 is a heading failure, and with leg
     # clouds for input nothing can be blamed on segmentation.

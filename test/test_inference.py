@@ -207,7 +207,7 @@ def test_quality_flags_a_turned_heading_and_a_floating_cloud(estimator, body_mod
 
 def test_quality_checks_on_hand_made_skeletons():
     """assess_fit's checks on skeletons built by hand: a plausible one scores 1, each flaw its check."""
-    from posesdf_ros.inference.quality import assess_fit
+    from posesdf_ros.inference.quality import QualityConfig, assess_fit
 
     joints = np.array([[0, 0, 0.95], [0, 0.1, 0.9], [0, 0.1, 0.5], [0, 0.1, 0.08], [0.15, 0.1, 0.03],
                        [0, -0.1, 0.9], [0, -0.1, 0.5], [0, -0.1, 0.08], [0.15, -0.1, 0.03]], float)
@@ -229,6 +229,15 @@ def test_quality_checks_on_hand_made_skeletons():
     assert clear.score == 1.0 and clear.terms["heading_margin"] == 1.3
     ambiguous = assess_fit(joints, skin, np.full(100, 0.005), heading_margin=0.95)
     assert ambiguous.score == 0.0 and ambiguous.terms["heading"] == 0.0 and "ambiguous heading" in ambiguous.problems[0]
+    # An ensemble whose members disagree at the left foot: with a spread ramp that joint loses confidence (half,
+    # halfway up the ramp), the rest keep theirs, and the frame's score does not change; without one, nothing.
+    spread = np.full(9, 0.005)
+    spread[4] = 0.030
+    ramped = assess_fit(joints, skin, np.full(100, 0.005), QualityConfig(joint_spread_m=(0.010, 0.050)),
+                        joint_spread=spread)
+    assert ramped.joint_confidence[4] == pytest.approx(0.5) and np.delete(ramped.joint_confidence, 4).min() == 1.0
+    assert ramped.score == 1.0 and not ramped.problems and ramped.terms["max_joint_spread_m"] == 0.030
+    assert np.allclose(assess_fit(joints, skin, np.full(100, 0.005), joint_spread=spread).joint_confidence, 1.0)
 
     # Seen from the left side, only the left leg's near face: the right leg's joints lie behind it, so with the
     # camera's position they are excused from the support check (and named), yet keep their low confidence;

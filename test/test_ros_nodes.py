@@ -68,6 +68,7 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
         values = qualities[stamp(msg)]
         assert float(values["quality"]) >= QualityConfig().reject_below
         assert 0.0 <= float(values["left_knee_confidence"]) <= 1.0
+        assert 0.0 < float(values["left_knee_spread_mm"]) < 100.0     # the profile's ensemble's disagreement
 
     # The mesh comes on its own MarkerArray, from the estimator's mesher thread.
     skeleton = [a.markers for a in r["/estimator/markers"] if all(m.ns != "mesh" for m in a.markers)][-1]

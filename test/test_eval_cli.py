@@ -79,12 +79,20 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     assert rows[0] == f"| threshold | {test_build.name}, fast |"
     assert rows[2].startswith("| 0 | 5 of 5 kept") and rows[3].startswith(f"| {QualityConfig().reject_below:g} | "
                                                                          f"{len(kept)} of 5 kept")
-    # ... then the kept fits' joints by confidence: every kept joint in one bin, the confidences' own.
-    calibration = rows[rows.index(f"| joint confidence | {test_build.name}, fast |") + 2:]
-    counts = [int(re.match(r"\| [^|]+ \| (\d+) joints", row).group(1)) if "joints" in row else 0
-              for row in calibration]
-    assert len(calibration) == 5 and sum(counts) == 9 * len(kept)
-    assert counts[-1] == sum(c == 1.0 for r in kept for c in r["joint_confidence"])
+    # ... then, of the true-heading run, the kept fits' joints by confidence and by the ensemble's spread: every
+    # kept joint in one bin.
+    fast_kept = [r for r in fast_records if r["valid"]]
+    joint_rows = _run("bench", "thresholds", str(out), "--thresholds", "0").stdout.splitlines()
+
+    def joint_counts(header: str) -> list[int]:
+        first = joint_rows.index(f"| {header} | {test_build.name}, fast |") + 2
+        return [int(m.group(1)) if (m := re.match(r"\| [^|]+ \| (\d+) joints", row)) else 0
+                for row in joint_rows[first:first + 5]]
+
+    by_confidence, by_spread = joint_counts("joint confidence"), joint_counts("ensemble's spread at the joint")
+    assert fast_kept and sum(by_confidence) == sum(by_spread) == 9 * len(fast_kept)
+    assert by_confidence[-1] == sum(c == 1.0 for r in fast_kept for c in r["joint_confidence"])
+    assert by_spread[0] == sum(s < 10 for r in fast_kept for s in r["joint_spread_mm"])
 
     # `posesdf bench failures` refits the failed frames: assuming V1 off V1 is a heading failure, and with leg
     # clouds for input nothing can be blamed on segmentation.

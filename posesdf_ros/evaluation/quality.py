@@ -121,43 +121,48 @@ def thresholds_table(runs: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-#: `posesdf bench thresholds`' joint confidence bins (lower edges; the last bin is confidence 1 exactly).
-CONFIDENCE_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: `posesdf bench thresholds`' bins of the kept joints: (lower edge, upper edge, label), by confidence and by an
+#: ensemble's spread at the joint (mm).
+CONFIDENCE_BINS = ((0.0, 0.25, "0 to under 0.25"), (0.25, 0.5, "0.25 to under 0.5"), (0.5, 0.75, "0.5 to under 0.75"),
+                   (0.75, 1.0, "0.75 to under 1"), (1.0, np.inf, "1"))
+SPREAD_BINS_MM = ((0.0, 10.0, "under 10 mm"), (10.0, 20.0, "10 to under 20 mm"), (20.0, 30.0, "20 to under 30 mm"),
+                  (30.0, 50.0, "30 to under 50 mm"), (50.0, np.inf, "50 mm or more"))
 
 
-def confidence_calibration(records: list[dict]) -> list[dict]:
-    """How far the kept fits' joints lie from the truth, by their confidence (`joint_confidence`, binned by
-    CONFIDENCE_BINS): joints, their mean confidence and error, and the share within RIGHT_MM. Empty for
-    records without confidences (eval runs before 2026-12-06)."""
-    kept = [r for r in records if r["valid"] and "joint_confidence" in r]
+def joint_errors_by(records: list[dict], key: str, bins: tuple) -> list[dict]:
+    """The kept fits' joints binned by a per-joint field of their records (`joint_confidence`, or an ensemble's
+    `joint_spread_mm`) at `bins` ((lower, upper, label), ...): per bin the joints, their mean value and
+    error, and the share within RIGHT_MM of the truth. Empty when no kept record has the field."""
+    kept = [r for r in records if r["valid"] and key in r]
     if not kept:
         return []
-    conf = np.concatenate([r["joint_confidence"] for r in kept])
+    value = np.concatenate([r[key] for r in kept])
     err = np.concatenate([r["per_joint_mm"] for r in kept])
     rows = []
-    for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:] + (np.inf,)):
-        inside = (conf >= lo) & (conf < hi)
-        rows.append({"confidence": (lo, min(hi, 1.0)), "joints": int(inside.sum()),
-                     "mean_confidence": float(conf[inside].mean()) if inside.any() else None,
+    for lo, hi, label in bins:
+        inside = (value >= lo) & (value < hi)
+        rows.append({"bin": label, "joints": int(inside.sum()),
+                     "mean_value": float(value[inside].mean()) if inside.any() else None,
                      "mean_error_mm": float(err[inside].mean()) if inside.any() else None,
                      "within_right_pct": 100 * float((err[inside] < RIGHT_MM).mean()) if inside.any() else None})
     return rows
 
 
-def calibration_table(runs: dict[str, list[dict]]) -> str:
-    """Markdown: one row per confidence bin, one column per run (label -> `confidence_calibration` rows)."""
+def joint_errors_table(runs: dict[str, list[dict]], what: str) -> str:
+    """Markdown: one row per bin (`what` names them), one column per run (label -> `joint_errors_by` rows);
+    "" when no run has the field."""
     labels = [label for label, rows in runs.items() if rows]
     if not labels:
         return ""
-    lines = ["| joint confidence | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-    for i, (lo, hi) in enumerate(r["confidence"] for r in runs[labels[0]]):
+    lines = [f"| {what} | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for i, name in enumerate(r["bin"] for r in runs[labels[0]]):
         cells = []
         for label in labels:
             r = runs[label][i]
             cells.append("none" if not r["joints"] else
                          f"{r['joints']} joints, {r['mean_error_mm']:.1f} mm, {r['within_right_pct']:.0f} % "
                          f"< {RIGHT_MM:.0f} mm")
-        lines.append(f"| {'1' if lo == hi else f'{lo:g} to under {hi:g}'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -187,8 +192,8 @@ def add_thresholds_parser(bsub) -> None:
         description="Read the records of `posesdf eval --out DIR` runs and tabulate, per threshold of the quality "
                     f"score, the frames a rejection there would keep, the kept fits more than {WRONG_MM:.0f} mm off "
                     f"(wrong), their mean error, and the right fits (under {RIGHT_MM:.0f} mm) it would drop; then the "
-                    f"kept joints' errors by their confidence (the share within {RIGHT_MM:.0f} mm per bin). No "
-                    "fitting: the runs' own scores, confidences and errors.")
+                    f"kept joints' errors by their confidence and by an ensemble's spread at them (the share within "
+                    f"{RIGHT_MM:.0f} mm per bin). No fitting: the runs' own scores, confidences and errors.")
     p.add_argument("runs", type=Path, nargs="+", help="eval --out folders (records.json and settings.json)")
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.25, 0.3, 0.35, 0.4, 0.45, 0.5],
                    help="scores to tabulate (default 0.25 to 0.5 in steps of 0.05)")
@@ -197,18 +202,19 @@ def add_thresholds_parser(bsub) -> None:
 
 
 def _run_thresholds(args: argparse.Namespace) -> int:
-    runs, calibrations = {}, {}
+    runs, confidences, spreads = {}, {}, {}
     for folder in args.runs:
         settings = json.loads((folder / "settings.json").read_text())
         label = f"{Path(settings['data']).name}, {settings['profile']}"
         records = json.loads((folder / "records.json").read_text())
         runs[label] = threshold_sweep(records, args.thresholds)
-        calibrations[label] = confidence_calibration(records)
+        confidences[label] = joint_errors_by(records, "joint_confidence", CONFIDENCE_BINS)
+        spreads[label] = joint_errors_by(records, "joint_spread_mm", SPREAD_BINS_MM)
     table = thresholds_table(runs)
-    calibration = calibration_table(calibrations)
-    if calibration:
-        table += (f"\n\nThe kept fits' joints by their confidence (`joint_confidence`): how many, their mean error, "
-                  f"and the share within {RIGHT_MM:.0f} mm of the truth.\n\n{calibration}")
+    for bins, what in ((confidences, "joint confidence"), (spreads, "ensemble's spread at the joint")):
+        if binned := joint_errors_table(bins, what):
+            table += (f"\n\nThe kept fits' joints by their {what}: how many, their mean error, and the share "
+                      f"within {RIGHT_MM:.0f} mm of the truth.\n\n{binned}")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(f"Made by `{command_line()}` at {git_commit()} from the "

@@ -14,7 +14,8 @@ stamp, in the gravity frame:
   frames never wait for it, and stamped with the frame it was made from);
 - `~/overlay` (sensor_msgs/Image, rgb8: the skeleton drawn on the RGB image);
 - `~/quality` (diagnostic_msgs/DiagnosticArray, the frame's stamp: the fit's
-  quality score and per-joint confidences, inference/quality; WARN under the
+  quality score, per-joint confidences and an ensemble's per-joint spreads
+  (`<joint>_spread_mm`), inference/quality; WARN under the
   retry threshold). A fit scoring under the rejection threshold is not
   published (dropped as `invalid`, "implausible fit: ..."); the marker
   spheres fade with their joint's confidence.

@@ -131,8 +131,8 @@ SPREAD_BINS_MM = ((0.0, 10.0, "under 10 mm"), (10.0, 20.0, "10 to under 20 mm"),
 
 def joint_errors_by(records: list[dict], key: str, bins: tuple) -> list[dict]:
     """The kept fits' joints binned by a per-joint field of their records (`joint_confidence`, or an ensemble's
-    `joint_spread_mm`) at `bins` ((lower, upper, label), ...): per bin the joints, their mean value and
-    error, and the share within RIGHT_MM of the truth. Empty when no kept record has the field."""
+    `joint_spread_mm`) at `bins` ((lower, upper, label), ...): per bin the joints, their mean error and
+    the share within RIGHT_MM of the truth. Empty when no kept record has the field."""
     kept = [r for r in records if r["valid"] and key in r]
     if not kept:
         return []
@@ -142,7 +142,6 @@ def joint_errors_by(records: list[dict], key: str, bins: tuple) -> list[dict]:
     for lo, hi, label in bins:
         inside = (value >= lo) & (value < hi)
         rows.append({"bin": label, "joints": int(inside.sum()),
-                     "mean_value": float(value[inside].mean()) if inside.any() else None,
                      "mean_error_mm": float(err[inside].mean()) if inside.any() else None,
                      "within_right_pct": 100 * float((err[inside] < RIGHT_MM).mean()) if inside.any() else None})
     return rows

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from posesdf_ros.models.losses import free_space_loss, latent_regulariser, tolerance_loss
+from posesdf_ros.models.losses import free_space_loss, inside_loss, latent_regulariser, tolerance_loss
 from posesdf_ros.models.posesdf import FourierEncoding, PoseSDF, PoseSDFConfig
 from posesdf_ros.training.schedules import linear_ramp, step_lr
 
@@ -77,10 +77,11 @@ def test_tolerance_loss_signs_and_tolerance():
     assert torch.allclose(tolerance_loss(target + 0.01, target, 0.0, 0.0), torch.full((4,), 0.01))
 
 
-def test_latent_regulariser_and_free_space():
+def test_latent_regulariser_free_space_and_inside():
     z = torch.ones(2, 4)
     assert latent_regulariser(z, 1e-2).item() == pytest.approx(0.04)
     assert free_space_loss(torch.tensor([0.1, -0.2]), torch.tensor(0.0)).tolist() == pytest.approx([0.0, 0.2])
+    assert inside_loss(torch.tensor([0.1, -0.2])).tolist() == pytest.approx([0.1, 0.0])
 
 
 def test_schedules():

@@ -66,6 +66,12 @@ class Profile:
     points: int = 1024              # observed points used by the optimisation (random subset)
     free_points: int = 512          # free-space samples along camera rays (0: off; needs camera_origin)
     free_range_m: tuple[float, float] = (0.01, 0.08)
+    # Samples this far behind observed points along the camera's rays, which must be inside the body (0: off;
+    # needs camera_origin): depth noise the smoothing leaves (block-correlated, as structured light's) otherwise
+    # thins the fitted legs and draws the joints toward the camera (inference/latent).
+    behind_points: int = 0
+    behind_range_m: tuple[float, float] = (0.005, 0.04)
+    behind_weight: float = 0.5
     # The observed points have the depth noise averaged over this many leg points (0: raw; perception.smoothing):
     # with the camera's position, each point's range along its ray is fitted to its nearest directions';
     # without, it is the mean of its nearest points. The encoder takes its points raw, as it was trained
@@ -135,7 +141,7 @@ PROFILES = {
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
                     surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4,
-                    joint_spread_m=(0.010, 0.050)),
+                    joint_spread_m=(0.010, 0.050), behind_points=128),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -442,13 +448,13 @@ class GaitPoseEstimator:
         if yaw is None:
             yaw_source = "assumed_v1"
             yaw = heading_assuming_canonical_view(pts, None if camera_origin is None else camera_origin[:2])
-        # Each member's observed (and free-space) points: (K, N, 3), (K, M, 3) or None.
-        obs, free = (np.stack(a) if a[0] is not None else None
-                     for a in zip(*(self._sample_points(pts, rng, camera_origin) for _ in range(p.members))))
+        # Each member's observed, free-space and behind points: (K, N, 3), (K, M, 3) or None, (K, B, 3) or None.
+        obs, free, behind = (np.stack(a) if a[0] is not None else None
+                             for a in zip(*(self._sample_points(pts, rng, camera_origin) for _ in range(p.members))))
         # The heading, and with check_heading the opposite one (RotNet's front/back
         # confusions): each canonicalises the same points its own way.
         headings = [float(yaw), float(yaw) + np.pi] if check_heading else [float(yaw)]
-        views = [self._canonical_view(pts, h, obs, free, camera_origin) for h in headings]
+        views = [self._canonical_view(pts, h, obs, free, behind, camera_origin) for h in headings]
         timings["canonicalise"] = time.perf_counter() - t1
         if p.amortised:
             t = time.perf_counter()
@@ -456,8 +462,8 @@ class GaitPoseEstimator:
             encoder_points = np.stack([pts[rng.choice(len(pts), n_enc, replace=len(pts) < n_enc)]
                                        for _ in range(p.members)])
             # Per heading, each member's encoder prediction.
-            predicted = [self._encode(canon.to_normalised(encoder_points), obs_n, free_n)
-                         for canon, obs_n, free_n in views]
+            predicted = [self._encode(canon.to_normalised(encoder_points), obs_n, free_n, behind_n)
+                         for canon, obs_n, free_n, behind_n in views]
             timings["encoder"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -483,16 +489,18 @@ class GaitPoseEstimator:
             candidates = [chosen] if one else list(range(len(views)))
             fits = []
             for view in candidates:
-                _, obs_n, free_n = views[view]
+                _, obs_n, free_n, behind_n = views[view]
                 starts = [s for f in predicted[view] for s in ([f] if previous is None else [
                     f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"))])]
                 per_member = len(starts) // p.members
                 refined = fit_each(
                     self.model, obs_n.repeat_interleave(per_member, 0), torch.stack([f.z for f in starts]),
                     free_points=None if free_n is None else free_n.repeat_interleave(per_member, 0),
+                    behind_points=None if behind_n is None else behind_n.repeat_interleave(per_member, 0),
                     shifts=torch.stack([f.shift for f in starts]),
                     log_scales=torch.stack([f.log_scale for f in starts]), iterations=steps, lr=p.lr,
-                    refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)
+                    refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
+                    behind_weight=p.behind_weight)
                 fits.append([min(refined[k * per_member:(k + 1) * per_member], key=lambda f: f.loss)
                              for k in range(p.members)])
             best = self._heading_choice([_mean_loss(f) for f in fits])
@@ -511,9 +519,11 @@ class GaitPoseEstimator:
             m = p.screen_points
             screened = [screen_starts(self.model, obs_n[0, :m], self.start_codes,
                                       free_points=None if free_n is None else free_n[0, :m // 2],
+                                      behind_points=None if behind_n is None else behind_n[0, :m // 2],
                                       iterations=p.screen_iterations, lr=p.lr,
-                                      refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr)[0]
-                        for _, obs_n, free_n in views]
+                                      refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
+                                      behind_weight=p.behind_weight)[0]
+                        for _, obs_n, free_n, behind_n in views]
             if len(views) == 1 or (self._heading_choice([f.loss for f in screened]) == 0
                                    and not p.refine_both_headings):
                 chosen = 0
@@ -527,11 +537,12 @@ class GaitPoseEstimator:
 
         def refine(view: int, start: LatentFit | None, iterations: int) -> LatentFit:
             """The optimised fit (one member: the profile is not amortised)."""
-            _, obs_n, free_n = views[view]
+            _, obs_n, free_n, behind_n = views[view]
             return optimise_latent(self.model, obs_n[0], free_points=None if free_n is None else free_n[0],
-                                   z0=self.latent_mean, start=start, iterations=iterations, lr=p.lr,
-                                   refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
-                                   patience=p.patience)
+                                   behind_points=None if behind_n is None else behind_n[0],
+                                   behind_weight=p.behind_weight, z0=self.latent_mean, start=start,
+                                   iterations=iterations, lr=p.lr, refine_similarity=p.refine_similarity,
+                                   similarity_lr=p.similarity_lr, patience=p.patience)
 
         if warm and p.amortised:
             members = amortised_fit(self._previous)
@@ -545,7 +556,7 @@ class GaitPoseEstimator:
             members, warm = cold_fit(), False
             timings["track_restarts"] = 1.0
         timings["latent_optimisation"] = time.perf_counter() - t
-        canon, obs_n, _ = views[chosen]
+        canon, obs_n, _, _ = views[chosen]
         if chosen:
             yaw, yaw_source = float(np.angle(np.exp(1j * headings[chosen]))), f"{yaw_source}_turned"
 
@@ -600,30 +611,44 @@ class GaitPoseEstimator:
         """Which heading's fit to keep, of RotNet's (0) and, with the heading check, the opposite (1)."""
         return int(len(losses) > 1 and losses[1] < self.profile.turn_loss_ratio * losses[0])
 
-    def _encode(self, encoder_points: np.ndarray, obs_n: torch.Tensor, free_n: torch.Tensor | None) -> list[LatentFit]:
+    def _encode(self, encoder_points: np.ndarray, obs_n: torch.Tensor, free_n: torch.Tensor | None,
+                behind_n: torch.Tensor | None) -> list[LatentFit]:
         """Each member's amortised fit of a view: encoder_points (K, E, 3) in its first-guess frame; a
-        fit's loss is the objective on the member's observed (K, N, 3) and free-space (K, M, 3) points."""
+        fit's loss is the objective on the member's observed (K, N, 3), free-space (K, M, 3) and behind
+        (K, B, 3) points."""
         with torch.no_grad():
             x = torch.as_tensor(encoder_points, dtype=torch.float32, device=self.device)
             z, shift, log_scale = self.amortised.encoder(x)
-            query = obs_n if free_n is None else torch.cat([obs_n, free_n], dim=1)
-            losses = fit_objective(self.model, query, obs_n.shape[1], z, shift, log_scale)
+            query = torch.cat([a for a in (obs_n, free_n, behind_n) if a is not None], dim=1)
+            losses = fit_objective(self.model, query, obs_n.shape[1], z, shift, log_scale,
+                                   n_behind=0 if behind_n is None else behind_n.shape[1],
+                                   behind_weight=self.profile.behind_weight)
         return [LatentFit(z[k], shift[k], log_scale[k], 0, float(losses[k])) for k in range(len(z))]
 
-    def _sample_points(self, pts: np.ndarray, rng: np.random.Generator,
-                       camera_origin: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """One member's observed points (N, 3): a random subset of the leg points `pts`, smoothed; and its
-        free-space points (M, 3) in front of them along the camera's rays (None without the camera)."""
+    def _sample_points(self, pts: np.ndarray, rng: np.random.Generator, camera_origin: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """One member's observed points (N, 3): a random subset of the leg points `pts`, smoothed; its
+        free-space points (M, 3) in front of them along the camera's rays and its behind points (B, 3)
+        behind them (each None without the camera or when the profile has none)."""
         p = self.profile
         obs = pts[rng.choice(len(pts), p.points, replace=False)] if len(pts) > p.points else pts
         if p.smoothing_neighbours:
             obs = smoothed(pts, obs, p.smoothing_neighbours, camera_origin)
-        if not p.free_points or camera_origin is None:
-            return obs, None
-        base = obs[rng.choice(len(obs), min(p.free_points, len(obs)), replace=False)]
-        ray = np.asarray(camera_origin, float)[None] - base
-        ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-        return obs, base + ray * rng.uniform(*p.free_range_m, (len(base), 1))
+        if camera_origin is None:
+            return obs, None, None
+
+        def along_rays(count: int, distances_m: tuple[float, float]) -> np.ndarray | None:
+            """`count` of the observed points moved by distances drawn in `distances_m` towards the camera
+            (positive) or away from it (negative); None for none."""
+            if not count:
+                return None
+            base = obs[rng.choice(len(obs), min(count, len(obs)), replace=False)]
+            ray = np.asarray(camera_origin, float)[None] - base
+            ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+            return base + ray * rng.uniform(*distances_m, (len(base), 1))
+
+        low, high = p.behind_range_m
+        return obs, along_rays(p.free_points, p.free_range_m), along_rays(p.behind_points, (-high, -low))
 
     def _joints(self, fit: LatentFit, canon: Canonical, obs_n: torch.Tensor) -> np.ndarray:
         """A fit's nine joints (9, 3) in the input frame; obs_n (N, 3) are its observed points (the NVF
@@ -651,12 +676,14 @@ class GaitPoseEstimator:
         return LatentFit(prev.z, torch.zeros_like(prev.shift), torch.zeros_like(prev.log_scale), 0, prev.loss)
 
     def _canonical_view(self, pts: np.ndarray, yaw: float, obs: np.ndarray, free: np.ndarray | None,
-                        camera_origin: np.ndarray | None) -> tuple[Canonical, torch.Tensor, torch.Tensor | None]:
-        """The first-guess canonicalisation for heading `yaw` and the members' observed (K, N, 3) and
-        free-space (K, M, 3) points mapped by it, as tensors."""
+                        behind: np.ndarray | None, camera_origin: np.ndarray | None
+                        ) -> tuple[Canonical, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The first-guess canonicalisation for heading `yaw` and the members' observed (K, N, 3),
+        free-space (K, M, 3) and behind (K, B, 3) points mapped by it, as tensors."""
         canon = first_guess(pts, yaw, self.prior, camera_origin)
-        to_tensor = lambda a: torch.as_tensor(canon.to_normalised(a), dtype=torch.float32, device=self.device)  # noqa: E731
-        return canon, to_tensor(obs), None if free is None else to_tensor(free)
+        to_tensor = lambda a: None if a is None else torch.as_tensor(  # noqa: E731
+            canon.to_normalised(a), dtype=torch.float32, device=self.device)
+        return canon, to_tensor(obs), to_tensor(free), to_tensor(behind)
 
     @staticmethod
     def _unrefine(fit: LatentFit, p_n: torch.Tensor) -> np.ndarray:

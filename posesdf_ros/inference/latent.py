@@ -6,6 +6,12 @@ Beyond the paper, and each optional so that its effect can be measured:
   only gives a first guess of the shape's unit-sphere normalisation;
 - free-space points (between the camera and the observed surface) must
   not be inside the shape (hinge on negative SDF);
+- points just behind the observed surface along the camera's rays must be
+  inside it (hinge on positive SDF): an observed point's residual is its
+  distance to the nearest skin, which for a point pushed into a leg by depth
+  noise is often the back or side skin, so thinner legs fit noisy points
+  more cheaply and the joints drift toward the camera; these points make
+  the body behind a seen surface solid again;
 - a warm start from a previous code, and an early stop once the loss stops
   improving.
 """
@@ -16,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.losses import free_space_loss, latent_penalty, tolerance_loss
+from ..models.losses import free_space_loss, inside_loss, latent_penalty, tolerance_loss
 from ..models.posesdf import PoseSDF
 
 # Eager steps before a CUDA graph is captured (on a side stream, as capture needs; they also
@@ -38,6 +44,7 @@ class LatentFit:
 
 
 def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.Tensor | None = None,
+                    behind_points: torch.Tensor | None = None, behind_weight: float = 0.5,
                     z0: torch.Tensor | None = None, start: LatentFit | None = None,
                     iterations: int = 100, lr: float = 5e-3,
                     latent_reg: float = 1e-2, refine_similarity: bool = True, similarity_lr: float = 2e-3,
@@ -45,7 +52,7 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
                     cuda_graph: bool = True) -> LatentFit:
     """Fit a latent code so that `points` (N, 3, normalised) lie on the shape's zero level set.
 
-    `free_points` (M, 3) are known to be outside. `start` (a previous frame's
+    `free_points` (M, 3) are known to be outside, `behind_points` (B, 3) inside. `start` (a previous frame's
     fit, or `screen_starts`' pick) warm-starts code and similarity; else the
     code starts at `z0` (or zero). Stops early when the loss has not improved
     by `min_improvement` (relative) for `patience` steps. `cuda_graph`: see `_descend`.
@@ -59,27 +66,30 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
     z, shift, log_scale, _, best, it = _descend(
         model, points, free_points, z0[None], shift0[None], log_scale0[None], iterations=iterations, lr=lr,
         latent_reg=latent_reg, refine_similarity=refine_similarity, similarity_lr=similarity_lr,
-        free_weight=free_weight, patience=patience, min_improvement=min_improvement, cuda_graph=cuda_graph)
+        free_weight=free_weight, behind_points=behind_points, behind_weight=behind_weight, patience=patience,
+        min_improvement=min_improvement, cuda_graph=cuda_graph)
     return LatentFit(z[0], shift[0], log_scale[0], it, best)
 
 
 def fit_each(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
-             free_points: torch.Tensor | None = None, shifts: torch.Tensor | None = None,
-             log_scales: torch.Tensor | None = None, iterations: int = 20, lr: float = 5e-3,
-             latent_reg: float = 1e-2, refine_similarity: bool = True, similarity_lr: float = 2e-3,
-             free_weight: float = 0.5, cuda_graph: bool = True) -> list[LatentFit]:
+             free_points: torch.Tensor | None = None, behind_points: torch.Tensor | None = None,
+             shifts: torch.Tensor | None = None, log_scales: torch.Tensor | None = None, iterations: int = 20,
+             lr: float = 5e-3, latent_reg: float = 1e-2, refine_similarity: bool = True,
+             similarity_lr: float = 2e-3, free_weight: float = 0.5, behind_weight: float = 0.5,
+             cuda_graph: bool = True) -> list[LatentFit]:
     """Fit from each of the K start `codes` (K, L) at once for `iterations` steps: the K fits,
     each with its own loss at the last step. `points` (N, 3) are every fit's, or (K, N, 3) one
-    set per fit (a fit of each member of an ensemble); `free_points` (M, 3) or (K, M, 3)
-    likewise. The starts' similarities are `shifts` (K, 3) and `log_scales` (K,), default the
-    first guess (0)."""
+    set per fit (a fit of each member of an ensemble); `free_points` (M, 3) or (K, M, 3) and
+    `behind_points` (B, 3) or (K, B, 3) likewise. The starts' similarities are `shifts` (K, 3) and
+    `log_scales` (K,), default the first guess (0)."""
     k = len(codes)
     shifts = torch.zeros(k, 3, device=points.device) if shifts is None else shifts
     log_scales = torch.zeros(k, device=points.device) if log_scales is None else log_scales
     z, shift, log_scale, per_fit, _, it = _descend(
         model, points, free_points, codes, shifts, log_scales, iterations=iterations, lr=lr, latent_reg=latent_reg,
         refine_similarity=refine_similarity, similarity_lr=similarity_lr, free_weight=free_weight,
-        patience=iterations, min_improvement=0.0, cuda_graph=cuda_graph)
+        behind_points=behind_points, behind_weight=behind_weight, patience=iterations, min_improvement=0.0,
+        cuda_graph=cuda_graph)
     return [LatentFit(z[i], shift[i], log_scale[i], it, float(per_fit[i])) for i in range(k)]
 
 
@@ -108,24 +118,32 @@ def start_codes(mean: torch.Tensor, training_codes: np.ndarray | None, count: in
 
 
 def fit_objective(model: PoseSDF, query: torch.Tensor, n_obs: int, z: torch.Tensor, shift: torch.Tensor,
-                  log_scale: torch.Tensor, latent_reg: float = 1e-2, free_weight: float = 0.5) -> torch.Tensor:
-    """The MAP objective of K fits (K,): query (1 or K, N + M, 3) holds the N = `n_obs` observed points
-    (on the surface) then M free-space points (outside), in the first-guess frame; z (K, L),
-    shift (K, 3), log_scale (K,) as `LatentFit`'s."""
+                  log_scale: torch.Tensor, latent_reg: float = 1e-2, free_weight: float = 0.5, n_behind: int = 0,
+                  behind_weight: float = 0.5) -> torch.Tensor:
+    """The MAP objective of K fits (K,): query (1 or K, N + M + B, 3) holds the N = `n_obs` observed
+    points (on the surface), then M free-space points (outside), then the last B = `n_behind` points
+    behind the observed surface (inside), in the first-guess frame; z (K, L), shift (K, 3), log_scale (K,)
+    as `LatentFit`'s."""
     q = (query - shift[:, None]) * torch.exp(log_scale)[:, None, None]
-    sdf, _ = model(z, q, with_pose=False)                                  # (K, N + M)
+    sdf, _ = model(z, q, with_pose=False)                                  # (K, N + M + B)
     per_fit = tolerance_loss(sdf[:, :n_obs], torch.zeros_like(sdf[:, :n_obs]), 0.0, 0.0).mean(1)
-    if query.shape[1] > n_obs:
-        per_fit = per_fit + free_weight * free_space_loss(sdf[:, n_obs:], torch.zeros((), device=z.device)).mean(1)
+    n_free = query.shape[1] - n_obs - n_behind
+    if n_free:
+        free = sdf[:, n_obs:n_obs + n_free]
+        per_fit = per_fit + free_weight * free_space_loss(free, torch.zeros((), device=z.device)).mean(1)
+    if n_behind:
+        per_fit = per_fit + behind_weight * inside_loss(sdf[:, n_obs + n_free:]).mean(1)
     return per_fit + latent_penalty(z, latent_reg)
 
 
 def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | None, z0: torch.Tensor,
              shift0: torch.Tensor, log_scale0: torch.Tensor, *, iterations: int, lr: float, latent_reg: float,
              refine_similarity: bool, similarity_lr: float, free_weight: float, patience: int,
-             min_improvement: float, cuda_graph: bool = True):
+             min_improvement: float, behind_points: torch.Tensor | None = None, behind_weight: float = 0.5,
+             cuda_graph: bool = True):
     """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,), all
-    against the same points (N, 3) and free_points (M, 3), or each against its own (K, N, 3), (K, M, 3).
+    against the same points (N, 3), free_points (M, 3) and behind_points (B, 3), or each against its own
+    (K, N, 3), (K, M, 3), (K, B, 3).
 
     Returns z (K, L), shift (K, 3), log_scale (K,), each fit's loss at the last
     step (K,), the lowest summed loss seen, and the steps run.
@@ -145,12 +163,13 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
     opt = torch.optim.Adam(groups, capturable=points.is_cuda)
     for p in model.parameters():
         p.requires_grad_(False)
-    query = points if free_points is None else torch.cat([points, free_points], dim=-2)
+    query = torch.cat([a for a in (points, free_points, behind_points) if a is not None], dim=-2)
     query = query[None] if query.dim() == 2 else query
-    n_obs = points.shape[-2]
+    n_obs, n_behind = points.shape[-2], 0 if behind_points is None else behind_points.shape[-2]
 
     def step() -> tuple[torch.Tensor, torch.Tensor]:
-        per_fit = fit_objective(model, query, n_obs, z, shift, log_scale, latent_reg, free_weight)
+        per_fit = fit_objective(model, query, n_obs, z, shift, log_scale, latent_reg, free_weight, n_behind,
+                                behind_weight)
         loss = per_fit.sum()
         loss.backward()
         opt.step()

@@ -31,3 +31,8 @@ def latent_regulariser(z: torch.Tensor, weight: float) -> torch.Tensor:
 def free_space_loss(pred: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
     """Hinge for points known to be outside by at least `margin`: max(margin - ŝ, 0), elementwise."""
     return torch.clamp(margin - pred, min=0)
+
+
+def inside_loss(pred: torch.Tensor) -> torch.Tensor:
+    """Hinge for points known to be inside the shape: max(ŝ, 0), elementwise."""
+    return torch.clamp(pred, min=0)

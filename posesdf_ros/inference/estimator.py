@@ -66,9 +66,9 @@ class Profile:
     points: int = 1024              # observed points used by the optimisation (random subset)
     free_points: int = 512          # free-space samples along camera rays (0: off; needs camera_origin)
     free_range_m: tuple[float, float] = (0.01, 0.08)
-    # Samples this far behind observed points along the camera's rays, which must be inside the body (0: off;
-    # needs camera_origin): depth noise the smoothing leaves (block-correlated, as structured light's) otherwise
-    # thins the fitted legs and draws the joints toward the camera (inference/latent).
+    # Samples `behind_range_m` behind observed points along the camera's rays, which must be inside the body
+    # (0: off; needs camera_origin): depth noise the smoothing leaves (block-correlated, as structured light's)
+    # otherwise thins the fitted legs and draws the joints toward the camera (inference/latent).
     behind_points: int = 0
     behind_range_m: tuple[float, float] = (0.005, 0.04)
     behind_weight: float = 0.5

@@ -298,23 +298,29 @@ def test_heading_tracker_votes_front_back_flips_away():
     assert t.update(2.0, 10.0) == (2.0, False) and t.corrected == 0
 
 
-def test_an_ensemble_is_nearer_the_truth_than_its_members_and_says_how_far_they_disagree(test_build):
-    """`Profile.members`: four fits on their own subsets of the same legs, joints averaged. On the CC and
-    CV samples (true heading, leg points with 10 mm of range noise) the ensemble's mean error is below one
-    member's; each joint's spread is reported, and without an ensemble there is none."""
+def _legs_moved_along_rays(test_build, offsets):
+    """Each sample of the test build as (arrays, camera position (3,), leg points (N, 3)), the leg points moved
+    along their camera rays by `offsets(legs, arrays)` (N,) metres."""
     import json
 
-    one = GaitPoseEstimator.from_pretrained(profile=replace(PROFILES["fast"], members=1), rotnet=False)
-    four = one.with_profile(members=4)
-    rng = np.random.default_rng(0)
-    errors = {1: [], 4: []}
     for entry in json.loads((test_build / "manifest.json").read_text())["samples"]:
         with np.load(test_build / entry["file"]) as z:
             a = {k: z[k] for k in ("points", "leg_mask", "joints", "subject_to_gravity", "camera_to_gravity")}
         camera = a["camera_to_gravity"][:3, 3]
         legs = a["points"][a["leg_mask"]].astype(np.float64)
         rays = legs - camera
-        legs += rays / np.linalg.norm(rays, axis=1, keepdims=True) * rng.normal(0, 0.01, (len(legs), 1))
+        yield a, camera, legs + rays / np.linalg.norm(rays, axis=1, keepdims=True) * offsets(legs, a)[:, None]
+
+
+def test_an_ensemble_is_nearer_the_truth_than_its_members_and_says_how_far_they_disagree(test_build):
+    """`Profile.members`: four fits on their own subsets of the same legs, joints averaged. On the CC and
+    CV samples (true heading, leg points with 10 mm of range noise) the ensemble's mean error is below one
+    member's; each joint's spread is reported, and without an ensemble there is none."""
+    one = GaitPoseEstimator.from_pretrained(profile=replace(PROFILES["fast"], members=1), rotnet=False)
+    four = one.with_profile(members=4)
+    rng = np.random.default_rng(0)
+    errors = {1: [], 4: []}
+    for a, camera, legs in _legs_moved_along_rays(test_build, lambda legs, a: rng.normal(0, 0.01, len(legs))):
         for members, est in ((1, one), (4, four)):
             res = est.estimate(legs, yaw=heading_of(a["subject_to_gravity"]), camera_origin=camera,
                                segment=False, check_heading=False)
@@ -337,8 +343,6 @@ def test_points_behind_the_seen_surface_keep_noisy_legs_from_drifting_toward_the
     joints drift toward the camera. Points just behind the observed ones, which must be inside, keep the
     legs solid. On the CC and CV samples (true heading, one member, leg points moved along their rays by
     15 mm of noise per 0.014 rad patch) the joints lie less far toward the camera with them than without."""
-    import json
-
     without = GaitPoseEstimator.from_pretrained(profile=replace(PROFILES["fast"], members=1, behind_points=0),
                                                 rotnet=False)
     behind = PROFILES["fast"].behind_points
@@ -346,16 +350,14 @@ def test_points_behind_the_seen_surface_keep_noisy_legs_from_drifting_toward_the
     rng = np.random.default_rng(0)
     toward_camera = {0: [], behind: []}     # metres, each joint's offset from the truth along its ray, negated
     errors = {0: [], behind: []}
-    for entry in json.loads((test_build / "manifest.json").read_text())["samples"]:
-        with np.load(test_build / entry["file"]) as z:
-            a = {k: z[k] for k in ("points", "leg_mask", "joints", "subject_to_gravity", "camera_to_gravity")}
-        camera = a["camera_to_gravity"][:3, 3]
-        legs = a["points"][a["leg_mask"]].astype(np.float64)
-        rays = (legs - camera) @ a["camera_to_gravity"][:3, :3]         # in the camera's frame, z forward
-        patch = np.floor(rays[:, :2] / rays[:, 2:] / 0.014).astype(int)
-        _, which = np.unique(patch, axis=0, return_inverse=True)
-        offsets = rng.normal(0, 0.015, which.max() + 1)[which.ravel()]
-        legs += (legs - camera) / np.linalg.norm(legs - camera, axis=1, keepdims=True) * offsets[:, None]
+
+    def per_patch(legs: np.ndarray, a: dict) -> np.ndarray:
+        """15 mm of range noise shared by each 0.014 rad patch of the image."""
+        rays = (legs - a["camera_to_gravity"][:3, 3]) @ a["camera_to_gravity"][:3, :3]   # camera frame, z forward
+        _, which = np.unique(np.floor(rays[:, :2] / rays[:, 2:] / 0.014).astype(int), axis=0, return_inverse=True)
+        return rng.normal(0, 0.015, which.max() + 1)[which.ravel()]
+
+    for a, camera, legs in _legs_moved_along_rays(test_build, per_patch):
         for count, est in ((0, without), (behind, with_behind)):
             res = est.estimate(legs, yaw=heading_of(a["subject_to_gravity"]), camera_origin=camera,
                                segment=False, check_heading=False)

@@ -125,6 +125,20 @@ def test_result_rows_name_the_shifted_sensor_ablation():
     assert data_label({"data_split": "test", "data_profile": "product"}) == "ours, test split (product engine)"
 
 
+def test_eval_on_the_whole_true_surface_measures_the_shape_space_below_one_view(test_build, tmp_path):
+    """`--input surface`: front and back of the true legs, no camera, no noise; the same fits (true
+    heading) on one view's leg points can only be worse on average."""
+    runs = {}
+    for input_mode in ("surface", "legs"):
+        js = tmp_path / f"{input_mode}.json"
+        _run("eval", "--protocol", "all", "--profile", "fast", "--members", "1", "--no-mesh", "--input", input_mode,
+             "--data", str(test_build), "--json", str(js), "--quiet")
+        runs[input_mode] = json.loads(js.read_text())
+    surface, legs = runs["surface"], runs["legs"]
+    assert surface["input"].startswith("the whole true lower-limb surface") and surface["count"] == 9
+    assert surface["failed"] == 0 and surface["mpjpe_mm"] < legs["mpjpe_mm"], (surface["mpjpe_mm"], legs["mpjpe_mm"])
+
+
 def test_bench_speed_reports_stages_for_every_profile(tmp_path):
     js = tmp_path / "bench.json"
     _run("bench", "speed", "--frames", "3", "--json", str(js), "--quiet")

@@ -18,10 +18,11 @@ from ..skeleton import JOINT_NAMES
 from .metrics import angle_error_deg, chamfer_1e3, heading_of, joint_errors_mm, mpjpe_mm
 
 YAW_SOURCES = ("gt", "rotnet", "none")
-INPUTS = ("legs", "scene")
+INPUTS = ("legs", "scene", "surface")
 YAW_DESCRIPTIONS = {"gt": "ground truth", "rotnet": "RotNet", "none": "none (assumes view V1)"}
 INPUT_DESCRIPTIONS = {"legs": "ground-truth leg points (leg_mask)",
-                      "scene": "whole scene clouds, segmented by perception.segment_legs"}
+                      "scene": "whole scene clouds, segmented by perception.segment_legs",
+                      "surface": "the whole true lower-limb surface (gt_surface, no camera)"}
 CD_POINTS = 30_000
 
 
@@ -114,6 +115,19 @@ def leg_input(arrays: dict) -> np.ndarray:
     return arrays["points"][arrays["leg_mask"]]
 
 
+def model_input(arrays: dict, input_mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A test sample's points (N, 3) for `input_mode` and the camera's position (3,) they were seen from.
+
+    "surface" is the whole lower-limb surface, front and back, with no camera: points seen from
+    no viewpoint and without sensor noise, so its error is the shape space's and the joint
+    extraction's own, the floor under what any view of the same bodies and poses can give.
+    """
+    camera = arrays["camera_to_gravity"][:3, 3]
+    if input_mode == "surface":
+        return arrays["gt_surface"], None
+    return (arrays["points"] if input_mode == "scene" else leg_input(arrays)), camera
+
+
 def with_yaw_source(estimator, yaw_source: str):
     """The estimator to run for `yaw_source`: RotNet must be loaded for "rotnet", and is left out for "none"."""
     import copy
@@ -137,7 +151,8 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
     """Run the estimator over the samples; returns (summary of the spec's JSON, per-sample records).
 
     input_mode "legs" feeds the ground-truth leg points, "scene" the whole
-    scene cloud (PoseSDF segments it itself). `done` maps sample files to
+    scene cloud (PoseSDF segments it itself), "surface" the whole true
+    lower-limb surface (`model_input`). `done` maps sample files to
     records of an earlier, interrupted run of the same settings: those
     samples are not run again. `on_record(record)` is called after each
     newly run sample (the CLI appends it to a records file, so a long run
@@ -165,9 +180,9 @@ def evaluate(estimator, folder: Path, protocol: str, limit: int | None = None, y
             a = {k: z[k] for k in z.files}
         gt_yaw = heading_of(a["subject_to_gravity"])
         kwargs = {"segment": True} if input_mode == "scene" else {}
-        res = runner.estimate(a["points"] if input_mode == "scene" else leg_input(a),
-                              yaw=gt_yaw if yaw_source == "gt" else None,
-                              camera_origin=a["camera_to_gravity"][:3, 3], mesh=mesh, **kwargs)
+        points, camera = model_input(a, input_mode)
+        res = runner.estimate(points, yaw=gt_yaw if yaw_source == "gt" else None, camera_origin=camera,
+                              mesh=mesh, **kwargs)
         rec = {"file": e["file"], "condition": e["condition"], "view": e["view"], "valid": res.valid,
                "reason": res.reason, "leg_points": int(a["leg_mask"].sum()), "quality": res.quality}
         # The score's terms (inference/quality), so that its thresholds can be weighed from the records.

@@ -38,7 +38,8 @@ def add_parsers(subparsers) -> None:
                          "none: assume view V1 (the paper's w/o RotNet)")
     ev.add_argument("--input", choices=INPUTS, default="legs",
                     help="legs: the ground-truth leg points (default); scene: the whole scene cloud, "
-                         "segmented by the estimator (posesdf backend)")
+                         "segmented by the estimator (posesdf backend); surface: the whole true lower-limb "
+                         "surface, front and back, without a camera (the shape space's own error)")
     add_classifier_arguments(ev)
     ev.add_argument("--vote-rule", choices=("knn", "fraction"), default="knn",
                     help="nvf backend: vote with the --vote-k points of largest weight (default) or with the top "

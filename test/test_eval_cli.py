@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from posesdf_ros.evaluation.report import run_label
 from posesdf_ros.inference.estimator import PROFILES
 from posesdf_ros.inference.quality import QualityConfig
 from posesdf_ros.skeleton import JOINT_NAMES
@@ -136,6 +137,7 @@ def test_eval_on_the_whole_true_surface_measures_the_shape_space_below_one_view(
         runs[input_mode] = json.loads(js.read_text())
     surface, legs = runs["surface"], runs["legs"]
     assert surface["input"].startswith("the whole true lower-limb surface") and surface["count"] == 9
+    assert run_label(surface) == "posesdf (fast, GT yaw, whole true surface, encoder start + 80 steps)"
     assert surface["failed"] == 0 and surface["mpjpe_mm"] < legs["mpjpe_mm"], (surface["mpjpe_mm"], legs["mpjpe_mm"])
 
 

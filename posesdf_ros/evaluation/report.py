@@ -75,7 +75,9 @@ def generalisation_lines(runs: list[dict]) -> list[str]:
              "build --split test --profile product`: test bodies) is the product weights' own distribution, whose "
              "cameras, sensors and distances reach beyond both (docs/data.md). Shares are of all frames: *no person* "
              "(segmentation found none), *rejected* (the fit check reported `valid=False`), *over 150 mm* "
-             "and *turned* (RotNet's heading more than 90 deg off) among the frames with a pose.", "",
+             "and *turned* (RotNet's heading more than 90 deg off) among the frames with a pose. Rows without "
+             "*scene input* are fed the true leg points (`--input legs`) or the *whole true surface*, front and back, "
+             "without a camera (`--input surface`: the shape space's own error).", "",
              "| method | weights | data | n | mean (mm) | median (mm) | no person % | rejected % | over 150 mm % "
              "| turned % |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -109,6 +111,8 @@ def run_label(summary: dict) -> str:
         small = by in ("LegSegNet", "LegSegNet (1024 points)")
         legseg = ", LegSegNet" if small else ", fast LegSegNet"
         scene = ", scene input" + (legseg if by.startswith("LegSegNet") else "")
+    elif summary.get("input", "").startswith("the whole true lower-limb surface"):
+        scene = ", whole true surface"
     # Runs from before start screening existed fitted from the mean code only.
     starts = prof.get("starts", 1) if summary["backend"] != "pn2" else None
     screening = "" if starts is None else (", mean-code start" if starts == 1 else f", {starts} starts")

@@ -30,6 +30,14 @@ cd "$(dirname "$0")/.."
     docs/results/posesdf_fast_scene_rotnet_shifted_none_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_holes_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_deptherror_product.json \
+    docs/results/posesdf_fast_surface_gtyaw_test5_product.json \
+    docs/results/posesdf_fast_surface_gtyaw_shifted_product.json \
+    docs/results/posesdf_fast_surface_gtyaw_ptest5_product.json \
+    docs/results/posesdf_fast_legs_gtyaw_test5_product.json \
+    docs/results/posesdf_fast_legs_gtyaw_shifted_none_product.json \
+    docs/results/posesdf_fast_legs_gtyaw_shifted_product.json \
+    docs/results/posesdf_fast_legs_rotnet_shifted_product.json \
+    docs/results/posesdf_fast_scene_gtyaw_shifted_product.json \
     docs/results/posesdf_realtime_scene_rotnet_test5_product.json \
     docs/results/posesdf_realtime_scene_rotnet_test5_product_1member.json \
     docs/results/posesdf_realtime_scene_rotnet_shifted_product.json \

@@ -224,6 +224,10 @@ def test_failures_are_blamed_on_the_check_or_the_first_fix_that_makes_the_fit_ri
     records = [{"valid": True, "mpjpe_mm": 150.0}, {"valid": True, "mpjpe_mm": 50.0},
                {"valid": False, "rejected_mpjpe_mm": 40.0}, {"valid": False}]      # the last: no person
     assert failed_records(records, 100) == [records[0], records[2]]
+    # A run fed the whole true surface has no segmentation, and its heading cannot be refitted on leg points.
+    from posesdf_ros.evaluation.failures import run_estimator
+    with pytest.raises(ValueError, match="nothing to attribute"):
+        run_estimator({"backend": "posesdf", "input": "surface", "yaw": "rotnet"})
 
 
 def test_eval_refuses_an_ensemble_the_profile_cannot_make(test_build):

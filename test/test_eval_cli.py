@@ -137,7 +137,8 @@ def test_eval_on_the_whole_true_surface_measures_the_shape_space_below_one_view(
         runs[input_mode] = json.loads(js.read_text())
     surface, legs = runs["surface"], runs["legs"]
     assert surface["input"].startswith("the whole true lower-limb surface") and surface["count"] == 9
-    assert run_label(surface) == "posesdf (fast, GT yaw, whole true surface, encoder start + 80 steps)"
+    steps = PROFILES["fast"].iterations
+    assert run_label(surface) == f"posesdf (fast, GT yaw, whole true surface, encoder start + {steps} steps)"
     assert surface["failed"] == 0 and surface["mpjpe_mm"] < legs["mpjpe_mm"], (surface["mpjpe_mm"], legs["mpjpe_mm"])
 
 

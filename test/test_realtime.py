@@ -9,6 +9,7 @@ import torch
 from posesdf_ros import GaitPoseEstimator
 from posesdf_ros.data.dataset import SampleKey, make_test_sample
 from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
+from posesdf_ros.inference.estimator import SCREENED_START_ITERATIONS
 from posesdf_ros.inference.pretrained import load_encoder, weights_folder
 
 #: Bound on the shipped encoder's mean MPJPE over the four scenes below (ground-truth heading): it
@@ -97,6 +98,7 @@ def test_fast_profile_refines_the_encoders_start_and_screens_without_one(body_mo
     with pytest.warns(UserWarning, match="screens 4 start codes"):
         screened = GaitPoseEstimator.from_pretrained(profile="fast", weights=tmp_path, rotnet=False)
     assert not screened.profile.amortised and screened.amortised is None
+    assert screened.profile.iterations == SCREENED_START_ITERATIONS > est.profile.iterations
     res_screened = screened.estimate(a["points"], yaw=yaw, camera_origin=camera)
     assert res_screened.valid and "encoder" not in res_screened.timings
     assert max(mpjpe_mm(res.joints, a["joints"]), mpjpe_mm(res_screened.joints, a["joints"])) < REALTIME_BOUND_MM

@@ -158,6 +158,10 @@ PROFILES = {
                         surface_residual_m=(0.035, 0.055), members=4),
 }
 JOINT_METHODS = ("votes", "lsq", "head")
+#: Cold steps at least, when an amortised profile screens start codes instead (weights without encoder.pt):
+#: a screened start lies farther from the answer than the encoder's prediction (`fast` took 80 from either
+#: before 4950c3e).
+SCREENED_START_ITERATIONS = 80
 
 
 def quality_config(profile: Profile) -> QualityConfig:
@@ -303,7 +307,8 @@ class GaitPoseEstimator:
                     raise
                 warnings.warn(f"no amortised fit for these weights ({err}); profile {profile.name!r} screens "
                               f"{profile.starts} start codes instead")
-                profile = replace(profile, amortised=False, members=1)
+                profile = replace(profile, amortised=False, members=1,
+                                  iterations=max(profile.iterations, SCREENED_START_ITERATIONS))
         yaw_estimator = None
         if rotnet:
             from .yaw import YawEstimator

@@ -133,8 +133,8 @@ def test_a_turned_heading_needs_a_clearly_better_fit(body_model):
     """RotNet has test scene pronation/V1/4's true leg points right, but with the product weights a fit from
     screened start codes (and their 80 steps) seen from behind scores a little better (far off at
     turn_loss_ratio 1.0): the margin keeps RotNet's heading, and the quality's heading check reports the
-    frame as ambiguous instead of confident. (Started from the encoder's code, `fast`'s default, the turned fit scores clearly worse.) The
-    true leg points keep the test apart from the shipped segmentation."""
+    frame as ambiguous instead of confident. (Started from the encoder's code, `fast`'s default, the turned
+    fit scores clearly worse.) The true leg points keep the test apart from the shipped segmentation."""
     arrays, _ = make_test_sample(body_model, SampleKey("test", 4, "pronation", "V1"), seed=1)
     camera, legs = arrays["camera_to_gravity"][:3, 3], arrays["points"][arrays["leg_mask"]]
     encoder_start = GaitPoseEstimator.from_pretrained(profile="fast", weights="product")

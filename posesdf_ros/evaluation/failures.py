@@ -60,8 +60,8 @@ def run_estimator(settings: dict):
     if (settings["backend"] == "pn2" or settings["input"] == "surface"
             or (settings["input"] != "scene" and settings["yaw"] == "gt")):
         raise ValueError("nothing to attribute: the run's backend or settings leave no heading or segmentation "
-                         "to blame (needs posesdf or nvf, --input legs or scene, and --input scene or "
-                         "--yaw rotnet|none)")
+                         "to blame (needs posesdf or nvf, and --input scene or --yaw rotnet|none; not "
+                         "--input surface)")
     return eval_estimator(settings["backend"], settings["profile"], settings["device"], opt("weights", Path),
                           VoteDecoding(settings["vote_rule"], float(settings["vote_keep"]), int(settings["vote_k"]),
                                        opt("vote_probes", int)), settings["input"], settings["classifier"],

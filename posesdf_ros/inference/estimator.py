@@ -139,7 +139,7 @@ PROFILES = {
     # weights, scene input, RotNet), at a third of one member's CPU frame rate (docs/posesdf.md). Points behind
     # the seen surface: 24.0 -> 22.1 mm on the shifted split, 13.09 -> 13.11 on ours (docs/posesdf.md).
     # 30 cold steps instead of 80: the later steps fit the depth noise (val 12.8 -> 12.8 mm, our test scenes
-    # 13.1 -> 13.0, the shifted split 22.1 -> 20.4) at twice the CPU frame rate (docs/posesdf.md).
+    # 13.1 -> 13.0, the shifted split 22.1 -> 20.4) at 2.5 times the CPU frame rate cold (docs/posesdf.md).
     "fast": Profile(name="fast", points=256, free_points=128, iterations=30, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,

@@ -213,6 +213,12 @@ def looks_like_scene(points: np.ndarray) -> bool:
     return bool(hi[2] - lo[2] > LEG_CLOUD_MAX_HEIGHT_M or np.hypot(*(hi[:2] - lo[:2])) > LEG_CLOUD_MAX_WIDTH_M)
 
 
+def scene_points(points, camera_origin: np.ndarray | None = None) -> np.ndarray | None:
+    """`finite_points`'s cloud, None if it cannot be used."""
+    pts, reason = finite_points(points, camera_origin)
+    return None if reason else pts
+
+
 def finite_points(points, camera_origin: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """The finite rows of an (N, 3) cloud as float64, without those at `camera_origin` (3,) if given (a
     depth camera's invalid zero depth, on no ray), and "" or why it cannot be used."""
@@ -386,7 +392,7 @@ class GaitPoseEstimator:
             t = time.perf_counter()
             # Both headings again when they were checked: the optimised fits tell them apart better.
             alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,
-                                             res.headings_tried == 2)
+                                             res.headings_tried == 2, scene_points(points, camera_origin))
             if alt.valid and alt.quality >= q.retry_below:
                 # Its heading was given as res.yaw; "_turned" if it turned that round (again).
                 turned = alt.yaw_source.endswith("_turned")
@@ -397,12 +403,14 @@ class GaitPoseEstimator:
         elif res.valid and res.quality < q.retry_below and res.headings_tried == 1:
             t = time.perf_counter()
             if res.warm_start:     # a warm start gone wrong: a cold fit from both headings, kept if it scores better
-                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True)
+                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True,
+                                     scene_points(points, camera_origin))
                 better = alt.valid and alt.quality > res.quality
             else:
                 # The heading check the first fit did not make: the other heading, kept if the shape fits it
                 # better (the check's own rule; from a lateral view the score alone cannot tell front from back).
-                alt = self._estimate(res.legs, res.yaw + np.pi, camera_origin, False, mesh, False, False)
+                alt = self._estimate(res.legs, res.yaw + np.pi, camera_origin, False, mesh, False, False,
+                                     scene_points(points, camera_origin))
                 alt.yaw_source = f"{res.yaw_source}_turned"
                 better = alt.valid and alt.fit.loss < res.fit.loss
             if better:
@@ -423,13 +431,17 @@ class GaitPoseEstimator:
         return res
 
     def _estimate(self, points: np.ndarray, yaw: float | None, camera_origin: np.ndarray | None, track: bool,
-                  mesh: bool, segment: bool | None, check_heading: bool | None) -> EstimateResult:
-        """One fit, as `estimate` describes, scored but not judged."""
+                  mesh: bool, segment: bool | None, check_heading: bool | None,
+                  occluders: np.ndarray | None = None) -> EstimateResult:
+        """One fit, as `estimate` describes, scored but not judged; occluders (K, 3): the scene's points
+        that may hide a joint from the camera (None: those given)."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         pts, reason = finite_points(points, camera_origin)
         if reason:
             return EstimateResult(False, reason)
+        if occluders is None:
+            occluders = pts
         heading_pts = None      # RotNet's input: the legs below the hips of a segmented scene
         if segment or (segment is None and looks_like_scene(pts)):
             seg = segment_legs(pts, self.segmentation, self._previous_centre if track else None, camera_origin,
@@ -592,7 +604,7 @@ class GaitPoseEstimator:
         heading_margin = None if heading_losses is None else heading_losses[1 - chosen] / heading_losses[chosen]
         spread = off_mean.mean(0) if p.members > 1 else None
         quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin,
-                             heading_margin, spread)
+                             heading_margin, spread, occluders)
         timings["quality"] = time.perf_counter() - t
 
         mesh_out = None

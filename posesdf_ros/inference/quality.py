@@ -11,8 +11,8 @@ result is a person's lower limbs standing on the floor where the points are:
   to 0 at `support_bad_m`: the joint confidences. The frame's term is that
   of the least supported joint the camera could have seen: a joint hidden
   behind observed points (`hidden_joints`: the far hip behind the near
-  thigh in a side view) has no points of its own to lie near, so it keeps
-  its low confidence but does not fail the frame.
+  thigh in a side view, a foot behind a box) has no points of its own to
+  lie near, so it keeps its low confidence but does not fail the frame.
   With an ensemble's `joint_spread` (how far its members' joints lie from
   their mean) and a `joint_spread_m` ramp, each joint's confidence is also
   multiplied by 1 up to the ramp's first value, 0 from its second: members
@@ -104,6 +104,9 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
     of it at the joint's range) and in front of the joint by at most `hidden_max_depth_m`."""
     rel, joint_rel = observed - camera_origin, joints - camera_origin
     ranges, joint_ranges = np.linalg.norm(rel, axis=1), np.linalg.norm(joint_rel, axis=1)
+    # Only points nearer than the farthest joint can hide one (a whole scene is mostly farther).
+    near = (ranges < joint_ranges.max()) & (ranges > 0)
+    rel, ranges = rel[near], ranges[near]
     cos = (rel / ranges[:, None]) @ (joint_rel / joint_ranges[:, None]).T                # (N, J)
     on_sight_line = cos > np.cos(np.arctan2(config.hidden_radius_m, joint_ranges))[None]
     depth_behind = joint_ranges[None] - ranges[:, None]                                 # (N, J)
@@ -113,19 +116,23 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
 
 def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.ndarray,
                config: QualityConfig = QualityConfig(), camera_origin: np.ndarray | None = None,
-               heading_margin: float | None = None, joint_spread: np.ndarray | None = None) -> FitQuality:
+               heading_margin: float | None = None, joint_spread: np.ndarray | None = None,
+               occluders: np.ndarray | None = None) -> FitQuality:
     """joints (9, 3) and all the observed leg points (N, 3) in the gravity frame (floor at z = 0);
     surface_residual_m (M,) the |SDF| under the fit of the points it was fitted to, metres;
     camera_origin (3,) the camera's position there, which excuses hidden joints from `support`
     (None: every joint must be supported); heading_margin the other heading's fit loss over the
     kept heading's (None: only one heading was fitted); joint_spread (9,) metres, an ensemble's
-    members' mean distance from its joints (None: one fit)."""
+    members' mean distance from its joints (None: one fit); occluders (K, 3) the points that may
+    hide a joint: the whole scene's, so that clutter in front of a foot excuses it too (None: the
+    observed leg points)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
     supported = _ramp(nearest, config.support_ok_m, config.support_bad_m)
     hidden = np.zeros(len(joints), bool)
     if camera_origin is not None and supported.min() < 1.0:
-        hidden = hidden_joints(joints, observed, np.asarray(camera_origin, float), config) & (supported < 1.0)
+        hidden = hidden_joints(joints, observed if occluders is None else np.asarray(occluders, float),
+                               np.asarray(camera_origin, float), config) & (supported < 1.0)
     problems = []
     seen = ~hidden
     support = float(supported[seen].min()) if seen.any() else 1.0

@@ -61,10 +61,12 @@ class QualityConfig:
     max_asymmetry: float = 0.25
     floor_range_m: tuple[float, float] = (-0.10, 0.25)
     # A joint is hidden when at least `hidden_min_points` observed points lie within `hidden_radius_m` of its
-    # line of sight (a limb's radius) and in front of it, by at most `hidden_max_depth_m` (a person's depth
-    # along a line of sight: seen from above, a foot lies 0.5 to 0.9 m behind its own knee and thigh; a fit
-    # pushed farther back is not excused; docs/quality.md).
+    # line of sight (a limb's radius) and in front of it, by at least `hidden_min_depth_m` (its own limb's
+    # skin, or the floor under a foot, does not hide a joint centre) and at most `hidden_max_depth_m` (a
+    # person's depth along a line of sight: seen from above, a foot lies 0.5 to 0.9 m behind its own knee
+    # and thigh; a fit pushed farther back is not excused; docs/quality.md).
     hidden_radius_m: float = 0.05
+    hidden_min_depth_m: float = 0.1
     hidden_max_depth_m: float = 1.0
     hidden_min_points: int = 5
     # An ensemble's joint spread (ok, bad), metres, for the joint confidences; None: not used (docs/quality.md).
@@ -101,16 +103,16 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
                   config: QualityConfig = QualityConfig()) -> np.ndarray:
     """(J,) bool: which of the joints (J, 3) the observed points (N, 3) hide from a camera at
     `camera_origin` (3,): enough of them near the joint's line of sight (within `hidden_radius_m`
-    of it at the joint's range) and in front of the joint by at most `hidden_max_depth_m`."""
+    of it at the joint's range) and in front of the joint by `hidden_min_depth_m` to `hidden_max_depth_m`."""
     rel, joint_rel = observed - camera_origin, joints - camera_origin
     ranges, joint_ranges = np.linalg.norm(rel, axis=1), np.linalg.norm(joint_rel, axis=1)
     # Only points nearer than the farthest joint can hide one (a whole scene is mostly farther).
-    near = (ranges < joint_ranges.max()) & (ranges > 0)
+    near = (ranges < joint_ranges.max() - config.hidden_min_depth_m) & (ranges > 0)
     rel, ranges = rel[near], ranges[near]
     cos = (rel / ranges[:, None]) @ (joint_rel / joint_ranges[:, None]).T                # (N, J)
     on_sight_line = cos > np.cos(np.arctan2(config.hidden_radius_m, joint_ranges))[None]
     depth_behind = joint_ranges[None] - ranges[:, None]                                 # (N, J)
-    in_front = on_sight_line & (depth_behind > 0) & (depth_behind <= config.hidden_max_depth_m)
+    in_front = on_sight_line & (depth_behind >= config.hidden_min_depth_m) & (depth_behind <= config.hidden_max_depth_m)
     return in_front.sum(0) >= config.hidden_min_points
 
 

@@ -199,6 +199,8 @@ class EstimateResult:
     headings_tried: int = 1                      # 2 when a cold fit also tried the heading turned round
     # (9,) metres: how far an ensemble's members' joints lie from its joints, on average (Profile.members > 1)
     joint_spread: np.ndarray | None = None
+    # (K, 3) a segmented scene's points besides the legs, input frame: what may hide a joint (None: a leg cloud)
+    occluders: np.ndarray | None = None
 
     def to_fit_frame(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) input frame -> the refined normalised frame the code was fitted in (where
@@ -211,12 +213,6 @@ def looks_like_scene(points: np.ndarray) -> bool:
     """True for a cloud too tall or too wide to be one person's lower limbs (robust extents)."""
     lo, hi = np.percentile(points, [1.0, 99.0], axis=0)
     return bool(hi[2] - lo[2] > LEG_CLOUD_MAX_HEIGHT_M or np.hypot(*(hi[:2] - lo[:2])) > LEG_CLOUD_MAX_WIDTH_M)
-
-
-def scene_points(points, camera_origin: np.ndarray | None = None) -> np.ndarray | None:
-    """`finite_points`'s cloud, None if it cannot be used."""
-    pts, reason = finite_points(points, camera_origin)
-    return None if reason else pts
 
 
 def finite_points(points, camera_origin: np.ndarray | None = None) -> tuple[np.ndarray, str]:
@@ -392,7 +388,7 @@ class GaitPoseEstimator:
             t = time.perf_counter()
             # Both headings again when they were checked: the optimised fits tell them apart better.
             alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,
-                                             res.headings_tried == 2, scene_points(points, camera_origin))
+                                             res.headings_tried == 2, res.occluders)
             if alt.valid and alt.quality >= q.retry_below:
                 # Its heading was given as res.yaw; "_turned" if it turned that round (again).
                 turned = alt.yaw_source.endswith("_turned")
@@ -403,14 +399,13 @@ class GaitPoseEstimator:
         elif res.valid and res.quality < q.retry_below and res.headings_tried == 1:
             t = time.perf_counter()
             if res.warm_start:     # a warm start gone wrong: a cold fit from both headings, kept if it scores better
-                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True,
-                                     scene_points(points, camera_origin))
+                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True, res.occluders)
                 better = alt.valid and alt.quality > res.quality
             else:
                 # The heading check the first fit did not make: the other heading, kept if the shape fits it
                 # better (the check's own rule; from a lateral view the score alone cannot tell front from back).
                 alt = self._estimate(res.legs, res.yaw + np.pi, camera_origin, False, mesh, False, False,
-                                     scene_points(points, camera_origin))
+                                     res.occluders)
                 alt.yaw_source = f"{res.yaw_source}_turned"
                 better = alt.valid and alt.fit.loss < res.fit.loss
             if better:
@@ -433,15 +428,14 @@ class GaitPoseEstimator:
     def _estimate(self, points: np.ndarray, yaw: float | None, camera_origin: np.ndarray | None, track: bool,
                   mesh: bool, segment: bool | None, check_heading: bool | None,
                   occluders: np.ndarray | None = None) -> EstimateResult:
-        """One fit, as `estimate` describes, scored but not judged; occluders (K, 3): the scene's points
-        that may hide a joint from the camera (None: those given)."""
+        """One fit, as `estimate` describes, scored but not judged; occluders (K, 3): a segmented scene's
+        points besides the legs, which may hide a joint from the camera (found here when `points` is a
+        scene; None for a leg cloud)."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         pts, reason = finite_points(points, camera_origin)
         if reason:
             return EstimateResult(False, reason)
-        if occluders is None:
-            occluders = pts
         heading_pts = None      # RotNet's input: the legs below the hips of a segmented scene
         if segment or (segment is None and looks_like_scene(pts)):
             seg = segment_legs(pts, self.segmentation, self._previous_centre if track else None, camera_origin,
@@ -449,7 +443,9 @@ class GaitPoseEstimator:
             timings["segmentation"] = seg.timings.get("total", 0.0)
             if not seg.valid:
                 return EstimateResult(False, f"{NO_PERSON}: {seg.reason}", timings=timings)
-            pts, heading_pts = pts[seg.indices], pts[seg.heading_indices]
+            others = np.ones(len(pts), bool)
+            others[seg.indices] = False
+            pts, heading_pts, occluders = pts[seg.indices], pts[seg.heading_indices], pts[others]
             if track:
                 self._previous_centre = seg.centre
             if len(pts) < MIN_POINTS:
@@ -616,7 +612,7 @@ class GaitPoseEstimator:
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
                               quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
-                              1 if warm else len(views), spread)
+                              1 if warm else len(views), spread, occluders)
 
     def _fallback(self) -> "GaitPoseEstimator":
         """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""

@@ -100,10 +100,11 @@ def bone_lengths(joints: np.ndarray) -> dict[str, float]:
 
 
 def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.ndarray,
-                  config: QualityConfig = QualityConfig()) -> np.ndarray:
+                  config: QualityConfig = QualityConfig(), max_depth_m: float | None = None) -> np.ndarray:
     """(J,) bool: which of the joints (J, 3) the observed points (N, 3) hide from a camera at
     `camera_origin` (3,): enough of them near the joint's line of sight (within `hidden_radius_m`
-    of it at the joint's range) and in front of the joint by `hidden_min_depth_m` to `hidden_max_depth_m`."""
+    of it at the joint's range) and in front of the joint by `hidden_min_depth_m` to `max_depth_m`
+    (None: `hidden_max_depth_m`)."""
     rel, joint_rel = observed - camera_origin, joints - camera_origin
     ranges, joint_ranges = np.linalg.norm(rel, axis=1), np.linalg.norm(joint_rel, axis=1)
     # Only points nearer than the farthest joint can hide one (a whole scene is mostly farther).
@@ -112,7 +113,8 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
     cos = (rel / ranges[:, None]) @ (joint_rel / joint_ranges[:, None]).T                # (N, J)
     on_sight_line = cos > np.cos(np.arctan2(config.hidden_radius_m, joint_ranges))[None]
     depth_behind = joint_ranges[None] - ranges[:, None]                                 # (N, J)
-    in_front = on_sight_line & (depth_behind >= config.hidden_min_depth_m) & (depth_behind <= config.hidden_max_depth_m)
+    max_depth = config.hidden_max_depth_m if max_depth_m is None else max_depth_m
+    in_front = on_sight_line & (depth_behind >= config.hidden_min_depth_m) & (depth_behind <= max_depth)
     return in_front.sum(0) >= config.hidden_min_points
 
 
@@ -125,16 +127,19 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     camera_origin (3,) the camera's position there, which excuses hidden joints from `support`
     (None: every joint must be supported); heading_margin the other heading's fit loss over the
     kept heading's (None: only one heading was fitted); joint_spread (9,) metres, an ensemble's
-    members' mean distance from its joints (None: one fit); occluders (K, 3) the points that may
-    hide a joint: the whole scene's, so that clutter in front of a foot excuses it too (None: the
-    observed leg points)."""
+    members' mean distance from its joints (None: one fit); occluders (K, 3) the scene's other
+    points, which hide a joint at any depth in front of it (a box between the camera and a foot;
+    the leg points hide one only within a person's depth, `hidden_max_depth_m`)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
     supported = _ramp(nearest, config.support_ok_m, config.support_bad_m)
     hidden = np.zeros(len(joints), bool)
     if camera_origin is not None and supported.min() < 1.0:
-        hidden = hidden_joints(joints, observed if occluders is None else np.asarray(occluders, float),
-                               np.asarray(camera_origin, float), config) & (supported < 1.0)
+        camera_origin = np.asarray(camera_origin, float)
+        hidden = hidden_joints(joints, observed, camera_origin, config)
+        if occluders is not None and len(occluders):
+            hidden |= hidden_joints(joints, np.asarray(occluders, float), camera_origin, config, np.inf)
+        hidden &= supported < 1.0
     problems = []
     seen = ~hidden
     support = float(supported[seen].min()) if seen.any() else 1.0

@@ -257,6 +257,25 @@ def test_quality_checks_on_hand_made_skeletons():
     pushed = assess_fit(behind, near_face, residual, camera_origin=camera)
     assert pushed.terms["support"] == 0.0 and not pushed.terms["hidden_joints"]
 
+    # Seen from the front with no points near the right ankle and foot: a box 0.7 m in front of them on their
+    # lines of sight hides them as the scene's other points; 1.5 m in front (farther than a person's depth) it
+    # does not, nor do floor points just in front of them (under hidden_min_depth_m).
+    camera = np.array([3.0, -0.1, 1.0])
+    grid = np.stack(np.meshgrid(*[np.linspace(-0.01, 0.01, 3)] * 3), -1).reshape(-1, 3)
+    towards_camera = (camera - joints[7:]) / np.linalg.norm(camera - joints[7:], axis=1, keepdims=True)
+    box = {d: np.concatenate([j + d * u + grid for j, u in zip(joints[7:], towards_camera)]) for d in (0.7, 1.5)}
+    floor = np.stack([j + d * u for j, u in zip(joints[7:], towards_camera) for d in (0.02, 0.05, 0.08)])
+    floor = np.concatenate([floor + [0, dy, 0] for dy in (-0.005, 0.0, 0.005)])
+    legs = skin[:7]
+    unseen = assess_fit(joints, legs, residual, camera_origin=camera)
+    assert unseen.score < 1.0 and not unseen.terms["hidden_joints"]
+    boxed = assess_fit(joints, legs, residual, camera_origin=camera, occluders=box[0.7])
+    assert boxed.score == 1.0 and set(boxed.terms["hidden_joints"]) == {"right_ankle", "right_foot"}
+    assert boxed.joint_confidence[7:].max() < 1.0
+    for far_or_under in (box[1.5], floor):
+        free = assess_fit(joints, legs, residual, camera_origin=camera, occluders=far_or_under)
+        assert free.score == unseen.score and not free.terms["hidden_joints"]
+
 
 def test_tracking_warm_starts_and_reset_forgets(estimator, body_model):
     a, _ = make_test_sample(body_model, SampleKey("test", 1, "normal", "V2"), seed=1)

@@ -60,11 +60,12 @@ class QualityConfig:
     hip_width_m: tuple[float, float] = (0.10, 0.36)
     max_asymmetry: float = 0.25
     floor_range_m: tuple[float, float] = (-0.10, 0.25)
-    # A joint is hidden when at least `hidden_min_points` observed points lie within `hidden_radius_m` of its
-    # line of sight (a limb's radius) and in front of it, by at least `hidden_min_depth_m` (its own limb's
-    # skin, or the floor under a foot, does not hide a joint centre) and at most `hidden_max_depth_m` (a
-    # person's depth along a line of sight: seen from above, a foot lies 0.5 to 0.9 m behind its own knee
-    # and thigh; a fit pushed farther back is not excused; docs/quality.md).
+    # A joint is hidden when at least `hidden_min_points` observed points (the legs', and a segmented
+    # scene's others) lie within `hidden_radius_m` of its line of sight (a limb's radius) and in front of
+    # it, by at least `hidden_min_depth_m` (its own limb's skin, or the floor under a foot, does not hide
+    # a joint centre) and at most `hidden_max_depth_m` (a person's depth along a line of sight: seen from
+    # above, a foot lies 0.5 to 0.9 m behind its own knee and thigh; a fit pushed farther back is not
+    # excused, nor one pushed behind a box far in front of the legs; docs/quality.md).
     hidden_radius_m: float = 0.05
     hidden_min_depth_m: float = 0.1
     hidden_max_depth_m: float = 1.0
@@ -100,11 +101,10 @@ def bone_lengths(joints: np.ndarray) -> dict[str, float]:
 
 
 def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.ndarray,
-                  config: QualityConfig = QualityConfig(), max_depth_m: float | None = None) -> np.ndarray:
+                  config: QualityConfig = QualityConfig()) -> np.ndarray:
     """(J,) bool: which of the joints (J, 3) the observed points (N, 3) hide from a camera at
     `camera_origin` (3,): enough of them near the joint's line of sight (within `hidden_radius_m`
-    of it at the joint's range) and in front of the joint by `hidden_min_depth_m` to `max_depth_m`
-    (None: `hidden_max_depth_m`)."""
+    of it at the joint's range) and in front of the joint by `hidden_min_depth_m` to `hidden_max_depth_m`."""
     rel, joint_rel = observed - camera_origin, joints - camera_origin
     ranges, joint_ranges = np.linalg.norm(rel, axis=1), np.linalg.norm(joint_rel, axis=1)
     # Only points nearer than the farthest joint can hide one (a whole scene is mostly farther).
@@ -113,8 +113,7 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
     cos = (rel / ranges[:, None]) @ (joint_rel / joint_ranges[:, None]).T                # (N, J)
     on_sight_line = cos > np.cos(np.arctan2(config.hidden_radius_m, joint_ranges))[None]
     depth_behind = joint_ranges[None] - ranges[:, None]                                 # (N, J)
-    max_depth = config.hidden_max_depth_m if max_depth_m is None else max_depth_m
-    in_front = on_sight_line & (depth_behind >= config.hidden_min_depth_m) & (depth_behind <= max_depth)
+    in_front = on_sight_line & (depth_behind >= config.hidden_min_depth_m) & (depth_behind <= config.hidden_max_depth_m)
     return in_front.sum(0) >= config.hidden_min_points
 
 
@@ -127,19 +126,15 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     camera_origin (3,) the camera's position there, which excuses hidden joints from `support`
     (None: every joint must be supported); heading_margin the other heading's fit loss over the
     kept heading's (None: only one heading was fitted); joint_spread (9,) metres, an ensemble's
-    members' mean distance from its joints (None: one fit); occluders (K, 3) the scene's other
-    points, which hide a joint at any depth in front of it (a box between the camera and a foot;
-    the leg points hide one only within a person's depth, `hidden_max_depth_m`)."""
+    members' mean distance from its joints (None: one fit); occluders (K, 3) a segmented scene's
+    other points, which hide a joint as the leg points do (a box in front of a foot)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
     supported = _ramp(nearest, config.support_ok_m, config.support_bad_m)
     hidden = np.zeros(len(joints), bool)
     if camera_origin is not None and supported.min() < 1.0:
-        camera_origin = np.asarray(camera_origin, float)
-        hidden = hidden_joints(joints, observed, camera_origin, config)
-        if occluders is not None and len(occluders):
-            hidden |= hidden_joints(joints, np.asarray(occluders, float), camera_origin, config, np.inf)
-        hidden &= supported < 1.0
+        blockers = observed if occluders is None else np.concatenate([observed, np.asarray(occluders, float)])
+        hidden = hidden_joints(joints, blockers, np.asarray(camera_origin, float), config) & (supported < 1.0)
     problems = []
     seen = ~hidden
     support = float(supported[seen].min()) if seen.any() else 1.0

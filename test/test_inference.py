@@ -258,8 +258,8 @@ def test_quality_checks_on_hand_made_skeletons():
     assert pushed.terms["support"] == 0.0 and not pushed.terms["hidden_joints"]
 
     # Seen from the front with no points near the right ankle and foot: a box 0.7 m in front of them on their
-    # lines of sight hides them as the scene's other points; 1.5 m in front (farther than a person's depth) it
-    # does not, nor do floor points just in front of them (under hidden_min_depth_m).
+    # lines of sight hides them as a point of the scene around the legs; 1.5 m in front (farther than a person's
+    # depth) it does not, nor do floor points just in front of them (under hidden_min_depth_m).
     camera = np.array([3.0, -0.1, 1.0])
     grid = np.stack(np.meshgrid(*[np.linspace(-0.01, 0.01, 3)] * 3), -1).reshape(-1, 3)
     towards_camera = (camera - joints[7:]) / np.linalg.norm(camera - joints[7:], axis=1, keepdims=True)
@@ -269,12 +269,39 @@ def test_quality_checks_on_hand_made_skeletons():
     legs = skin[:7]
     unseen = assess_fit(joints, legs, residual, camera_origin=camera)
     assert unseen.score < 1.0 and not unseen.terms["hidden_joints"]
-    boxed = assess_fit(joints, legs, residual, camera_origin=camera, occluders=box[0.7])
+    boxed = assess_fit(joints, legs, residual, camera_origin=camera, scene=np.concatenate([legs, box[0.7]]))
     assert boxed.score == 1.0 and set(boxed.terms["hidden_joints"]) == {"right_ankle", "right_foot"}
     assert boxed.joint_confidence[7:].max() < 1.0
     for far_or_under in (box[1.5], floor):
-        free = assess_fit(joints, legs, residual, camera_origin=camera, occluders=far_or_under)
+        free = assess_fit(joints, legs, residual, camera_origin=camera, scene=np.concatenate([legs, far_or_under]))
         assert free.score == unseen.score and not free.terms["hidden_joints"]
+
+
+def test_a_board_in_front_of_a_foot_hides_it_only_as_part_of_the_scene(test_build):
+    """A generated scene seen from the side (V6), the right foot's and ankle's points cut away: with a board on the
+    foot's line of sight 0.6 m in front of it, the board's points hide the foot, so the fit is kept with the
+    ankle and foot named hidden; without the board nothing hides them and the missing points fail the frame."""
+    from posesdf_ros.skeleton import JOINT_INDEX
+
+    fast = GaitPoseEstimator.from_pretrained(profile="fast", rotnet=False)
+    a = np.load(test_build / "samples" / "test_normal_V6_000.npz")
+    camera, truth = a["camera_to_gravity"][:3, 3], a["joints"]
+    foot, ankle = truth[JOINT_INDEX["right_foot"]], truth[JOINT_INDEX["right_ankle"]]
+    pts = a["points"]
+    cut = pts[(np.linalg.norm(pts - foot, axis=1) >= 0.15) & (np.linalg.norm(pts - ankle, axis=1) >= 0.12)]
+    sight = (camera - foot) / np.linalg.norm(camera - foot)
+    across = np.cross(sight, [0.0, 0.0, 1.0])
+    across /= np.linalg.norm(across)
+    grid = np.stack(np.meshgrid(np.linspace(-0.1, 0.1, 21), np.linspace(-0.1, 0.1, 21)), -1).reshape(-1, 2)
+    board = foot + 0.6 * sight + grid[:, :1] * across + grid[:, 1:] * np.cross(across, sight)
+    yaw = heading_of(a["subject_to_gravity"])
+    open_view = fast.estimate(cut, yaw=yaw, camera_origin=camera)
+    assert not open_view.valid and "right_foot" in open_view.reason, open_view.reason
+    behind_board = fast.estimate(np.concatenate([cut, board]), yaw=yaw, camera_origin=camera)
+    assert behind_board.valid, behind_board.reason
+    assert {"right_ankle", "right_foot"} <= set(behind_board.quality_terms["hidden_joints"])
+    assert len(behind_board.legs) == len(open_view.legs)       # the board was not taken for a leg
+    assert mpjpe_mm(behind_board.joints, truth) < MPJPE_BOUND_MM
 
 
 def test_tracking_warm_starts_and_reset_forgets(estimator, body_model):

@@ -199,8 +199,6 @@ class EstimateResult:
     headings_tried: int = 1                      # 2 when a cold fit also tried the heading turned round
     # (9,) metres: how far an ensemble's members' joints lie from its joints, on average (Profile.members > 1)
     joint_spread: np.ndarray | None = None
-    # (K, 3) a segmented scene's points besides the legs, input frame: what may hide a joint (None: a leg cloud)
-    occluders: np.ndarray | None = None
 
     def to_fit_frame(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) input frame -> the refined normalised frame the code was fitted in (where
@@ -388,7 +386,7 @@ class GaitPoseEstimator:
             t = time.perf_counter()
             # Both headings again when they were checked: the optimised fits tell them apart better.
             alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,
-                                             res.headings_tried == 2, res.occluders)
+                                             res.headings_tried == 2, points)
             if alt.valid and alt.quality >= q.retry_below:
                 # Its heading was given as res.yaw; "_turned" if it turned that round (again).
                 turned = alt.yaw_source.endswith("_turned")
@@ -399,13 +397,12 @@ class GaitPoseEstimator:
         elif res.valid and res.quality < q.retry_below and res.headings_tried == 1:
             t = time.perf_counter()
             if res.warm_start:     # a warm start gone wrong: a cold fit from both headings, kept if it scores better
-                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True, res.occluders)
+                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True, points)
                 better = alt.valid and alt.quality > res.quality
             else:
                 # The heading check the first fit did not make: the other heading, kept if the shape fits it
                 # better (the check's own rule; from a lateral view the score alone cannot tell front from back).
-                alt = self._estimate(res.legs, res.yaw + np.pi, camera_origin, False, mesh, False, False,
-                                     res.occluders)
+                alt = self._estimate(res.legs, res.yaw + np.pi, camera_origin, False, mesh, False, False, points)
                 alt.yaw_source = f"{res.yaw_source}_turned"
                 better = alt.valid and alt.fit.loss < res.fit.loss
             if better:
@@ -427,10 +424,10 @@ class GaitPoseEstimator:
 
     def _estimate(self, points: np.ndarray, yaw: float | None, camera_origin: np.ndarray | None, track: bool,
                   mesh: bool, segment: bool | None, check_heading: bool | None,
-                  occluders: np.ndarray | None = None) -> EstimateResult:
-        """One fit, as `estimate` describes, scored but not judged; occluders (K, 3): a segmented scene's
-        points besides the legs, which may hide a joint from the camera (found here when `points` is a
-        scene; None for a leg cloud)."""
+                  scene: np.ndarray | None = None) -> EstimateResult:
+        """One fit, as `estimate` describes, scored but not judged; scene (K, 3): the cloud a leg cloud
+        came from (as given to `estimate`: its non-finite rows hide nothing), whose points may hide a joint
+        from the camera (`points` itself when it is a scene; None: the leg points alone)."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         pts, reason = finite_points(points, camera_origin)
@@ -443,9 +440,7 @@ class GaitPoseEstimator:
             timings["segmentation"] = seg.timings.get("total", 0.0)
             if not seg.valid:
                 return EstimateResult(False, f"{NO_PERSON}: {seg.reason}", timings=timings)
-            others = np.ones(len(pts), bool)
-            others[seg.indices] = False
-            pts, heading_pts, occluders = pts[seg.indices], pts[seg.heading_indices], pts[others]
+            scene, pts, heading_pts = pts, pts[seg.indices], pts[seg.heading_indices]
             if track:
                 self._previous_centre = seg.centre
             if len(pts) < MIN_POINTS:
@@ -600,7 +595,7 @@ class GaitPoseEstimator:
         heading_margin = None if heading_losses is None else heading_losses[1 - chosen] / heading_losses[chosen]
         spread = off_mean.mean(0) if p.members > 1 else None
         quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin,
-                             heading_margin, spread, occluders)
+                             heading_margin, spread, scene)
         timings["quality"] = time.perf_counter() - t
 
         mesh_out = None
@@ -612,7 +607,7 @@ class GaitPoseEstimator:
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
                               quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
-                              1 if warm else len(views), spread, occluders)
+                              1 if warm else len(views), spread)
 
     def _fallback(self) -> "GaitPoseEstimator":
         """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""

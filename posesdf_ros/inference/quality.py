@@ -60,8 +60,8 @@ class QualityConfig:
     hip_width_m: tuple[float, float] = (0.10, 0.36)
     max_asymmetry: float = 0.25
     floor_range_m: tuple[float, float] = (-0.10, 0.25)
-    # A joint is hidden when at least `hidden_min_points` observed points (the legs', and a segmented
-    # scene's others) lie within `hidden_radius_m` of its line of sight (a limb's radius) and in front of
+    # A joint is hidden when at least `hidden_min_points` observed points (the legs', or a segmented
+    # scene's) lie within `hidden_radius_m` of its line of sight (a limb's radius) and in front of
     # it, by at least `hidden_min_depth_m` (its own limb's skin, or the floor under a foot, does not hide
     # a joint centre) and at most `hidden_max_depth_m` (a person's depth along a line of sight: seen from
     # above, a foot lies 0.5 to 0.9 m behind its own knee and thigh; a fit pushed farther back is not
@@ -107,8 +107,9 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
     of it at the joint's range) and in front of the joint by `hidden_min_depth_m` to `hidden_max_depth_m`."""
     rel, joint_rel = observed - camera_origin, joints - camera_origin
     ranges, joint_ranges = np.linalg.norm(rel, axis=1), np.linalg.norm(joint_rel, axis=1)
-    # Only points nearer than the farthest joint can hide one (a whole scene is mostly farther).
-    near = (ranges < joint_ranges.max() - config.hidden_min_depth_m) & (ranges > 0)
+    # Only points nearer than the farthest joint can hide one (a whole scene is mostly farther); none within
+    # 5 cm of the camera (a depth camera's invalid zero depths, at the camera) or not finite.
+    near = (ranges < joint_ranges.max() - config.hidden_min_depth_m) & (ranges > 0.05)
     rel, ranges = rel[near], ranges[near]
     cos = (rel / ranges[:, None]) @ (joint_rel / joint_ranges[:, None]).T                # (N, J)
     on_sight_line = cos > np.cos(np.arctan2(config.hidden_radius_m, joint_ranges))[None]
@@ -120,20 +121,21 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
 def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.ndarray,
                config: QualityConfig = QualityConfig(), camera_origin: np.ndarray | None = None,
                heading_margin: float | None = None, joint_spread: np.ndarray | None = None,
-               occluders: np.ndarray | None = None) -> FitQuality:
+               scene: np.ndarray | None = None) -> FitQuality:
     """joints (9, 3) and all the observed leg points (N, 3) in the gravity frame (floor at z = 0);
     surface_residual_m (M,) the |SDF| under the fit of the points it was fitted to, metres;
     camera_origin (3,) the camera's position there, which excuses hidden joints from `support`
     (None: every joint must be supported); heading_margin the other heading's fit loss over the
     kept heading's (None: only one heading was fitted); joint_spread (9,) metres, an ensemble's
-    members' mean distance from its joints (None: one fit); occluders (K, 3) a segmented scene's
-    other points, which hide a joint as the leg points do (a box in front of a foot)."""
+    members' mean distance from its joints (None: one fit); scene (K, 3) the whole cloud the legs were
+    segmented from, all of whose points may hide a joint (a box in front of a foot; non-finite rows and
+    rows at the camera hide nothing; None: the leg points)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
     supported = _ramp(nearest, config.support_ok_m, config.support_bad_m)
     hidden = np.zeros(len(joints), bool)
     if camera_origin is not None and supported.min() < 1.0:
-        blockers = observed if occluders is None else np.concatenate([observed, np.asarray(occluders, float)])
+        blockers = observed if scene is None else np.asarray(scene, float)
         hidden = hidden_joints(joints, blockers, np.asarray(camera_origin, float), config) & (supported < 1.0)
     problems = []
     seen = ~hidden

@@ -33,6 +33,8 @@ cd "$(dirname "$0")/.."
     docs/results/posesdf_fast_surface_gtyaw_test5_product.json \
     docs/results/posesdf_fast_surface_gtyaw_shifted_product.json \
     docs/results/posesdf_fast_surface_gtyaw_ptest5_product.json \
+    docs/results/posesdf_fast_surface_gtyaw_pval5_product.json \
+    docs/results/posesdf_fast_surface_gtyaw_val5_product.json \
     docs/results/posesdf_fast_legs_gtyaw_test5_product.json \
     docs/results/posesdf_fast_legs_gtyaw_shifted_none_product.json \
     docs/results/posesdf_fast_legs_gtyaw_shifted_product.json \

@@ -105,12 +105,17 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
     """(J,) bool: which of the joints (J, 3) the observed points (N, 3) hide from a camera at
     `camera_origin` (3,): enough of them near the joint's line of sight (within `hidden_radius_m`
     of it at the joint's range) and in front of the joint by `hidden_min_depth_m` to `hidden_max_depth_m`."""
-    rel, joint_rel = observed - camera_origin, joints - camera_origin
-    ranges, joint_ranges = np.linalg.norm(rel, axis=1), np.linalg.norm(joint_rel, axis=1)
-    # Only points nearer than the farthest joint can hide one (a whole scene is mostly farther); none within
-    # 5 cm of the camera (a depth camera's invalid zero depths, at the camera) or not finite.
-    near = (ranges < joint_ranges.max() - config.hidden_min_depth_m) & (ranges > 0.05)
-    rel, ranges = rel[near], ranges[near]
+    joint_rel = joints - camera_origin
+    joint_ranges = np.linalg.norm(joint_rel, axis=1)
+    # First the box around the stretches of the lines of sight that count (a whole scene, a million points,
+    # lies mostly elsewhere; NaN rows fall out here too).
+    starts = camera_origin + joint_rel * np.clip(1.0 - config.hidden_max_depth_m / joint_ranges, 0.0, 1.0)[:, None]
+    lo = np.minimum(starts, joints).min(0) - config.hidden_radius_m
+    hi = np.maximum(starts, joints).max(0) + config.hidden_radius_m
+    rel = np.asarray(observed[((observed >= lo) & (observed <= hi)).all(1)], float) - camera_origin
+    ranges = np.linalg.norm(rel, axis=1)
+    # None within 5 cm of the camera: a depth camera's invalid zero depths, at the camera.
+    rel, ranges = rel[ranges > 0.05], ranges[ranges > 0.05]
     cos = (rel / ranges[:, None]) @ (joint_rel / joint_ranges[:, None]).T                # (N, J)
     on_sight_line = cos > np.cos(np.arctan2(config.hidden_radius_m, joint_ranges))[None]
     depth_behind = joint_ranges[None] - ranges[:, None]                                 # (N, J)
@@ -135,7 +140,7 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     supported = _ramp(nearest, config.support_ok_m, config.support_bad_m)
     hidden = np.zeros(len(joints), bool)
     if camera_origin is not None and supported.min() < 1.0:
-        blockers = observed if scene is None else np.asarray(scene, float)
+        blockers = observed if scene is None else np.asarray(scene)
         hidden = hidden_joints(joints, blockers, np.asarray(camera_origin, float), config) & (supported < 1.0)
     problems = []
     seen = ~hidden

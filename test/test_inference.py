@@ -275,6 +275,13 @@ def test_quality_checks_on_hand_made_skeletons():
     for far_or_under in (box[1.5], floor):
         free = assess_fit(joints, legs, residual, camera_origin=camera, scene=np.concatenate([legs, far_or_under]))
         assert free.score == unseen.score and not free.terms["hidden_joints"]
+    # The whole right leg behind boxes is more than the scene may excuse (scene_hidden_max, 2 joints): a fit
+    # with a leg placed behind clutter cannot be checked.
+    to_camera = (camera - joints[5:]) / np.linalg.norm(camera - joints[5:], axis=1, keepdims=True)
+    left_leg = skin[:5]
+    leg_boxed = np.concatenate([left_leg] + [j + 0.7 * u + grid for j, u in zip(joints[5:], to_camera)])
+    unchecked = assess_fit(joints, left_leg, residual, camera_origin=camera, scene=leg_boxed)
+    assert unchecked.score < 0.2 and not unchecked.terms["hidden_joints"]
 
 
 def test_a_board_in_front_of_a_foot_hides_it_only_as_part_of_the_scene(test_build):

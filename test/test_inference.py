@@ -275,8 +275,8 @@ def test_quality_checks_on_hand_made_skeletons():
     for far_or_under in (box[1.5], floor):
         free = assess_fit(joints, legs, residual, camera_origin=camera, scene=np.concatenate([legs, far_or_under]))
         assert free.score == unseen.score and not free.terms["hidden_joints"]
-    # The whole right leg behind boxes is more than the scene may excuse (scene_hidden_max, 2 joints): a fit
-    # with a leg placed behind clutter cannot be checked.
+    # The whole right leg behind boxes is more than the scene may excuse (a foot and its ankle): a fit with a leg
+    # placed behind clutter cannot be checked.
     to_camera = (camera - joints[5:]) / np.linalg.norm(camera - joints[5:], axis=1, keepdims=True)
     left_leg = skin[:5]
     leg_boxed = np.concatenate([left_leg] + [j + 0.7 * u + grid for j, u in zip(joints[5:], to_camera)])

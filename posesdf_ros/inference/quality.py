@@ -70,8 +70,10 @@ class QualityConfig:
     hidden_min_depth_m: float = 0.1
     hidden_max_depth_m: float = 1.0
     hidden_min_points: int = 5
-    # The scene's points besides the legs excuse at most this many joints: a foot and its ankle behind a box, a
-    # hip behind an arm; a fit with more of a leg behind clutter cannot be checked (docs/quality.md).
+    # The scene's points besides the legs excuse only these joints, at most `scene_hidden_max` of them: one foot
+    # and its ankle behind a box on the floor. A fit with more of a leg behind clutter cannot be checked: with
+    # knees too, `realtime` kept a fit turned round 392 mm off (docs/quality.md).
+    scene_hidden_joints: tuple[str, ...] = ("left_ankle", "left_foot", "right_ankle", "right_foot")
     scene_hidden_max: int = 2
     # An ensemble's joint spread (ok, bad), metres, for the joint confidences; None: not used (docs/quality.md).
     joint_spread_m: tuple[float, float] | None = None
@@ -136,8 +138,8 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     (None: every joint must be supported); heading_margin the other heading's fit loss over the
     kept heading's (None: only one heading was fitted); joint_spread (9,) metres, an ensemble's
     members' mean distance from its joints (None: one fit); scene (K, 3) the whole cloud the legs were
-    segmented from, whose points may hide up to `scene_hidden_max` more joints (a box in front of a foot;
-    non-finite rows and rows at the camera hide nothing; None: the leg points alone)."""
+    segmented from, whose points may hide a foot and its ankle too (`scene_hidden_joints`, a box in front
+    of them; non-finite rows and rows at the camera hide nothing; None: the leg points alone)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
     supported = _ramp(nearest, config.support_ok_m, config.support_bad_m)
@@ -147,7 +149,8 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
         hidden = hidden_joints(joints, observed, camera_origin, config) & (supported < 1.0)
         if scene is not None:
             by_scene = hidden_joints(joints, np.asarray(scene), camera_origin, config) & (supported < 1.0) & ~hidden
-            if by_scene.sum() <= config.scene_hidden_max:
+            eligible = np.isin(JOINT_NAMES, config.scene_hidden_joints)
+            if not (by_scene & ~eligible).any() and by_scene.sum() <= config.scene_hidden_max:
                 hidden |= by_scene
     problems = []
     seen = ~hidden

@@ -7,7 +7,8 @@
 The defaults are the topics of realsense2_camera (4.x: namespace `camera`,
 camera name `camera`, `pointcloud.enable:=true`); docs/launch.md lists those
 of other drivers. The wiring is bringup's PIPELINE_REMAPS: the estimator's
-`legs` and `person` come from the canonicaliser's `~/legs` and `~/person`.
+`legs`, `person` and `occluders` come from the canonicaliser's `~/legs`, `~/person`
+and `~/occluders`.
 They are remapped to *relative* names (`canonicaliser/legs`), which resolve
 in the nodes' namespace, so `namespace:=/gait` runs both nodes and their
 topics under /gait while the camera topics (absolute) stay where they are.

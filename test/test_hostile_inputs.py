@@ -179,8 +179,9 @@ def test_non_finite_and_absurd_messages_never_reach_an_output(graph, walk):
     points = graph.publisher(PointCloud2, "/points")
     legs_out, person_out = graph.publisher(PointCloud2, "/canonicaliser/legs"), \
         graph.publisher(PoseArray, "/canonicaliser/person")
+    occluders_out = graph.publisher(PointCloud2, "/canonicaliser/occluders")
     joints_out = graph.publisher(PoseArray, "/estimator/joints")
-    assert graph.wait_matched(points, legs_out, person_out, joints_out)  # discovery
+    assert graph.wait_matched(points, legs_out, person_out, occluders_out, joints_out)  # discovery
 
     def header(frame_id="base_link"):
         return Header(stamp=graph.now(), frame_id=frame_id)
@@ -208,6 +209,19 @@ def test_non_finite_and_absurd_messages_never_reach_an_output(graph, walk):
     pair(moved, person)      # legs 30 m from the person's heading pose
     lifted = xyz_to_cloud((cloud_to_xyz(legs) + [0.0, 0.0, 0.4]).astype(np.float32), legs.header)
     pair(lifted, person)     # legs floating 0.4 m above the floor: fitted, judged implausible, not published
+    # Absurd or unreadable occluders beside good legs: left out with a warning, and the frame is answered.
+    for bad_occluders in (xyz_to_cloud(np.full((50, 3), 1e12, np.float32), legs.header),
+                          PointCloud2(header=legs.header, height=1, width=3, point_step=4, row_step=12,
+                                      data=bytes(12))):
+        h = header()
+        bad_occluders.header = h
+        occluders_out.publish(bad_occluders)
+        time.sleep(0.1)
+        good_legs, good_person = copy.deepcopy(legs), copy.deepcopy(person)
+        good_legs.header, good_person.header = h, h
+        legs_out.publish(good_legs)
+        person_out.publish(good_person)
+        assert _answered(graph, "/estimator/joints", h), "bad occluders must not cost the frame"
     own = set()     # the test's own messages on /estimator/joints, the pose prior's input
     for _, bad in _hostile_joints(walk[1].joints.astype(np.float64), header):
         joints_out.publish(bad)

@@ -258,8 +258,8 @@ def test_quality_checks_on_hand_made_skeletons():
     assert pushed.terms["support"] == 0.0 and not pushed.terms["hidden_joints"]
 
     # Seen from the front with no points near the right ankle and foot: a box 0.7 m in front of them on their
-    # lines of sight hides them as a point of the scene around the legs; 1.5 m in front (farther than a person's
-    # depth) it does not, nor do floor points just in front of them (under hidden_min_depth_m).
+    # lines of sight hides them as the scene's points besides the legs (occluders); 1.5 m in front (farther than a
+    # person's depth) it does not, nor do points just in front of them (under hidden_min_depth_m).
     camera = np.array([3.0, -0.1, 1.0])
     grid = np.stack(np.meshgrid(*[np.linspace(-0.01, 0.01, 3)] * 3), -1).reshape(-1, 3)
     towards_camera = (camera - joints[7:]) / np.linalg.norm(camera - joints[7:], axis=1, keepdims=True)
@@ -269,25 +269,27 @@ def test_quality_checks_on_hand_made_skeletons():
     legs = skin[:7]
     unseen = assess_fit(joints, legs, residual, camera_origin=camera)
     assert unseen.score < 1.0 and not unseen.terms["hidden_joints"]
-    boxed = assess_fit(joints, legs, residual, camera_origin=camera, scene=np.concatenate([legs, box[0.7]]))
+    boxed = assess_fit(joints, legs, residual, camera_origin=camera, occluders=box[0.7])
     assert boxed.score == 1.0 and set(boxed.terms["hidden_joints"]) == {"right_ankle", "right_foot"}
     assert boxed.joint_confidence[7:].max() < 1.0
     for far_or_under in (box[1.5], floor):
-        free = assess_fit(joints, legs, residual, camera_origin=camera, scene=np.concatenate([legs, far_or_under]))
+        free = assess_fit(joints, legs, residual, camera_origin=camera, occluders=far_or_under)
         assert free.score == unseen.score and not free.terms["hidden_joints"]
     # The whole right leg behind boxes is more than the scene may excuse (a foot and its ankle): a fit with a leg
     # placed behind clutter cannot be checked.
     to_camera = (camera - joints[5:]) / np.linalg.norm(camera - joints[5:], axis=1, keepdims=True)
     left_leg = skin[:5]
-    leg_boxed = np.concatenate([left_leg] + [j + 0.7 * u + grid for j, u in zip(joints[5:], to_camera)])
-    unchecked = assess_fit(joints, left_leg, residual, camera_origin=camera, scene=leg_boxed)
+    boxes = np.concatenate([j + 0.7 * u + grid for j, u in zip(joints[5:], to_camera)])
+    unchecked = assess_fit(joints, left_leg, residual, camera_origin=camera, occluders=boxes)
     assert unchecked.score < 0.2 and not unchecked.terms["hidden_joints"]
 
 
 def test_a_board_in_front_of_a_foot_hides_it_only_as_part_of_the_scene(test_build):
     """A generated scene seen from the side (V6), the right foot's and ankle's points cut away: with a board on the
     foot's line of sight 0.6 m in front of it, the board's points hide the foot, so the fit is kept with the
-    ankle and foot named hidden; without the board nothing hides them and the missing points fail the frame."""
+    ankle and foot named hidden, from the scene as from the nodes' split of it (legs and occluders); without
+    the board nothing hides them and the missing points fail the frame."""
+    from posesdf_ros.inference.canonical import PersonTracker
     from posesdf_ros.skeleton import JOINT_INDEX
 
     fast = GaitPoseEstimator.from_pretrained(profile="fast", rotnet=False)
@@ -308,6 +310,13 @@ def test_a_board_in_front_of_a_foot_hides_it_only_as_part_of_the_scene(test_buil
     assert behind_board.valid, behind_board.reason
     assert {"right_ankle", "right_foot"} <= set(behind_board.quality_terms["hidden_joints"])
     assert len(behind_board.legs) == len(open_view.legs)       # the board was not taken for a leg
+    # As the nodes split it: the canonicaliser's step gives the legs and the scene's points that may hide a foot,
+    # with which the estimator's fit of the legs is judged alike; the leg cloud alone fails.
+    frame = PersonTracker(leg_classifier=fast.leg_classifier).update(0.0, np.concatenate([cut, board]), camera)
+    assert frame.valid and 0 < len(frame.occluders) < len(cut)
+    as_nodes = fast.estimate(frame.legs, yaw=yaw, camera_origin=camera, occluders=frame.occluders)
+    assert as_nodes.valid and {"right_ankle", "right_foot"} <= set(as_nodes.quality_terms["hidden_joints"])
+    assert not fast.estimate(frame.legs, yaw=yaw, camera_origin=camera).valid
     assert mpjpe_mm(behind_board.joints, truth) < MPJPE_BOUND_MM
 
 

@@ -27,7 +27,8 @@ from posesdf_ros.ros.markers import joints_to_pose_array, pose_array_to_joints
 def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
     for msg_type, topic in ((PoseArray, "/synthetic_camera/ground_truth/joints"), (PoseArray, "/estimator/joints"),
                             (MarkerArray, "/estimator/markers"), (Image, "/estimator/overlay"),
-                            (PointCloud2, "/canonicaliser/canonical_points"), (DiagnosticArray, "/diagnostics"),
+                            (PointCloud2, "/canonicaliser/canonical_points"), (PointCloud2, "/canonicaliser/occluders"),
+                            (DiagnosticArray, "/diagnostics"),
                             (DiagnosticArray, "/estimator/quality")):
         graph.listen(msg_type, topic)
     graph.add(make_nodes(["synthetic_camera", "canonicaliser", "estimator"], context=graph.context, overrides={
@@ -50,6 +51,11 @@ def test_pipeline_over_dds_estimates_joints_near_ground_truth(graph):
         assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1.0) < 1e-6
         errors.append(np.linalg.norm(pose_array_to_joints(msg) - truth[key], axis=1).mean() * 1e3)
     assert np.mean(errors) < 60.0, f"MPJPE {np.mean(errors):.1f} mm over {len(errors)} frames"
+    # Each fitted frame came with the scene's points that may hide a foot, published before its legs.
+    occluders = {(m.header.stamp.sec, m.header.stamp.nanosec): m.header.frame_id
+                 for m in r["/canonicaliser/occluders"]}
+    assert all(occluders.get(key) == "base_link" for key in
+               ((m.header.stamp.sec, m.header.stamp.nanosec) for m in r["/estimator/joints"]))
     # The canonicaliser reports its stages' times, as the estimator does.
     timed = [status_values(s) for s in statuses(r, "canonicaliser") if "time_total_ms" in status_values(s)]
     assert timed and all(float(v["time_segmentation_ms"]) > 0 and float(v["time_rotnet_ms"]) > 0 for v in timed)

@@ -17,6 +17,7 @@ import numpy as np
 from ..data.scene import VIEWS
 from ..geometry import yaw_matrix
 from ..perception.segment import SegmentationConfig, SegmentationResult, segment_legs
+from .quality import foot_occluders
 
 #: How far (m) the shape's centre lies beyond the observed side's centre, away from the camera.
 VISIBLE_SIDE_OFFSET_M = 0.03
@@ -101,6 +102,8 @@ class TrackedFrame:
     segmentation: SegmentationResult | None = None
     yaw: float = float("nan")                    # heading (rad): the subject's +x in the input frame
     timings: dict[str, float] = field(default_factory=dict)   # seconds: segmentation (and its leg_classifier), rotnet
+    # (K, 3) the scene's points besides the legs that may hide a foot (quality.foot_occluders); None without a sensor
+    occluders: np.ndarray | None = None
 
     @property
     def valid(self) -> bool:
@@ -161,16 +164,17 @@ class PersonTracker:
         if not seg.valid:
             return TrackedFrame(f"no person: {seg.reason}", segmentation=seg)
         legs = points[seg.indices]
+        occluders = None if sensor_origin is None else foot_occluders(points, seg.indices, np.asarray(sensor_origin))
         self.previous_centre, self.last_seen = seg.centre, stamp
         timings = {"segmentation": seg.timings.get("total", 0.0)} | (
             {"leg_classifier": seg.timings["leg_classifier"]} if "leg_classifier" in seg.timings else {})
         if self.yaw_estimator is None:
             yaw = heading_assuming_canonical_view(legs, None if sensor_origin is None else sensor_origin[:2])
-            return TrackedFrame("", legs, seg, yaw, timings)
+            return TrackedFrame("", legs, seg, yaw, timings, occluders)
         t = time.perf_counter()
         try:
             yaw, _ = self.yaw_estimator.predict(points[seg.heading_indices])
         except ValueError as err:
             return TrackedFrame(f"RotNet rejected the legs: {err}", legs, seg, timings=timings)
         timings["rotnet"] = time.perf_counter() - t
-        return TrackedFrame("", legs, seg, self.headings.update(yaw, stamp)[0], timings)
+        return TrackedFrame("", legs, seg, self.headings.update(yaw, stamp)[0], timings, occluders)

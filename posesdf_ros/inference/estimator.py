@@ -45,7 +45,7 @@ from .latent import LatentFit, fit_each, fit_objective, optimise_latent, screen_
 from .meshing import extract_mesh
 from .nvf import DEFAULT_PROBES, VoteDecoding, nvf_joints
 from .pretrained import load_encoder, load_nvf, load_posesdf
-from .quality import QualityConfig, assess_fit
+from .quality import QualityConfig, assess_fit, foot_occluders
 
 MIN_POINTS = 50
 #: How `EstimateResult.reason` begins when segmentation found no person, and when the fit check rejected the fit.
@@ -199,6 +199,9 @@ class EstimateResult:
     headings_tried: int = 1                      # 2 when a cold fit also tried the heading turned round
     # (9,) metres: how far an ensemble's members' joints lie from its joints, on average (Profile.members > 1)
     joint_spread: np.ndarray | None = None
+    # (K, 3) the scene's points besides the legs that may hide a foot (quality.foot_occluders), input frame: found
+    # in a segmented scene or given with a leg cloud; None without a camera_origin or for a leg cloud alone
+    occluders: np.ndarray | None = None
 
     def to_fit_frame(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) input frame -> the refined normalised frame the code was fitted in (where
@@ -356,7 +359,7 @@ class GaitPoseEstimator:
 
     def estimate(self, points: np.ndarray, yaw: float | None = None, camera_origin: np.ndarray | None = None,
                  track: bool = False, mesh: bool = False, segment: bool | None = None,
-                 check_heading: bool | None = None) -> EstimateResult:
+                 check_heading: bool | None = None, occluders: np.ndarray | None = None) -> EstimateResult:
         """Estimate the nine joints (and optionally the lower-limb mesh) of a person.
 
         points: (N, 3) gravity-aligned, z-up, metres, floor at z = 0: a whole
@@ -371,6 +374,9 @@ class GaitPoseEstimator:
         check_heading: cold fits also try the opposite heading and keep the one
             the shape fits better (RotNet's rare front/back confusions); None:
             only when the heading comes from RotNet here.
+        occluders: (K, 3) with a leg cloud, the scene's other points that may hide
+            a foot from the camera (`inference.quality.foot_occluders`, the
+            canonicaliser's `~/occluders`); a segmented scene's are found here.
 
         Every fit is scored (`quality`, `joint_confidence`: inference/quality).
         One scoring under `quality.retry_below` is fitted again: if it was
@@ -380,13 +386,18 @@ class GaitPoseEstimator:
         under `quality.reject_below` is returned with valid=False and the reason.
         """
         t0 = time.perf_counter()
-        res = self._estimate(points, yaw, camera_origin, track, mesh, segment, check_heading)
+        if occluders is not None:
+            occluders = np.asarray(occluders, dtype=np.float64)
+            if occluders.ndim != 2 or occluders.shape[-1] != 3:
+                return EstimateResult(False, f"occluders must be (K, 3), got shape {occluders.shape}")
+            occluders = occluders[np.isfinite(occluders).all(axis=1)]
+        res = self._estimate(points, yaw, camera_origin, track, mesh, segment, check_heading, occluders)
         q = self.quality
         if res.valid and res.quality < q.retry_below and self.profile.fallback_iterations:
             t = time.perf_counter()
             # Both headings again when they were checked: the optimised fits tell them apart better.
             alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,
-                                             res.headings_tried == 2, points)
+                                             res.headings_tried == 2, res.occluders)
             if alt.valid and alt.quality >= q.retry_below:
                 # Its heading was given as res.yaw; "_turned" if it turned that round (again).
                 turned = alt.yaw_source.endswith("_turned")
@@ -397,12 +408,13 @@ class GaitPoseEstimator:
         elif res.valid and res.quality < q.retry_below and res.headings_tried == 1:
             t = time.perf_counter()
             if res.warm_start:     # a warm start gone wrong: a cold fit from both headings, kept if it scores better
-                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True, points)
+                alt = self._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True, res.occluders)
                 better = alt.valid and alt.quality > res.quality
             else:
                 # The heading check the first fit did not make: the other heading, kept if the shape fits it
                 # better (the check's own rule; from a lateral view the score alone cannot tell front from back).
-                alt = self._estimate(res.legs, res.yaw + np.pi, camera_origin, False, mesh, False, False, points)
+                alt = self._estimate(res.legs, res.yaw + np.pi, camera_origin, False, mesh, False, False,
+                                     res.occluders)
                 alt.yaw_source = f"{res.yaw_source}_turned"
                 better = alt.valid and alt.fit.loss < res.fit.loss
             if better:
@@ -424,10 +436,8 @@ class GaitPoseEstimator:
 
     def _estimate(self, points: np.ndarray, yaw: float | None, camera_origin: np.ndarray | None, track: bool,
                   mesh: bool, segment: bool | None, check_heading: bool | None,
-                  scene: np.ndarray | None = None) -> EstimateResult:
-        """One fit, as `estimate` describes, scored but not judged; scene (K, 3): the cloud a leg cloud
-        came from (as given to `estimate`: its non-finite rows hide nothing), whose points may hide a joint
-        from the camera (`points` itself when it is a scene; None: the leg points alone)."""
+                  occluders: np.ndarray | None = None) -> EstimateResult:
+        """One fit, as `estimate` describes, scored but not judged."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         pts, reason = finite_points(points, camera_origin)
@@ -440,7 +450,9 @@ class GaitPoseEstimator:
             timings["segmentation"] = seg.timings.get("total", 0.0)
             if not seg.valid:
                 return EstimateResult(False, f"{NO_PERSON}: {seg.reason}", timings=timings)
-            scene, pts, heading_pts = pts, pts[seg.indices], pts[seg.heading_indices]
+            if camera_origin is not None:
+                occluders = foot_occluders(pts, seg.indices, np.asarray(camera_origin, float), self.quality)
+            pts, heading_pts = pts[seg.indices], pts[seg.heading_indices]
             if track:
                 self._previous_centre = seg.centre
             if len(pts) < MIN_POINTS:
@@ -595,7 +607,7 @@ class GaitPoseEstimator:
         heading_margin = None if heading_losses is None else heading_losses[1 - chosen] / heading_losses[chosen]
         spread = off_mean.mean(0) if p.members > 1 else None
         quality = assess_fit(joints, pts, sdf.cpu().numpy() * metres_per_unit, self.quality, camera_origin,
-                             heading_margin, spread, scene)
+                             heading_margin, spread, occluders)
         timings["quality"] = time.perf_counter() - t
 
         mesh_out = None
@@ -607,7 +619,7 @@ class GaitPoseEstimator:
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
                               quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
-                              1 if warm else len(views), spread)
+                              1 if warm else len(views), spread, occluders)
 
     def _fallback(self) -> "GaitPoseEstimator":
         """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""

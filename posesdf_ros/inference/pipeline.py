@@ -46,14 +46,16 @@ class EstimatorStep:
         self.estimator, self.settings = estimator, settings
         self.last_stamp = -np.inf
 
-    def run(self, stamp: float, legs: np.ndarray, yaw: float, camera_origin: np.ndarray | None):
-        """One frame's leg points (M, 3, gravity frame) and heading -> `EstimateResult`."""
+    def run(self, stamp: float, legs: np.ndarray, yaw: float, camera_origin: np.ndarray | None,
+            occluders: np.ndarray | None = None):
+        """One frame's leg points (M, 3, gravity frame), heading and the scene's points that may hide a foot
+        (K, 3, the canonicaliser's `occluders`, or None) -> `EstimateResult`."""
         s = self.settings
         if not 0.0 <= stamp - self.last_stamp <= s.track_reset_s:
             self.estimator.reset()
         self.last_stamp = stamp
         return self.estimator.estimate(legs, yaw=yaw, camera_origin=camera_origin, track=s.track,
-                                       segment=False, check_heading=s.check_heading)
+                                       segment=False, check_heading=s.check_heading, occluders=occluders)
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ class NodePipeline:
         frame = self.tracker.update(stamp, points, camera_origin)      # the canonicaliser
         if not frame.valid:
             return self._filtered(stamp, None, frame.reason, t0)
-        res = self.estimator.run(stamp, frame.legs, frame.yaw, camera_origin)
+        res = self.estimator.run(stamp, frame.legs, frame.yaw, camera_origin, frame.occluders)
         return self._filtered(stamp, res.joints if res.valid else None, res.reason, t0)
 
     def _filtered(self, stamp: float, joints: np.ndarray | None, reason: str, t0: float) -> StepResult:

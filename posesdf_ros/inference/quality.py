@@ -128,18 +128,41 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
     return in_front.sum(0) >= config.hidden_min_points
 
 
+def foot_occluders(scene: np.ndarray, leg_indices: np.ndarray, camera_origin: np.ndarray,
+                   config: QualityConfig = QualityConfig(), reach_m: float = 0.5) -> np.ndarray:
+    """(K, 3): the points of a segmented scene (N, 3) besides its legs (`leg_indices`) and its floor that
+    could hide a foot or ankle of a fit to the legs from a camera at `camera_origin` (3,) (the
+    `scene_hidden_joints`): those in the box around the last `hidden_max_depth_m` of the lines of sight to
+    the legs' lowest 0.35 m, widened by `reach_m` (how far an unsupported foot may lie from the points).
+    What the canonicaliser hands the estimator (`~/occluders`), a few thousand points of a whole scene."""
+    legs = scene[leg_indices]
+    low = legs[legs[:, 2] <= 0.35] if (legs[:, 2] <= 0.35).any() else legs
+    lo = low.min(0) - [reach_m, reach_m, 0.0]
+    hi = low.max(0) + [reach_m, reach_m, 0.25]
+    corners = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
+    rel = corners - camera_origin
+    ranges = np.linalg.norm(rel, axis=1)
+    starts = camera_origin + rel * np.clip(1.0 - config.hidden_max_depth_m / ranges, 0.0, 1.0)[:, None]
+    box_lo = np.minimum(starts.min(0), lo) - config.hidden_radius_m
+    box_hi = np.maximum(starts.max(0), hi) + config.hidden_radius_m
+    # The floor lies below every line of sight to a foot farther than hidden_min_depth_m: it hides none.
+    keep = ((scene >= box_lo) & (scene <= box_hi)).all(1) & (scene[:, 2] > 0.03)
+    keep[leg_indices] = False
+    return scene[keep]
+
+
 def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.ndarray,
                config: QualityConfig = QualityConfig(), camera_origin: np.ndarray | None = None,
                heading_margin: float | None = None, joint_spread: np.ndarray | None = None,
-               scene: np.ndarray | None = None) -> FitQuality:
+               occluders: np.ndarray | None = None) -> FitQuality:
     """joints (9, 3) and all the observed leg points (N, 3) in the gravity frame (floor at z = 0);
     surface_residual_m (M,) the |SDF| under the fit of the points it was fitted to, metres;
     camera_origin (3,) the camera's position there, which excuses hidden joints from `support`
     (None: every joint must be supported); heading_margin the other heading's fit loss over the
     kept heading's (None: only one heading was fitted); joint_spread (9,) metres, an ensemble's
-    members' mean distance from its joints (None: one fit); scene (K, 3) the whole cloud the legs were
-    segmented from, whose points may hide a foot and its ankle too (`scene_hidden_joints`, a box in front
-    of them; non-finite rows and rows at the camera hide nothing; None: the leg points alone)."""
+    members' mean distance from its joints (None: one fit); occluders (K, 3) the scene's points besides
+    the legs near their lines of sight (`foot_occluders`), which may hide a foot and its ankle too
+    (`scene_hidden_joints`: a box in front of them; None: the leg points alone hide joints)."""
     joints, observed = np.asarray(joints, float), np.asarray(observed, float)
     nearest = np.sqrt(((joints[:, None, :] - observed[None, :, :]) ** 2).sum(-1).min(1))
     supported = _ramp(nearest, config.support_ok_m, config.support_bad_m)
@@ -147,8 +170,8 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     if camera_origin is not None and supported.min() < 1.0:
         camera_origin = np.asarray(camera_origin, float)
         hidden = hidden_joints(joints, observed, camera_origin, config) & (supported < 1.0)
-        if scene is not None:
-            by_scene = hidden_joints(joints, np.asarray(scene), camera_origin, config) & (supported < 1.0) & ~hidden
+        if occluders is not None and len(occluders):
+            by_scene = hidden_joints(joints, np.asarray(occluders), camera_origin, config) & (supported < 1.0) & ~hidden
             eligible = np.isin(JOINT_NAMES, config.scene_hidden_joints)
             if not (by_scene & ~eligible).any() and by_scene.sum() <= config.scene_hidden_max:
                 hidden |= by_scene

@@ -29,7 +29,8 @@ DEFAULT_NODES = ("synthetic_camera", "canonicaliser", "estimator", "pose_prior")
 
 #: node -> remappings that connect the pipeline (the launch files use the same).
 PIPELINE_REMAPS: dict[str, dict[str, str]] = {
-    "estimator": {"legs": "/canonicaliser/legs", "person": "/canonicaliser/person"},
+    "estimator": {"legs": "/canonicaliser/legs", "person": "/canonicaliser/person",
+                  "occluders": "/canonicaliser/occluders"},
     "pose_prior": {"joints": "/estimator/joints"},
 }
 #: With the synthetic camera in the process, its topics feed the pipeline.

@@ -9,6 +9,9 @@ gravity frame, segment the target person's lower limbs
 points picked by LegSegNet unless `leg_classifier` is false), and predict
 the heading with RotNet. Publishes, all with the input's stamp:
 - `~/legs` (PointCloud2, gravity frame): the lower-limb points;
+- `~/occluders` (PointCloud2, gravity frame): the scene's other points
+  that may hide a foot from the camera (`inference.quality.foot_occluders`:
+  a box in front of a foot excuses it from the estimator's fit check);
 - `~/person` (geometry_msgs/PoseArray, gravity frame): pose 0 is the
   person's heading frame (on the floor below the legs, x along the heading),
   pose 1 the camera's optical frame (for free-space samples and the overlay);
@@ -18,7 +21,8 @@ the heading with RotNet. Publishes, all with the input's stamp:
   (the heading frame) and, while the camera pose comes from the camera_*
   parameters, `gravity_frame` -> the cloud's frame (so RViz can place the
   camera's own cloud). `~/person` stays for the estimator and without tf2.
-The estimator pairs `legs` and `person` by stamp.
+The estimator pairs `legs` and `person` by stamp, with `occluders` when they arrive first (they are
+published first).
 """
 from __future__ import annotations
 
@@ -53,6 +57,8 @@ class CanonicaliserNode(ManagedNode):
         yaw_estimator, self.yaw_note = self._load_rotnet() if p.yaw_source == "rotnet" else (None, "assume_v1")
         qos = self.qos_overrides()
         self.pub_legs = self.create_lifecycle_publisher(PointCloud2, "~/legs", 5, qos_overriding_options=qos)
+        self.pub_occluders = self.create_lifecycle_publisher(PointCloud2, "~/occluders", 5,
+                                                             qos_overriding_options=qos)
         self.pub_person = self.create_lifecycle_publisher(PoseArray, "~/person", 5, qos_overriding_options=qos)
         self.pub_canonical = self.create_lifecycle_publisher(PointCloud2, "~/canonical_points", 5,
                                                              qos_overriding_options=qos)
@@ -118,6 +124,7 @@ class CanonicaliserNode(ManagedNode):
         legs, centre, yaw = frame.legs, frame.segmentation.centre, frame.yaw
         header = Header(stamp=msg.header.stamp, frame_id=self.p.gravity_frame)
         person = PoseArray(header=header, poses=[heading_pose(centre, yaw), matrix_to_pose(T)])
+        self.pub_occluders.publish(xyz_to_cloud(frame.occluders.astype(np.float32), header))
         self.pub_person.publish(person)
         if self.tf_broadcaster is not None:
             transforms = [pose_to_transform(person.poses[0], header, self.p.canonical_frame)]

@@ -1,7 +1,10 @@
 """`estimator`: the canonicaliser's legs in, the nine joints, markers and mesh out.
 
 Subscribes `legs` (PointCloud2) and `person` (PoseArray), both from the
-canonicaliser and paired by stamp, plus `image` and `camera_info` for the
+canonicaliser and paired by stamp; `occluders` (PointCloud2, the scene's
+points that may hide a foot: a box in front of a foot excuses it from the
+fit check, docs/quality.md), taken with the pair of the same stamp when it
+came first, as the canonicaliser publishes it; plus `image` and `camera_info` for the
 overlay (RGB matched to the depth frame by the nearest stamp within
 `image_sync_tolerance_s`). Runs PoseSDF latent optimisation, warm-started
 from the previous frame while the track lasts. Publishes, with the input's
@@ -67,17 +70,18 @@ def quality_status(res, config) -> DiagnosticStatus:
 
 
 class StampPairer:
-    """Pairs two topics' messages by identical header stamps (what the canonicaliser publishes)."""
+    """Pairs the `required` topics' messages by identical header stamps (what the canonicaliser publishes),
+    with any other kind that came with the same stamp before the pair was complete."""
 
-    def __init__(self, depth: int = 8):
+    def __init__(self, required: tuple[str, ...] = ("legs", "person"), depth: int = 8):
         self.pending: OrderedDict[tuple[int, int], dict] = OrderedDict()
-        self.depth = depth
+        self.required, self.depth = required, depth
 
     def add(self, kind: str, msg) -> dict | None:
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         entry = self.pending.setdefault(key, {})
         entry[kind] = msg
-        if len(entry) == 2:
+        if all(k in entry for k in self.required):
             return self.pending.pop(key)
         while len(self.pending) > self.depth:
             self.pending.popitem(last=False)
@@ -119,6 +123,7 @@ class EstimatorNode(ManagedNode):
                                                            qos_overriding_options=qos)
         self.last_quality = float("nan")
         self.subscribe(PointCloud2, "legs", lambda m: self._on_part("legs", m))
+        self.subscribe(PointCloud2, "occluders", lambda m: self._on_part("occluders", m))
         self.subscribe(PoseArray, "person", lambda m: self._on_part("person", m))
         # Serialized: only the images that get an overlay are converted.
         self.subscribe(Image, "image", self._on_image, raw=True)
@@ -178,16 +183,34 @@ class EstimatorNode(ManagedNode):
             raise DroppedFrame("implausible", "the legs cloud lies far from the person's heading pose")
         return points, camera
 
+    def _read_occluders(self, msg: PointCloud2 | None) -> np.ndarray | None:
+        """The scene's points that may hide a foot (the canonicaliser's `occluders`), or None: without them
+        only the leg points hide a joint. A malformed cloud is warned about and left out, not the frame."""
+        if msg is None:
+            return None
+        try:
+            points = cloud_to_xyz(msg)
+        except ValueError as err:
+            self.warn("bad_occluders", f"cannot read the occluders cloud, fitting without it: {err}")
+            return None
+        points = points[np.isfinite(points).all(axis=1)]
+        if len(points) and float(np.abs(points).max()) > self.p.max_coordinate_m:
+            self.warn("bad_occluders", f"an occluder point lies beyond max_coordinate_m "
+                                       f"{self.p.max_coordinate_m}; fitting without the occluders")
+            return None
+        return points
+
     def process(self, pair: dict) -> None:
         legs, person = pair["legs"], pair["person"]
         points, camera = self._read_pair(legs, person)
+        occluders = self._read_occluders(pair.get("occluders"))
         stamp = stamp_seconds(legs.header.stamp)
         if self.p.overlay:
             self.overlays.start(stamp)
         if stamp < self.last_mesh:          # the stream restarted
             self.last_mesh = -np.inf
         want_mesh = self.p.mesh_rate_hz > 0 and stamp - self.last_mesh >= 1.0 / self.p.mesh_rate_hz
-        res = self.step.run(stamp, points, yaw_of(person.poses[0]), camera[:3, 3])
+        res = self.step.run(stamp, points, yaw_of(person.poses[0]), camera[:3, 3], occluders)
         self.stats.add_stage_times(res.timings)
         if not res.valid:
             raise DroppedFrame("invalid", f"no estimate: {res.reason}")

@@ -76,7 +76,7 @@ def _pipeline(settings: PipelineSettings, source: FrameSource, camera: dict, ima
     # Reliable input (REP 2003 overrides): best-effort DDS loses large clouds even on one machine, and a
     # replay should only lose the frames the nodes skip.
     reliable = {f"qos_overrides.{topic}.subscription.reliability": "reliable"
-                for topic in (source.points_topic, PIPELINE_LEGS, "/canonicaliser/person")}
+                for topic in (source.points_topic, PIPELINE_LEGS, "/canonicaliser/person", "/canonicaliser/occluders")}
     # Values go through `--set` as YAML scalars: a frame name is quoted so that it stays a string.
     pose = {k: f"{v:.6f}" if isinstance(v, float) else json.dumps(v) for k, v in camera.items()}
     nodes = {"canonicaliser": (common | reliable | pose | {"yaw_source": settings.yaw_source},

@@ -133,12 +133,12 @@ def foot_occluders(scene: np.ndarray, leg_indices: np.ndarray, camera_origin: np
     """(K, 3): the points of a segmented scene (N, 3) besides its legs (`leg_indices`) and its floor that
     could hide a foot or ankle of a fit to the legs from a camera at `camera_origin` (3,) (the
     `scene_hidden_joints`): those in the box around the last `hidden_max_depth_m` of the lines of sight to
-    the legs' lowest 0.35 m, widened by `reach_m` (how far an unsupported foot may lie from the points).
-    What the canonicaliser hands the estimator (`~/occluders`), a few thousand points of a whole scene."""
+    the 0.6 m above the floor under the legs, widened by `reach_m` (how far an unsupported foot may lie
+    from the points: a leg whose shank is hidden too). What the canonicaliser hands the estimator
+    (`~/occluders`), some thousands of a whole scene's points."""
     legs = scene[leg_indices]
-    low = legs[legs[:, 2] <= 0.35] if (legs[:, 2] <= 0.35).any() else legs
-    lo = low.min(0) - [reach_m, reach_m, 0.0]
-    hi = low.max(0) + [reach_m, reach_m, 0.25]
+    lo = np.append(legs[:, :2].min(0) - reach_m, 0.0)
+    hi = np.append(legs[:, :2].max(0) + reach_m, 0.6)
     corners = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
     rel = corners - camera_origin
     ranges = np.linalg.norm(rel, axis=1)

@@ -101,7 +101,8 @@ class TrackedFrame:
     legs: np.ndarray | None = None               # (M, 3) leg points, the input's frame
     segmentation: SegmentationResult | None = None
     yaw: float = float("nan")                    # heading (rad): the subject's +x in the input frame
-    timings: dict[str, float] = field(default_factory=dict)   # seconds: segmentation (and its leg_classifier), rotnet
+    # seconds: segmentation (and its leg_classifier), occluders, rotnet
+    timings: dict[str, float] = field(default_factory=dict)
     # (K, 3) the scene's points besides the legs that may hide a foot (quality.foot_occluders); None without a sensor
     occluders: np.ndarray | None = None
 
@@ -164,10 +165,14 @@ class PersonTracker:
         if not seg.valid:
             return TrackedFrame(f"no person: {seg.reason}", segmentation=seg)
         legs = points[seg.indices]
-        occluders = None if sensor_origin is None else foot_occluders(points, seg.indices, np.asarray(sensor_origin))
         self.previous_centre, self.last_seen = seg.centre, stamp
         timings = {"segmentation": seg.timings.get("total", 0.0)} | (
             {"leg_classifier": seg.timings["leg_classifier"]} if "leg_classifier" in seg.timings else {})
+        occluders = None
+        if sensor_origin is not None:
+            t = time.perf_counter()
+            occluders = foot_occluders(points, seg.indices, np.asarray(sensor_origin))
+            timings["occluders"] = time.perf_counter() - t
         if self.yaw_estimator is None:
             yaw = heading_assuming_canonical_view(legs, None if sensor_origin is None else sensor_origin[:2])
             return TrackedFrame("", legs, seg, yaw, timings, occluders)

@@ -70,18 +70,20 @@ def quality_status(res, config) -> DiagnosticStatus:
 
 
 class StampPairer:
-    """Pairs the `required` topics' messages by identical header stamps (what the canonicaliser publishes),
-    with any other kind that came with the same stamp before the pair was complete."""
+    """Pairs the legs' and the person's messages by identical header stamps (what the canonicaliser
+    publishes), with any other kind (its occluders) that came with the same stamp before the pair was complete."""
 
-    def __init__(self, required: tuple[str, ...] = ("legs", "person"), depth: int = 8):
+    REQUIRED = ("legs", "person")
+
+    def __init__(self, depth: int = 8):
         self.pending: OrderedDict[tuple[int, int], dict] = OrderedDict()
-        self.required, self.depth = required, depth
+        self.depth = depth
 
     def add(self, kind: str, msg) -> dict | None:
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         entry = self.pending.setdefault(key, {})
         entry[kind] = msg
-        if all(k in entry for k in self.required):
+        if all(k in entry for k in self.REQUIRED):
             return self.pending.pop(key)
         while len(self.pending) > self.depth:
             self.pending.popitem(last=False)

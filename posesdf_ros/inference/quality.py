@@ -105,6 +105,16 @@ def bone_lengths(joints: np.ndarray) -> dict[str, float]:
     return {name: float(lengths[i]) for name, i in _CHECKED_BONES.items()} | {"hip_width": float(np.linalg.norm(hips))}
 
 
+def _sight_box(targets: np.ndarray, camera_origin: np.ndarray, config: QualityConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) (3,) of the box around the last `hidden_max_depth_m` of the lines of sight from `camera_origin`
+    to the targets (T, 3), widened by `hidden_radius_m` (the sight cone's radius): where a point can hide one."""
+    rel = targets - camera_origin
+    starts = camera_origin + rel * np.clip(1.0 - config.hidden_max_depth_m / np.linalg.norm(rel, axis=1), 0.0,
+                                           1.0)[:, None]
+    return (np.minimum(starts, targets).min(0) - config.hidden_radius_m,
+            np.maximum(starts, targets).max(0) + config.hidden_radius_m)
+
+
 def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.ndarray,
                   config: QualityConfig = QualityConfig()) -> np.ndarray:
     """(J,) bool: which of the joints (J, 3) the observed points (N, 3) hide from a camera at
@@ -114,9 +124,7 @@ def hidden_joints(joints: np.ndarray, observed: np.ndarray, camera_origin: np.nd
     joint_ranges = np.linalg.norm(joint_rel, axis=1)
     # First the box around the stretches of the lines of sight that count (a whole scene, a million points,
     # lies mostly elsewhere; NaN rows fall out here too).
-    starts = camera_origin + joint_rel * np.clip(1.0 - config.hidden_max_depth_m / joint_ranges, 0.0, 1.0)[:, None]
-    lo = np.minimum(starts, joints).min(0) - config.hidden_radius_m
-    hi = np.maximum(starts, joints).max(0) + config.hidden_radius_m
+    lo, hi = _sight_box(joints, camera_origin, config)
     rel = np.asarray(observed[((observed >= lo) & (observed <= hi)).all(1)], float) - camera_origin
     ranges = np.linalg.norm(rel, axis=1)
     # None within 5 cm of the camera: a depth camera's invalid zero depths, at the camera.
@@ -139,12 +147,8 @@ def foot_occluders(scene: np.ndarray, leg_indices: np.ndarray, camera_origin: np
     legs = scene[leg_indices]
     lo = np.append(legs[:, :2].min(0) - reach_m, 0.0)
     hi = np.append(legs[:, :2].max(0) + reach_m, 0.6)
-    corners = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
-    rel = corners - camera_origin
-    ranges = np.linalg.norm(rel, axis=1)
-    starts = camera_origin + rel * np.clip(1.0 - config.hidden_max_depth_m / ranges, 0.0, 1.0)[:, None]
-    box_lo = np.minimum(starts.min(0), lo) - config.hidden_radius_m
-    box_hi = np.maximum(starts.max(0), hi) + config.hidden_radius_m
+    box_lo, box_hi = _sight_box(np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3),
+                                camera_origin, config)
     # The floor lies below every line of sight to a foot farther than hidden_min_depth_m: it hides none.
     keep = ((scene >= box_lo) & (scene <= box_hi)).all(1) & (scene[:, 2] > 0.03)
     keep[leg_indices] = False

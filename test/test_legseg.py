@@ -103,10 +103,11 @@ def test_the_same_window_gives_the_same_labels(scenes, classifier):
 
 
 def test_eval_seg_reports_the_classifier_and_the_rule_based_crop(test_build, tmp_path):
-    import json
     import subprocess
     import sys
     from pathlib import Path
+
+    import posesdf_ros
 
     posesdf = str(Path(sys.executable).parent / "posesdf")
     for choice in ("legseg", "none"):
@@ -122,6 +123,8 @@ def test_eval_seg_reports_the_classifier_and_the_rule_based_crop(test_build, tmp
         # The shipped LegSegNet was trained on both engines' scenes (posesdf_ros/weights/README.md).
         assert s["data_profile"] == "paper" and (choice == "none" or s["classifier"]["data_profile"] == "mixed")
         assert choice == "none" or s["classifier"]["scenes"] == 4060
+        shipped = json.loads((Path(posesdf_ros.__file__).parent / "weights" / "legseg.json").read_text())
+        assert choice == "none" or s["classifier"]["threshold"] == shipped["threshold"]
 
 
 def test_results_page_names_the_classifier_s_scenes_and_the_build():
@@ -139,6 +142,8 @@ def test_results_page_names_the_classifier_s_scenes_and_the_build():
     mixed = {"classifier": {"points": 1024, "epochs_done": 40, "epochs_planned": 40, "data_profile": "mixed",
                             "scenes": 4060}, "data_split": "test"}
     assert _segmentation_method(mixed) == "LegSegNet, 1024 points (40/40 epochs, 4,060 mixed scenes)"
+    mixed["classifier"]["threshold"] = 0.5
+    assert _segmentation_method(mixed) == "LegSegNet, 1024 points (40/40 epochs, 4,060 mixed scenes, threshold 0.5)"
 
 
 def test_threshold_sweep_trades_recall_for_precision(test_build, classifier, tmp_path):
@@ -151,6 +156,69 @@ def test_threshold_sweep_trades_recall_for_precision(test_build, classifier, tmp
     assert precision[2] > precision[0]
     with pytest.raises(SystemExit, match="split val"):
         tune_threshold(tmp_path, test_build, progress=False)
+
+
+def test_the_threshold_mislabels_the_fewest_points():
+    """Of 100 leg points, keeping 90 with 85 right mislabels 5 + 15: 0.20 a leg point. The pick is the sweep's
+    fewest mislabelled, not its best min(precision, recall), and the lower threshold among equals."""
+    from posesdf_ros.training.legseg_trainer import best_threshold, mislabelled
+
+    assert mislabelled(85 / 90, 0.85) == pytest.approx(0.20)
+    sweep = [{"threshold": 0.3, "precision": 0.90, "recall": 0.95},    # 0.1556 mislabelled, min 0.90
+             {"threshold": 0.5, "precision": 0.97, "recall": 0.93},    # 0.0988, min 0.93
+             {"threshold": 0.7, "precision": 0.99, "recall": 0.85}]    # 0.1586, min 0.85
+    assert best_threshold(sweep)["threshold"] == 0.5
+    assert max(sweep, key=lambda r: min(r["precision"], r["recall"]))["threshold"] == 0.5
+    sweep[0]["recall"] = 0.94                                         # min(P, R) would now take 0.3 ...
+    sweep[1] |= {"precision": 0.98, "recall": 0.89}
+    assert max(sweep, key=lambda r: min(r["precision"], r["recall"]))["threshold"] == 0.3
+    assert best_threshold(sweep)["threshold"] == 0.5                   # ... 0.1644 against 0.1282
+    assert best_threshold([dict(sweep[1], threshold=0.6), sweep[1]])["threshold"] == 0.5
+
+
+def test_the_shipped_thresholds_are_the_rule_s_picks_from_their_own_sweeps():
+    import json
+    from pathlib import Path
+
+    import posesdf_ros
+    from posesdf_ros.training.legseg_trainer import best_threshold
+
+    for name in ("legseg", "legseg_fast"):
+        meta = json.loads((Path(posesdf_ros.__file__).parent / "weights" / f"{name}.json").read_text())
+        assert meta["threshold"] == best_threshold(meta["threshold_sweep"])["threshold"], name
+        assert meta["threshold_data"]["split"] == "val"
+
+
+def test_tune_only_picks_the_threshold_of_a_run_without_training(tmp_path, body_model):
+    """`posesdf train legseg --tune-only` on a val build rewrites the run's threshold and sweep, and leaves its
+    weights as they were (no checkpoint, no training)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import posesdf_ros
+    from posesdf_ros.cli import main
+    from posesdf_ros.data.dataset import build_dataset
+    from posesdf_ros.training.legseg_trainer import THRESHOLDS, best_threshold
+
+    val = tmp_path / "val"
+    build_dataset(val, "val", protocol="CC", limit=1, progress=False, body_model=body_model)
+    run = tmp_path / "run"
+    run.mkdir()
+    shipped = Path(posesdf_ros.__file__).parent / "weights"
+    for f in ("legseg.pt", "legseg.json"):
+        shutil.copy(shipped / f, run / f)
+    meta = json.loads((run / "legseg.json").read_text())
+    (run / "legseg.json").write_text(json.dumps(meta | {"threshold": 0.95, "threshold_sweep": []}))
+    with pytest.raises(SystemExit, match="--tune-on"):
+        main(["train", "legseg", "--out", str(run), "--tune-only", "--quiet"])
+    assert main(["train", "legseg", "--out", str(run), "--tune-on", str(val), "--tune-only", "--quiet"]) == 0
+    tuned = json.loads((run / "legseg.json").read_text())
+    assert [r["threshold"] for r in tuned["threshold_sweep"]] == list(THRESHOLDS)
+    assert tuned["threshold"] == best_threshold(tuned["threshold_sweep"])["threshold"] != 0.95
+    assert tuned["threshold_data"]["folder"] == str(val) and tuned["threshold_data"]["split"] == "val"
+    assert (run / "legseg.pt").read_bytes() == (shipped / "legseg.pt").read_bytes()
+    assert sorted(p.name for p in run.iterdir()) == ["legseg.json", "legseg.pt"]
 
 
 def test_the_fast_classifier_finds_the_legs_of_decimated_scenes(scenes):

@@ -336,7 +336,7 @@ def _eval_segmentation(args: argparse.Namespace) -> int:
                 "classifier": None if classifier is None else {
                     k: classifier.meta.get(k)
                     for k in ("epochs_done", "epochs_planned", "data_seed", "command", "scenes")}
-                | {"points": classifier.model.config.points,
+                | {"points": classifier.model.config.points, "threshold": classifier.threshold,
                    "data_profile": classifier.meta.get("data_profile", "paper")},
                 "git_commit": git_commit()}
     if args.json:

@@ -227,11 +227,14 @@ def _yaw_lines(yaw: dict) -> list[str]:
 def _segmentation_method(seg: dict) -> str:
     c = seg.get("classifier")
     # Runs from before the point count was recorded used the only LegSegNet then, of 1,024 points.
-    # Non-paper classifiers name their scene engine, and their scene count where recorded (two mixed runs differ).
+    # Non-paper classifiers name their scene engine, and their scene count where recorded (two mixed runs differ);
+    # the probability threshold where recorded (one classifier's threshold was retuned).
     scenes = f"{c['scenes']:,} " if c and c.get("scenes") else ""
+    threshold = f", threshold {c['threshold']:g}" if c and c.get("threshold") is not None else ""
     method = "pelvis crop (rules)" if not c else \
         f"LegSegNet, {c.get('points', 1024)} points ({c.get('epochs_done')}/{c.get('epochs_planned')} epochs" + (
-            f", {scenes}{c['data_profile']} scenes)" if c.get("data_profile", "paper") != "paper" else ")")
+            f", {scenes}{c['data_profile']} scenes" if c.get("data_profile", "paper") != "paper" else "") + \
+        f"{threshold})"
     data = data_label(seg)
     where = "" if data == "ours" else ", " + data.removeprefix("ours, ")
     return method + _decimation_phrase(seg.get("decimation", 1)) + where

@@ -134,7 +134,10 @@ def add_parser(subparsers) -> None:
     add_resume_arguments(g, export_only=True)
     g.add_argument("--tune-on", type=Path, default=None,
                    help="a val build (`posesdf data build --split val`): after training, pick the probability "
-                        "threshold with the best min(precision, recall) there and store it in legseg.json")
+                        "threshold that mislabels the fewest points there and store it in legseg.json")
+    g.add_argument("--tune-only", action="store_true",
+                   help="with --tune-on: only pick the threshold of the legseg.pt already in --out (an "
+                        "exported run, or the shipped weights folder), no training")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_train_legseg)
 
@@ -286,6 +289,12 @@ def _train_legseg(args: argparse.Namespace) -> int:
                          ("data_seed", args.data_seed), ("profile", args.profile)):
         if value is not None:
             setattr(config, field, value)
+    if args.tune_only:
+        if args.tune_on is None:
+            raise SystemExit("--tune-only needs --tune-on VAL_BUILD")
+        print(json.dumps({"threshold": tune_threshold(args.out, args.tune_on, progress=not args.quiet)},
+                         indent=1, default=float))
+        return 0
     summary = train_legseg(args.out, config, args.device, resume=not args.no_resume, progress=not args.quiet,
                            max_minutes=args.max_minutes, export_only=args.export_only)
     if args.tune_on is not None:

@@ -73,6 +73,10 @@ cd "$(dirname "$0")/.."
     docs/results/segmentation_shifted_legseg_mixed70.json \
     docs/results/segmentation_pval5_legseg_mixed70.json \
     docs/results/segmentation_val5_legseg_mixed70.json \
+    docs/results/segmentation_test5_legseg_t05.json \
+    docs/results/segmentation_shifted_legseg_t05.json \
+    docs/results/segmentation_pval5_legseg_t05.json \
+    docs/results/segmentation_val5_legseg_t05.json \
   --prior \
     docs/results/prior/prior.json \
   --out "${1:-docs/results.md}"

@@ -214,7 +214,7 @@ def best_threshold(sweep: list[dict]) -> dict:
     Not the best min(precision, recall), which the trainer took before: on the product engine's val scenes
     that sat at the sweep's lowest threshold, buying recall with precision, while a fit pays more for a
     wrong point than for a missing one (a hand kept beside the hip draws the hips; a missing patch leaves
-    the surface less covered): docs/segmentation.md, "Threshold"."""
+    the surface less covered): docs/segmentation.md, "The threshold the fit needs"."""
     return min(sweep, key=lambda r: (round(mislabelled(r["precision"], r["recall"]), 9), r["threshold"]))
 
 

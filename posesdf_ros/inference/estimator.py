@@ -106,6 +106,11 @@ class Profile:
     # Amortised profiles: a fit scoring under the quality's retry_below is optimised from the encoder's
     # start for this many steps, its joints read off the sphere fields, and kept if it scores better.
     fallback_iterations: int = 0
+    # Amortised profiles, cold fits at RotNet's heading: the heading kept (the turned one included) is fitted
+    # again at these offsets (degrees), from the encoder's predictions there, and the fit of the lowest loss
+    # wins. RotNet's heading is typically 3 to 8 deg off, which the fit's similarity cannot turn, and the loss
+    # tells the nearer heading (docs/posesdf.md, "Heading screening"); each offset costs one more fit.
+    yaw_offsets_deg: tuple[float, ...] = ()
     joint_method: str = "votes"     # "votes" or "lsq" (inference.joints) or "head" (the amortised joint head)
     # The quality check's surface residual (ok, bad), metres (QualityConfig's residual_ok_m, residual_bad_m);
     # None keeps QualityConfig's, which were set on optimised fits.
@@ -144,7 +149,7 @@ PROFILES = {
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
                     surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4,
-                    joint_spread_m=(0.010, 0.050), behind_points=128),
+                    joint_spread_m=(0.010, 0.050), behind_points=128, yaw_offsets_deg=(-6.0, 6.0)),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -494,6 +499,22 @@ class GaitPoseEstimator:
         chosen = 0
         heading_losses: list[float] | None = None      # both headings' refined fits' losses, when both were refined
 
+        def refine_members(view: tuple, starts: list[LatentFit], steps: int) -> list[LatentFit]:
+            """Each member's best of its starts (`starts` holds the members' in turn, as many each) refined
+            `steps` steps in `view` (a `_canonical_view`), in one batched descent."""
+            _, obs_n, free_n, behind_n = view
+            per_member = len(starts) // p.members
+            refined = fit_each(
+                self.model, obs_n.repeat_interleave(per_member, 0), torch.stack([f.z for f in starts]),
+                free_points=None if free_n is None else free_n.repeat_interleave(per_member, 0),
+                behind_points=None if behind_n is None else behind_n.repeat_interleave(per_member, 0),
+                shifts=torch.stack([f.shift for f in starts]),
+                log_scales=torch.stack([f.log_scale for f in starts]), iterations=steps, lr=p.lr,
+                refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
+                behind_weight=p.behind_weight)
+            return [min(refined[k * per_member:(k + 1) * per_member], key=lambda f: f.loss)
+                    for k in range(p.members)]
+
         def amortised_fit(previous: LatentFit | None) -> list[LatentFit]:
             """Each member's encoder fit at the heading whose predictions fit best, refined; with
             `previous`, that frame's code (at the member's predicted similarity) refined beside it, the
@@ -512,20 +533,9 @@ class GaitPoseEstimator:
             candidates = [chosen] if one else list(range(len(views)))
             fits = []
             for view in candidates:
-                _, obs_n, free_n, behind_n = views[view]
                 starts = [s for f in predicted[view] for s in ([f] if previous is None else [
                     f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"))])]
-                per_member = len(starts) // p.members
-                refined = fit_each(
-                    self.model, obs_n.repeat_interleave(per_member, 0), torch.stack([f.z for f in starts]),
-                    free_points=None if free_n is None else free_n.repeat_interleave(per_member, 0),
-                    behind_points=None if behind_n is None else behind_n.repeat_interleave(per_member, 0),
-                    shifts=torch.stack([f.shift for f in starts]),
-                    log_scales=torch.stack([f.log_scale for f in starts]), iterations=steps, lr=p.lr,
-                    refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
-                    behind_weight=p.behind_weight)
-                fits.append([min(refined[k * per_member:(k + 1) * per_member], key=lambda f: f.loss)
-                             for k in range(p.members)])
+                fits.append(refine_members(views[view], starts, steps))
             best = self._heading_choice([_mean_loss(f) for f in fits])
             chosen = candidates[best]
             if len(fits) > 1:
@@ -579,9 +589,21 @@ class GaitPoseEstimator:
             members, warm = cold_fit(), False
             timings["track_restarts"] = 1.0
         timings["latent_optimisation"] = time.perf_counter() - t
+        if p.amortised and p.iterations and p.yaw_offsets_deg and yaw_source == "rotnet" and not warm:
+            t = time.perf_counter()
+            base = headings[chosen]
+            for offset in np.deg2rad(p.yaw_offsets_deg):
+                view = self._canonical_view(pts, base + offset, obs, free, behind, camera_origin)
+                screened = refine_members(view, self._encode(view[0].to_normalised(encoder_points), *view[1:]),
+                                          p.iterations)
+                if _mean_loss(screened) < _mean_loss(members):
+                    members, views[chosen], headings[chosen] = screened, view, base + offset
+            timings["heading_screening"] = time.perf_counter() - t
         canon, obs_n, _, _ = views[chosen]
+        if headings[chosen] != yaw:
+            yaw = float(np.angle(np.exp(1j * headings[chosen])))
         if chosen:
-            yaw, yaw_source = float(np.angle(np.exp(1j * headings[chosen]))), f"{yaw_source}_turned"
+            yaw_source = f"{yaw_source}_turned"
 
         t = time.perf_counter()
         member_joints = np.stack([self._joints(f, canon, obs_n[k]) for k, f in enumerate(members)])

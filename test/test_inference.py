@@ -151,6 +151,44 @@ def test_a_turned_heading_needs_a_clearly_better_fit(body_model):
     assert [est._heading_choice(losses) for losses in ([1.0, 0.9], [1.0, 0.7], [1.0])] == [0, 1, 0]
 
 
+class _HeadingOffBy:
+    """A heading estimator that answers the true heading turned by `offset` rad: RotNet's typical small error."""
+
+    def __init__(self, truth: float, offset: float):
+        self.truth, self.offset = truth, offset
+
+    def predict(self, leg_points):
+        return self.truth + self.offset, 1.0
+
+
+def test_fast_screens_a_heading_a_few_degrees_off(body_model):
+    """Told a heading 7 deg off the truth, `fast` fits it and 6 deg either side and keeps the fit of the lowest
+    loss: on two test bodies' leg points the kept headings and joints lie nearer the truth than the unscreened
+    fit's. A heading the caller gives is not screened."""
+    est = GaitPoseEstimator.from_pretrained(profile="fast", weights="product")
+    off = np.deg2rad(7.0)
+    rows = []
+    for key in (SampleKey("test", 0, "normal", "V2"), SampleKey("test", 1, "supination", "V1"),
+                SampleKey("test", 2, "in_toeing", "V4")):
+        a, _ = make_test_sample(body_model, key, seed=1)
+        truth, legs = heading_of(a["subject_to_gravity"]), a["points"][a["leg_mask"]]
+        camera = a["camera_to_gravity"][:3, 3]
+        est.yaw_estimator = _HeadingOffBy(truth, off)
+        screened = est.estimate(legs, camera_origin=camera)
+        plain = est.with_profile(yaw_offsets_deg=()).estimate(legs, camera_origin=camera)
+        given = est.estimate(legs, yaw=truth + off, camera_origin=camera)
+        assert screened.valid and plain.valid and screened.yaw_source == plain.yaw_source == "rotnet"
+        assert "heading_screening" in screened.timings and "heading_screening" not in plain.timings
+        assert "heading_screening" not in given.timings and np.allclose(given.joints, plain.joints)
+        heading_error = lambda r: abs(np.angle(np.exp(1j * (r.yaw - truth))))  # noqa: E731
+        assert np.isclose(heading_error(plain), off)
+        assert min(abs(heading_error(screened) - d) for d in (off, np.deg2rad(1), np.deg2rad(13))) < 1e-6
+        rows.append((heading_error(screened), mpjpe_mm(screened.joints, a["joints"]),
+                     mpjpe_mm(plain.joints, a["joints"])))
+    rows = np.array(rows)
+    assert rows[:, 0].mean() < off and rows[:, 1].mean() < rows[:, 2].mean(), rows
+
+
 def test_shipped_weights_estimate_generated_test_samples(estimator, body_model):
     """Whole scene clouds (segmented by the estimator) of four test bodies, ground-truth heading."""
     errors = []

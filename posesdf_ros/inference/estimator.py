@@ -145,6 +145,8 @@ PROFILES = {
     # the seen surface: 24.0 -> 22.1 mm on the shifted split, 13.09 -> 13.11 on ours (docs/posesdf.md).
     # 30 cold steps instead of 80: the later steps fit the depth noise (val 12.8 -> 12.8 mm, our test scenes
     # 13.1 -> 13.0, the shifted split 22.1 -> 20.4) at 2.5 times the CPU frame rate cold (docs/posesdf.md).
+    # The heading screened 6 deg either side of RotNet's: our test scenes 13.04 -> 12.54 mm, the shifted split
+    # 20.10 -> 19.05, val 12.59 -> 12.01, product val 20.53 -> 20.00, at 1.6 times the CPU time a cold frame.
     "fast": Profile(name="fast", points=256, free_points=128, iterations=30, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,

@@ -147,7 +147,9 @@ ESTIMATOR_PARAMETERS: tuple[Param, ...] = (
                                  "in longer gaps, so a slower model fits each frame cold.",
           (0.0, 60.0), live=True),
     Param("check_heading", True, "Cold fits also try the heading turned round and keep the one the shape "
-                                 "fits better: catches RotNet's front/back confusions for a second screening.",
+                                 "fits better: catches RotNet's front/back confusions for a second screening. "
+                                 "With profile 'fast' every fit also tries the heading kept 6 deg either side "
+                                 "(two more fits a frame).",
           live=True),
     Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0),
           live=True),

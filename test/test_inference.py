@@ -164,7 +164,7 @@ class _HeadingOffBy:
 def test_fast_screens_a_heading_a_few_degrees_off(body_model):
     """Told a heading 7 deg off the truth, `fast` fits it and 6 deg either side and keeps the fit of the lowest
     loss: on two test bodies' leg points the kept headings and joints lie nearer the truth than the unscreened
-    fit's. A heading the caller gives is not screened."""
+    fit's. A heading the caller gives is screened only with the heading check (the nodes' way)."""
     est = GaitPoseEstimator.from_pretrained(profile="fast", weights="product")
     off = np.deg2rad(7.0)
     rows = []
@@ -180,6 +180,8 @@ def test_fast_screens_a_heading_a_few_degrees_off(body_model):
         assert screened.valid and plain.valid and screened.yaw_source == plain.yaw_source == "rotnet"
         assert "heading_screening" in screened.timings and "heading_screening" not in plain.timings
         assert "heading_screening" not in given.timings and np.allclose(given.joints, plain.joints)
+        checked = est.estimate(legs, yaw=truth + off, camera_origin=camera, check_heading=True)   # as the nodes ask
+        assert "heading_screening" in checked.timings and np.allclose(checked.joints, screened.joints)
         heading_error = lambda r: abs(np.angle(np.exp(1j * (r.yaw - truth))))  # noqa: E731
         assert np.isclose(heading_error(plain), off)
         assert min(abs(heading_error(screened) - d) for d in (off, np.deg2rad(1), np.deg2rad(13))) < 1e-6

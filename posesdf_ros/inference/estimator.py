@@ -106,10 +106,11 @@ class Profile:
     # Amortised profiles: a fit scoring under the quality's retry_below is optimised from the encoder's
     # start for this many steps, its joints read off the sphere fields, and kept if it scores better.
     fallback_iterations: int = 0
-    # Amortised profiles, cold fits at RotNet's heading: the heading kept (the turned one included) is fitted
-    # again at these offsets (degrees), from the encoder's predictions there, and the fit of the lowest loss
-    # wins. RotNet's heading is typically 3 to 8 deg off, which the fit's similarity cannot turn, and the loss
-    # tells the nearer heading (docs/posesdf.md, "Heading screening"); each offset costs one more fit.
+    # Amortised profiles, fits whose heading is checked (RotNet's, or a given one with check_heading, as the
+    # nodes pass the canonicaliser's): the heading kept (the turned one included) is fitted again at these
+    # offsets (degrees), started as the fit there was, and the fit of the lowest loss wins. RotNet's
+    # heading is typically 3 to 8 deg off, which the fit's similarity cannot turn, and the loss tells the
+    # nearer heading (docs/posesdf.md, "Heading screening"); each offset costs one more fit.
     yaw_offsets_deg: tuple[float, ...] = ()
     joint_method: str = "votes"     # "votes" or "lsq" (inference.joints) or "head" (the amortised joint head)
     # The quality check's surface residual (ok, bad), metres (QualityConfig's residual_ok_m, residual_bad_m);
@@ -146,7 +147,7 @@ PROFILES = {
     # 30 cold steps instead of 80: the later steps fit the depth noise (val 12.8 -> 12.8 mm, our test scenes
     # 13.1 -> 13.0, the shifted split 22.1 -> 20.4) at 2.5 times the CPU frame rate cold (docs/posesdf.md).
     # The heading screened 6 deg either side of RotNet's: our test scenes 13.04 -> 12.54 mm, the shifted split
-    # 20.10 -> 19.05, val 12.59 -> 12.01, product val 20.53 -> 20.00, at 1.6 times the CPU time a cold frame.
+    # 20.10 -> 19.05, val 12.59 -> 12.01, product val 20.53 -> 20.00, at 1.6 times the CPU time a frame.
     "fast": Profile(name="fast", points=256, free_points=128, iterations=30, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
@@ -591,13 +592,17 @@ class GaitPoseEstimator:
             members, warm = cold_fit(), False
             timings["track_restarts"] = 1.0
         timings["latent_optimisation"] = time.perf_counter() - t
-        if p.amortised and p.iterations and p.yaw_offsets_deg and yaw_source == "rotnet" and not warm:
+        if p.amortised and p.iterations and p.yaw_offsets_deg and check_heading:
+            # Each offset's fit starts as the one at RotNet's heading did: from the encoder's predictions
+            # there and, when tracking, from the previous frame's code beside them.
             t = time.perf_counter()
-            base = headings[chosen]
+            base, previous = headings[chosen], self._previous if warm else None
             for offset in np.deg2rad(p.yaw_offsets_deg):
                 view = self._canonical_view(pts, base + offset, obs, free, behind, camera_origin)
-                screened = refine_members(view, self._encode(view[0].to_normalised(encoder_points), *view[1:]),
-                                          p.iterations)
+                starts = [s for f in self._encode(view[0].to_normalised(encoder_points), *view[1:])
+                          for s in ([f] if previous is None else [
+                              f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"))])]
+                screened = refine_members(view, starts, p.track_iterations if warm else p.iterations)
                 if _mean_loss(screened) < _mean_loss(members):
                     members, views[chosen], headings[chosen] = screened, view, base + offset
             timings["heading_screening"] = time.perf_counter() - t

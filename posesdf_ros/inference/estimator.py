@@ -502,10 +502,14 @@ class GaitPoseEstimator:
         chosen = 0
         heading_losses: list[float] | None = None      # both headings' refined fits' losses, when both were refined
 
-        def refine_members(view: tuple, starts: list[LatentFit], steps: int) -> list[LatentFit]:
-            """Each member's best of its starts (`starts` holds the members' in turn, as many each) refined
-            `steps` steps in `view` (a `_canonical_view`), in one batched descent."""
+        def refine_members(view: tuple, predictions: list[LatentFit], previous: LatentFit | None,
+                           steps: int) -> list[LatentFit]:
+            """Each member's encoder prediction (`predictions`, one a member) and, with `previous`, that
+            frame's code at the prediction's similarity beside it, refined `steps` steps in `view` (a
+            `_canonical_view`) in one batched descent; the better of the two kept per member."""
             _, obs_n, free_n, behind_n = view
+            starts = [s for f in predictions for s in ([f] if previous is None else [
+                f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"))])]
             per_member = len(starts) // p.members
             refined = fit_each(
                 self.model, obs_n.repeat_interleave(per_member, 0), torch.stack([f.z for f in starts]),
@@ -534,11 +538,7 @@ class GaitPoseEstimator:
             turned_closer = len(predicted) > 1 and _mean_loss(predicted[1]) < _mean_loss(predicted[0])
             one = previous is not None or (not turned_closer and not p.refine_both_headings)
             candidates = [chosen] if one else list(range(len(views)))
-            fits = []
-            for view in candidates:
-                starts = [s for f in predicted[view] for s in ([f] if previous is None else [
-                    f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"))])]
-                fits.append(refine_members(views[view], starts, steps))
+            fits = [refine_members(views[view], predicted[view], previous, steps) for view in candidates]
             best = self._heading_choice([_mean_loss(f) for f in fits])
             chosen = candidates[best]
             if len(fits) > 1:
@@ -599,10 +599,8 @@ class GaitPoseEstimator:
             base, previous = headings[chosen], self._previous if warm else None
             for offset in np.deg2rad(p.yaw_offsets_deg):
                 view = self._canonical_view(pts, base + offset, obs, free, behind, camera_origin)
-                starts = [s for f in self._encode(view[0].to_normalised(encoder_points), *view[1:])
-                          for s in ([f] if previous is None else [
-                              f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"))])]
-                screened = refine_members(view, starts, p.track_iterations if warm else p.iterations)
+                screened = refine_members(view, self._encode(view[0].to_normalised(encoder_points), *view[1:]),
+                                          previous, p.track_iterations if warm else p.iterations)
                 if _mean_loss(screened) < _mean_loss(members):
                     members, views[chosen], headings[chosen] = screened, view, base + offset
             timings["heading_screening"] = time.perf_counter() - t

@@ -112,6 +112,10 @@ class Profile:
     # heading is typically 3 to 8 deg off, which the fit's similarity cannot turn, and the loss tells the
     # nearer heading (docs/posesdf.md, "Heading screening"); each offset costs one more fit.
     yaw_offsets_deg: tuple[float, ...] = ()
+    # Amortised profiles, fits whose heading is checked (as yaw_offsets_deg): the fit also turns the legs about
+    # the vertical (Adam at this rate, radians), so that a heading a few degrees off is corrected in the descent
+    # (0: the heading stays as canonicalised).
+    yaw_lr: float = 0.0
     joint_method: str = "votes"     # "votes" or "lsq" (inference.joints) or "head" (the amortised joint head)
     # The quality check's surface residual (ok, bad), metres (QualityConfig's residual_ok_m, residual_bad_m);
     # None keeps QualityConfig's, which were set on optimised fits.
@@ -147,12 +151,14 @@ PROFILES = {
     # 30 cold steps instead of 80: the later steps fit the depth noise (val 12.8 -> 12.8 mm, our test scenes
     # 13.1 -> 13.0, the shifted split 22.1 -> 20.4) at 2.5 times the CPU frame rate cold (docs/posesdf.md).
     # The heading screened 6 deg either side of RotNet's: our test scenes 13.04 -> 12.54 mm, the shifted split
-    # 20.10 -> 19.05, val 12.59 -> 12.01, product val 20.53 -> 20.00, at 1.6 times the CPU time a frame.
+    # 20.10 -> 19.05, val 12.59 -> 12.01, product val 20.53 -> 20.00, at 1.6 times the CPU time a frame. The
+    # heading then turned in the descent too (yaw_lr): 12.54 -> 12.27, 19.05 -> 18.68, 12.01 -> 11.78, and
+    # 18.91 -> 18.19 on the product val frames both kept, at no measurable cost (docs/posesdf.md).
     "fast": Profile(name="fast", points=256, free_points=128, iterations=30, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
                     surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4,
-                    joint_spread_m=(0.010, 0.050), behind_points=128, yaw_offsets_deg=(-6.0, 6.0)),
+                    joint_spread_m=(0.010, 0.050), behind_points=128, yaw_offsets_deg=(-6.0, 6.0), yaw_lr=0.03),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -500,6 +506,7 @@ class GaitPoseEstimator:
         t = time.perf_counter()
         warm = track and self._previous is not None
         chosen = 0
+        turn_rate = p.yaw_lr if check_heading else 0.0     # a heading given unchecked is kept as it is
         heading_losses: list[float] | None = None      # both headings' refined fits' losses, when both were refined
 
         def refine_members(view: tuple, predictions: list[LatentFit], previous: LatentFit | None,
@@ -509,15 +516,16 @@ class GaitPoseEstimator:
             `_canonical_view`) in one batched descent; the better of the two kept per member."""
             _, obs_n, free_n, behind_n = view
             starts = [s for f in predictions for s in ([f] if previous is None else [
-                f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"))])]
+                f, LatentFit(previous.z, f.shift, f.log_scale, 0, float("inf"), f.yaw)])]
             per_member = len(starts) // p.members
             refined = fit_each(
                 self.model, obs_n.repeat_interleave(per_member, 0), torch.stack([f.z for f in starts]),
                 free_points=None if free_n is None else free_n.repeat_interleave(per_member, 0),
                 behind_points=None if behind_n is None else behind_n.repeat_interleave(per_member, 0),
                 shifts=torch.stack([f.shift for f in starts]),
-                log_scales=torch.stack([f.log_scale for f in starts]), iterations=steps, lr=p.lr,
-                refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
+                log_scales=torch.stack([f.log_scale for f in starts]),
+                yaws=None if starts[0].yaw is None else torch.stack([f.yaw for f in starts]), iterations=steps,
+                lr=p.lr, refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr, yaw_lr=turn_rate,
                 behind_weight=p.behind_weight)
             return [min(refined[k * per_member:(k + 1) * per_member], key=lambda f: f.loss)
                     for k in range(p.members)]
@@ -605,8 +613,10 @@ class GaitPoseEstimator:
                     members, views[chosen], headings[chosen] = screened, view, base + offset
             timings["heading_screening"] = time.perf_counter() - t
         canon, obs_n, _, _ = views[chosen]
-        if headings[chosen] != yaw:
-            yaw = float(np.angle(np.exp(1j * headings[chosen])))
+        turn = [float(f.yaw) for f in members if f.yaw is not None]
+        if headings[chosen] != yaw or turn:
+            # The descent's turn R(t) after the canonicalisation's R(-h) makes the heading h - t.
+            yaw = float(np.angle(np.exp(1j * (headings[chosen] - (np.mean(turn) if turn else 0.0)))))
         if chosen:
             yaw_source = f"{yaw_source}_turned"
 
@@ -738,7 +748,7 @@ class GaitPoseEstimator:
     @staticmethod
     def _unrefine(fit: LatentFit, p_n: torch.Tensor) -> np.ndarray:
         """Refined normalised coordinates -> the first-guess normalised frame, (N, 3) numpy."""
-        return (p_n * torch.exp(-fit.log_scale) + fit.shift).cpu().numpy().astype(np.float64)
+        return fit.unapply(p_n).cpu().numpy().astype(np.float64)
 
     def mesh_of(self, result: EstimateResult):
         """The lower-limb mesh (trimesh.Trimesh, input frame) of a valid `result`'s fit, or None: what

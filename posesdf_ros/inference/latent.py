@@ -3,7 +3,8 @@
 Beyond the paper, and each optional so that its effect can be measured:
 - the similarity that maps the cloud into the normalised frame (centre and
   scale, 4 numbers) is refined together with the code, since a partial view
-  only gives a first guess of the shape's unit-sphere normalisation;
+  only gives a first guess of the shape's unit-sphere normalisation; with
+  `yaw_lr`, so is a turn about the vertical, since the heading is a guess too;
 - free-space points (between the camera and the observed surface) must
   not be inside the shape (hinge on negative SDF);
 - points just behind the observed surface along the camera's rays must be
@@ -37,10 +38,24 @@ class LatentFit:
     log_scale: torch.Tensor  # ()
     iterations: int
     loss: float
+    yaw: torch.Tensor | None = None  # () radians about the vertical, turning after the shift; None: not turned
 
     def apply(self, p_n0: torch.Tensor) -> torch.Tensor:
         """Initial normalised coordinates -> refined ones, (..., 3)."""
-        return (p_n0 - self.shift) * torch.exp(self.log_scale)
+        return turned((p_n0 - self.shift) * torch.exp(self.log_scale), self.yaw)
+
+    def unapply(self, p_n: torch.Tensor) -> torch.Tensor:
+        """Refined normalised coordinates -> initial ones, (..., 3): `apply`'s inverse."""
+        return turned(p_n, None if self.yaw is None else -self.yaw) * torch.exp(-self.log_scale) + self.shift
+
+
+def turned(p: torch.Tensor, yaw: torch.Tensor | None) -> torch.Tensor:
+    """Points p (..., N, 3) turned by yaw (...) radians about the vertical (z) axis; None: p as it is."""
+    if yaw is None:
+        return p
+    c, s = torch.cos(yaw)[..., None], torch.sin(yaw)[..., None]
+    x, y = p[..., 0], p[..., 1]
+    return torch.stack([c * x - s * y, s * x + c * y, p[..., 2]], dim=-1)
 
 
 def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.Tensor | None = None,
@@ -63,8 +78,8 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
     else:
         z0 = z0 if z0 is not None else torch.zeros(model.config.latent_size, device=dev)
         shift0, log_scale0 = torch.zeros(3, device=dev), torch.zeros((), device=dev)
-    z, shift, log_scale, _, best, it = _descend(
-        model, points, free_points, z0[None], shift0[None], log_scale0[None], iterations=iterations, lr=lr,
+    z, shift, log_scale, _, _, best, it = _descend(
+        model, points, free_points, z0[None], shift0[None], log_scale0[None], None, iterations=iterations, lr=lr,
         latent_reg=latent_reg, refine_similarity=refine_similarity, similarity_lr=similarity_lr,
         free_weight=free_weight, behind_points=behind_points, behind_weight=behind_weight, patience=patience,
         min_improvement=min_improvement, cuda_graph=cuda_graph)
@@ -73,24 +88,28 @@ def optimise_latent(model: PoseSDF, points: torch.Tensor, *, free_points: torch.
 
 def fit_each(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
              free_points: torch.Tensor | None = None, behind_points: torch.Tensor | None = None,
-             shifts: torch.Tensor | None = None, log_scales: torch.Tensor | None = None, iterations: int = 20,
-             lr: float = 5e-3, latent_reg: float = 1e-2, refine_similarity: bool = True,
-             similarity_lr: float = 2e-3, free_weight: float = 0.5, behind_weight: float = 0.5,
-             cuda_graph: bool = True) -> list[LatentFit]:
+             shifts: torch.Tensor | None = None, log_scales: torch.Tensor | None = None,
+             yaws: torch.Tensor | None = None, iterations: int = 20, lr: float = 5e-3, latent_reg: float = 1e-2,
+             refine_similarity: bool = True, similarity_lr: float = 2e-3, yaw_lr: float = 0.0,
+             free_weight: float = 0.5, behind_weight: float = 0.5, cuda_graph: bool = True) -> list[LatentFit]:
     """Fit from each of the K start `codes` (K, L) at once for `iterations` steps: the K fits,
     each with its own loss at the last step. `points` (N, 3) are every fit's, or (K, N, 3) one
     set per fit (a fit of each member of an ensemble); `free_points` (M, 3) or (K, M, 3) and
     `behind_points` (B, 3) or (K, B, 3) likewise. The starts' similarities are `shifts` (K, 3) and
-    `log_scales` (K,), default the first guess (0)."""
+    `log_scales` (K,), default the first guess (0); with `yaw_lr` > 0 the fits also turn about the
+    vertical, from `yaws` (K,) (default 0)."""
     k = len(codes)
     shifts = torch.zeros(k, 3, device=points.device) if shifts is None else shifts
     log_scales = torch.zeros(k, device=points.device) if log_scales is None else log_scales
-    z, shift, log_scale, per_fit, _, it = _descend(
-        model, points, free_points, codes, shifts, log_scales, iterations=iterations, lr=lr, latent_reg=latent_reg,
-        refine_similarity=refine_similarity, similarity_lr=similarity_lr, free_weight=free_weight,
-        behind_points=behind_points, behind_weight=behind_weight, patience=iterations, min_improvement=0.0,
-        cuda_graph=cuda_graph)
-    return [LatentFit(z[i], shift[i], log_scale[i], it, float(per_fit[i])) for i in range(k)]
+    if yaw_lr > 0 and yaws is None:
+        yaws = torch.zeros(k, device=points.device)
+    z, shift, log_scale, yaw, per_fit, _, it = _descend(
+        model, points, free_points, codes, shifts, log_scales, yaws if yaw_lr > 0 else None, iterations=iterations,
+        lr=lr, latent_reg=latent_reg, refine_similarity=refine_similarity, similarity_lr=similarity_lr,
+        yaw_lr=yaw_lr, free_weight=free_weight, behind_points=behind_points, behind_weight=behind_weight,
+        patience=iterations, min_improvement=0.0, cuda_graph=cuda_graph)
+    return [LatentFit(z[i], shift[i], log_scale[i], it, float(per_fit[i]), None if yaw is None else yaw[i])
+            for i in range(k)]
 
 
 def screen_starts(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, **kwargs) -> tuple[LatentFit, int]:
@@ -119,12 +138,12 @@ def start_codes(mean: torch.Tensor, training_codes: np.ndarray | None, count: in
 
 def fit_objective(model: PoseSDF, query: torch.Tensor, n_obs: int, z: torch.Tensor, shift: torch.Tensor,
                   log_scale: torch.Tensor, latent_reg: float = 1e-2, free_weight: float = 0.5, n_behind: int = 0,
-                  behind_weight: float = 0.5) -> torch.Tensor:
+                  behind_weight: float = 0.5, yaw: torch.Tensor | None = None) -> torch.Tensor:
     """The MAP objective of K fits (K,): query (1 or K, N + M + B, 3) holds the N = `n_obs` observed
     points (on the surface), then M free-space points (outside), then the last B = `n_behind` points
     behind the observed surface (inside), in the first-guess frame; z (K, L), shift (K, 3), log_scale (K,)
-    as `LatentFit`'s."""
-    q = (query - shift[:, None]) * torch.exp(log_scale)[:, None, None]
+    as `LatentFit`'s, and yaw (K,) or None."""
+    q = turned((query - shift[:, None]) * torch.exp(log_scale)[:, None, None], yaw)
     sdf, _ = model(z, q, with_pose=False)                                  # (K, N + M + B)
     per_fit = tolerance_loss(sdf[:, :n_obs], torch.zeros_like(sdf[:, :n_obs]), 0.0, 0.0).mean(1)
     n_free = query.shape[1] - n_obs - n_behind
@@ -137,15 +156,16 @@ def fit_objective(model: PoseSDF, query: torch.Tensor, n_obs: int, z: torch.Tens
 
 
 def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | None, z0: torch.Tensor,
-             shift0: torch.Tensor, log_scale0: torch.Tensor, *, iterations: int, lr: float, latent_reg: float,
-             refine_similarity: bool, similarity_lr: float, free_weight: float, patience: int,
+             shift0: torch.Tensor, log_scale0: torch.Tensor, yaw0: torch.Tensor | None, *, iterations: int, lr: float,
+             latent_reg: float, refine_similarity: bool, similarity_lr: float, free_weight: float, patience: int,
              min_improvement: float, behind_points: torch.Tensor | None = None, behind_weight: float = 0.5,
-             cuda_graph: bool = True):
-    """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,), all
+             yaw_lr: float = 0.0, cuda_graph: bool = True):
+    """Adam on K independent fits at once: z0 (K, L), shift0 (K, 3), log_scale0 (K,), yaw0 (K,) or None
+    (not turned; else refined at `yaw_lr`), all
     against the same points (N, 3), free_points (M, 3) and behind_points (B, 3), or each against its own
     (K, N, 3), (K, M, 3), (K, B, 3).
 
-    Returns z (K, L), shift (K, 3), log_scale (K,), each fit's loss at the last
+    Returns z (K, L), shift (K, 3), log_scale (K,), yaw (K,) or None, each fit's loss at the last
     step (K,), the lowest summed loss seen, and the steps run.
 
     On a CUDA device with `cuda_graph`, the steps after the first few are replays of one
@@ -158,6 +178,9 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
     groups = [{"params": [z], "lr": lr}]
     if refine_similarity:
         groups.append({"params": [shift, log_scale], "lr": similarity_lr})
+    yaw = None if yaw0 is None else yaw0.clone().detach().requires_grad_(yaw_lr > 0)
+    if yaw is not None and yaw_lr > 0:
+        groups.append({"params": [yaw], "lr": yaw_lr})
     # Capturable Adam keeps its step counts on the device, as a CUDA graph needs; eager steps on
     # a GPU use it too, so that a graphed fit and an eager one do the same arithmetic.
     opt = torch.optim.Adam(groups, capturable=points.is_cuda)
@@ -169,7 +192,7 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
 
     def step() -> tuple[torch.Tensor, torch.Tensor]:
         per_fit = fit_objective(model, query, n_obs, z, shift, log_scale, latent_reg, free_weight, n_behind,
-                                behind_weight)
+                                behind_weight, yaw)
         loss = per_fit.sum()
         loss.backward()
         opt.step()
@@ -212,4 +235,5 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
-    return z.detach(), shift.detach(), log_scale.detach(), per_fit.detach(), best, it
+    return (z.detach(), shift.detach(), log_scale.detach(), None if yaw is None else yaw.detach(), per_fit.detach(),
+            best, it)

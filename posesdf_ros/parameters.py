@@ -149,7 +149,7 @@ ESTIMATOR_PARAMETERS: tuple[Param, ...] = (
     Param("check_heading", True, "Cold fits also try the heading turned round and keep the one the shape "
                                  "fits better: catches RotNet's front/back confusions for a second screening. "
                                  "With profile 'fast' every fit also tries the heading kept 6 deg either side "
-                                 "(two more fits a frame).",
+                                 "(two more fits a frame) and turns the heading in its descent.",
           live=True),
     Param("mesh_rate_hz", 1.0, "Rate of the lower-limb mesh (marching cubes); 0 turns it off.", (0.0, 30.0),
           live=True),

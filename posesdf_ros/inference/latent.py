@@ -34,11 +34,11 @@ _EAGER_STEPS = 3
 @dataclass
 class LatentFit:
     z: torch.Tensor          # (L,)
-    shift: torch.Tensor      # (3,) normalised units: p_n = (p_n0 - shift) * exp(log_scale)
+    shift: torch.Tensor      # (3,) normalised units: p_n = R_z(yaw) (p_n0 - shift) * exp(log_scale)
     log_scale: torch.Tensor  # ()
     iterations: int
     loss: float
-    yaw: torch.Tensor | None = None  # () radians about the vertical, turning after the shift; None: not turned
+    yaw: torch.Tensor | None = None  # () radians about the vertical (z); None: not turned
 
     def apply(self, p_n0: torch.Tensor) -> torch.Tensor:
         """Initial normalised coordinates -> refined ones, (..., 3)."""

@@ -499,8 +499,7 @@ class GaitPoseEstimator:
             encoder_points = np.stack([pts[rng.choice(len(pts), n_enc, replace=len(pts) < n_enc)]
                                        for _ in range(p.members)])
             # Per heading, each member's encoder prediction.
-            predicted = [self._encode(canon.to_normalised(encoder_points), obs_n, free_n, behind_n)
-                         for canon, obs_n, free_n, behind_n in views]
+            predicted = [self._encode(view, encoder_points) for view in views]
             timings["encoder"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -607,8 +606,8 @@ class GaitPoseEstimator:
             base, previous = headings[chosen], self._previous if warm else None
             for offset in np.deg2rad(p.yaw_offsets_deg):
                 view = self._canonical_view(pts, base + offset, obs, free, behind, camera_origin)
-                screened = refine_members(view, self._encode(view[0].to_normalised(encoder_points), *view[1:]),
-                                          previous, p.track_iterations if warm else p.iterations)
+                screened = refine_members(view, self._encode(view, encoder_points), previous,
+                                          p.track_iterations if warm else p.iterations)
                 if _mean_loss(screened) < _mean_loss(members):
                     members, views[chosen], headings[chosen] = screened, view, base + offset
             timings["heading_screening"] = time.perf_counter() - t
@@ -671,13 +670,13 @@ class GaitPoseEstimator:
         """Which heading's fit to keep, of RotNet's (0) and, with the heading check, the opposite (1)."""
         return int(len(losses) > 1 and losses[1] < self.profile.turn_loss_ratio * losses[0])
 
-    def _encode(self, encoder_points: np.ndarray, obs_n: torch.Tensor, free_n: torch.Tensor | None,
-                behind_n: torch.Tensor | None) -> list[LatentFit]:
-        """Each member's amortised fit of a view: encoder_points (K, E, 3) in its first-guess frame; a
-        fit's loss is the objective on the member's observed (K, N, 3), free-space (K, M, 3) and behind
-        (K, B, 3) points."""
+    def _encode(self, view: tuple, encoder_points: np.ndarray) -> list[LatentFit]:
+        """Each member's amortised fit of a view (a `_canonical_view`): the encoder's prediction from the
+        member's encoder_points (K, E, 3, input frame) mapped to its first-guess frame; a fit's loss is the
+        objective on the member's observed (K, N, 3), free-space (K, M, 3) and behind (K, B, 3) points."""
+        canon, obs_n, free_n, behind_n = view
         with torch.no_grad():
-            x = torch.as_tensor(encoder_points, dtype=torch.float32, device=self.device)
+            x = torch.as_tensor(canon.to_normalised(encoder_points), dtype=torch.float32, device=self.device)
             z, shift, log_scale = self.amortised.encoder(x)
             query = torch.cat([a for a in (obs_n, free_n, behind_n) if a is not None], dim=1)
             losses = fit_objective(self.model, query, obs_n.shape[1], z, shift, log_scale,

@@ -101,10 +101,12 @@ def fit_each(model: PoseSDF, points: torch.Tensor, codes: torch.Tensor, *,
     k = len(codes)
     shifts = torch.zeros(k, 3, device=points.device) if shifts is None else shifts
     log_scales = torch.zeros(k, device=points.device) if log_scales is None else log_scales
-    if yaw_lr > 0 and yaws is None:
-        yaws = torch.zeros(k, device=points.device)
+    if yaw_lr > 0:
+        yaws = torch.zeros(k, device=points.device) if yaws is None else yaws
+    else:
+        yaws = None
     z, shift, log_scale, yaw, per_fit, _, it = _descend(
-        model, points, free_points, codes, shifts, log_scales, yaws if yaw_lr > 0 else None, iterations=iterations,
+        model, points, free_points, codes, shifts, log_scales, yaws, iterations=iterations,
         lr=lr, latent_reg=latent_reg, refine_similarity=refine_similarity, similarity_lr=similarity_lr,
         yaw_lr=yaw_lr, free_weight=free_weight, behind_points=behind_points, behind_weight=behind_weight,
         patience=iterations, min_improvement=0.0, cuda_graph=cuda_graph)
@@ -178,8 +180,8 @@ def _descend(model: PoseSDF, points: torch.Tensor, free_points: torch.Tensor | N
     groups = [{"params": [z], "lr": lr}]
     if refine_similarity:
         groups.append({"params": [shift, log_scale], "lr": similarity_lr})
-    yaw = None if yaw0 is None else yaw0.clone().detach().requires_grad_(yaw_lr > 0)
-    if yaw is not None and yaw_lr > 0:
+    yaw = None if yaw0 is None else yaw0.clone().detach().requires_grad_(True)
+    if yaw is not None:
         groups.append({"params": [yaw], "lr": yaw_lr})
     # Capturable Adam keeps its step counts on the device, as a CUDA graph needs; eager steps on
     # a GPU use it too, so that a graphed fit and an eager one do the same arithmetic.

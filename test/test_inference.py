@@ -460,38 +460,83 @@ def test_an_ensemble_is_nearer_the_truth_than_its_members_and_says_how_far_they_
         one.with_profile(members=2, amortised=False)
 
 
+def _toward_camera_m(joints: np.ndarray, truth: np.ndarray, camera: np.ndarray) -> float:
+    """How far (metres) joints (9, 3) lie nearer the camera than the truth (9, 3) along each joint's ray, on
+    average."""
+    rays = truth - camera
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    return float(-((joints - truth) * rays).sum(1).mean())
+
+
+def _patch_noise(rng: np.random.Generator):
+    """Offsets for `_legs_moved_along_rays`: 15 mm of range noise shared by each 0.014 rad patch of the
+    image (a structured-light camera's blocks)."""
+    def offsets(legs: np.ndarray, a: dict) -> np.ndarray:
+        rays = (legs - a["camera_to_gravity"][:3, 3]) @ a["camera_to_gravity"][:3, :3]   # camera frame, z forward
+        _, which = np.unique(np.floor(rays[:, :2] / rays[:, 2:] / 0.014).astype(int), axis=0, return_inverse=True)
+        return rng.normal(0, 0.015, which.max() + 1)[which.ravel()]
+    return offsets
+
+
 def test_points_behind_the_seen_surface_keep_noisy_legs_from_drifting_toward_the_camera(test_build):
     """`Profile.behind_points`: depth noise shared by a patch of the image (a structured-light camera's)
     survives the smoothing, and an observed point's residual is its distance to the nearest skin, often
     the back or side one for a point pushed into a leg: thinner legs fit such points more cheaply, and the
     joints drift toward the camera. Points just behind the observed ones, which must be inside, keep the
     legs solid. On the CC and CV samples (true heading, one member, leg points moved along their rays by
-    15 mm of noise per 0.014 rad patch) the joints lie less far toward the camera with them than without."""
-    without = GaitPoseEstimator.from_pretrained(profile=replace(PROFILES["fast"], members=1, behind_points=0),
-                                                rotnet=False)
+    15 mm of noise per 0.014 rad patch) the joints lie less far toward the camera with them than without
+    (at their fixed weight; the weight that grows with the noise is the next test's)."""
+    without = GaitPoseEstimator.from_pretrained(profile=replace(PROFILES["fast"], members=1, behind_points=0,
+                                                                noisy_behind_weight=None), rotnet=False)
     behind = PROFILES["fast"].behind_points
     with_behind = without.with_profile(behind_points=behind)
     rng = np.random.default_rng(0)
     toward_camera = {0: [], behind: []}     # metres, each joint's offset from the truth along its ray, negated
     errors = {0: [], behind: []}
 
-    def per_patch(legs: np.ndarray, a: dict) -> np.ndarray:
-        """15 mm of range noise shared by each 0.014 rad patch of the image."""
-        rays = (legs - a["camera_to_gravity"][:3, 3]) @ a["camera_to_gravity"][:3, :3]   # camera frame, z forward
-        _, which = np.unique(np.floor(rays[:, :2] / rays[:, 2:] / 0.014).astype(int), axis=0, return_inverse=True)
-        return rng.normal(0, 0.015, which.max() + 1)[which.ravel()]
-
-    for a, camera, legs in _legs_moved_along_rays(test_build, per_patch):
+    for a, camera, legs in _legs_moved_along_rays(test_build, _patch_noise(rng)):
         for count, est in ((0, without), (behind, with_behind)):
             res = est.estimate(legs, yaw=heading_of(a["subject_to_gravity"]), camera_origin=camera,
                                segment=False, check_heading=False)
             assert res.valid, res.reason
-            to_joints = a["joints"] - camera
-            to_joints /= np.linalg.norm(to_joints, axis=1, keepdims=True)
-            toward_camera[count].append(-((res.joints - a["joints"]) * to_joints).sum(1).mean())
+            toward_camera[count].append(_toward_camera_m(res.joints, a["joints"], camera))
             errors[count].append(mpjpe_mm(res.joints, a["joints"]))
     # Measured with 128: 3.0 mm toward the camera without, 0.7 with; MPJPE 14.2 and 14.8 mm (fast's 30
     # steps; at 80: 4.5 toward and 0.5 away, 18.1 and 16.6). On this heavy patch noise alone the points behind
     # may cost the error a little; through the pipeline they lowered it (docs/posesdf.md).
     assert np.mean(toward_camera[behind]) < np.mean(toward_camera[0]) - 0.002, toward_camera
     assert np.mean(errors[behind]) < np.mean(errors[0]) + 1.0, errors
+
+
+def test_the_points_behind_weigh_more_only_where_the_depth_is_noisy(test_build):
+    """`Profile.noisy_behind_weight`: the points behind the seen surface weigh `behind_weight` where the
+    depth noise the smoothing leaves (perception.smoothing.depth_noise) is under the ramp's foot, and up to
+    `noisy_behind_weight` above it. On the CC and CV samples (true heading, one member): a leg cloud as
+    rendered, under the foot, is fitted exactly as at the fixed weight; the same clouds with 15 mm of range
+    noise per 0.014 rad patch all measure above the foot and their joints lie less far toward the camera
+    than at the fixed weight."""
+    from posesdf_ros.perception.smoothing import depth_noise
+
+    fixed = GaitPoseEstimator.from_pretrained(profile=replace(PROFILES["fast"], members=1, noisy_behind_weight=None),
+                                              rotnet=False)
+    ramp = fixed.with_profile(noisy_behind_weight=PROFILES["fast"].noisy_behind_weight)
+    foot = ramp.profile.noise_ramp_m[0]
+    rng = np.random.default_rng(0)
+    clean_below_foot, toward = 0, {"fixed": [], "ramp": []}
+
+    for a, camera, noisy in _legs_moved_along_rays(test_build, _patch_noise(rng)):
+        yaw = heading_of(a["subject_to_gravity"])
+        legs = a["points"][a["leg_mask"]].astype(np.float64)
+        if depth_noise(legs, camera) < foot:
+            clean_below_foot += 1
+            fits = [est.estimate(legs, yaw=yaw, camera_origin=camera, segment=False, check_heading=False)
+                    for est in (fixed, ramp)]
+            assert np.array_equal(fits[0].joints, fits[1].joints)
+        assert depth_noise(noisy, camera) > foot
+        for name, est in (("fixed", fixed), ("ramp", ramp)):
+            res = est.estimate(noisy, yaw=yaw, camera_origin=camera, segment=False, check_heading=False)
+            assert res.valid, res.reason
+            toward[name].append(_toward_camera_m(res.joints, a["joints"], camera))
+    assert clean_below_foot >= 5
+    # Measured: the clouds as rendered 2.1 to 4.9 mm, patch-noised 6.6 to 9.9 mm.
+    assert np.mean(toward["ramp"]) < np.mean(toward["fixed"]) - 0.001, toward

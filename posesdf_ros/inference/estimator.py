@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..perception.segment import SegmentationConfig, segment_legs
-from ..perception.smoothing import smoothed
+from ..perception.smoothing import depth_noise, smoothed
 from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
 from .latent import LatentFit, fit_each, fit_objective, optimise_latent, screen_starts, start_codes
@@ -72,6 +72,12 @@ class Profile:
     behind_points: int = 0
     behind_range_m: tuple[float, float] = (0.005, 0.04)
     behind_weight: float = 0.5
+    # With the camera's position, the behind points weigh up to this in frames whose depth noise (what the
+    # smoothing leaves, perception.smoothing.depth_noise) reaches the ramp's top, `behind_weight` at its
+    # foot, linearly between (None: always `behind_weight`). Heavier helps noisy clouds and thickens clean
+    # ones' legs (docs/posesdf.md, "Behind the seen surface").
+    noisy_behind_weight: float | None = None
+    noise_ramp_m: tuple[float, float] = (0.004, 0.008)
     # The observed points have the depth noise averaged over this many leg points (0: raw; perception.smoothing):
     # with the camera's position, each point's range along its ray is fitted to its nearest directions';
     # without, it is the mean of its nearest points. The encoder takes its points raw, as it was trained
@@ -153,12 +159,15 @@ PROFILES = {
     # The heading screened 6 deg either side of RotNet's: our test scenes 13.04 -> 12.54 mm, the shifted split
     # 20.10 -> 19.05, val 12.59 -> 12.01, product val 20.53 -> 20.00, at 1.6 times the CPU time a frame. The
     # heading then turned in the descent too (yaw_lr): 12.54 -> 12.27, 19.05 -> 18.68, 12.01 -> 11.78, and
-    # 18.91 -> 18.19 on the product val frames both kept, at no measurable cost (docs/posesdf.md).
+    # 18.91 -> 18.19 on the product val frames both kept, at no measurable cost (docs/posesdf.md). The
+    # points behind weighed up to 2 in noisy frames (noisy_behind_weight): the shifted split 18.68 -> 17.94,
+    # product val 19.38 -> 18.70, ours 12.27 -> 12.30 (docs/posesdf.md, "Behind the seen surface").
     "fast": Profile(name="fast", points=256, free_points=128, iterations=30, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
                     surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4,
-                    joint_spread_m=(0.010, 0.050), behind_points=128, yaw_offsets_deg=(-6.0, 6.0), yaw_lr=0.03),
+                    joint_spread_m=(0.010, 0.050), behind_points=128, noisy_behind_weight=2.0,
+                    yaw_offsets_deg=(-6.0, 6.0), yaw_lr=0.03),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -481,6 +490,10 @@ class GaitPoseEstimator:
             check_heading = yaw_source == "rotnet"
         t1 = time.perf_counter()
         p = self.profile
+        if p.behind_points and p.noisy_behind_weight is not None and camera_origin is not None:
+            noise = depth_noise(pts, camera_origin)
+            p = replace(p, behind_weight=float(np.interp(noise, p.noise_ramp_m,
+                                                         (p.behind_weight, p.noisy_behind_weight))))
         rng = np.random.default_rng(p.seed)
         if yaw is None:
             yaw_source = "assumed_v1"
@@ -499,7 +512,7 @@ class GaitPoseEstimator:
             encoder_points = np.stack([pts[rng.choice(len(pts), n_enc, replace=len(pts) < n_enc)]
                                        for _ in range(p.members)])
             # Per heading, each member's encoder prediction.
-            predicted = [self._encode(view, encoder_points) for view in views]
+            predicted = [self._encode(view, encoder_points, p.behind_weight) for view in views]
             timings["encoder"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -606,7 +619,7 @@ class GaitPoseEstimator:
             base, previous = headings[chosen], self._previous if warm else None
             for offset in np.deg2rad(p.yaw_offsets_deg):
                 view = self._canonical_view(pts, base + offset, obs, free, behind, camera_origin)
-                screened = refine_members(view, self._encode(view, encoder_points), previous,
+                screened = refine_members(view, self._encode(view, encoder_points, p.behind_weight), previous,
                                           p.track_iterations if warm else p.iterations)
                 if _mean_loss(screened) < _mean_loss(members):
                     members, views[chosen], headings[chosen] = screened, view, base + offset
@@ -670,10 +683,11 @@ class GaitPoseEstimator:
         """Which heading's fit to keep, of RotNet's (0) and, with the heading check, the opposite (1)."""
         return int(len(losses) > 1 and losses[1] < self.profile.turn_loss_ratio * losses[0])
 
-    def _encode(self, view: tuple, encoder_points: np.ndarray) -> list[LatentFit]:
+    def _encode(self, view: tuple, encoder_points: np.ndarray, behind_weight: float) -> list[LatentFit]:
         """Each member's amortised fit of a view (a `_canonical_view`): the encoder's prediction from the
         member's encoder_points (K, E, 3, input frame) mapped to its first-guess frame; a fit's loss is the
-        objective on the member's observed (K, N, 3), free-space (K, M, 3) and behind (K, B, 3) points."""
+        objective on the member's observed (K, N, 3), free-space (K, M, 3) and behind (K, B, 3) points, the
+        last weighed `behind_weight`."""
         canon, obs_n, free_n, behind_n = view
         with torch.no_grad():
             x = torch.as_tensor(canon.to_normalised(encoder_points), dtype=torch.float32, device=self.device)
@@ -681,7 +695,7 @@ class GaitPoseEstimator:
             query = torch.cat([a for a in (obs_n, free_n, behind_n) if a is not None], dim=1)
             losses = fit_objective(self.model, query, obs_n.shape[1], z, shift, log_scale,
                                    n_behind=0 if behind_n is None else behind_n.shape[1],
-                                   behind_weight=self.profile.behind_weight)
+                                   behind_weight=behind_weight)
         return [LatentFit(z[k], shift[k], log_scale[k], 0, float(losses[k])) for k in range(len(z))]
 
     def _sample_points(self, pts: np.ndarray, rng: np.random.Generator, camera_origin: np.ndarray | None

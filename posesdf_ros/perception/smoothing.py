@@ -57,28 +57,13 @@ def range_fit(cloud: np.ndarray, queries: np.ndarray, camera_origin: np.ndarray,
     """
     queries = np.asarray(queries, float)
     origin = np.asarray(camera_origin, float)
-    to_cloud = np.asarray(cloud, float) - origin
-    ranges = np.linalg.norm(to_cloud, axis=1)
-    on_a_ray = ranges > 1e-6
-    to_cloud, ranges = to_cloud[on_a_ray], ranges[on_a_ray]
-    k = min(int(neighbours), len(ranges))
-    query_ranges = np.linalg.norm(queries - origin, axis=1)
     fitted = queries.copy()
-    movable = query_ranges > 1e-6
-    if k < 3 or not movable.any():
+    movable = np.linalg.norm(queries - origin, axis=1) > 1e-6
+    neighbourhoods = _range_neighbourhoods(cloud, queries[movable], origin, neighbours)
+    if neighbourhoods is None:
         return fitted
-    directions = to_cloud / ranges[:, None]
-    query_dirs = (queries[movable] - origin) / query_ranges[movable, None]
-    _, idx = cKDTree(directions).query(query_dirs, k=k)
-    # Tangent axes at each query's direction (any axis not along it starts the cross products).
-    helper = np.where(np.abs(query_dirs[:, 2:]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
-    e1 = np.cross(query_dirs, helper)
-    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
-    e2 = np.cross(query_dirs, e1)
-    offsets = directions[idx] - query_dirs[:, None]                                   # (M, k, 3)
-    design = np.stack([np.ones(idx.shape), np.einsum("mkc,mc->mk", offsets, e1),
-                       np.einsum("mkc,mc->mk", offsets, e2)], axis=-1)               # (M, k, 3)
-    target = ranges[idx]                                                             # (M, k)
+    query_dirs, offsets, target = neighbourhoods
+    design = np.concatenate([np.ones_like(offsets[..., :1]), offsets], axis=-1)      # (M, k, 3)
 
     def plane(weights: np.ndarray) -> np.ndarray:
         """(M, 3) weighted least-squares coefficients (a, b, c)."""
@@ -92,3 +77,65 @@ def range_fit(cloud: np.ndarray, queries: np.ndarray, camera_origin: np.ndarray,
     coef = plane((residual <= outlier_deviations * spread).astype(float))
     fitted[movable] = origin + query_dirs * coef[:, :1]
     return fitted
+
+
+def depth_noise(cloud: np.ndarray, camera_origin: np.ndarray, neighbours: int = 128, queries: int = 64,
+                smoothing_neighbours: int = 16, sample: int = 3000, outlier_deviations: float = 3.0) -> float:
+    """The depth noise a fit would still see in a leg cloud (N, 3) seen from `camera_origin` (3,), metres:
+    up to `sample` of its points smoothed as the fit's are (`range_fit` over `smoothing_neighbours`),
+    then at `queries` of those the robust standard deviation (1.4826 x the median absolute residual,
+    without the residuals over `outlier_deviations` of it) of their ranges about a quadratic over the
+    `neighbours` nearest directions; the median over the queries. Noise correlated over patches
+    (structured light's blocks) survives the smoothing and is what this measures. 0.0 for a cloud of
+    fewer than 6 points; deterministic (fixed draws)."""
+    cloud = np.asarray(cloud, float)
+    origin = np.asarray(camera_origin, float)
+    if len(cloud) < 6:
+        return 0.0
+    rng = np.random.default_rng(0)
+    subset = cloud[rng.choice(len(cloud), min(sample, len(cloud)), replace=False)]
+    subset = range_fit(cloud, subset, origin, smoothing_neighbours)
+    at = subset[rng.choice(len(subset), min(queries, len(subset)), replace=False)]
+    neighbourhoods = _range_neighbourhoods(subset, at, origin, neighbours)
+    if neighbourhoods is None:
+        return 0.0
+    _, offsets, target = neighbourhoods
+    reach = np.maximum(np.abs(offsets[..., 0]).max(axis=1), 1e-9)[:, None]
+    u, v = offsets[..., 0] / reach, offsets[..., 1] / reach
+    design = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)         # (M, k, 6)
+    inlier = np.ones_like(target)
+    for _ in range(2):
+        weighted = design * inlier[..., None]
+        normal = np.einsum("mki,mkj->mij", weighted, design) + 1e-12 * np.eye(6)
+        coef = np.linalg.solve(normal, np.einsum("mki,mk->mi", weighted, target)[..., None])[..., 0]
+        residual = np.abs(target - np.einsum("mki,mi->mk", design, coef))
+        spread = np.maximum(1.4826 * np.median(residual, axis=1, keepdims=True), 1e-4)
+        inlier = (residual <= outlier_deviations * spread).astype(float)
+    deviations = [1.4826 * np.median(r[keep > 0]) for r, keep in zip(residual, inlier)]
+    return float(np.median(deviations))
+
+
+def _range_neighbourhoods(cloud: np.ndarray, queries: np.ndarray, origin: np.ndarray, neighbours: int
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """For each query (M, 3), none at `origin`: its direction from `origin` (M, 3), the tangent
+    coordinates (M, k, 2) of the directions of its `neighbours` nearest points of `cloud` (N, 3) in
+    direction, and those points' ranges (M, k); None with fewer than 3 such points or no query.
+    Cloud points at the origin (an invalid depth read as zero) are on no ray and no one's neighbours."""
+    to_cloud = np.asarray(cloud, float) - origin
+    ranges = np.linalg.norm(to_cloud, axis=1)
+    on_a_ray = ranges > 1e-6
+    to_cloud, ranges = to_cloud[on_a_ray], ranges[on_a_ray]
+    k = min(int(neighbours), len(ranges))
+    if k < 3 or not len(queries):
+        return None
+    directions = to_cloud / ranges[:, None]
+    query_dirs = (queries - origin) / np.linalg.norm(queries - origin, axis=1, keepdims=True)
+    _, idx = cKDTree(directions).query(query_dirs, k=k)
+    # Tangent axes at each query's direction (any axis not along it starts the cross products).
+    helper = np.where(np.abs(query_dirs[:, 2:]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
+    e1 = np.cross(query_dirs, helper)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(query_dirs, e1)
+    offsets = directions[idx] - query_dirs[:, None]                                   # (M, k, 3)
+    tangent = np.stack([np.einsum("mkc,mc->mk", offsets, e1), np.einsum("mkc,mc->mk", offsets, e2)], axis=-1)
+    return query_dirs, tangent, ranges[idx]

@@ -532,11 +532,15 @@ def test_the_points_behind_weigh_more_only_where_the_depth_is_noisy(test_build):
             fits = [est.estimate(legs, yaw=yaw, camera_origin=camera, segment=False, check_heading=False)
                     for est in (fixed, ramp)]
             assert np.array_equal(fits[0].joints, fits[1].joints)
+            assert "depth_noise_m" not in fits[0].quality_terms and fits[1].quality_terms["behind_weight"] == 0.5
         assert depth_noise(noisy, camera) > foot
         for name, est in (("fixed", fixed), ("ramp", ramp)):
             res = est.estimate(noisy, yaw=yaw, camera_origin=camera, segment=False, check_heading=False)
             assert res.valid, res.reason
             toward[name].append(_toward_camera_m(res.joints, a["joints"], camera))
+        # The noise and the weight it gave are reported with the quality's terms (the node's ~/quality).
+        assert res.quality_terms["depth_noise_m"] == depth_noise(noisy, camera)
+        assert 0.5 < res.quality_terms["behind_weight"] <= 2.0
     assert clean_below_foot >= 5
     # Measured: the clouds as rendered 2.1 to 4.9 mm, patch-noised 6.6 to 9.9 mm.
     assert np.mean(toward["ramp"]) < np.mean(toward["fixed"]) - 0.001, toward

@@ -490,10 +490,12 @@ class GaitPoseEstimator:
             check_heading = yaw_source == "rotnet"
         t1 = time.perf_counter()
         p = self.profile
+        noise_terms = {}        # reported with the quality's terms: what the frame's noise made of the fit
         if p.behind_points and p.noisy_behind_weight is not None and camera_origin is not None:
             noise = depth_noise(pts, camera_origin)
             p = replace(p, behind_weight=float(np.interp(noise, p.noise_ramp_m,
                                                          (p.behind_weight, p.noisy_behind_weight))))
+            noise_terms = {"depth_noise_m": noise, "behind_weight": p.behind_weight}
         rng = np.random.default_rng(p.seed)
         if yaw is None:
             yaw_source = "assumed_v1"
@@ -667,8 +669,8 @@ class GaitPoseEstimator:
         timings["total"] = time.perf_counter() - t0
         return EstimateResult(True, "", joints, mesh_out, float(yaw), yaw_source, timings, fit.iterations,
                               fit.z.cpu().numpy(), fitted.cpu().numpy(), canon, fit, quality.score,
-                              quality.joint_confidence, quality.terms | {"problems": quality.problems}, pts, warm,
-                              1 if warm else len(views), spread, occluders)
+                              quality.joint_confidence, quality.terms | noise_terms | {"problems": quality.problems},
+                              pts, warm, 1 if warm else len(views), spread, occluders)
 
     def _fallback(self) -> "GaitPoseEstimator":
         """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""

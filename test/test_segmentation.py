@@ -175,6 +175,34 @@ def test_a_person_the_rolled_frame_cuts_below_the_scenes_top_is_found(body_model
     assert precision > 0.9 and recall > 0.9
 
 
+def test_a_person_a_nearer_post_cuts_in_pieces_is_found(body_model):
+    """Shifted scene (seed 3): a 1.1 m post 1 m in front of the walker, 2.3 m away, hides the middle of
+    them. What is left falls apart into the upper body over the post (standing tall, but not reaching the
+    floor) and the legs beside it, each piece a slab that reads flat; together they are not flat. Before
+    the pieces were tried together: "no person-like cluster". The crop keeps two thirds of the visible
+    leg points (a shin piece below the post stays apart)."""
+    from posesdf_ros.data.shifted import make_shifted_sample
+
+    scene = make_shifted_sample(body_model, SampleKey("shifted", 3, "pronation", "V4"), 3)[0]
+    result = segment_legs(scene["points"], sensor_origin=_sensor(scene))
+    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
+    precision, recall = _precision_recall(result, scene["leg_mask"])
+    assert precision > 0.9 and recall > 0.6
+
+
+def test_a_box_beside_a_bin_is_not_the_pieces_of_a_person():
+    """Pieces are tried together only around one that stands tall (a person's upper body over what hides
+    the rest): a waist-high box, flat, and a round bin beside it, too low to be a person, are not flat
+    together but are no person. (The wall behind them is what the box does not reach up to: alone in a
+    scene, its top would be the frame's.)"""
+    y, z = np.meshgrid(np.arange(-1.5, 1.5, 0.02), np.arange(0.0, 2.0, 0.02))
+    wall = np.stack([np.full(y.size, 4.8), y.ravel(), z.ravel()], -1).astype(np.float32)
+    box = _box_faces((2.5, 0.3), size=(0.4, 0.4, 0.95))
+    bin_ = _column(np.array([2.62, -0.25]), radius=0.1, height=0.5, rng=np.random.default_rng(7))
+    result = segment_legs(np.concatenate([_floor(np.random.default_rng(6)), wall, box, bin_]))
+    assert not result.valid and "no person-like cluster" in result.reason
+
+
 def test_a_tall_object_floating_above_the_floor_is_not_a_person():
     """A round column from 0.9 m up (a hanging coat, a lamp): higher than any hidden feet allow."""
     column = _column(np.array([2.5, 0.0]), height=0.9, rng=np.random.default_rng(3))

@@ -560,15 +560,21 @@ def stands_tall(cluster: Cluster, points: np.ndarray, sensor: np.ndarray, edge: 
 
 
 def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.ndarray, height: np.ndarray,
-                  sensor: np.ndarray, config: SegmentationConfig, noise: DepthNoise | None = None
-                  ) -> Cluster | None:
+                  sensor: np.ndarray, config: SegmentationConfig, noise: DepthNoise | None = None,
+                  fragments: list[Cluster] | None = None) -> Cluster | None:
     """The first person-like cluster by how surely it `stands_tall`, then by its distance to
     `reference_xy` (so that a child or a seated person alone in view is still found); the
     flatness test, the costly one, runs in that order until one passes.
 
     A cluster that stands tall may end up to `person_hidden_foot_height` above the floor: its
     feet and shins out of the sensor's sight (dark shoes and trousers leave holes in structured
-    light and stereo; the frame's bottom edge cuts a near walker's shins)."""
+    light and stereo; the frame's bottom edge cuts a near walker's shins).
+
+    Where none passes, `fragments` (every cluster of the scene) are tried: a person that a nearer
+    object hides in part (a box or a post between the sensor and the walker) falls apart into
+    pieces, the upper body over the object and the legs beside it, and each piece alone is a
+    slab that reads flat. The first candidate that stands tall and whose union with the fragments
+    within `fragment_radius` of it reaches the floor and is not flat is the target."""
     edge = frame_top(points, sensor, config)
     candidates = []
     for cluster in sorted(clusters, key=lambda c: float(np.linalg.norm(c.centre - reference_xy))):
@@ -579,8 +585,22 @@ def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.
         if lowest <= config.person_foot_height or tall:
             candidates.append((tall, cluster))
     candidates.sort(key=lambda c: -c[0])        # stable: by distance within a grade
-    return next((cluster for _, cluster in candidates
-                 if not is_flat(points[cluster.members], sensor, config, noise)), None)
+    target = next((cluster for _, cluster in candidates
+                   if not is_flat(points[cluster.members], sensor, config, noise)), None)
+    if target is not None or not fragments:
+        return target
+    for tall, cluster in candidates:
+        if not tall:            # a box beside a box: the hidden person still shows its upper body
+            continue
+        pieces = [c.members for c in fragments
+                  if np.linalg.norm(c.centre - cluster.centre) < config.fragment_radius]
+        if len(pieces) < 2:     # the candidate alone: already found flat
+            continue
+        union = np.concatenate(pieces)
+        if (float(height[union].min()) <= config.person_foot_height
+                and not is_flat(points[union], sensor, config, noise)):
+            return cluster
+    return None
 
 
 def target_cells(target: Cluster, clusters: list[Cluster], grid: BirdEyeGrid, points: np.ndarray,
@@ -828,7 +848,7 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
     if not people:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
-    target = choose_target(people, reference, scene, height, sensor, coarse, noise)
+    target = choose_target(people, reference, scene, height, sensor, coarse, noise, fragments=clusters)
     timer.lap("target")
     if target is None:
         return "no person-like cluster (the person-sized ones are flat, or neither reach the floor nor stand tall)"

@@ -85,6 +85,45 @@ def test_val_split_holds_test_like_scenes_of_training_bodies(tmp_path, body_mode
     assert len(select_samples(tmp_path / "val", "CC")) == len(PROTOCOLS["CC"])    # posesdf eval takes it
 
 
+def test_the_occluder_stands_between_the_camera_and_the_walker_of_the_same_scene(tmp_path, body_model):
+    """`--occluder`: a box within `OccluderRanges`, on the line from the camera to the walker, hiding leg
+    points; the walker and the rest of the scene drawn as without it. Builds record it and do not mix."""
+    from dataclasses import asdict
+
+    import pytest
+
+    from posesdf_ros.data.dataset import SampleKey, make_test_sample
+    from posesdf_ros.data.scene import OCCLUDER
+
+    key = SampleKey("test", 0, "normal", "V1")
+    plain, plain_entry = make_test_sample(body_model, key, 1)
+    hidden, entry = make_test_sample(body_model, key, 1, occluder=True)
+    assert np.array_equal(plain["joints"], hidden["joints"]) and plain_entry["phase"] == entry["phase"]
+    assert "occluder" not in plain_entry
+    box = entry["occluder"]
+    camera, walker = hidden["camera_to_gravity"][:2, 3], hidden["joints"][0, :2]
+    sight = (walker - camera) / np.linalg.norm(walker - camera)
+    offset = np.asarray(box["centre_xy"]) - camera
+    along = offset @ sight / np.linalg.norm(walker - camera)
+    aside = offset @ np.array([-sight[1], sight[0]])
+    # The walker's pelvis is within a few cm of the point the box was placed toward.
+    assert OCCLUDER.along[0] - 0.03 <= along <= OCCLUDER.along[1] + 0.03
+    assert OCCLUDER.aside_m[0] - 0.05 <= aside <= OCCLUDER.aside_m[1] + 0.05
+    for value, bounds in zip(box["size"], (OCCLUDER.depth_m, OCCLUDER.width_m, OCCLUDER.height_m)):
+        assert bounds[0] <= value <= bounds[1]
+    assert hidden["leg_mask"].sum() < 0.9 * plain["leg_mask"].sum()
+
+    built = build_dataset(tmp_path / "o", "test", protocol="CC", limit=1, progress=False, body_model=body_model,
+                          occluder=True)
+    on_disk = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert on_disk["occluder"] == json.loads(json.dumps(asdict(OCCLUDER)))
+    assert all("occluder" in e for e in built["samples"])
+    with pytest.raises(SystemExit, match="--occluder"):
+        build_dataset(tmp_path / "o", "test", protocol="CC", limit=1, progress=False, body_model=body_model)
+    with pytest.raises(ValueError, match="train split"):
+        build_dataset(tmp_path / "t", "train", limit=1, progress=False, body_model=body_model, occluder=True)
+
+
 def test_preview_writes_pngs(tmp_path):
     run = _posesdf("data", "preview", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Iterable
@@ -25,7 +25,17 @@ from ..geometry import yaw_matrix
 from .body import BodyModel, sample_phenotype, subject_id
 from .camera import LABEL_LOWER_LIMB, Intrinsics, noise_name
 from .gait import ABNORMAL_CONDITIONS, CONDITIONS, GaitModel, sample_gait_params
-from .scene import VIEWS, WalkingSubject, render_scene, sample_camera, sample_clutter
+from .scene import (
+    OCCLUDER,
+    OCCLUDER_STREAM,
+    VIEWS,
+    Box,
+    WalkingSubject,
+    front_occluder,
+    render_scene,
+    sample_camera,
+    sample_clutter,
+)
 from .sdf import SURFACE_SAMPLES, lower_limb_surface, sdf_samples, unit_sphere_normalisation
 
 #: "val" holds scenes like the test split's, but of the training bodies (data seed 2): a split to
@@ -109,8 +119,9 @@ def sample_keys(split: str, protocol: str = "all", limit: int | None = None,
 
 
 def make_test_sample(body_model: BodyModel, key: SampleKey, seed: int,
-                     noise: str = TEST_NOISE, clutter: bool = True) -> tuple[dict, dict]:
-    """One test (or val) sample: a scene cloud of a test (training) body in a random gait phase.
+                     noise: str = TEST_NOISE, clutter: bool = True, occluder: bool = False) -> tuple[dict, dict]:
+    """One test (or val) sample: a scene cloud of a test (training) body in a random gait phase;
+    `occluder`: with a box between the camera and the walker (`scene.front_occluder`).
 
     Returns the arrays of the spec and the manifest entry.
     """
@@ -124,10 +135,24 @@ def make_test_sample(body_model: BodyModel, key: SampleKey, seed: int,
                             phase0=float(rng.random()))
     body, subject_to_gravity = walker.poses(np.zeros(1))
     boxes = sample_clutter(rng, camera) if clutter else []
+    front = with_occluder(boxes, key, seed, camera) if occluder else None
     arrays, entry = scene_arrays(body_model, body, subject_to_gravity[0], camera, boxes, rng, noise, key,
                                  subject_id(bodies, subject_index))
-    entry |= {"gait": params.to_dict(), "phase": walker.phase0}
+    entry |= {"gait": params.to_dict(), "phase": walker.phase0} | occluder_record(front)
     return arrays, entry
+
+
+def with_occluder(clutter: list, key: SampleKey, seed: int, camera) -> Box:
+    """Append to `clutter` the key's box between the camera and the walker (`scene.front_occluder`), drawn
+    from a stream of its own; returns it."""
+    box = front_occluder(key.rng(seed, OCCLUDER_STREAM), camera)
+    clutter.append(box)
+    return box
+
+
+def occluder_record(box: Box | None) -> dict:
+    """The manifest entry's record of a scene's occluder: {} without one."""
+    return {} if box is None else {"occluder": asdict(box)}
 
 
 def scene_arrays(body_model: BodyModel, body, subject_to_gravity: np.ndarray, camera, boxes: list, rng,
@@ -200,14 +225,15 @@ def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | None = None, seed: int | None = None,
                   progress: bool = True, body_model: BodyModel | None = None, profile: str | None = None,
-                  sensor: str = "full") -> dict:
+                  sensor: str = "full", occluder: bool = False) -> dict:
     """Write (or complete) a dataset folder and return its manifest.
 
     `profile` is "paper" (default) or "product" for train, test and val;
     the shifted split has its own generator and takes none. A folder holds
     one profile: completing it with another is refused. `sensor` (shifted
     split only, `shifted.SENSOR_PARTS`) switches halves of its sensor model
-    off, for an ablation.
+    off, for an ablation. `occluder` (scene splits only) stands a box
+    between the camera and the walker in every scene (`scene.front_occluder`).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -221,15 +247,16 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     if sensor != "full" and split != "shifted":
         raise ValueError("--sensor ablates the shifted split's sensor model; the other splits have none to ablate")
+    if occluder and split not in SCENE_SPLITS:
+        raise ValueError("--occluder stands a box in front of the walker in scenes; the train split has none")
     seed = DEFAULT_SEEDS[split] if seed is None else seed
     out = Path(out)
     manifest_path = out / "manifest.json"
     params = {"split": split, "seed": seed, "protocol": protocol if split in SCENE_SPLITS else None,
               "noise": TEST_NOISE if split in SCENE_SPLITS else "train surface noise",
-              "intrinsics": Intrinsics().to_dict(), "profile": profile}
+              "intrinsics": Intrinsics().to_dict(), "profile": profile,
+              "occluder": asdict(OCCLUDER) if occluder else None}
     if profile == "product":
-        from dataclasses import asdict
-
         from .domain import PRODUCT, make_product_scene_sample, make_product_train_sample
         params |= {"noise": "per sample: the camera preset's sensor model (noise, noise_model)"
                    if split in SCENE_SPLITS else "train surface noise",
@@ -237,7 +264,7 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
                    "ranges": asdict(PRODUCT)}
         make = make_product_train_sample if split == "train" else make_product_scene_sample
     elif profile == "shifted":
-        from dataclasses import asdict, replace
+        from dataclasses import replace
 
         from .shifted import SENSOR_PARTS, SHIFTED, make_shifted_sample
         if sensor not in SENSOR_PARTS:
@@ -248,6 +275,8 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
         make = partial(make_shifted_sample, choices=choices)
     else:
         make = make_train_sample if split == "train" else make_test_sample
+    if occluder:
+        make = partial(make, occluder=True)
     entries: dict[str, dict] = {}
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
@@ -260,6 +289,9 @@ def build_dataset(out: Path, split: str, protocol: str = "all", limit: int | Non
         if old.get("sensor", "full") != sensor:
             raise SystemExit(f"{out} holds a build with --sensor {old.get('sensor', 'full')}; use another --out "
                              f"for --sensor {sensor}")
+        if bool(old.get("occluder")) != occluder:
+            raise SystemExit(f"{out} holds a build {'with' if old.get('occluder') else 'without'} --occluder; "
+                             "use another --out")
         entries = {e["file"]: e for e in old["samples"]}
     (out / "samples").mkdir(parents=True, exist_ok=True)
     _write_manifest(manifest_path, params, entries)    # the folder's split, seed and profile, from the start

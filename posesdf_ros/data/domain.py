@@ -480,11 +480,12 @@ def make_product_train_sample(body_model: BodyModel, key, seed: int,
 
 
 def make_product_scene_sample(body_model: BodyModel, key, seed: int,
-                              ranges: ProductRanges = PRODUCT) -> tuple[dict, dict]:
+                              ranges: ProductRanges = PRODUCT, occluder: bool = False) -> tuple[dict, dict]:
     """One product test (or val) scene of the key's (condition, view) cell: an engine body (test
     bodies, or the product training bodies for val), gait, camera preset, placement, sensor model,
-    colours and clutter (the paper's beside the walkway and boxes close to the legs)."""
-    from .dataset import scene_arrays
+    colours and clutter (the paper's beside the walkway and boxes close to the legs); `occluder`:
+    and a box between the camera and the walker (`scene.front_occluder`)."""
+    from .dataset import occluder_record, scene_arrays, with_occluder
 
     rng = key.rng(seed, PRODUCT_STREAM)
     bodies = "train" if key.split == "val" else "test"
@@ -500,6 +501,7 @@ def make_product_scene_sample(body_model: BodyModel, key, seed: int,
         body, subject_to_gravity = walker.poses(np.zeros(1))
         verts = body.vertices[0] @ subject_to_gravity[0, :3, :3].T + subject_to_gravity[0, :3, 3]
         boxes = sample_clutter(rng, camera) + sample_near_clutter(rng, verts[::10, :2], ranges)
+        front = with_occluder(boxes, key, seed, camera) if occluder else None
         noise = sample_noise(rng, preset, ranges)
         colours = sample_colours(rng, ranges)
         arrays, entry = scene_arrays(body_model, body, subject_to_gravity[0], camera, boxes, rng, noise, key,
@@ -508,5 +510,5 @@ def make_product_scene_sample(body_model: BodyModel, key, seed: int,
             break
     entry |= {"gait": params.to_dict(), "gait_summary": summary, "phase": walker.phase0, "phenotype": build,
               "camera_preset": preset.name, "intrinsics": preset.intrinsics().to_dict(),
-              "noise_model": _noise_record(noise), "colours": colours, "redraws": redraws}
+              "noise_model": _noise_record(noise), "colours": colours, "redraws": redraws} | occluder_record(front)
     return arrays, entry

@@ -122,6 +122,38 @@ def sample_clutter(rng: np.random.Generator, camera: CameraSetup, n_boxes: int |
     return boxes
 
 
+@dataclass(frozen=True)
+class OccluderRanges:
+    """Where `front_occluder` puts its box, each drawn uniformly in its range."""
+
+    along: tuple[float, float] = (0.45, 0.75)       # share of the way from the camera to the subject
+    aside_m: tuple[float, float] = (-0.35, 0.35)     # off the line of sight, sideways
+    width_m: tuple[float, float] = (0.2, 0.6)        # across the line of sight
+    depth_m: tuple[float, float] = (0.2, 0.6)        # along it
+    height_m: tuple[float, float] = (0.3, 0.9)
+    turn_deg: tuple[float, float] = (-20.0, 20.0)    # its faces off square to the line of sight
+
+
+OCCLUDER = OccluderRanges()
+#: Appended to a sample key's random stream for the occluder (`front_occluder`), so that a build with
+#: one draws everything else as the build without.
+OCCLUDER_STREAM = 7
+
+
+def front_occluder(rng: np.random.Generator, camera: CameraSetup, ranges: OccluderRanges = OCCLUDER) -> Box:
+    """A box standing on the floor between the camera and the subject, which the clutter of
+    `sample_clutter` never does: it hides part of the legs (or all of them) in most scenes. For
+    measuring how a pipeline copes with occlusion (`posesdf data build --occluder`)."""
+    subject = camera.subject_xy()
+    sight = subject / np.linalg.norm(subject)
+    aside = np.array([-sight[1], sight[0]])
+    centre = subject * rng.uniform(*ranges.along) + aside * rng.uniform(*ranges.aside_m)
+    size = (rng.uniform(*ranges.depth_m), rng.uniform(*ranges.width_m), rng.uniform(*ranges.height_m))
+    yaw = float(np.arctan2(sight[1], sight[0]) + np.deg2rad(rng.uniform(*ranges.turn_deg)))
+    colour = tuple(int(c) for c in rng.integers(60, 220, 3))
+    return Box((float(centre[0]), float(centre[1])), tuple(float(v) for v in size), yaw, colour)
+
+
 def render_scene(body: PosedBodies, index: int, subject_to_gravity: np.ndarray, camera: CameraSetup,
                  clutter: list[Box], rng: np.random.Generator, noise: str,
                  lower_limb_face: np.ndarray, intrinsics: Intrinsics = Intrinsics(),

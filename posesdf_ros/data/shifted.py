@@ -252,10 +252,11 @@ def sample_cylinders(rng, subject_xy: np.ndarray, body_xy: np.ndarray, camera: C
     return out
 
 
-def make_shifted_sample(body_model: BodyModel, key, seed: int, choices: ShiftedChoices = SHIFTED
-                        ) -> tuple[dict, dict]:
-    """One scene of the shifted split, in the test split's format (`dataset.scene_arrays`)."""
-    from .dataset import scene_arrays
+def make_shifted_sample(body_model: BodyModel, key, seed: int, choices: ShiftedChoices = SHIFTED,
+                        occluder: bool = False) -> tuple[dict, dict]:
+    """One scene of the shifted split, in the test split's format (`dataset.scene_arrays`); `occluder`:
+    with a box between the camera and the walker (`scene.front_occluder`)."""
+    from .dataset import occluder_record, scene_arrays, with_occluder
 
     rng = key.rng(seed, SHIFTED_STREAM)
     subject_index = int(rng.integers(0, 100))
@@ -268,6 +269,7 @@ def make_shifted_sample(body_model: BodyModel, key, seed: int, choices: ShiftedC
         body, subject_to_gravity = walker.poses(np.zeros(1))
         verts = body.vertices[0] @ subject_to_gravity[0, :3, :3].T + subject_to_gravity[0, :3, 3]
         clutter = sample_cylinders(rng, camera.subject_xy(), verts[::10, :2], camera, choices)
+        front = with_occluder(clutter, key, seed, camera) if occluder else None
         palette = choices.clothing_palette
         colours = {"trousers": palette[int(rng.integers(len(palette)))],
                    "shirt": palette[int(rng.integers(len(palette)))],
@@ -278,5 +280,5 @@ def make_shifted_sample(body_model: BodyModel, key, seed: int, choices: ShiftedC
             break
     entry |= {"gait": params.to_dict(), "phase": walker.phase0, "phenotype": build, "camera_preset": camera_name,
               "intrinsics": intrinsics.to_dict(), "noise_model": asdict(noise), "colours": colours,
-              "redraws": redraws}
+              "redraws": redraws} | occluder_record(front)
     return arrays, entry

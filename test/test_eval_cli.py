@@ -117,13 +117,18 @@ def test_eval_writes_the_spec_json_report_and_plots(test_build, tmp_path):
     assert s["weights"]["data_profile"] == "product" and "| product | ours |" in text
 
 
-def test_result_rows_name_the_shifted_sensor_ablation():
-    from posesdf_ros.evaluation.report import data_label
+def test_result_rows_name_the_shifted_sensor_ablation_and_the_occluder():
+    from posesdf_ros.evaluation.report import _sensor_phrase, data_label
 
     shifted = {"data_split": "shifted", "data_profile": "shifted"}
     assert data_label(shifted) == data_label(shifted | {"data_sensor": "full"}) == "ours, shifted split"
     assert data_label(shifted | {"data_sensor": "holes"}) == "ours, shifted split (holes only, exact depth)"
     assert data_label({"data_split": "test", "data_profile": "product"}) == "ours, test split (product engine)"
+    assert data_label({"data_split": "test", "data_occluder": True}) == "ours, a box in front"
+    assert data_label(shifted | {"data_occluder": False}) == "ours, shifted split"
+    assert _sensor_phrase(shifted | {"data_occluder": True, "data_sensor": "holes"}) == \
+        " built with `--sensor holes --occluder`"
+    assert _sensor_phrase(shifted) == ""
 
 
 def test_eval_on_the_whole_true_surface_measures_the_shape_space_below_one_view(test_build, tmp_path):

@@ -233,7 +233,7 @@ def _eval(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.data)
     summary |= {"command": command_line(), "data_seed": manifest.get("seed"), "data_split": manifest.get("split"),
                 "data_profile": manifest.get("profile", "paper"), "data_sensor": manifest.get("sensor", "full"),
-                "samples_per_cell": args.limit or "all"}
+                "data_occluder": bool(manifest.get("occluder")), "samples_per_cell": args.limit or "all"}
     if args.shard[1] > 1:
         summary["shard"] = "{}/{}".format(*args.shard)
     if args.input == "scene":

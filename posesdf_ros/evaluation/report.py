@@ -54,13 +54,14 @@ SENSOR_LABELS = {"depth-error": "depth error only, no holes", "holes": "holes on
 
 def data_label(summary: dict) -> str:
     """"ours" for the test split of the paper's generator, else which split (and generator, and sensor
-    ablation)."""
+    ablation); either with "a box in front" where the build stood one between the camera and the walker."""
     split = data_split(summary)
     profile = summary.get("data_profile") or "paper"
     sensor = summary.get("data_sensor") or "full"
-    return "ours" if split == "test" and profile == "paper" else f"ours, {split} split" + (
+    label = "ours" if split == "test" and profile == "paper" else f"ours, {split} split" + (
         f" ({profile} engine)" if profile not in ("paper", split) else "") + (
         f" ({SENSOR_LABELS[sensor]})" if sensor != "full" else "")
+    return label + (", a box in front" if summary.get("data_occluder") else "")
 
 
 def generalisation_lines(runs: list[dict]) -> list[str]:
@@ -91,7 +92,10 @@ def generalisation_lines(runs: list[dict]) -> list[str]:
 
 def _sensor_phrase(summary: dict) -> str:
     sensor = summary.get("data_sensor") or "full"
-    return "" if sensor == "full" else f" built with `--sensor {sensor}`"
+    flags = [] if sensor == "full" else [f"--sensor {sensor}"]
+    if summary.get("data_occluder"):
+        flags.append("--occluder")
+    return f" built with `{' '.join(flags)}`" if flags else ""
 
 
 def weights_label(summary: dict) -> str:

@@ -17,7 +17,12 @@ result is a person's lower limbs standing on the floor where the points are:
   their mean) and a `joint_spread_m` ramp, each joint's confidence is also
   multiplied by 1 up to the ramp's first value, 0 from its second: members
   that disagree at a joint say its estimate is unsure (docs/quality.md).
-  That term lowers the joints' confidences only, not the frame's score.
+  That term lowers the joints' confidences; the frame's score only where the
+  members disagree everywhere (`agreement`).
+- `agreement` (with `joint_spread_m` and an ensemble's spread): 1 while the
+  median of the joints' spreads is under `frame_spread_m`'s first value, 0
+  from its second: members whose fits land apart at most joints found no
+  pose the points pin down.
 - `surface`: the observed points lie on the fitted surface: the 90th
   percentile of their |SDF|, 1 up to `residual_ok_m`, 0 from `residual_bad_m`.
 - `anatomy`: thigh, shank and hip width within adult ranges, left and right
@@ -29,9 +34,11 @@ result is a person's lower limbs standing on the floor where the points are:
   (0 or 1; 1 when only one heading was fitted). Below it RotNet and the
   shape disagree: the shape fits the turned heading better, though not by
   the margin that overrules RotNet, and a fit turned front to back covers
-  the points as well as a right one, so no other check can tell them.
+  the points as well as a right one, so no other check can tell them. A fit
+  the other checks doubt (their score under `retry_below`) needs the wider
+  margin `doubted_heading_margin_min`.
 
-score = min(support, surface) * anatomy * floor * heading. The thresholds
+score = min(support, surface, agreement) * anatomy * floor * heading. The thresholds
 were chosen on val scenes of the training bodies (`docs/quality.md`), never
 on the test split.
 """
@@ -77,7 +84,11 @@ class QualityConfig:
     scene_hidden_max: int = 2
     # An ensemble's joint spread (ok, bad), metres, for the joint confidences; None: not used (docs/quality.md).
     joint_spread_m: tuple[float, float] | None = None
+    # The median of the joints' spreads (ok, bad), metres, for the frame's `agreement`, where `joint_spread_m`
+    # is set: the val builds' kept fits read at most 21 mm (docs/quality.md).
+    frame_spread_m: tuple[float, float] = (0.03, 0.05)
     heading_margin_min: float = 1.0  # the other heading's fit loss over the kept one's (docs/quality.md: why 1.0)
+    doubted_heading_margin_min: float = 1.2  # the same, for a fit the other checks score under `retry_below`
     retry_below: float = 0.5        # a fit scoring less is tried again (the other heading, or cold)
     reject_below: float = 0.4       # a fit scoring less is reported valid=False (docs/quality.md: why 0.4)
 
@@ -200,19 +211,28 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     anatomy = 0.0 if bad_bones else 1.0
     if bad_bones:
         problems.append("implausible bones: " + ", ".join(bad_bones))
+    agreement = 1.0
+    if joint_spread is not None and config.joint_spread_m is not None:
+        median_spread = float(np.median(joint_spread))
+        agreement = float(_ramp(median_spread, *config.frame_spread_m))
+        if agreement < 1.0:
+            problems.append(f"the ensemble's fits disagree: median joint spread {1000 * median_spread:.0f} mm")
     feet = [JOINT_INDEX[name] for name in ("left_ankle", "left_foot", "right_ankle", "right_foot")]
     lowest = float(joints[feet, 2].min())
     floor = 1.0 if config.floor_range_m[0] <= lowest <= config.floor_range_m[1] else 0.0
     if not floor:
         problems.append(f"lowest foot joint {100 * lowest:.0f} cm from the floor")
-    heading = 1.0 if heading_margin is None or heading_margin >= config.heading_margin_min else 0.0
+    checked = min(support, surface, agreement) * anatomy * floor
+    margin_min = config.heading_margin_min if checked >= config.retry_below else config.doubted_heading_margin_min
+    heading = 1.0 if heading_margin is None or heading_margin >= margin_min else 0.0
     if not heading:
         problems.append(f"ambiguous heading: the opposite heading's fit loss {heading_margin:.2f} times the kept one's")
-    score = min(support, surface) * anatomy * floor * heading
+    score = checked * heading
     confidence = supported
     if joint_spread is not None and config.joint_spread_m is not None:
         confidence = supported * _ramp(joint_spread, *config.joint_spread_m)
-    terms = {"support": support, "surface": surface, "anatomy": anatomy, "floor": floor, "heading": heading,
+    terms = {"support": support, "surface": surface, "agreement": agreement, "anatomy": anatomy, "floor": floor,
+             "heading": heading,
              "surface_residual_p90_m": residual, "max_joint_distance_m": float(nearest.max()),
              "hidden_joints": [JOINT_NAMES[i] for i in np.flatnonzero(hidden)]}
     if heading_margin is not None:

@@ -432,6 +432,29 @@ def split_off_walls(points: np.ndarray, height: np.ndarray, cluster: Cluster, gr
     return grid.clusters(members, points[:, :2], height)
 
 
+def split_off_box(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid: BirdEyeGrid,
+                  config: SegmentationConfig) -> list[Cluster]:
+    """A box that a person stands at, joined to them on the grid, gives the cluster a horizontal face (its
+    top), and the cluster reads flat. Take out the box: every member in the cells of that face (grown by
+    one cell, for its sides) up to the face's height, then cluster the rest. [cluster] when it has no
+    horizontal face among its first three planes."""
+    members = cluster.members
+    sample = members[::max(1, len(members) // config.planarity_sample_points)]
+    min_normal_z = np.cos(np.deg2rad(config.horizontal_face_tilt_deg))
+    for _ in range(3):
+        if len(sample) < 3:
+            break
+        plane, inliers = fit_plane(points[sample], config.planarity_slab, config.planarity_iterations,
+                                   config.random_seed)
+        if abs(plane.normal[2]) > min_normal_z and inliers.sum() >= config.horizontal_face_fraction * len(sample):
+            top = sample[inliers]
+            box_cells = grid.near(top, 1)[grid.cell_of[members]]
+            below_top = height[members] <= float(height[top].max()) + config.planarity_slab
+            return grid.clusters(members[~(box_cells & below_top)], points[:, :2], height)
+        sample = sample[~inliers]
+    return [cluster]
+
+
 def is_person_sized(cluster: Cluster, config: SegmentationConfig) -> bool:
     """Enough points, a person's height, a person's footprint."""
     return (len(cluster.members) >= config.person_min_points
@@ -574,7 +597,7 @@ def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.
     object hides in part (a box or a post between the sensor and the walker) falls apart into
     pieces, the upper body over the object and the legs beside it, and each piece alone is a
     slab that reads flat. The first candidate that stands tall and whose union with the fragments
-    within `fragment_radius` of it reaches the floor and is not flat is the target."""
+    within `fragment_radius` of it is not flat is the target (its feet may be hidden, as above)."""
     edge = frame_top(points, sensor, config)
     candidates = []
     for cluster in sorted(clusters, key=lambda c: float(np.linalg.norm(c.centre - reference_xy))):
@@ -597,7 +620,7 @@ def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.
         if len(pieces) < 2:     # the candidate alone: already found flat
             continue
         union = np.concatenate(pieces)
-        if (float(height[union].min()) <= config.person_foot_height
+        if (float(height[union].min()) <= config.person_hidden_foot_height
                 and not is_flat(points[union], sensor, config, noise)):
             return cluster
     return None
@@ -849,6 +872,13 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
     target = choose_target(people, reference, scene, height, sensor, coarse, noise, fragments=clusters)
+    if target is None:
+        # A person joined to a box they stand at reads flat for the box's top: without the box, again.
+        sized = {id(c) for c in people}
+        clusters = [part for c in clusters for part in
+                    (split_off_box(scene, height, c, grid, coarse) if id(c) in sized else [c])]
+        people = [c for c in clusters if is_person_sized(c, coarse)]
+        target = choose_target(people, reference, scene, height, sensor, coarse, noise, fragments=clusters)
     timer.lap("target")
     if target is None:
         return "no person-like cluster (the person-sized ones are flat, or neither reach the floor nor stand tall)"

@@ -27,6 +27,8 @@ cd "$(dirname "$0")/.."
     docs/results/posesdf_fast_scene_rotnet_shifted_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_product_1member.json \
     docs/results/posesdf_fast_scene_rotnet_ptest5_product.json \
+    docs/results/posesdf_fast_scene_rotnet_occtest_product.json \
+    docs/results/posesdf_fast_scene_rotnet_occshifted_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_none_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_holes_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_deptherror_product.json \

@@ -208,6 +208,19 @@ def test_a_walker_behind_a_box_is_found(body_model, key):
     assert precision > 0.9 and recall > 0.9
 
 
+def test_a_post_beside_a_box_is_not_taken_for_the_walker_behind_them(body_model):
+    """The post scene above with a box beside the post too (`--occluder`): the post stands tall and, with the
+    box, is not flat; but the box is no piece of the post (pieces are smaller than the candidate), so the
+    walker 1 m behind them is the target, as without the box."""
+    from posesdf_ros.data.shifted import make_shifted_sample
+
+    scene = make_shifted_sample(body_model, SampleKey("shifted", 3, "pronation", "V4"), 3, occluder=True)[0]
+    result = segment_legs(scene["points"], sensor_origin=_sensor(scene))
+    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
+    precision, recall = _precision_recall(result, scene["leg_mask"])
+    assert precision > 0.9 and recall > 0.6
+
+
 def test_a_box_beside_a_bin_is_not_the_pieces_of_a_person():
     """Pieces are tried together only around one that stands tall (a person's upper body over what hides
     the rest): a waist-high box, flat, and a round bin beside it, too low to be a person, are not flat

@@ -596,8 +596,9 @@ def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.
     Where none passes, `fragments` (every cluster of the scene) are tried: a person that a nearer
     object hides in part (a box or a post between the sensor and the walker) falls apart into
     pieces, the upper body over the object and the legs beside it, and each piece alone is a
-    slab that reads flat. The first candidate that stands tall and whose union with the fragments
-    within `fragment_radius` of it is not flat is the target (its feet may be hidden, as above)."""
+    slab that reads flat. The first candidate that stands tall and whose union with the smaller
+    fragments within `fragment_radius` of it is not flat is the target (its feet may be hidden, as
+    above)."""
     edge = frame_top(points, sensor, config)
     candidates = []
     for cluster in sorted(clusters, key=lambda c: float(np.linalg.norm(c.centre - reference_xy))):
@@ -615,8 +616,9 @@ def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.
     for tall, cluster in candidates:
         if not tall:            # a box beside a box: the hidden person still shows its upper body
             continue
-        pieces = [c.members for c in fragments
-                  if np.linalg.norm(c.centre - cluster.centre) < config.fragment_radius]
+        # Pieces are smaller than the candidate: a post beside a box is not the box's upper body.
+        pieces = [c.members for c in fragments if len(c.members) <= len(cluster.members)
+                  and np.linalg.norm(c.centre - cluster.centre) < config.fragment_radius]
         if len(pieces) < 2:     # the candidate alone: already found flat
             continue
         union = np.concatenate(pieces)

@@ -301,13 +301,15 @@ def test_quality_checks_on_hand_made_skeletons():
     assert ramped.score == 1.0 and not ramped.problems and ramped.terms["max_joint_spread_m"] == 0.030
     assert np.allclose(assess_fit(joints, skin, np.full(100, 0.005), joint_spread=spread).joint_confidence, 1.0)
     # Members that disagree at most joints (median spread 40 mm, halfway up the frame's 30 to 50 mm ramp): the
-    # frame's score falls too, and is named; without a spread ramp (`realtime`), it does not.
+    # frame's score falls too, and is named, with or without the joints' spread ramp; without the frame's, not.
     scattered = np.full(9, 0.040)
     split = assess_fit(joints, skin, np.full(100, 0.005), QualityConfig(joint_spread_m=(0.010, 0.050)),
                        joint_spread=scattered)
     assert split.terms["agreement"] == pytest.approx(0.5) and split.score == pytest.approx(0.5)
     assert "disagree: median joint spread 40 mm" in split.problems[0]
-    assert assess_fit(joints, skin, np.full(100, 0.005), joint_spread=scattered).score == 1.0
+    assert assess_fit(joints, skin, np.full(100, 0.005), joint_spread=scattered).score == pytest.approx(0.5)
+    assert assess_fit(joints, skin, np.full(100, 0.005), QualityConfig(frame_spread_m=None),
+                      joint_spread=scattered).score == 1.0
     # A fit the other checks doubt (the points 30 mm off its surface: 0.29, under the retry's 0.5) needs a
     # wider heading margin: 1.1 passes for a sound fit, not for a doubted one; 1.3 passes for both.
     assert assess_fit(joints, skin, np.full(100, 0.005), heading_margin=1.1).score == 1.0

@@ -19,10 +19,10 @@ result is a person's lower limbs standing on the floor where the points are:
   that disagree at a joint say its estimate is unsure (docs/quality.md).
   That term lowers the joints' confidences; the frame's score only where the
   members disagree everywhere (`agreement`).
-- `agreement` (with `joint_spread_m` and an ensemble's spread): 1 while the
-  median of the joints' spreads is under `frame_spread_m`'s first value, 0
-  from its second: members whose fits land apart at most joints found no
-  pose the points pin down.
+- `agreement` (with an ensemble's spread, any profile): 1 while the median
+  of the joints' spreads is under `frame_spread_m`'s first value, 0 from its
+  second: members whose fits land apart at most joints found no pose the
+  points pin down.
 - `surface`: the observed points lie on the fitted surface: the 90th
   percentile of their |SDF|, 1 up to `residual_ok_m`, 0 from `residual_bad_m`.
 - `anatomy`: thigh, shank and hip width within adult ranges, left and right
@@ -84,9 +84,9 @@ class QualityConfig:
     scene_hidden_max: int = 2
     # An ensemble's joint spread (ok, bad), metres, for the joint confidences; None: not used (docs/quality.md).
     joint_spread_m: tuple[float, float] | None = None
-    # The median of the joints' spreads (ok, bad), metres, for the frame's `agreement`, where `joint_spread_m`
-    # is set: the val builds' kept fits read at most 21 mm (docs/quality.md).
-    frame_spread_m: tuple[float, float] = (0.03, 0.05)
+    # The median of the joints' spreads (ok, bad), metres, for the frame's `agreement`; None: not used. The val
+    # builds' kept fits read at most 21 mm (`fast`) and 27 mm (`realtime`; docs/quality.md).
+    frame_spread_m: tuple[float, float] | None = (0.03, 0.05)
     heading_margin_min: float = 1.0  # the other heading's fit loss over the kept one's (docs/quality.md: why 1.0)
     doubted_heading_margin_min: float = 1.2  # the same, for a fit the other checks score under `retry_below`
     retry_below: float = 0.5        # a fit scoring less is tried again (the other heading, or cold)
@@ -212,7 +212,7 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
     if bad_bones:
         problems.append("implausible bones: " + ", ".join(bad_bones))
     agreement = 1.0
-    if joint_spread is not None and config.joint_spread_m is not None:
+    if joint_spread is not None and config.frame_spread_m is not None:
         median_spread = float(np.median(joint_spread))
         agreement = float(_ramp(median_spread, *config.frame_spread_m))
         if agreement < 1.0:

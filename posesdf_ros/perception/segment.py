@@ -614,7 +614,7 @@ def choose_target(clusters: list[Cluster], reference_xy: np.ndarray, points: np.
     if target is not None or not fragments:
         return target
     for tall, cluster in candidates:
-        if not tall:            # a box beside a box: the hidden person still shows its upper body
+        if not tall:            # a hidden person still shows an upper body that stands tall; a low box does not
             continue
         # Pieces are smaller than the candidate: a post beside a box is not the box's upper body.
         pieces = [c.members for c in fragments if len(c.members) <= len(cluster.members)
@@ -877,10 +877,12 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
     if target is None:
         # A person joined to a box they stand at reads flat for the box's top: without the box, again.
         sized = {id(c) for c in people}
-        clusters = [part for c in clusters for part in
-                    (split_off_box(scene, height, c, grid, coarse) if id(c) in sized else [c])]
-        people = [c for c in clusters if is_person_sized(c, coarse)]
-        target = choose_target(people, reference, scene, height, sensor, coarse, noise, fragments=clusters)
+        split = [part for c in clusters for part in
+                 (split_off_box(scene, height, c, grid, coarse) if id(c) in sized else [c])]
+        if len(split) != len(clusters) or any(a is not b for a, b in zip(split, clusters)):
+            clusters = split
+            people = [c for c in clusters if is_person_sized(c, coarse)]
+            target = choose_target(people, reference, scene, height, sensor, coarse, noise, fragments=clusters)
     timer.lap("target")
     if target is None:
         return "no person-like cluster (the person-sized ones are flat, or neither reach the floor nor stand tall)"

@@ -64,17 +64,7 @@ def range_fit(cloud: np.ndarray, queries: np.ndarray, camera_origin: np.ndarray,
         return fitted
     query_dirs, offsets, target = neighbourhoods
     design = np.concatenate([np.ones_like(offsets[..., :1]), offsets], axis=-1)      # (M, k, 3)
-
-    def plane(weights: np.ndarray) -> np.ndarray:
-        """(M, 3) weighted least-squares coefficients (a, b, c)."""
-        weighted = design * weights[..., None]
-        normal = np.einsum("mki,mkj->mij", weighted, design) + 1e-12 * np.eye(3)
-        return np.linalg.solve(normal, np.einsum("mki,mk->mi", weighted, target)[..., None])[..., 0]
-
-    coef = plane(np.ones_like(target))
-    residual = np.abs(target - np.einsum("mki,mi->mk", design, coef))
-    spread = np.maximum(1.4826 * np.median(residual, axis=1, keepdims=True), 1e-3)
-    coef = plane((residual <= outlier_deviations * spread).astype(float))
+    coef, _, _ = _robust_least_squares(design, target, outlier_deviations, min_spread=1e-3)
     fitted[movable] = origin + query_dirs * coef[:, :1]
     return fitted
 
@@ -103,16 +93,26 @@ def depth_noise(cloud: np.ndarray, camera_origin: np.ndarray, neighbours: int = 
     reach = np.maximum(np.abs(offsets[..., 0]).max(axis=1), 1e-9)[:, None]
     u, v = offsets[..., 0] / reach, offsets[..., 1] / reach
     design = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)         # (M, k, 6)
+    _, residual, inlier = _robust_least_squares(design, target, outlier_deviations, min_spread=1e-4)
+    deviations = [1.4826 * np.median(r[keep > 0]) for r, keep in zip(residual, inlier)]
+    return float(np.median(deviations))
+
+
+def _robust_least_squares(design: np.ndarray, target: np.ndarray, outlier_deviations: float, min_spread: float
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched least squares of `target` (M, k) on `design` (M, k, d), fitted once more without the
+    residuals over `outlier_deviations` robust standard deviations (1.4826 x the median absolute
+    residual, at least `min_spread`): the refit's coefficients (M, d), its absolute residuals (M, k)
+    and, by the same rule, its inliers (M, k; 1.0 or 0.0)."""
     inlier = np.ones_like(target)
     for _ in range(2):
         weighted = design * inlier[..., None]
-        normal = np.einsum("mki,mkj->mij", weighted, design) + 1e-12 * np.eye(6)
+        normal = np.einsum("mki,mkj->mij", weighted, design) + 1e-12 * np.eye(design.shape[-1])
         coef = np.linalg.solve(normal, np.einsum("mki,mk->mi", weighted, target)[..., None])[..., 0]
         residual = np.abs(target - np.einsum("mki,mi->mk", design, coef))
-        spread = np.maximum(1.4826 * np.median(residual, axis=1, keepdims=True), 1e-4)
+        spread = np.maximum(1.4826 * np.median(residual, axis=1, keepdims=True), min_spread)
         inlier = (residual <= outlier_deviations * spread).astype(float)
-    deviations = [1.4826 * np.median(r[keep > 0]) for r, keep in zip(residual, inlier)]
-    return float(np.median(deviations))
+    return coef, residual, inlier
 
 
 def _range_neighbourhoods(cloud: np.ndarray, queries: np.ndarray, origin: np.ndarray, neighbours: int

@@ -440,18 +440,12 @@ def split_off_box(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid
     horizontal face among its first three planes."""
     members = cluster.members
     sample = members[::max(1, len(members) // config.planarity_sample_points)]
-    min_normal_z = np.cos(np.deg2rad(config.horizontal_face_tilt_deg))
-    for _ in range(3):
-        if len(sample) < 3:
-            break
-        plane, inliers = fit_plane(points[sample], config.planarity_slab, config.planarity_iterations,
-                                   config.random_seed)
-        if abs(plane.normal[2]) > min_normal_z and inliers.sum() >= config.horizontal_face_fraction * len(sample):
+    for plane, inliers, fitted_to in peel_planes(points[sample], config.planarity_slab, config):
+        if is_horizontal_face(plane, len(inliers), fitted_to, config):
             top = sample[inliers]
             box_cells = grid.near(top, 1)[grid.cell_of[members]]
             below_top = height[members] <= float(height[top].max()) + config.planarity_slab
             return grid.clusters(members[~(box_cells & below_top)], points[:, :2], height)
-        sample = sample[~inliers]
     return [cluster]
 
 
@@ -482,18 +476,33 @@ def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig,
     distance = float(np.linalg.norm(sample[:, :2].mean(axis=0) - sensor[:2]))
     slab = config.planarity_slab + 2.0 * noise.sigma(distance)
     planes_counted = 1 if slab > config.planarity_wide_slab else 2
-    min_normal_z = np.cos(np.deg2rad(config.horizontal_face_tilt_deg))  # of a horizontal plane
-    total = len(sample)
-    for plane_index in range(3):
-        if len(sample) < 3:
-            break
-        plane, inliers = fit_plane(sample, slab, config.planarity_iterations, config.random_seed)
-        if abs(plane.normal[2]) > min_normal_z and inliers.sum() >= config.horizontal_face_fraction * total:
+    held = 0
+    for plane_index, (plane, inliers, _) in enumerate(peel_planes(sample, slab, config)):
+        if is_horizontal_face(plane, len(inliers), len(sample), config):
             return True
-        sample = sample[~inliers]
-        if plane_index < planes_counted and 1.0 - len(sample) / total >= config.person_max_planar_fraction:
+        held += len(inliers)
+        if plane_index < planes_counted and held / len(sample) >= config.person_max_planar_fraction:
             return True
     return False
+
+
+def peel_planes(points: np.ndarray, slab: float, config: SegmentationConfig, count: int = 3):
+    """Up to `count` RANSAC planes (`fit_plane`, inliers within `slab`) fitted in turn to the points (N, 3)
+    the earlier ones left: yields (plane, indices of its inliers into `points`, how many it was fitted to)."""
+    left = np.arange(len(points))
+    for _ in range(count):
+        if len(left) < 3:
+            return
+        plane, inliers = fit_plane(points[left], slab, config.planarity_iterations, config.random_seed)
+        yield plane, left[inliers], len(left)
+        left = left[~inliers]
+
+
+def is_horizontal_face(plane: Plane, inliers: int, total: int, config: SegmentationConfig) -> bool:
+    """A plane within `horizontal_face_tilt_deg` of the horizontal holding `inliers`, at least
+    `horizontal_face_fraction` of `total` points: a box top (a person shows none)."""
+    return (abs(plane.normal[2]) > np.cos(np.deg2rad(config.horizontal_face_tilt_deg))
+            and inliers >= config.horizontal_face_fraction * total)
 
 
 def looks_like_person(cluster: Cluster, points: np.ndarray, height: np.ndarray, sensor: np.ndarray,

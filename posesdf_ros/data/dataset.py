@@ -43,6 +43,9 @@ from .sdf import SURFACE_SAMPLES, lower_limb_surface, sdf_samples, unit_sphere_n
 #: second, independent generator (`data.shifted`, data seed 3), to validate on only.
 SPLITS = ("train", "test", "val", "shifted")
 SCENE_SPLITS = ("test", "val", "shifted")
+#: Scene builds `posesdf eval` reads: those of `posesdf data build` and the ray-cast validation generator's
+#: (`tools/raycast_scenes.py`, docs/data.md), in the same format.
+EVAL_SPLITS = (*SCENE_SPLITS, "raycast")
 #: Generators: "paper" is the benchmark spec's, "product" the domain-randomised engine (`data.domain`);
 #: the shifted split has its own ("shifted"). A manifest without a profile is a paper build.
 PROFILES = ("paper", "product")

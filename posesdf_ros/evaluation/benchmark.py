@@ -13,7 +13,7 @@ from typing import Iterable
 import numpy as np
 
 from .. import provenance
-from ..data.dataset import PROTOCOLS, SCENE_SPLITS, load_manifest
+from ..data.dataset import EVAL_SPLITS, PROTOCOLS, load_manifest
 from ..skeleton import JOINT_NAMES
 from .metrics import angle_error_deg, chamfer_1e3, heading_of, joint_errors_mm, mpjpe_mm
 
@@ -85,9 +85,9 @@ def select_samples(folder: Path, protocol: str, limit: int | None = None) -> lis
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {tuple(PROTOCOLS)}")
     manifest = load_manifest(folder)
-    if manifest.get("split") not in SCENE_SPLITS:
-        raise ValueError(f"{folder} is a {manifest.get('split')} build; "
-                         "evaluation needs --split test (or val, or shifted)")
+    if manifest.get("split") not in EVAL_SPLITS:
+        raise ValueError(f"{folder} is a {manifest.get('split')} build; evaluation needs a scene build: "
+                         "--split test (or val, or shifted), or one of tools/raycast_scenes.py")
     cells = set(PROTOCOLS[protocol])
     taken: dict[tuple, int] = defaultdict(int)
     out = []

@@ -72,7 +72,9 @@ def generalisation_lines(runs: list[dict]) -> list[str]:
         return []
     lines = ["## Generalisation: our test splits against the shifted split", "",
              "The shifted split comes from a second, independent scene generator (`posesdf data build --split "
-             "shifted`, docs/data.md), never trained or tuned on. The product engine's test split (`posesdf data "
+             "shifted`, docs/data.md), never trained or tuned on; the raycast split from a third, ray-cast one with "
+             "other cameras, Kinect-like noise and a box near the walker (`python tools/raycast_scenes.py`, "
+             "docs/data.md), never tuned on either. The product engine's test split (`posesdf data "
              "build --split test --profile product`: test bodies) is the product weights' own distribution, whose "
              "cameras, sensors and distances reach beyond both (docs/data.md). Shares are of all frames: *no person* "
              "(segmentation found none), *rejected* (the fit check reported `valid=False`), *over 150 mm* "

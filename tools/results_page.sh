@@ -27,6 +27,8 @@ cd "$(dirname "$0")/.."
     docs/results/posesdf_fast_scene_rotnet_shifted_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_product_1member.json \
     docs/results/posesdf_fast_scene_rotnet_ptest5_product.json \
+    docs/results/posesdf_fast_scene_rotnet_raycast_product.json \
+    docs/results/posesdf_fast_legs_gtyaw_raycast_product.json \
     docs/results/posesdf_fast_scene_rotnet_occtest_product.json \
     docs/results/posesdf_fast_scene_rotnet_occshifted_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_none_product.json \
@@ -57,6 +59,7 @@ cd "$(dirname "$0")/.."
     docs/results/rotnet_yaw_full.json \
   --segmentation \
     docs/results/segmentation_legseg_all.json \
+    docs/results/segmentation_raycast_legseg.json \
     docs/results/segmentation_all.json \
     docs/results/segmentation_test87_legseg.json \
     docs/results/segmentation_test87_legseg_decimation2.json \

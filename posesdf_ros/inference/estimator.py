@@ -552,6 +552,8 @@ class GaitPoseEstimator:
             steps = p.iterations if previous is None else p.track_iterations
             chosen = self._heading_choice([_mean_loss(f) for f in predicted])
             if steps == 0:
+                if len(predicted) > 1:      # the predictions' losses are all there is to weigh the headings
+                    heading_losses = [_mean_loss(f) for f in predicted]
                 return predicted[chosen]
             # Cold, when the turned heading's predictions fit better at all, both are refined and the
             # refined fits decide (as a screened cold fit's do); else RotNet's heading alone is refined.

@@ -29,6 +29,7 @@ cd "$(dirname "$0")/.."
     docs/results/posesdf_fast_scene_rotnet_ptest5_product.json \
     docs/results/posesdf_fast_scene_rotnet_raycast_product.json \
     docs/results/posesdf_fast_legs_gtyaw_raycast_product.json \
+    docs/results/posesdf_realtime_scene_rotnet_raycast_product.json \
     docs/results/posesdf_fast_scene_rotnet_occtest_product.json \
     docs/results/posesdf_fast_scene_rotnet_occshifted_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_none_product.json \

@@ -284,6 +284,11 @@ def test_quality_checks_on_hand_made_skeletons():
     giant = joints.copy()
     giant[:, 2] *= 1.6
     assert assess_fit(giant, giant + [0.05, 0, 0], np.full(100, 0.005)).terms["anatomy"] == 0.0
+    # A foot half a metre from its ankle (NVF's votes on a ray-cast scene put one there, 622 mm off, at a score of 1).
+    long_foot = joints.copy()
+    long_foot[4] = [0.45, 0.1, 0.03]
+    stretched = assess_fit(long_foot, long_foot + [0.05, 0, 0], np.full(100, 0.005))
+    assert stretched.terms["anatomy"] == 0.0 and "left_foot 0.45 m" in stretched.problems[0]
     floating = joints + [0, 0, 0.5]
     assert assess_fit(floating, floating + [0.05, 0, 0], np.full(100, 0.005)).terms["floor"] == 0.0
     # Both headings fitted: the kept one must fit better than the opposite one.

@@ -25,8 +25,8 @@ result is a person's lower limbs standing on the floor where the points are:
   points pin down.
 - `surface`: the observed points lie on the fitted surface: the 90th
   percentile of their |SDF|, 1 up to `residual_ok_m`, 0 from `residual_bad_m`.
-- `anatomy`: thigh, shank and hip width within adult ranges, left and right
-  within `max_asymmetry` of each other (0 or 1).
+- `anatomy`: thigh, shank, foot and hip width within adult ranges, left and
+  right thighs and shanks within `max_asymmetry` of each other (0 or 1).
 - `floor`: the lowest ankle or foot joint within `floor_range_m` of the
   floor (z = 0 of the gravity frame; 0 or 1).
 - `heading`: when both headings were fitted (the heading check), the kept
@@ -53,7 +53,8 @@ from ..skeleton import bone_lengths as skeleton_bone_lengths
 
 #: The named bones checked, as indices into `BONES`.
 _CHECKED_BONES = {"left_thigh": BONES.index((1, 2)), "right_thigh": BONES.index((5, 6)),
-                  "left_shank": BONES.index((2, 3)), "right_shank": BONES.index((6, 7))}
+                  "left_shank": BONES.index((2, 3)), "right_shank": BONES.index((6, 7)),
+                  "left_foot": BONES.index((3, 4)), "right_foot": BONES.index((7, 8))}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class QualityConfig:
     thigh_m: tuple[float, float] = (0.25, 0.56)
     shank_m: tuple[float, float] = (0.25, 0.56)
     hip_width_m: tuple[float, float] = (0.10, 0.36)
+    # Ankle to foot joint: 0.13 to 0.19 m on every build's bodies, 0.12 to 0.21 in `fast`'s fits; NVF's votes
+    # have put a foot half a metre from its ankle (docs/quality.md).
+    foot_m: tuple[float, float] = (0.08, 0.26)
     max_asymmetry: float = 0.25
     floor_range_m: tuple[float, float] = (-0.10, 0.25)
     # A joint is hidden when at least `hidden_min_points` observed points (the legs', or a segmented
@@ -110,7 +114,7 @@ def _ramp(x: np.ndarray | float, ok: float, bad: float):
 
 
 def bone_lengths(joints: np.ndarray) -> dict[str, float]:
-    """Thigh and shank per side (m) and the hip width, of (9, 3) joints."""
+    """Thigh, shank and foot (ankle to foot joint) per side (m) and the hip width, of (9, 3) joints."""
     lengths = skeleton_bone_lengths(joints)
     hips = joints[JOINT_INDEX["left_hip"]] - joints[JOINT_INDEX["right_hip"]]
     return {name: float(lengths[i]) for name, i in _CHECKED_BONES.items()} | {"hip_width": float(np.linalg.norm(hips))}
@@ -202,7 +206,8 @@ def assess_fit(joints: np.ndarray, observed: np.ndarray, surface_residual_m: np.
         problems.append(f"points {1000 * residual:.0f} mm off the surface (90th percentile)")
     bones = bone_lengths(joints)
     limits = {"left_thigh": config.thigh_m, "right_thigh": config.thigh_m, "left_shank": config.shank_m,
-              "right_shank": config.shank_m, "hip_width": config.hip_width_m}
+              "right_shank": config.shank_m, "left_foot": config.foot_m, "right_foot": config.foot_m,
+              "hip_width": config.hip_width_m}
     bad_bones = [f"{k} {v:.2f} m" for k, v in bones.items() if not limits[k][0] <= v <= limits[k][1]]
     for part in ("thigh", "shank"):
         left, right = bones[f"left_{part}"], bones[f"right_{part}"]

@@ -52,6 +52,7 @@ cd "$(dirname "$0")/.."
     docs/results/nvf_fast_scene_rotnet_test5_product.json \
     docs/results/nvf_fast_scene_rotnet_shifted_product.json \
     docs/results/nvf_fast_scene_rotnet_ptest5_product.json \
+    docs/results/nvf_fast_scene_rotnet_raycast_product.json \
   --bench \
     docs/results/bench_cpu.json \
     docs/results/bench_cuda.json \

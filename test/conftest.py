@@ -10,6 +10,19 @@ def body_model():
 
 
 @pytest.fixture(scope="session")
+def raycast_tool():
+    """tools/raycast_scenes.py, the third validation generator, as a module (`main`, `make_scene`)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "raycast_scenes", Path(__file__).resolve().parents[1] / "tools" / "raycast_scenes.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.fixture(scope="session")
 def rng():
     return np.random.default_rng(1234)
 

@@ -1,6 +1,5 @@
 """tools/raycast_scenes.py: the third, ray-cast validation generator writes builds that `posesdf eval` reads,
 with the benchmark's joints inside the bodies it renders."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,19 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "raycast_scenes.py"
 
-
-def _build(out: Path, n: int, seed: int) -> dict:
-    spec = importlib.util.spec_from_file_location("raycast_scenes", TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def _build(tool, out: Path, n: int, seed: int) -> dict:
     tool.main(["--n", str(n), "--seed", str(seed), "--out", str(out)])
     return json.loads((out / "manifest.json").read_text())
 
 
-def test_a_raycast_build_holds_its_walkers_on_the_floor_and_its_joints_in_them(tmp_path):
-    manifest = _build(tmp_path / "a", 3, seed=5)
+def test_a_raycast_build_holds_its_walkers_on_the_floor_and_its_joints_in_them(raycast_tool, tmp_path):
+    manifest = _build(raycast_tool, tmp_path / "a", 3, seed=5)
     assert manifest["split"] == "raycast" and manifest["count"] == 3
     for entry in manifest["samples"]:
         scene = np.load(tmp_path / "a" / entry["file"])
@@ -40,13 +34,13 @@ def test_a_raycast_build_holds_its_walkers_on_the_floor_and_its_joints_in_them(t
         angle = np.degrees(np.arctan2(cross, facing @ to_camera)) % 360
         assert abs((angle - float(scene["azimuth_deg"]) + 180) % 360 - 180) < 1e-6
     # Seeded: the same build again is the same scenes.
-    again = _build(tmp_path / "b", 1, seed=5)
+    again = _build(raycast_tool, tmp_path / "b", 1, seed=5)
     first = again["samples"][0]["file"]
     assert np.array_equal(np.load(tmp_path / "a" / first)["points"], np.load(tmp_path / "b" / first)["points"])
 
 
-def test_posesdf_eval_reads_a_raycast_build(tmp_path):
-    _build(tmp_path / "data", 2, seed=6)
+def test_posesdf_eval_reads_a_raycast_build(raycast_tool, tmp_path):
+    _build(raycast_tool, tmp_path / "data", 2, seed=6)
     js = tmp_path / "eval.json"
     command = [str(Path(sys.executable).parent / "posesdf"), "eval", "--protocol", "all", "--profile", "fast",
                "--input", "legs", "--yaw", "gt", "--no-mesh", "--data", str(tmp_path / "data"), "--json", str(js),

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from posesdf_ros.geometry import yaw_matrix
+
 GENERATOR_VERSION = "raycast-1"
 MIN_LEG_POINTS = 200
 VIEWS = {"V1": 135.0, "V2": 90.0, "V3": 180.0, "V4": 225.0, "V5": 270.0, "V6": 0.0}
@@ -247,15 +249,10 @@ def gait_angles(g, phase):
 
 
 # ----------------------------------------------------------------------------------------- geometry
-def rotz(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-
-
 def cuboid(centre_xy, size, yaw, z0=0.0):
     sx, sy, sz = size
     v = np.array([[x, y, z] for x in (-sx / 2, sx / 2) for y in (-sy / 2, sy / 2) for z in (0.0, sz)])
-    v = v @ rotz(yaw).T + [centre_xy[0], centre_xy[1], z0]
+    v = v @ yaw_matrix(yaw).T + [centre_xy[0], centre_xy[1], z0]
     f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
                   [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
     return v, f
@@ -279,12 +276,12 @@ def chair(centre_xy, yaw, rng):
             parts.append(cuboid((sx * (w / 2 - 0.02), sy * (w / 2 - 0.02)), (0.035, 0.035, seat_h - 0.04), 0.0))
     parts.append(cuboid((-w / 2 + 0.02, 0), (0.03, w, rng.uniform(0.35, 0.5)), 0.0, seat_h))
     v, f = merge(parts)
-    v = v @ rotz(yaw).T + [centre_xy[0], centre_xy[1], 0]
+    v = v @ yaw_matrix(yaw).T + [centre_xy[0], centre_xy[1], 0]
     return v, f
 
 
 def in_footprint(pts, centre_xy, size_xy, yaw, margin):
-    local = (pts[:, :2] - centre_xy) @ rotz(yaw)[:2, :2]
+    local = (pts[:, :2] - centre_xy) @ yaw_matrix(yaw)[:2, :2]
     return (np.abs(local[:, 0]) < size_xy[0] / 2 + margin) & (np.abs(local[:, 1]) < size_xy[1] / 2 + margin)
 
 
@@ -292,7 +289,7 @@ def camera_pose(cam_pos, target, pitch_err, yaw_err, roll):
     f = target - cam_pos
     f = f / np.linalg.norm(f)
     # yaw error about z, pitch error about the camera's right axis
-    f = rotz(yaw_err) @ f
+    f = yaw_matrix(yaw_err) @ f
     up = np.array([0, 0, 1.0])
     right = np.cross(f, up)
     right /= np.linalg.norm(right)
@@ -440,7 +437,7 @@ def make_scene(index, seed, body_model):
         dist = float(r2.uniform(1.2, dmax))
         bearing = float(r2.uniform(0, 2 * np.pi))           # direction walker -> camera in the gravity frame
         heading = bearing - np.deg2rad(azimuth)             # walker's facing yaw
-        Rs = rotz(heading)
+        Rs = yaw_matrix(heading)
         S2G = np.eye(4)
         S2G[:3, :3] = Rs
         S2G[:2, 3] = walker_xy
@@ -457,7 +454,7 @@ def make_scene(index, seed, body_model):
         mid = 0.5 * (cam_pos[:2] + walker_xy) + r2.uniform(-0.5, 0.5, 2)
         half = 0.5 * (dist + r2.uniform(3, 7))
         fy_ = r2.uniform(0, np.pi)
-        corners = np.array([[-half, -half, 0], [half, -half, 0], [half, half, 0], [-half, half, 0]]) @ rotz(fy_).T
+        corners = np.array([[-half, -half, 0], [half, -half, 0], [half, half, 0], [-half, half, 0]]) @ yaw_matrix(fy_).T
         meshes["floor"] = (corners + [*mid, 0], np.array([[0, 1, 2], [0, 2, 3]]))
         to_cam = (cam_pos[:2] - walker_xy) / dist
         side = np.array([-to_cam[1], to_cam[0]])

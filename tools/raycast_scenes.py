@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posesdf_ros.data.scene import Box
 from posesdf_ros.geometry import yaw_matrix
 
 GENERATOR_VERSION = "raycast-1"
@@ -250,12 +251,9 @@ def gait_angles(g, phase):
 
 # ----------------------------------------------------------------------------------------- geometry
 def cuboid(centre_xy, size, yaw, z0=0.0):
-    sx, sy, sz = size
-    v = np.array([[x, y, z] for x in (-sx / 2, sx / 2) for y in (-sy / 2, sy / 2) for z in (0.0, sz)])
-    v = v @ yaw_matrix(yaw).T + [centre_xy[0], centre_xy[1], z0]
-    f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
-                  [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
-    return v, f
+    """A box's mesh (`scene.Box.mesh`) lifted `z0` off the floor (a chair's seat and back)."""
+    vertices, faces = Box((centre_xy[0], centre_xy[1]), tuple(size), yaw).mesh()
+    return vertices + [0.0, 0.0, z0], faces
 
 
 def merge(parts):

@@ -122,6 +122,13 @@ class Profile:
     # the vertical (Adam at this rate, radians), so that a heading a few degrees off is corrected in the descent
     # (0: the heading stays as canonicalised).
     yaw_lr: float = 0.0
+    # Amortised profiles with yaw_offsets_deg: a cold fit with both headings checked whose points lie off its
+    # surface (the quality's `surface` term under 1) is fitted again with the heading screened at these offsets
+    # (degrees) instead, and kept if its loss is below turn_loss_ratio times the first fit's and it scores no
+    # worse. RotNet misses by 10 to 50 deg on views it finds hard (ray-cast lateral views, low-resolution
+    # cameras), beyond yaw_offsets_deg's reach, and the fit then leaves its points off the surface; the loss
+    # tells the nearer heading (docs/posesdf.md, "Heading screening").
+    wide_yaw_offsets_deg: tuple[float, ...] = ()
     joint_method: str = "votes"     # "votes" or "lsq" (inference.joints) or "head" (the amortised joint head)
     # The quality check's surface residual (ok, bad), metres (QualityConfig's residual_ok_m, residual_bad_m);
     # None keeps QualityConfig's, which were set on optimised fits.
@@ -167,7 +174,8 @@ PROFILES = {
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
                     surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4,
                     joint_spread_m=(0.010, 0.050), behind_points=128, noisy_behind_weight=2.0,
-                    yaw_offsets_deg=(-6.0, 6.0), yaw_lr=0.03),
+                    yaw_offsets_deg=(-6.0, 6.0), yaw_lr=0.03,
+                    wide_yaw_offsets_deg=(-45.0, -30.0, -15.0, 15.0, 30.0, 45.0)),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -233,6 +241,17 @@ class EstimateResult:
         return self.fit.apply(p_n0.to(self.fit.z.device)).cpu().numpy()
 
 
+def _refitted_from(first: EstimateResult, refit: EstimateResult) -> EstimateResult:
+    """`refit`, a fit of `first`'s legs with its heading given as first.yaw, in its place: its yaw_source is
+    first's, "_turned" if the refit turned that round (again), and its timings are first's (the caller adds
+    the refit's time)."""
+    turned = refit.yaw_source.endswith("_turned")
+    refit.yaw_source = first.yaw_source.removesuffix("_turned") if turned and first.yaw_source.endswith(
+        "_turned") else first.yaw_source + ("_turned" if turned else "")
+    refit.timings = dict(first.timings)
+    return refit
+
+
 def looks_like_scene(points: np.ndarray) -> bool:
     """True for a cloud too tall or too wide to be one person's lower limbs (robust extents)."""
     lo, hi = np.percentile(points, [1.0, 99.0], axis=0)
@@ -290,6 +309,7 @@ class GaitPoseEstimator:
         self._reference_loss = float("inf")               # of the last cold-started fit
         self._previous_centre: np.ndarray | None = None   # xy of the tracked person
         self._fallback_estimator: GaitPoseEstimator | None = None   # made by _fallback() when first needed
+        self._wide_heading_estimator: GaitPoseEstimator | None = None   # made by _wide_heading() when first needed
         self.quality = quality_config(profile)
 
     @classmethod
@@ -422,11 +442,7 @@ class GaitPoseEstimator:
             alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,
                                              res.headings_tried == 2, res.occluders)
             if alt.valid and alt.quality >= q.retry_below:
-                # Its heading was given as res.yaw; "_turned" if it turned that round (again).
-                turned = alt.yaw_source.endswith("_turned")
-                alt.yaw_source = res.yaw_source.removesuffix("_turned") if turned and res.yaw_source.endswith(
-                    "_turned") else res.yaw_source + ("_turned" if turned else "")
-                res = alt
+                res = _refitted_from(res, alt)
             res.timings["quality_retry"] = time.perf_counter() - t
         elif res.valid and res.quality < q.retry_below and res.headings_tried == 1:
             t = time.perf_counter()
@@ -445,6 +461,19 @@ class GaitPoseEstimator:
                     self._previous, self._reference_loss = alt.fit, alt.fit.loss
                 res = alt
             res.timings["quality_retry"] = time.perf_counter() - t
+        if (res.valid and self.profile.wide_yaw_offsets_deg and res.headings_tried == 2
+                and res.quality_terms.get("surface", 1.0) < 1.0):
+            t = time.perf_counter()
+            alt = self._wide_heading()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False, True,
+                                                 res.occluders)
+            # As the heading check's: the refit overrules the heading only when it fits clearly better (the
+            # refits of right headings read 0.94 to 1.01 times their first fits' losses, of wrong ones 0.35 to 0.7).
+            clearly_better = alt.valid and alt.fit.loss < self.profile.turn_loss_ratio * res.fit.loss
+            if clearly_better and alt.quality >= res.quality:
+                res = _refitted_from(res, alt)
+                if track:
+                    self._previous, self._reference_loss = res.fit, res.fit.loss
+            res.timings["wide_heading_screening"] = time.perf_counter() - t
         res.timings["total"] = time.perf_counter() - t0
         why = ""
         if res.valid and not np.isfinite(res.joints).all():     # never published as a pose
@@ -682,6 +711,14 @@ class GaitPoseEstimator:
                 name=f"{p.name}+fit", iterations=p.fallback_iterations, fallback_iterations=0, joint_method="votes",
                 surface_residual_m=None, joint_spread_m=None, refine_both_headings=True)
         return self._fallback_estimator
+
+    def _wide_heading(self) -> "GaitPoseEstimator":
+        """This estimator screening the heading at `Profile.wide_yaw_offsets_deg`, made once."""
+        if self._wide_heading_estimator is None:
+            p = self.profile
+            self._wide_heading_estimator = self.with_profile(yaw_offsets_deg=p.wide_yaw_offsets_deg,
+                                                             wide_yaw_offsets_deg=())
+        return self._wide_heading_estimator
 
     def _heading_choice(self, losses: list[float]) -> int:
         """Which heading's fit to keep, of RotNet's (0) and, with the heading check, the opposite (1)."""

@@ -110,7 +110,9 @@ class Profile:
     # turned fit through).
     refine_both_headings: bool = False
     # Amortised profiles: a fit scoring under the quality's retry_below is optimised from the encoder's
-    # start for this many steps, its joints read off the sphere fields, and kept if it scores better.
+    # start for this many steps, its joints read off the sphere fields, and kept if it scores better. Its
+    # heading, when checked, is screened and turned in the descent as `fast`'s (yaw_offsets_deg, yaw_lr):
+    # those frames are where RotNet's heading is least to be trusted (docs/posesdf.md, "Quality and fallback").
     fallback_iterations: int = 0
     # Amortised profiles, fits whose heading is checked (RotNet's, or a given one with check_heading, as the
     # nodes pass the canonicaliser's): the heading kept (the turned one included) is fitted again at these
@@ -127,7 +129,7 @@ class Profile:
     # (degrees) instead, and kept if its loss is below turn_loss_ratio times the first fit's and it scores no
     # worse. RotNet misses by 10 to 50 deg on views it finds hard (ray-cast lateral views, low-resolution
     # cameras), beyond yaw_offsets_deg's reach, and the fit then leaves its points off the surface; the loss
-    # tells the nearer heading (docs/posesdf.md, "Heading screening").
+    # tells the nearer heading (docs/posesdf.md, "The heading screened wider").
     wide_yaw_offsets_deg: tuple[float, ...] = ()
     joint_method: str = "votes"     # "votes" or "lsq" (inference.joints) or "head" (the amortised joint head)
     # The quality check's surface residual (ok, bad), metres (QualityConfig's residual_ok_m, residual_bad_m);
@@ -709,7 +711,8 @@ class GaitPoseEstimator:
             p = self.profile
             self._fallback_estimator = self.with_profile(
                 name=f"{p.name}+fit", iterations=p.fallback_iterations, fallback_iterations=0, joint_method="votes",
-                surface_residual_m=None, joint_spread_m=None, refine_both_headings=True)
+                surface_residual_m=None, joint_spread_m=None, refine_both_headings=True,
+                yaw_offsets_deg=PROFILES["fast"].yaw_offsets_deg, yaw_lr=PROFILES["fast"].yaw_lr)
         return self._fallback_estimator
 
     def _wide_heading(self) -> "GaitPoseEstimator":

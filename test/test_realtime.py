@@ -143,10 +143,10 @@ def test_realtime_doubts_a_heading_the_other_ones_prediction_fits_better(body_mo
         assert not res.valid and "ambiguous heading" in res.reason, (entry["file"], res.reason)
 
 
-def test_realtime_fallback_screens_and_turns_the_heading_as_fast_does(body_model):
+def test_realtime_fallback_turns_the_heading_in_its_descent(body_model):
     """`realtime`'s optimised fallback runs on the frames it doubts, where RotNet's heading is least to be
-    trusted: told a checked heading 7 deg off the truth, it fits that heading and 6 deg either side, turning
-    each in its descent, and keeps headings nearer the truth than it was told, on three test bodies."""
+    trusted: told a checked heading 7 deg off the truth, each of its fits turns the heading in its descent (at
+    `fast`'s rate), and the headings kept lie nearer the truth than it was told, on three test bodies."""
     fallback = GaitPoseEstimator.from_pretrained(profile="realtime")._fallback()
     off, errors = np.deg2rad(7.0), []
     for key in (SampleKey("test", 0, "normal", "V2"), SampleKey("test", 1, "supination", "V1"),
@@ -155,6 +155,6 @@ def test_realtime_fallback_screens_and_turns_the_heading_as_fast_does(body_model
         truth, legs = heading_of(a["subject_to_gravity"]), a["points"][a["leg_mask"]].astype(np.float64)
         res = fallback.estimate(legs, yaw=truth + off, camera_origin=a["camera_to_gravity"][:3, 3], segment=False,
                                 check_heading=True)
-        assert res.valid and "heading_screening" in res.timings, res.reason
+        assert res.valid, res.reason
         errors.append(abs(np.angle(np.exp(1j * (res.yaw - truth)))))
-    assert np.mean(errors) < off, np.rad2deg(errors)
+    assert np.mean(errors) < off - np.deg2rad(1.0), np.rad2deg(errors)

@@ -111,8 +111,8 @@ class Profile:
     refine_both_headings: bool = False
     # Amortised profiles: a fit scoring under the quality's retry_below is optimised from the encoder's
     # start for this many steps, its joints read off the sphere fields, and kept if it scores better. Its
-    # heading, when checked, is screened and turned in the descent as `fast`'s (yaw_offsets_deg, yaw_lr):
-    # those frames are where RotNet's heading is least to be trusted (docs/posesdf.md, "Quality and fallback").
+    # heading, when checked, is turned in the descent at `fast`'s yaw_lr: those frames are where RotNet's
+    # heading is least to be trusted (docs/posesdf.md, "Quality and fallback").
     fallback_iterations: int = 0
     # Amortised profiles, fits whose heading is checked (RotNet's, or a given one with check_heading, as the
     # nodes pass the canonicaliser's): the heading kept (the turned one included) is fitted again at these
@@ -712,7 +712,7 @@ class GaitPoseEstimator:
             self._fallback_estimator = self.with_profile(
                 name=f"{p.name}+fit", iterations=p.fallback_iterations, fallback_iterations=0, joint_method="votes",
                 surface_residual_m=None, joint_spread_m=None, refine_both_headings=True,
-                yaw_offsets_deg=PROFILES["fast"].yaw_offsets_deg, yaw_lr=PROFILES["fast"].yaw_lr)
+                yaw_lr=PROFILES["fast"].yaw_lr)
         return self._fallback_estimator
 
     def _wide_heading(self) -> "GaitPoseEstimator":

@@ -310,8 +310,7 @@ class GaitPoseEstimator:
         self._previous: LatentFit | None = None
         self._reference_loss = float("inf")               # of the last cold-started fit
         self._previous_centre: np.ndarray | None = None   # xy of the tracked person
-        self._fallback_estimator: GaitPoseEstimator | None = None   # made by _fallback() when first needed
-        self._wide_heading_estimator: GaitPoseEstimator | None = None   # made by _wide_heading() when first needed
+        self._variants: dict[str, GaitPoseEstimator] = {}  # made by _variant() when first needed
         self.quality = quality_config(profile)
 
     @classmethod
@@ -705,23 +704,23 @@ class GaitPoseEstimator:
                               quality.joint_confidence, quality.terms | noise_terms | {"problems": quality.problems},
                               pts, warm, 1 if warm else len(views), spread, occluders)
 
+    def _variant(self, key: str, **changes) -> "GaitPoseEstimator":
+        """`with_profile(**changes)`, made once per `key` and kept (the retries' estimators)."""
+        if key not in self._variants:
+            self._variants[key] = self.with_profile(**changes)
+        return self._variants[key]
+
     def _fallback(self) -> "GaitPoseEstimator":
-        """The optimised fit behind an amortised profile (`Profile.fallback_iterations`), made once."""
-        if self._fallback_estimator is None:
-            p = self.profile
-            self._fallback_estimator = self.with_profile(
-                name=f"{p.name}+fit", iterations=p.fallback_iterations, fallback_iterations=0, joint_method="votes",
-                surface_residual_m=None, joint_spread_m=None, refine_both_headings=True,
-                yaw_lr=PROFILES["fast"].yaw_lr)
-        return self._fallback_estimator
+        """The optimised fit behind an amortised profile (`Profile.fallback_iterations`)."""
+        p = self.profile
+        return self._variant("fallback", name=f"{p.name}+fit", iterations=p.fallback_iterations,
+                             fallback_iterations=0, joint_method="votes", surface_residual_m=None,
+                             joint_spread_m=None, refine_both_headings=True, yaw_lr=PROFILES["fast"].yaw_lr)
 
     def _wide_heading(self) -> "GaitPoseEstimator":
-        """This estimator screening the heading at `Profile.wide_yaw_offsets_deg`, made once."""
-        if self._wide_heading_estimator is None:
-            p = self.profile
-            self._wide_heading_estimator = self.with_profile(yaw_offsets_deg=p.wide_yaw_offsets_deg,
-                                                             wide_yaw_offsets_deg=())
-        return self._wide_heading_estimator
+        """This estimator screening the heading at `Profile.wide_yaw_offsets_deg`."""
+        return self._variant("wide_heading", yaw_offsets_deg=self.profile.wide_yaw_offsets_deg,
+                             wide_yaw_offsets_deg=())
 
     def _heading_choice(self, losses: list[float]) -> int:
         """Which heading's fit to keep, of RotNet's (0) and, with the heading check, the opposite (1)."""

@@ -79,6 +79,9 @@ class SegmentationConfig:
     person_min_height: float = 0.8      # visible top above the floor
     person_max_height: float = 2.3
     person_max_footprint: float = 1.4   # longest horizontal extent (stride, arm swing)
+    # Share of a cluster's points left out at each end of its footprint's extent: flying pixels trail from
+    # a walker's silhouette along the rays, in cells of a few points each, up to a metre behind them.
+    footprint_trim: float = 0.01
     person_min_points: int = 300
     person_foot_height: float = 0.2     # a person has points this close to the floor ...
     person_hidden_foot_height: float = 0.8  # ... or, standing tall, this close (feet the sensor misses)
@@ -339,7 +342,8 @@ class Cluster:
     members: np.ndarray
     centre: np.ndarray                  # xy, mean of the members
     top: float                          # highest member above the floor
-    length: float                       # longest extent of its footprint
+    length: float                       # longest extent of its footprint, without `footprint_trim` at the ends
+    extent: float                       # the same with every member: over `person_max_footprint`, walls are sought
 
 
 class BirdEyeGrid:
@@ -385,13 +389,13 @@ class BirdEyeGrid:
         point_labels = grid_labels.ravel()[cells]
         sizes = np.bincount(point_labels, minlength=count + 1)
         clusters = []
-        for label, box in enumerate(ndimage.find_objects(grid_labels), start=1):
+        for label in range(1, count + 1):
             if sizes[label] < config.cluster_min_points:
                 continue
             own = members[point_labels == label]
-            footprint = np.argwhere(grid_labels[box] == label) * config.cluster_cell
-            clusters.append(Cluster(own, xy[own].mean(axis=0), float(height[own].max()),
-                                    footprint_length(footprint) + config.cluster_cell))
+            length, extent = (footprint_length(xy[own], trim) + config.cluster_cell
+                              for trim in (config.footprint_trim, 0.0))
+            clusters.append(Cluster(own, xy[own].mean(axis=0), float(height[own].max()), length, extent))
         return clusters
 
     def near(self, members: np.ndarray, cells: int) -> np.ndarray:
@@ -408,12 +412,12 @@ class BirdEyeGrid:
         return mask.ravel()
 
 
-def footprint_length(cells: np.ndarray) -> float:
-    """Extent of cell positions along their principal axis."""
-    centred = cells - cells.mean(axis=0)
+def footprint_length(xy: np.ndarray, trim: float = 0.0) -> float:
+    """Extent of (N, 2) positions along their principal axis, without the `trim` share of them at each end."""
+    centred = xy - xy.mean(axis=0)
     _, axes = np.linalg.eigh(centred.T @ centred)
-    along = centred @ axes[:, -1]
-    return float(along.max() - along.min())
+    low, high = np.quantile(centred @ axes[:, -1], [trim, 1.0 - trim])
+    return float(high - low)
 
 
 def split_off_walls(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid: BirdEyeGrid,
@@ -873,7 +877,7 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
     grid = BirdEyeGrid(scene[:, :2], sensor[:2], coarse)
     clusters = []
     for cluster in grid.clusters(above, scene[:, :2], height):
-        if cluster.length > coarse.person_max_footprint:
+        if cluster.extent > coarse.person_max_footprint:
             clusters += split_off_walls(scene, height, cluster, grid, coarse)
         else:
             clusters.append(cluster)

@@ -97,6 +97,9 @@ class SegmentationConfig:
     wall_ransac_distance: float = 0.04
     wall_max_tilt_deg: float = 10.0     # between the plane's normal and the horizontal
     wall_max_planes: int = 2
+    # A piece left by the walls whose points (90th percentile) all lie this near them is the walls' halo (noisy
+    # points just outside the planes' slab, a thin post against the wall), not a person: a body is 0.2 m thick.
+    wall_halo: float = 0.1
     # Pieces of the target (its legs up close, a far leg the near one cuts off).
     fragment_radius: float = 0.5        # a piece's centre is this close to the target's
     fragment_gap: float = 0.1           # a person-like piece comes this close (gap between cells)
@@ -344,6 +347,7 @@ class Cluster:
     top: float                          # highest member above the floor
     length: float                       # longest extent of its footprint, without `footprint_trim` at the ends
     extent: float                       # the same with every member: over `person_max_footprint`, walls are sought
+    wall_halo: bool = False             # a piece that split_off_walls left hugging the walls it took out
 
 
 class BirdEyeGrid:
@@ -422,9 +426,11 @@ def footprint_length(xy: np.ndarray, trim: float = 0.0) -> float:
 
 def split_off_walls(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid: BirdEyeGrid,
                     config: SegmentationConfig) -> list[Cluster]:
-    """Take up to `wall_max_planes` vertical planes out of an oversize cluster and cluster the rest."""
+    """Take up to `wall_max_planes` vertical planes out of an oversize cluster and cluster the rest; the pieces
+    within `wall_halo` of the planes are marked `wall_halo`."""
     members = cluster.members
     max_tilt = np.sin(np.deg2rad(config.wall_max_tilt_deg))
+    walls = []
     for _ in range(config.wall_max_planes):
         sample = points[members[::max(1, len(members) // config.planarity_sample_points)]]
         if len(sample) < 3:
@@ -432,8 +438,14 @@ def split_off_walls(points: np.ndarray, height: np.ndarray, cluster: Cluster, gr
         plane, _ = fit_plane(sample, config.wall_ransac_distance, config.planarity_iterations, config.random_seed)
         if abs(plane.normal[2]) > max_tilt:
             break
+        walls.append(plane)
         members = members[np.abs(plane.distance(points[members])) > config.wall_ransac_distance]
-    return grid.clusters(members, points[:, :2], height)
+    pieces = grid.clusters(members, points[:, :2], height)
+    if walls:
+        for piece in pieces:
+            off_wall = np.min([np.abs(wall.distance(points[piece.members])) for wall in walls], axis=0)
+            piece.wall_halo = bool(np.percentile(off_wall, 90) < config.wall_halo)
+    return pieces
 
 
 def split_off_box(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid: BirdEyeGrid,
@@ -454,8 +466,8 @@ def split_off_box(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid
 
 
 def is_person_sized(cluster: Cluster, config: SegmentationConfig) -> bool:
-    """Enough points, a person's height, a person's footprint."""
-    return (len(cluster.members) >= config.person_min_points
+    """Enough points, a person's height, a person's footprint, and not a wall's halo."""
+    return (not cluster.wall_halo and len(cluster.members) >= config.person_min_points
             and config.person_min_height <= cluster.top <= config.person_max_height
             and cluster.length <= config.person_max_footprint)
 

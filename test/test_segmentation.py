@@ -25,6 +25,25 @@ def _sensor(scene):
     return scene["camera_to_gravity"][:3, 3]
 
 
+def _segment_changed_and_default(scene, **change):
+    """segment_legs on a scene with the shipped LegSegNet (the estimator's default): with `change` made to the
+    default config, and with the default config."""
+    from dataclasses import replace
+
+    from posesdf_ros.inference.legseg import LegClassifier
+
+    legseg = LegClassifier.from_pretrained()
+    changed = segment_legs(scene["points"], replace(SegmentationConfig(), **change), None, _sensor(scene), legseg)
+    return changed, segment_legs(scene["points"], sensor_origin=_sensor(scene), leg_classifier=legseg)
+
+
+def _assert_finds_the_walker(result, scene, min_precision, min_recall):
+    assert result.valid, result.reason
+    assert np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
+    precision, recall = _precision_recall(result, scene["leg_mask"])
+    assert precision > min_precision and recall > min_recall, (precision, recall)
+
+
 @pytest.mark.parametrize("scene_index", range(len(CLUTTERED_SCENES)))
 def test_finds_the_legs_in_a_cluttered_scene(scenes, scene_index):
     scene = scenes[scene_index]
@@ -267,20 +286,12 @@ def test_a_noisy_floor_does_not_join_the_person_to_everything_around(body_model)
     """A product test scene (seed 1) seen by an active-stereo camera 1.7 m high: the floor scatters by 2 to
     5 cm, and with a fixed 2 cm clearance its cells joined the person to the clutter into one cluster
     3 m long, too long for a person. The clearance read off the floor's own noise finds them."""
-    from dataclasses import replace
-
     from posesdf_ros.data.domain import make_product_scene_sample
-    from posesdf_ros.inference.legseg import LegClassifier
 
     scene = make_product_scene_sample(body_model, SampleKey("test", 1, "supination", "V6"), seed=1)[0]
-    legseg = LegClassifier.from_pretrained()
-    fixed = segment_legs(scene["points"], replace(SegmentationConfig(), floor_noise_sigmas=0.0), None,
-                         _sensor(scene), legseg)
+    fixed, result = _segment_changed_and_default(scene, floor_noise_sigmas=0.0)
     assert not fixed.valid and fixed.reason == "no person-sized cluster"
-    result = segment_legs(scene["points"], sensor_origin=_sensor(scene), leg_classifier=legseg)
-    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
-    precision, recall = _precision_recall(result, scene["leg_mask"])
-    assert precision > 0.6 and recall > 0.85, (precision, recall)
+    _assert_finds_the_walker(result, scene, min_precision=0.6, min_recall=0.85)
 
 
 def test_the_floor_clearance_follows_the_floors_noise():
@@ -637,19 +648,10 @@ def test_flying_pixels_trailing_behind_a_walker_do_not_make_them_too_long_for_a_
     to 1.3 m behind the walker's silhouette along the rays, in bird's-eye cells of 3 to 5 points, and
     stretched the cluster's footprint to 1.48 m, over `person_max_footprint`: "no person" on 3 of 400
     ray-cast scenes. The footprint without the 1 % of points at either end finds the walker."""
-    from dataclasses import replace
-
-    from posesdf_ros.inference.legseg import LegClassifier
-
     scene, _ = raycast_tool.make_scene(168, 2, body_model)
-    legseg = LegClassifier.from_pretrained()
-    whole = segment_legs(scene["points"], replace(SegmentationConfig(), footprint_trim=0.0), None,
-                         _sensor(scene), legseg)
+    whole, result = _segment_changed_and_default(scene, footprint_trim=0.0)
     assert not whole.valid and whole.reason == "no person-sized cluster"
-    result = segment_legs(scene["points"], sensor_origin=_sensor(scene), leg_classifier=legseg)
-    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
-    precision, recall = _precision_recall(result, scene["leg_mask"])
-    assert precision > 0.7 and recall > 0.9, (precision, recall)
+    _assert_finds_the_walker(result, scene, min_precision=0.7, min_recall=0.9)
 
 
 def test_the_noisy_halo_a_wall_leaves_is_not_taken_for_the_walker(body_model):
@@ -657,16 +659,9 @@ def test_the_noisy_halo_a_wall_leaves_is_not_taken_for_the_walker(body_model):
     points just outside the plane's slab are a piece of their own, 1.55 m tall, which stood taller than
     the walker (cut by the frame at 1.29 m) and was the target: the fit was rejected 1.6 m off. The pieces
     within `wall_halo` of the walls taken out are no candidates."""
-    from dataclasses import replace
-
     from posesdf_ros.data.shifted import make_shifted_sample
-    from posesdf_ros.inference.legseg import LegClassifier
 
     scene = make_shifted_sample(body_model, SampleKey("shifted", 3, "supination", "V4"), 3)[0]
-    legseg = LegClassifier.from_pretrained()
-    haloed = segment_legs(scene["points"], replace(SegmentationConfig(), wall_halo=0.0), None, _sensor(scene), legseg)
+    haloed, result = _segment_changed_and_default(scene, wall_halo=0.0)
     assert haloed.valid and _precision_recall(haloed, scene["leg_mask"])[0] < 0.1
-    result = segment_legs(scene["points"], sensor_origin=_sensor(scene), leg_classifier=legseg)
-    assert result.valid and np.linalg.norm(result.centre - scene["joints"][0, :2]) < 0.25
-    precision, recall = _precision_recall(result, scene["leg_mask"])
-    assert precision > 0.9 and recall > 0.85, (precision, recall)
+    _assert_finds_the_walker(result, scene, min_precision=0.9, min_recall=0.85)

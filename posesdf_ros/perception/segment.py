@@ -91,7 +91,7 @@ class SegmentationConfig:
     planarity_sample_points: int = 600
     planarity_iterations: int = 60
     planarity_slab: float = 0.01        # plus twice the depth noise at the cluster's range
-    planarity_wide_slab: float = 0.06   # wider (over about 3.9 m): only the first plane counts (`is_flat`)
+    planarity_wide_slab: float = 0.05   # wider (over about 3.55 m): only the first plane counts (`is_flat`)
     depth_noise: tuple[float, float, float] = (0.0012, 0.0019, 0.4)  # sigma(r) = a + b (r - c)^2
     # Walls or boxes merged with the person: vertical planes taken out of oversize clusters.
     wall_ransac_distance: float = 0.04
@@ -481,8 +481,8 @@ def is_flat(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfig,
     `person_max_planar_fraction` of the points, or one of the three is a
     horizontal face (a box top; a person shows none) holding
     `horizontal_face_fraction` of them. Where the slab is wider than
-    `planarity_wide_slab` (a person over about 3.9 m away with the spec's
-    noise: two slabs of 6 cm and more hold 0.95 to 0.99 of a person, as of
+    `planarity_wide_slab` (a person over about 3.55 m away with the spec's
+    noise: two slabs of 5.5 cm and more hold 0.94 to 0.99 of a person, as of
     a box) only the first plane counts: a wall's holds over 0.97, a
     person's under 0.9 in the product and shifted builds; a box there
     passes, but a box does not stand tall, and the target must.

@@ -74,14 +74,14 @@ class SegmentationConfig:
     # Clustering: connected cells of a bird's-eye occupancy grid.
     cluster_cell: float = 0.05
     cluster_min_cell_points: int = 10   # sparser cells (floor noise, flying pixels, thin bridges) are empty
+    # A cluster still too long for a person once its walls are out is clustered again with cells needing this many
+    # times as many points: a walker joined to a chair or a wall's remains through flying pixels comes apart.
+    bridge_cell_factor: int = 2
     cluster_min_points: int = 30        # smaller clusters are dropped (larger ones may join the target)
     # What a person looks like.
     person_min_height: float = 0.8      # visible top above the floor
     person_max_height: float = 2.3
     person_max_footprint: float = 1.4   # longest horizontal extent (stride, arm swing)
-    # Share of a cluster's points left out at each end of its footprint's extent: flying pixels trail from
-    # a walker's silhouette along the rays, in cells of a few points each, up to a metre behind them.
-    footprint_trim: float = 0.01
     person_min_points: int = 300
     person_foot_height: float = 0.2     # a person has points this close to the floor ...
     person_hidden_foot_height: float = 0.8  # ... or, standing tall, this close (feet the sensor misses)
@@ -345,8 +345,7 @@ class Cluster:
     members: np.ndarray
     centre: np.ndarray                  # xy, mean of the members
     top: float                          # highest member above the floor
-    length: float                       # longest extent of its footprint, without `footprint_trim` at the ends
-    extent: float                       # the same with every member: over `person_max_footprint`, walls are sought
+    length: float                       # longest extent of its footprint
     wall_halo: bool = False             # a piece that split_off_walls left hugging the walls it took out
 
 
@@ -379,27 +378,28 @@ class BirdEyeGrid:
         inside = np.flatnonzero((xy[:, 0] >= lo[0]) & (xy[:, 0] < hi[0]) & (xy[:, 1] >= lo[1]) & (xy[:, 1] < hi[1]))
         return inside[cells[self.cells(xy[inside])]]
 
-    def clusters(self, members: np.ndarray, xy: np.ndarray, height: np.ndarray) -> list[Cluster]:
+    def clusters(self, members: np.ndarray, xy: np.ndarray, height: np.ndarray,
+                 min_cell_points: int | None = None) -> list[Cluster]:
         """Clusters of `members` (point indices) with at least `cluster_min_points` points.
 
-        Cells with fewer than `cluster_min_cell_points` points (floor noise,
+        Cells with fewer than `min_cell_points` (default `cluster_min_cell_points`) points (floor noise,
         flying pixels, a thin bridge to a box beside the person) count as
         empty.
         """
         config = self.config
         cells = self.cell_of[members]
-        occupied = np.bincount(cells, minlength=self.side ** 2) >= config.cluster_min_cell_points
+        occupied = np.bincount(cells, minlength=self.side ** 2) >= (min_cell_points or config.cluster_min_cell_points)
         grid_labels, count = ndimage.label(occupied.reshape(self.side, self.side), structure=np.ones((3, 3)))
         point_labels = grid_labels.ravel()[cells]
         sizes = np.bincount(point_labels, minlength=count + 1)
         clusters = []
-        for label in range(1, count + 1):
+        for label, box in enumerate(ndimage.find_objects(grid_labels), start=1):
             if sizes[label] < config.cluster_min_points:
                 continue
             own = members[point_labels == label]
-            length, extent = (footprint_length(xy[own], trim) + config.cluster_cell
-                              for trim in (config.footprint_trim, 0.0))
-            clusters.append(Cluster(own, xy[own].mean(axis=0), float(height[own].max()), length, extent))
+            footprint = np.argwhere(grid_labels[box] == label) * config.cluster_cell
+            clusters.append(Cluster(own, xy[own].mean(axis=0), float(height[own].max()),
+                                    footprint_length(footprint) + config.cluster_cell))
         return clusters
 
     def near(self, members: np.ndarray, cells: int) -> np.ndarray:
@@ -416,12 +416,12 @@ class BirdEyeGrid:
         return mask.ravel()
 
 
-def footprint_length(xy: np.ndarray, trim: float = 0.0) -> float:
-    """Extent of (N, 2) positions along their principal axis, without the `trim` share of them at each end."""
-    centred = xy - xy.mean(axis=0)
+def footprint_length(cells: np.ndarray) -> float:
+    """Extent of cell positions along their principal axis."""
+    centred = cells - cells.mean(axis=0)
     _, axes = np.linalg.eigh(centred.T @ centred)
-    low, high = np.quantile(centred @ axes[:, -1], [trim, 1.0 - trim])
-    return float(high - low)
+    along = centred @ axes[:, -1]
+    return float(along.max() - along.min())
 
 
 def split_off_walls(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid: BirdEyeGrid,
@@ -889,10 +889,14 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
     grid = BirdEyeGrid(scene[:, :2], sensor[:2], coarse)
     clusters = []
     for cluster in grid.clusters(above, scene[:, :2], height):
-        if cluster.extent > coarse.person_max_footprint:
+        if cluster.length > coarse.person_max_footprint:
             clusters += split_off_walls(scene, height, cluster, grid, coarse)
         else:
             clusters.append(cluster)
+    dense = coarse.cluster_min_cell_points * coarse.bridge_cell_factor
+    clusters = [piece for cluster in clusters for piece in
+                (grid.clusters(cluster.members, scene[:, :2], height, dense)
+                 if cluster.length > coarse.person_max_footprint and not cluster.wall_halo else [cluster])]
     people = [c for c in clusters if is_person_sized(c, coarse)]
     timer.lap("clusters")
     if not people:

@@ -689,3 +689,24 @@ def test_a_walker_bridged_to_a_chair_by_flying_pixels_comes_apart(body_model, ra
     bridged, result = _segment_changed_and_default(scene, bridge_cell_factor=1)
     assert not bridged.valid and bridged.reason == "no person-sized cluster"
     _assert_finds_the_walker(result, scene, min_precision=0.85, min_recall=0.9)
+
+
+def test_a_cloud_of_noise_is_not_split_into_people():
+    """Uniform noise filling 6 x 2 x 5.5 m in front of the camera (the nodes' hostile-input test): its cluster is
+    too long for a person, and clustered again with denser cells (`split_off_bridges`) it shatters into a few
+    hundred pieces of person size, and the fast LegSegNet took "leg points" from one of them. The denser cells
+    kept under half of its points (`bridge_min_kept`: walkers' clusters keep 0.84 to 0.99), so it stays whole."""
+    from dataclasses import replace
+
+    from posesdf_ros.geometry import look_at_pitched
+    from posesdf_ros.inference.legseg import LegClassifier
+
+    camera_to_gravity = look_at_pitched(0.9, np.deg2rad(9.0), 0.0, (0.0, 0.0))
+    noise = np.random.default_rng(0).uniform([-3, -1, 0.5], [3, 1, 6], (400_000, 3))
+    points = (noise @ camera_to_gravity[:3, :3].T + camera_to_gravity[:3, 3]).astype(np.float32)
+    legseg = LegClassifier.from_pretrained(model="fast")
+    sensor = camera_to_gravity[:3, 3]
+    shattered = segment_legs(points, replace(SegmentationConfig(), bridge_min_kept=0.0), None, sensor, legseg)
+    assert shattered.valid
+    result = segment_legs(points, sensor_origin=sensor, leg_classifier=legseg)
+    assert not result.valid and result.reason == "no person-sized cluster"

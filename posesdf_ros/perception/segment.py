@@ -75,8 +75,10 @@ class SegmentationConfig:
     cluster_cell: float = 0.05
     cluster_min_cell_points: int = 10   # sparser cells (floor noise, flying pixels, thin bridges) are empty
     # A cluster still too long for a person once its walls are out is clustered again with cells needing this many
-    # times as many points: a walker joined to a chair or a wall's remains through flying pixels comes apart.
+    # times as many points: a walker joined to a chair or a wall's remains through flying pixels comes apart. Only
+    # where the denser cells keep `bridge_min_kept` of its points: a cluster thin all over (noise) is no bridge.
     bridge_cell_factor: int = 2
+    bridge_min_kept: float = 0.75
     cluster_min_points: int = 30        # smaller clusters are dropped (larger ones may join the target)
     # What a person looks like.
     person_min_height: float = 0.8      # visible top above the floor
@@ -463,6 +465,18 @@ def split_off_box(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid
             below_top = height[members] <= float(height[top].max()) + config.planarity_slab
             return grid.clusters(members[~(box_cells & below_top)], points[:, :2], height)
     return [cluster]
+
+
+def split_off_bridges(points: np.ndarray, height: np.ndarray, cluster: Cluster, grid: BirdEyeGrid,
+                      config: SegmentationConfig) -> list[Cluster]:
+    """The cluster again with cells needing `bridge_cell_factor` times `cluster_min_cell_points` points: the
+    sparse cells that join a walker to a chair or trail behind them (flying pixels) fall away. [cluster] when
+    those cells keep under `bridge_min_kept` of its points (a uniform noise cloud 6 m across kept 0.47 in 271
+    pieces; walkers' clusters kept 0.84 to 0.99 in 2 to 6)."""
+    pieces = grid.clusters(cluster.members, points[:, :2], height,
+                           config.cluster_min_cell_points * config.bridge_cell_factor)
+    kept = sum(len(piece.members) for piece in pieces)
+    return pieces if kept >= config.bridge_min_kept * len(cluster.members) else [cluster]
 
 
 def is_person_sized(cluster: Cluster, config: SegmentationConfig) -> bool:
@@ -893,9 +907,8 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
             clusters += split_off_walls(scene, height, cluster, grid, coarse)
         else:
             clusters.append(cluster)
-    dense = coarse.cluster_min_cell_points * coarse.bridge_cell_factor
     clusters = [piece for cluster in clusters for piece in
-                (grid.clusters(cluster.members, scene[:, :2], height, dense)
+                (split_off_bridges(scene, height, cluster, grid, coarse)
                  if cluster.length > coarse.person_max_footprint and not cluster.wall_halo else [cluster])]
     people = [c for c in clusters if is_person_sized(c, coarse)]
     timer.lap("clusters")

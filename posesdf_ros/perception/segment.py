@@ -9,7 +9,8 @@ points on the target's legs below the crop plane, pelvis + `crop_margin`
 2. the floor plane (RANSAC), heights above it;
 3. clusters: connected cells of a bird's-eye occupancy grid of the points
    above the floor; oversize clusters lose their vertical planes (a wall
-   the person stands at) and are clustered again;
+   the person stands at) and are clustered again, and if still oversize,
+   again with denser cells (flying pixels bridging a walker to a chair);
 4. the target: the person-sized, person-like cluster nearest to the
    previous centre, or else to the sensor, with its pieces (its other leg
    up close, a far leg that the near one cuts off) and the sparse cells at

@@ -917,11 +917,14 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
         return "no person-sized cluster"
     reference = sensor[:2] if previous_centre is None else np.asarray(previous_centre, float)[:2]
     target = choose_target(people, reference, scene, height, sensor, coarse, noise, fragments=clusters)
-    if target is None:
-        # A person joined to a box they stand at reads flat for the box's top: without the box, again.
+    for split_off in (split_off_box, split_off_walls):
+        if target is not None:
+            break
+        # A person joined to a box they stand at reads flat for the box's top (or, its top out of sight, for its
+        # side): without the box, again.
         sized = {id(c) for c in people}
         split = [part for c in clusters for part in
-                 (split_off_box(scene, height, c, grid, coarse) if id(c) in sized else [c])]
+                 (split_off(scene, height, c, grid, coarse) if id(c) in sized else [c])]
         if len(split) != len(clusters) or any(a is not b for a, b in zip(split, clusters)):
             clusters = split
             people = [c for c in clusters if is_person_sized(c, coarse)]

@@ -8,7 +8,7 @@ import torch
 from posesdf_ros import GaitPoseEstimator
 from posesdf_ros.data.dataset import SampleKey, make_test_sample
 from posesdf_ros.data.domain import make_product_train_sample
-from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
+from posesdf_ros.evaluation.metrics import angle_error_deg, heading_of, mpjpe_mm
 from posesdf_ros.inference.estimator import PROFILES, SCREENED_START_ITERATIONS
 from posesdf_ros.inference.joints import METHODS, sphere_centres
 from posesdf_ros.inference.latent import LatentFit, fit_each, optimise_latent, screen_starts, turned
@@ -204,7 +204,7 @@ def test_fast_screens_a_heading_a_few_degrees_off(body_model):
         assert "heading_screening" not in given.timings and np.allclose(given.joints, plain.joints)
         checked = est.estimate(legs, yaw=truth + off, camera_origin=camera, check_heading=True)   # as the nodes ask
         assert "heading_screening" in checked.timings and np.allclose(checked.joints, screened.joints)
-        heading_error = lambda r: abs(np.angle(np.exp(1j * (r.yaw - truth))))  # noqa: E731
+        heading_error = lambda r: np.deg2rad(angle_error_deg(r.yaw, truth))  # noqa: E731
         assert np.isclose(heading_error(plain), off)
         assert min(abs(heading_error(unturned) - d) for d in (off, np.deg2rad(1), np.deg2rad(13))) < 1e-6
         rows.append((heading_error(screened), mpjpe_mm(screened.joints, a["joints"]),
@@ -225,7 +225,7 @@ def test_fast_screens_the_heading_wider_when_the_points_lie_off_the_surface(body
         camera = scene["camera_to_gravity"][:3, 3]
         first, res = (e.estimate(scene["points"], camera_origin=camera) for e in (narrow, est))
         truth = heading_of(scene["subject_to_gravity"])
-        heading_error = lambda r: np.rad2deg(abs(np.angle(np.exp(1j * (r.yaw - truth)))))  # noqa: E731
+        heading_error = lambda r: angle_error_deg(r.yaw, truth)  # noqa: E731
         assert first.quality_terms["surface"] < 1.0 and heading_error(first) > 30, (entry["file"], first.quality_terms)
         assert "wide_heading_screening" in res.timings and "wide_heading_screening" not in first.timings
         assert res.valid and res.quality > first.quality and heading_error(res) < 20, (entry["file"], res.reason)
@@ -254,7 +254,7 @@ def test_heading_check_turns_a_front_back_confusion_round(estimator, body_model)
     pts, truth = a["points"][a["leg_mask"]], heading_of(a["subject_to_gravity"])
     camera = a["camera_to_gravity"][:3, 3]
     checked = estimator.estimate(pts, yaw=truth + np.pi, camera_origin=camera, check_heading=True)
-    assert checked.yaw_source == "given_turned" and abs(np.angle(np.exp(1j * (checked.yaw - truth)))) < 1e-6
+    assert checked.yaw_source == "given_turned" and np.deg2rad(angle_error_deg(checked.yaw, truth)) < 1e-6
     assert mpjpe_mm(checked.joints, a["joints"]) < MPJPE_BOUND_MM
     unjudged = estimator.with_profile()
     unjudged.quality = replace(estimator.quality, retry_below=0.0, reject_below=0.0)

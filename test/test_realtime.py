@@ -8,7 +8,7 @@ import torch
 
 from posesdf_ros import GaitPoseEstimator
 from posesdf_ros.data.dataset import SampleKey, make_test_sample
-from posesdf_ros.evaluation.metrics import heading_of, mpjpe_mm
+from posesdf_ros.evaluation.metrics import angle_error_deg, heading_of, mpjpe_mm
 from posesdf_ros.inference.estimator import SCREENED_START_ITERATIONS
 from posesdf_ros.inference.pretrained import load_encoder, weights_folder
 
@@ -143,9 +143,9 @@ def test_realtime_doubts_a_heading_the_other_ones_prediction_fits_better(body_mo
     assert not res.valid and "ambiguous heading" in res.reason, (entry["file"], res.reason)
     scene, entry = raycast_tool.make_scene(142, 2, body_model)
     res = est.estimate(scene["points"], camera_origin=scene["camera_to_gravity"][:3, 3])
-    heading_error = abs(np.angle(np.exp(1j * (res.yaw - heading_of(scene["subject_to_gravity"])))))
+    heading_error = angle_error_deg(res.yaw, heading_of(scene["subject_to_gravity"]))
     assert res.valid and "quality_retry" in res.timings and res.yaw_source == "rotnet_turned", res.reason
-    assert heading_error < np.deg2rad(20.0) and mpjpe_mm(res.joints, scene["joints"]) < 50.0
+    assert heading_error < 20.0 and mpjpe_mm(res.joints, scene["joints"]) < 50.0
 
 
 def test_realtime_fallback_turns_the_heading_in_its_descent(body_model):
@@ -153,13 +153,13 @@ def test_realtime_fallback_turns_the_heading_in_its_descent(body_model):
     trusted: told a checked heading 7 deg off the truth, each of its fits turns the heading in its descent (at
     `fast`'s rate), and the headings kept lie nearer the truth than it was told, on three test bodies."""
     fallback = GaitPoseEstimator.from_pretrained(profile="realtime")._fallback()
-    off, errors = np.deg2rad(7.0), []
+    off_deg, errors = 7.0, []
     for key in (SampleKey("test", 0, "normal", "V2"), SampleKey("test", 1, "supination", "V1"),
                 SampleKey("test", 2, "in_toeing", "V4")):
         a, _ = make_test_sample(body_model, key, seed=1)
         truth, legs = heading_of(a["subject_to_gravity"]), a["points"][a["leg_mask"]].astype(np.float64)
-        res = fallback.estimate(legs, yaw=truth + off, camera_origin=a["camera_to_gravity"][:3, 3], segment=False,
-                                check_heading=True)
+        res = fallback.estimate(legs, yaw=truth + np.deg2rad(off_deg), camera_origin=a["camera_to_gravity"][:3, 3],
+                                segment=False, check_heading=True)
         assert res.valid, res.reason
-        errors.append(abs(np.angle(np.exp(1j * (res.yaw - truth)))))
-    assert np.mean(errors) < off - np.deg2rad(1.0), np.rad2deg(errors)
+        errors.append(angle_error_deg(res.yaw, truth))
+    assert np.mean(errors) < off_deg - 1.0, errors

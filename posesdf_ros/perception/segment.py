@@ -904,13 +904,12 @@ def find_person(points: np.ndarray, config: SegmentationConfig, previous_centre:
     grid = BirdEyeGrid(scene[:, :2], sensor[:2], coarse)
     clusters = []
     for cluster in grid.clusters(above, scene[:, :2], height):
-        if cluster.length > coarse.person_max_footprint:
-            clusters += split_off_walls(scene, height, cluster, grid, coarse)
-        else:
+        if cluster.length <= coarse.person_max_footprint:
             clusters.append(cluster)
-    clusters = [piece for cluster in clusters for piece in
-                (split_off_bridges(scene, height, cluster, grid, coarse)
-                 if cluster.length > coarse.person_max_footprint and not cluster.wall_halo else [cluster])]
+            continue
+        for piece in split_off_walls(scene, height, cluster, grid, coarse):
+            oversize = piece.length > coarse.person_max_footprint and not piece.wall_halo
+            clusters += split_off_bridges(scene, height, piece, grid, coarse) if oversize else [piece]
     people = [c for c in clusters if is_person_sized(c, coarse)]
     timer.lap("clusters")
     if not people:

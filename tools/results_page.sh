@@ -33,6 +33,7 @@ cd "$(dirname "$0")/.."
     docs/results/posesdf_fast_scene_rotnet_occtest_product.json \
     docs/results/posesdf_fast_scene_rotnet_occshifted_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_none_product.json \
+    docs/results/posesdf_fast_scene_rotnet_shifted_none_product_1member.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_holes_product.json \
     docs/results/posesdf_fast_scene_rotnet_shifted_deptherror_product.json \
     docs/results/posesdf_fast_surface_gtyaw_test5_product.json \

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from threadpoolctl import ThreadpoolController
 
 
@@ -110,6 +111,13 @@ class SegmentationConfig:
     outlier_voxel: float = 0.02
     outlier_density_fraction: float = 0.06  # of the count a face-on surface gives at that range
     sensor_focal_px: float = 464.0      # depth camera focal length (spec: D435-like)
+    # ... or most of its nearest rays (directions from the sensor) end within a tolerance of its range: a camera
+    # coarser than `sensor_focal_px` gives its surfaces too few points for the density test, while a mixed
+    # pixel's neighbouring rays end on the two surfaces, in front of it and behind it. 0 rays: off.
+    ray_neighbours: int = 8
+    ray_neighbours_close: int = 5
+    ray_range_tolerance: float = 0.02   # m, plus `ray_noise_sigmas` x sqrt(2) x the spec's depth noise there
+    ray_noise_sigmas: float = 2.0
     # The frame's top edge (`frame_top`): fitted per azimuth bin; a body within `frame_cut_px` of it is cut.
     frame_edge_bin_deg: float = 2.0
     frame_edge_span_deg: float = 20.0   # the edge's highest and lowest points differ by less (roll, pitch)
@@ -709,6 +717,9 @@ def on_surface(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfi
     A mixed pixel at a silhouette edge lands somewhere along its ray between
     the two surfaces, so its 3 x 3 x 3 voxel neighbourhood holds far fewer
     points than a surface there would give: (3 voxel * focal / range)^2.
+    A camera coarser than that focal gives its surfaces fewer points too; a
+    point the density test drops is kept where its neighbouring rays see a
+    surface at its range (`rays_agree`).
     """
     flat, shape = voxel_index(points, config.outlier_voxel)
     counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.float32)
@@ -716,7 +727,30 @@ def on_surface(points: np.ndarray, sensor: np.ndarray, config: SegmentationConfi
     distance = np.linalg.norm(points - sensor.astype(np.float32), axis=1)
     expected = (3 * config.outlier_voxel * config.sensor_focal_px / np.maximum(distance, 0.1)) ** 2 \
         / config.decimation ** 2
-    return neighbours.ravel()[flat] >= config.outlier_density_fraction * expected
+    kept = neighbours.ravel()[flat] >= config.outlier_density_fraction * expected
+    dropped = np.flatnonzero(~kept)
+    if config.ray_neighbours and len(dropped) and len(points) > config.ray_neighbours:
+        kept[dropped] = rays_agree(points, sensor, dropped, config)
+    return kept
+
+
+def rays_agree(points: np.ndarray, sensor: np.ndarray, which: np.ndarray, config: SegmentationConfig) -> np.ndarray:
+    """For the points `which` (indices into points (N, 3)): whether at least `ray_neighbours_close` of their
+    `ray_neighbours` nearest rays from the sensor end within `ray_range_tolerance` plus `ray_noise_sigmas`
+    sqrt(2) sigma(range) of their range (sigma: the spec's `depth_noise`, the difference of two noisy ranges).
+    Nearest rays are neighbouring pixels whatever the camera's resolution: on a surface they end near the
+    point's range, beside a mixed pixel on the surfaces in front of and behind it."""
+    rays = points.astype(np.float64) - sensor
+    ranges = np.linalg.norm(rays, axis=1)
+    directions = rays / np.maximum(ranges, 1e-9)[:, None]
+    # An unbalanced tree builds faster (the frame's whole target, 10,000 to 30,000 rays) and finds the same rays.
+    tree = cKDTree(directions, balanced_tree=False, compact_nodes=False)
+    _, nearest = tree.query(directions[which], k=config.ray_neighbours + 1)
+    a, b, c = config.depth_noise
+    r = ranges[which]
+    tolerance = config.ray_range_tolerance + config.ray_noise_sigmas * np.sqrt(2.0) * (a + b * (r - c) ** 2)
+    close = np.abs(ranges[nearest[:, 1:]] - r[:, None]) < tolerance[:, None]
+    return close.sum(1) >= config.ray_neighbours_close
 
 
 # ---------------------------------------------------------------- pelvis

@@ -214,10 +214,11 @@ def test_fast_screens_a_heading_a_few_degrees_off(body_model):
 
 
 def test_fast_screens_the_heading_wider_when_the_points_lie_off_the_surface(body_model, raycast_tool):
-    """Ray-cast scenes (tools/raycast_scenes.py, seed 2), lateral views RotNet reads 52 and 45 deg off: `fast`'s
-    fit there (screened +-6 deg) leaves its points off the surface, and was kept 70 and 86 mm off. Such a fit is
-    fitted again with the heading screened +-15 to +-45 deg; the lower loss finds a heading near the truth and
-    the refit, scoring better, is kept."""
+    """Ray-cast scenes (tools/raycast_scenes.py, seed 2), lateral views whose RotNet heading is far off: `fast`'s
+    fit there (screened +-6 deg) leaves its points off the surface, its heading 32 and 26 deg off, and was kept
+    42 and 60 mm off (70 and 86 before the flying-pixel test kept more of the legs, `rays_agree`). Such a fit is
+    fitted again with the heading screened +-15 to +-45 deg; the lower loss finds a heading near the truth (5
+    and 2 deg off) and the refit, scoring better, is kept (24 and 25 mm off)."""
     est = GaitPoseEstimator.from_pretrained(profile="fast")
     narrow = est.with_profile(wide_yaw_offsets_deg=())
     for index in (136, 170):
@@ -226,10 +227,10 @@ def test_fast_screens_the_heading_wider_when_the_points_lie_off_the_surface(body
         first, res = (e.estimate(scene["points"], camera_origin=camera) for e in (narrow, est))
         truth = heading_of(scene["subject_to_gravity"])
         heading_error = lambda r: angle_error_deg(r.yaw, truth)  # noqa: E731
-        assert first.quality_terms["surface"] < 1.0 and heading_error(first) > 30, (entry["file"], first.quality_terms)
+        assert first.quality_terms["surface"] < 1.0 and heading_error(first) > 25, (entry["file"], first.quality_terms)
         assert "wide_heading_screening" in res.timings and "wide_heading_screening" not in first.timings
         assert res.valid and res.quality > first.quality and heading_error(res) < 20, (entry["file"], res.reason)
-        assert mpjpe_mm(res.joints, scene["joints"]) < mpjpe_mm(first.joints, scene["joints"]) - 20
+        assert mpjpe_mm(res.joints, scene["joints"]) < mpjpe_mm(first.joints, scene["joints"]) - 15
 
 
 def test_shipped_weights_estimate_generated_test_samples(estimator, body_model):

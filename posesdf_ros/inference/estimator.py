@@ -87,6 +87,9 @@ class Profile:
     track_iterations: int = 40      # when warm-started from the previous frame
     track_loss_ratio: float = 1.5   # a warm fit worse than this times the last cold fit's loss restarts cold
     lr: float = 5e-3
+    # The code's prior in the fit (weight * |z|^2, the 1/sigma^2 of PoseSDF's eq. 8): the paper's fit keeps
+    # 1e-2; `fast`, which starts from the encoder's code and stops after 30 steps, needs less of it.
+    latent_reg: float = 1e-2
     similarity_lr: float = 2e-3
     patience: int = 15
     starts: int = 8                 # cold fits first try the mean code and 7 training-code clusters
@@ -170,14 +173,15 @@ PROFILES = {
     # heading then turned in the descent too (yaw_lr): 12.54 -> 12.27, 19.05 -> 18.68, 12.01 -> 11.78, and
     # 18.91 -> 18.19 on the product val frames both kept, at no measurable cost (docs/posesdf.md). The
     # points behind weighed up to 2 in noisy frames (noisy_behind_weight): the shifted split 18.68 -> 17.94,
-    # product val 19.38 -> 18.70, ours 12.27 -> 12.30 (docs/posesdf.md, "Behind the seen surface").
+    # product val 19.38 -> 18.70, ours 12.27 -> 12.30 (docs/posesdf.md, "Behind the seen surface"). The code's
+    # prior at 3e-3 instead of the paper's 1e-2 (docs/posesdf.md, "The code's prior").
     "fast": Profile(name="fast", points=256, free_points=128, iterations=30, track_iterations=30, patience=30,
                     starts=4, screen_iterations=15, screen_points=128, amortised=True, smoothing_neighbours=16,
                     coarse_queries=256, fine_queries=24, vote_probes=512, mesh_resolution=33,
                     surface_residual_m=(0.016, 0.030), refine_both_headings=True, members=4,
                     joint_spread_m=(0.010, 0.050), behind_points=128, noisy_behind_weight=2.0,
                     yaw_offsets_deg=(-6.0, 6.0), yaw_lr=0.03,
-                    wide_yaw_offsets_deg=(-45.0, -30.0, -15.0, 15.0, 30.0, 45.0)),
+                    wide_yaw_offsets_deg=(-45.0, -30.0, -15.0, 15.0, 30.0, 45.0), latent_reg=3e-3),
     # The amortised fit alone: the encoder's code and the joint head, no optimisation step (on the
     # bench sequence, steps after the encoder moved the code where the head reads it worse).
     # Its shape is predicted, not fitted, so the observed points lie farther from its surface than
@@ -569,8 +573,8 @@ class GaitPoseEstimator:
                 shifts=torch.stack([f.shift for f in starts]),
                 log_scales=torch.stack([f.log_scale for f in starts]),
                 yaws=None if starts[0].yaw is None else torch.stack([f.yaw for f in starts]), iterations=steps,
-                lr=p.lr, refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr, yaw_lr=turn_rate,
-                behind_weight=p.behind_weight)
+                lr=p.lr, latent_reg=p.latent_reg, refine_similarity=p.refine_similarity,
+                similarity_lr=p.similarity_lr, yaw_lr=turn_rate, behind_weight=p.behind_weight)
             return [min(refined[k * per_member:(k + 1) * per_member], key=lambda f: f.loss)
                     for k in range(p.members)]
 
@@ -610,7 +614,7 @@ class GaitPoseEstimator:
             screened = [screen_starts(self.model, obs_n[0, :m], self.start_codes,
                                       free_points=None if free_n is None else free_n[0, :m // 2],
                                       behind_points=None if behind_n is None else behind_n[0, :m // 2],
-                                      iterations=p.screen_iterations, lr=p.lr,
+                                      iterations=p.screen_iterations, lr=p.lr, latent_reg=p.latent_reg,
                                       refine_similarity=p.refine_similarity, similarity_lr=p.similarity_lr,
                                       behind_weight=p.behind_weight)[0]
                         for _, obs_n, free_n, behind_n in views]
@@ -631,7 +635,8 @@ class GaitPoseEstimator:
             return optimise_latent(self.model, obs_n[0], free_points=None if free_n is None else free_n[0],
                                    behind_points=None if behind_n is None else behind_n[0],
                                    behind_weight=p.behind_weight, z0=self.latent_mean, start=start,
-                                   iterations=iterations, lr=p.lr, refine_similarity=p.refine_similarity,
+                                   iterations=iterations, lr=p.lr, latent_reg=p.latent_reg,
+                                   refine_similarity=p.refine_similarity,
                                    similarity_lr=p.similarity_lr, patience=p.patience)
 
         if warm and p.amortised:
@@ -737,8 +742,8 @@ class GaitPoseEstimator:
             z, shift, log_scale = self.amortised.encoder(x)
             query = torch.cat([a for a in (obs_n, free_n, behind_n) if a is not None], dim=1)
             losses = fit_objective(self.model, query, obs_n.shape[1], z, shift, log_scale,
-                                   n_behind=0 if behind_n is None else behind_n.shape[1],
-                                   behind_weight=behind_weight)
+                                   latent_reg=self.profile.latent_reg,
+                                   n_behind=0 if behind_n is None else behind_n.shape[1], behind_weight=behind_weight)
         return [LatentFit(z[k], shift[k], log_scale[k], 0, float(losses[k])) for k in range(len(z))]
 
     def _sample_points(self, pts: np.ndarray, rng: np.random.Generator, camera_origin: np.ndarray | None

@@ -150,6 +150,25 @@ def test_realtime_doubts_a_heading_the_other_ones_prediction_fits_better(body_mo
     assert heading_error < 20.0 and mpjpe_mm(res.joints, scene["joints"]) < 50.0
 
 
+def test_realtime_refits_a_heading_turned_on_the_predictions_alone(body_model):
+    """A shifted scene (data seed 3, subject 3, normal gait, V2) where RotNet's heading is 25 deg off: the
+    encoder's prediction there fits the points as badly as the one turned round, and the heading check
+    turned the frame round on those losses, which `realtime` then published 250 mm off at a score of 0.85.
+    A heading turned on the predictions alone now runs the optimised fallback, whose fits turn it back;
+    its fit there scores too low and the frame is rejected, not published turned round."""
+    from posesdf_ros.data.shifted import make_shifted_sample
+
+    est = GaitPoseEstimator.from_pretrained(profile="realtime")
+    scene = make_shifted_sample(body_model, SampleKey("shifted", 3, "normal", "V2"), 3)[0]
+    camera, truth = scene["camera_to_gravity"][:3, 3], heading_of(scene["subject_to_gravity"])
+    first = est._estimate(scene["points"], None, camera, False, False, True, None, None)
+    assert first.valid and first.yaw_source == "rotnet_turned" and first.quality >= est.quality.retry_below
+    assert angle_error_deg(first.yaw, truth) > 90.0
+    res = est.estimate(scene["points"], camera_origin=camera)
+    assert "quality_retry" in res.timings
+    assert not (res.valid and angle_error_deg(res.yaw, truth) > 90.0), (res.reason, res.quality)
+
+
 def test_realtime_fallback_turns_the_heading_in_its_descent(body_model):
     """`realtime`'s optimised fallback runs on the frames it doubts, where RotNet's heading is least to be
     trusted: told a checked heading 7 deg off the truth, each of its fits turns the heading in its descent (at

@@ -430,8 +430,11 @@ class GaitPoseEstimator:
         One scoring under `quality.retry_below` is fitted again: if it was
         warm-started, cold from both headings (kept if it scores better); else,
         if the opposite heading was not tried, from that heading (kept if the
-        shape fits it better, as the heading check decides). One still scoring
-        under `quality.reject_below` is returned with valid=False and the reason.
+        shape fits it better, as the heading check decides). A profile with a
+        fallback fit (`realtime`) also refits a cold fit whose heading check
+        turned the heading round on the encoder's predictions alone. One still
+        scoring under `quality.reject_below` is returned with valid=False and
+        the reason.
         """
         t0 = time.perf_counter()
         if occluders is not None:
@@ -441,12 +444,21 @@ class GaitPoseEstimator:
             occluders = occluders[np.isfinite(occluders).all(axis=1)]
         res = self._estimate(points, yaw, camera_origin, track, mesh, segment, check_heading, occluders)
         q = self.quality
-        if res.valid and res.quality < q.retry_below and self.profile.fallback_iterations:
+        # A cold fit of a profile with a fallback whose heading check turned the heading (RotNet's or a given
+        # one) round on the encoder's predictions alone is fitted again too: a prediction at a heading 25 deg
+        # off fits as badly as one turned round, and the check turned such a shifted scene round (published
+        # 250 mm off at quality 0.85).
+        turned_on_predictions = res.valid and not res.warm_start and res.yaw_source.endswith("_turned")
+        if (res.valid and (res.quality < q.retry_below or turned_on_predictions)
+                and self.profile.fallback_iterations):
             t = time.perf_counter()
             # Both headings again when they were checked: the optimised fits tell them apart better.
             alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,
                                              res.headings_tried == 2, res.occluders)
-            if alt.valid and alt.quality >= q.retry_below:
+            # Where the optimised fits turn the predictions' heading back, theirs is the better judgement:
+            # the refit is kept whatever it scores (and rejected below reject_below).
+            if alt.valid and (alt.quality >= q.retry_below
+                              or (turned_on_predictions and alt.yaw_source.endswith("_turned"))):
                 res = _refitted_from(res, alt)
             res.timings["quality_retry"] = time.perf_counter() - t
         elif res.valid and res.quality < q.retry_below and res.headings_tried == 1:

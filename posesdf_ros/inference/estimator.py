@@ -448,9 +448,8 @@ class GaitPoseEstimator:
         # one) round on the encoder's predictions alone is fitted again too: a prediction at a heading 25 deg
         # off fits as badly as one turned round, and the check turned such a shifted scene round (published
         # 250 mm off at quality 0.85).
-        turned_on_predictions = res.valid and not res.warm_start and res.yaw_source.endswith("_turned")
-        if (res.valid and (res.quality < q.retry_below or turned_on_predictions)
-                and self.profile.fallback_iterations):
+        turned_on_predictions = not res.warm_start and res.yaw_source.endswith("_turned")
+        if res.valid and self.profile.fallback_iterations and (res.quality < q.retry_below or turned_on_predictions):
             t = time.perf_counter()
             # Both headings again when they were checked: the optimised fits tell them apart better.
             alt = self._fallback()._estimate(res.legs, res.yaw, camera_origin, False, mesh, False,

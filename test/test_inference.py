@@ -543,11 +543,13 @@ def test_points_behind_the_seen_surface_keep_noisy_legs_from_drifting_toward_the
             assert res.valid, res.reason
             toward_camera[count].append(_toward_camera_m(res.joints, a["joints"], camera))
             errors[count].append(mpjpe_mm(res.joints, a["joints"]))
-    # Measured with 128: 3.0 mm toward the camera without, 0.7 with; MPJPE 14.2 and 14.8 mm (fast's 30
-    # steps; at 80: 4.5 toward and 0.5 away, 18.1 and 16.6). On this heavy patch noise alone the points behind
-    # may cost the error a little; through the pipeline they lowered it (docs/posesdf.md).
+    # Measured with 128 at 402cd58 (fast's 30 steps, its code prior at 3e-3): 3.9 mm toward the camera without,
+    # 1.6 with; MPJPE 14.4 and 15.4 mm (at the prior's earlier 1e-2: 3.1 and 1.0, 14.2 and 15.1; at 80 steps
+    # and 1e-2, before 4950c3e: 4.5 toward and 0.5 away, 18.1 and 16.6). On this heavy patch noise alone the
+    # points behind cost the error about a millimetre; through the pipeline they lower it (the shifted split's
+    # first third 21.0 -> 17.3 mm at 402cd58, our test scenes' 12.4 -> 12.0; docs/posesdf.md).
     assert np.mean(toward_camera[behind]) < np.mean(toward_camera[0]) - 0.002, toward_camera
-    assert np.mean(errors[behind]) < np.mean(errors[0]) + 1.0, errors
+    assert np.mean(errors[behind]) < np.mean(errors[0]) + 1.5, errors
 
 
 def test_the_points_behind_weigh_more_only_where_the_depth_is_noisy(test_build):

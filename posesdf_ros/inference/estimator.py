@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..perception.segment import SegmentationConfig, segment_legs
+from ..perception.segment import SegmentationConfig, heading_subset, segment_legs
 from ..perception.smoothing import depth_noise, smoothed
 from .canonical import Canonical, first_guess, heading_assuming_canonical_view
 from .joints import sphere_centres
@@ -511,7 +511,7 @@ class GaitPoseEstimator:
         pts, reason = finite_points(points, camera_origin)
         if reason:
             return EstimateResult(False, reason)
-        heading_pts = None      # RotNet's input: the legs below the hips of a segmented scene
+        heading_pts = None      # RotNet's input: the legs below the hips
         if segment or (segment is None and looks_like_scene(pts)):
             seg = segment_legs(pts, self.segmentation, self._previous_centre if track else None, camera_origin,
                                self.leg_classifier)
@@ -528,6 +528,11 @@ class GaitPoseEstimator:
         yaw_source = "given"
         if yaw is None and self.yaw_estimator is not None:
             t = time.perf_counter()
+            if heading_pts is None:
+                # A leg cloud ends at the spec's crop plane (as the first guess takes it): below it lie the
+                # hips, and RotNet reads the legs below them, as from a segmented scene.
+                top = float(pts[:, 2].max())
+                heading_pts = pts[heading_subset(pts[:, 2], top - self.segmentation.crop_margin, self.segmentation)]
             yaw, _ = self.yaw_estimator.predict(pts if heading_pts is None else heading_pts)
             timings["rotnet"] = time.perf_counter() - t
             yaw_source = "rotnet"

@@ -855,6 +855,17 @@ def without_detached_clutter(points: np.ndarray, height: np.ndarray, config: Seg
 
 # ---------------------------------------------------------------- pipeline
 
+
+def heading_subset(heights: np.ndarray, pelvis: float, config: SegmentationConfig) -> np.ndarray:
+    """Which of the leg points at `heights` (N,) RotNet reads (indices): those more than
+    `config.heading_below_pelvis` below `pelvis`, or all of them when fewer than `config.heading_min_points`
+    are there. Without the head in view the pelvis height is a population prior, often 10 cm off; a crop
+    that high takes in the lower torso and the hands, which flips RotNet's front/back call, while the legs
+    below the hips alone give it the heading as well."""
+    below = np.flatnonzero(heights < pelvis - config.heading_below_pelvis)
+    return below if len(below) >= config.heading_min_points else np.arange(len(heights))
+
+
 def segment_legs(points: np.ndarray, config: SegmentationConfig | None = None,
                  previous_centre: np.ndarray | None = None,
                  sensor_origin: np.ndarray | None = None, leg_classifier=None) -> SegmentationResult:
@@ -1011,11 +1022,7 @@ def _segment_legs(points: np.ndarray, config: SegmentationConfig | None,
         timer.lap("detached_clutter")
     if len(legs) == 0:
         return SegmentationResult(False, "no points below the crop plane", timings=timer.finish())
-    # Without the head in view the pelvis height is a population prior, often 10 cm off;
-    # a crop that high takes in the lower torso and the hands, which flips RotNet's
-    # front/back call, while the legs below the hips alone give it the heading as well.
-    hips_down = legs[height[legs] < pelvis - config.heading_below_pelvis]
-    heading = hips_down if len(hips_down) >= config.heading_min_points else legs
+    heading = legs[heading_subset(height[legs], pelvis, config)]
     roi = person.roi
     return SegmentationResult(True, "", np.sort(roi[legs]), person.centre, float(pelvis), float(crop),
                               person.pelvis_cue, np.sort(roi[heading]), timer.finish())

@@ -265,6 +265,39 @@ def test_heading_check_turns_a_front_back_confusion_round(estimator, body_model)
     assert right.yaw_source == "given" and mpjpe_mm(right.joints, a["joints"]) < MPJPE_BOUND_MM
 
 
+class _RecordingYaw:
+    """A stand-in for RotNet that reports a given heading and records the points it was given."""
+
+    def __init__(self, yaw: float):
+        self.yaw, self.inputs = yaw, []
+
+    def predict(self, points):
+        self.inputs.append(np.array(points))
+        return self.yaw, {}
+
+
+def test_rotnet_reads_a_leg_clouds_legs_below_the_hips(estimator, body_model):
+    """A leg cloud given as such (`segment=False`) ends at the spec's crop plane, `crop_margin` over the
+    pelvis: RotNet reads its points more than `heading_below_pelvis` below the pelvis, as it reads a
+    segmented scene's (the skin above the hips turned its front/back call round on 8 of the shifted split's
+    145 true leg clouds, 2 from below the hips), and the whole cloud when fewer than `heading_min_points`
+    are there."""
+    a, _ = make_test_sample(body_model, SampleKey("test", 0, "normal", "V2"), seed=1)
+    legs, camera = a["points"][a["leg_mask"]].astype(np.float64), a["camera_to_gravity"][:3, 3]
+    rotnet = _RecordingYaw(heading_of(a["subject_to_gravity"]))
+    est = GaitPoseEstimator(estimator.model, estimator.meta, estimator.profile, yaw_estimator=rotnet)
+    res = est.estimate(legs, camera_origin=camera, segment=False)
+    assert res.valid and res.yaw_source == "rotnet"
+    config = est.segmentation
+    below_hips = legs[legs[:, 2] < legs[:, 2].max() - config.crop_margin - config.heading_below_pelvis]
+    assert config.heading_min_points <= len(below_hips) < len(legs)
+    np.testing.assert_array_equal(rotnet.inputs[0], below_hips)
+
+    est.segmentation = replace(config, heading_min_points=len(below_hips) + 1)
+    est.estimate(legs, camera_origin=camera, segment=False)
+    np.testing.assert_array_equal(rotnet.inputs[1], legs)
+
+
 def test_quality_flags_a_turned_heading_and_a_floating_cloud(estimator, body_model):
     """A fit in the wrong place scores low: given the heading turned round without the heading check, the
     first fit scores under the retry threshold and `estimate` recovers the true heading from it; a cloud

@@ -71,6 +71,18 @@ def test_rotnet_input_is_the_legs_below_the_hips(scenes):
     assert np.isin(low, heading).all()
 
 
+def test_heading_subset_keeps_the_legs_below_the_hips_or_all_of_them():
+    """`heading_subset`: the points more than `heading_below_pelvis` below the pelvis, unless fewer than
+    `heading_min_points` are there; then every point."""
+    from posesdf_ros.perception.segment import SegmentationConfig, heading_subset
+
+    heights = np.linspace(0.0, 1.0, 1001)
+    config = SegmentationConfig(heading_below_pelvis=0.10, heading_min_points=200)
+    below = heading_subset(heights, 0.9, config)
+    np.testing.assert_array_equal(below, np.flatnonzero(heights < 0.8))
+    np.testing.assert_array_equal(heading_subset(heights, 0.25, config), np.arange(1001))   # 150 below 0.15
+
+
 def test_keeps_both_legs_up_close(body_model):
     """1.5 m away, side on, the frame ends near the hips: no torso joins the legs, each is a cluster."""
     scene = make_test_sample(body_model, SampleKey("test", 81, "in_toeing", "V5"), seed=1)[0]

@@ -42,6 +42,7 @@ cd "$(dirname "$0")/.."
     docs/results/posesdf_fast_surface_gtyaw_pval5_product.json \
     docs/results/posesdf_fast_surface_gtyaw_val5_product.json \
     docs/results/posesdf_fast_legs_gtyaw_test5_product.json \
+    docs/results/posesdf_fast_scene_gtyaw_test5_product.json \
     docs/results/posesdf_fast_legs_gtyaw_shifted_none_product.json \
     docs/results/posesdf_fast_legs_gtyaw_shifted_product.json \
     docs/results/posesdf_fast_legs_rotnet_shifted_product.json \

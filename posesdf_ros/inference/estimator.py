@@ -533,7 +533,7 @@ class GaitPoseEstimator:
                 # hips, and RotNet reads the legs below them, as from a segmented scene.
                 top = float(pts[:, 2].max())
                 heading_pts = pts[heading_subset(pts[:, 2], top - self.segmentation.crop_margin, self.segmentation)]
-            yaw, _ = self.yaw_estimator.predict(pts if heading_pts is None else heading_pts)
+            yaw, _ = self.yaw_estimator.predict(heading_pts)
             timings["rotnet"] = time.perf_counter() - t
             yaw_source = "rotnet"
         if check_heading is None:
